@@ -1,0 +1,2 @@
+//! The `opsrun` binary.
+fn main() {}

@@ -1,0 +1,32 @@
+//! The pure rules of opsrun: the closed set of summary counts, the count invariants I1–I7, the run
+//! state machine and the progress contract that turns a run into a truthful progress view.
+//!
+//! This crate is the reference model every storage adapter is checked against. It uses `std`
+//! only: no I/O, no clock (time is always passed in as a [`Timestamp`]), no async, no serde.
+
+mod error;
+mod ids;
+mod ledger;
+mod normalizer;
+mod operation_type;
+mod progress;
+mod run;
+mod stages;
+mod status;
+mod summary;
+
+pub use error::{InvalidValue, RunError};
+pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
+pub use ledger::{AuxDeltas, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
+pub use normalizer::{DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer};
+pub use operation_type::{OperationType, ProgressMode};
+pub use progress::{
+    ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail, ProgressView,
+    Staleness,
+};
+pub use run::{
+    Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, OperationRun, RunParts, identity,
+};
+pub use stages::{Component, ComponentState, Components, Phase, Phases};
+pub use status::{ItemOutcome, RunOutcome, RunStatus};
+pub use summary::{AuxiliaryKey, OperationSummaryKeys, SummaryCounts, SummaryKey, MAX_COUNT};

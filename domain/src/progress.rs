@@ -1,0 +1,298 @@
+//! The progress contract (DESIGN §5): the one pure function from a run to a progress view.
+
+use crate::{
+    Component, ComponentState, OperationRun, Phases, ProgressMode, RunOutcome, RunStatus,
+    SummaryKey, Timestamp,
+};
+
+/// The phase part of a phased view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PhaseView {
+    /// 1-based index of the current phase.
+    pub index: usize,
+    /// Number of declared phases.
+    pub count: usize,
+    /// Key of the current phase.
+    pub key: String,
+    /// Label of the current phase.
+    pub label: String,
+}
+
+/// One component of a composite view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ComponentView {
+    /// Component key.
+    pub key: String,
+    /// Component label.
+    pub label: String,
+    /// `pending`, `active` or `done`.
+    pub state: &'static str,
+    /// The component's own progress.
+    pub progress: ProgressView,
+}
+
+/// What a surface renders, by mode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProgressDetail {
+    /// Completed: show the outcome only.
+    None {
+        /// The run's outcome.
+        outcome: RunOutcome,
+    },
+    /// A spinner, with "N processed" when known.
+    Activity {
+        /// Units processed, when known.
+        processed: Option<u64>,
+    },
+    /// A determinate bar.
+    Counted {
+        /// Units processed (never above `total`).
+        processed: u64,
+        /// Units in the frozen work set (above 0).
+        total: u64,
+        /// `floor(100 * processed / total)`, 0 to 100.
+        percent: u8,
+    },
+    /// "phase i of n: label".
+    Phased(PhaseView),
+    /// One sub-view per component.
+    Composite {
+        /// The components in declared order.
+        components: Vec<ComponentView>,
+        /// 0-based index of the active component.
+        current: Option<usize>,
+    },
+}
+
+/// The truthful progress of a run, as every adopter renders it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProgressView {
+    /// The mode and its numbers.
+    pub detail: ProgressDetail,
+    /// The run's counts break an invariant (or storage noted an anomaly); never shown as a bar.
+    pub anomaly: bool,
+    /// Where the total came from, e.g. "8 selected policy types".
+    pub basis: Option<String>,
+    /// Running, but no sign of life within the stale threshold.
+    pub stale: bool,
+}
+
+impl ProgressView {
+    /// The mode.
+    #[must_use]
+    pub fn mode(&self) -> ProgressMode {
+        match self.detail {
+            ProgressDetail::None { .. } => ProgressMode::None,
+            ProgressDetail::Activity { .. } => ProgressMode::Activity,
+            ProgressDetail::Counted { .. } => ProgressMode::Counted,
+            ProgressDetail::Phased(_) => ProgressMode::Phased,
+            ProgressDetail::Composite { .. } => ProgressMode::Composite,
+        }
+    }
+
+    /// Units processed, in counted mode and (when known) in activity mode.
+    #[must_use]
+    pub fn processed(&self) -> Option<u64> {
+        match self.detail {
+            ProgressDetail::Counted { processed, .. } => Some(processed),
+            ProgressDetail::Activity { processed } => processed,
+            _ => None,
+        }
+    }
+
+    /// The total, in counted mode only.
+    #[must_use]
+    pub fn total(&self) -> Option<u64> {
+        match self.detail {
+            ProgressDetail::Counted { total, .. } => Some(total),
+            _ => None,
+        }
+    }
+
+    /// The percent, in counted mode only.
+    #[must_use]
+    pub fn percent(&self) -> Option<u8> {
+        match self.detail {
+            ProgressDetail::Counted { percent, .. } => Some(percent),
+            _ => None,
+        }
+    }
+
+    /// The phase, in phased mode only.
+    #[must_use]
+    pub fn phase(&self) -> Option<&PhaseView> {
+        match &self.detail {
+            ProgressDetail::Phased(phase) => Some(phase),
+            _ => None,
+        }
+    }
+
+    /// The components, in composite mode only.
+    #[must_use]
+    pub fn components(&self) -> Option<&[ComponentView]> {
+        match &self.detail {
+            ProgressDetail::Composite { components, .. } => Some(components),
+            _ => None,
+        }
+    }
+
+    /// The index of the active component, in composite mode only.
+    #[must_use]
+    pub fn current(&self) -> Option<usize> {
+        match &self.detail {
+            ProgressDetail::Composite { current, .. } => *current,
+            _ => None,
+        }
+    }
+}
+
+/// The instant and threshold staleness is judged against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness {
+    /// Now.
+    pub now: Timestamp,
+    /// A running run with no sign of life for longer than this is stale.
+    pub threshold_ms: i64,
+}
+
+/// The progress contract: `resolve(run) -> ProgressView`, precedence top to bottom:
+///
+/// | order | condition | mode |
+/// |---|---|---|
+/// | 1 | status `completed` | `none` |
+/// | 2 | run declares components | `composite` |
+/// | 3 | run declares phases and a current phase | `phased` |
+/// | 4 | `total > 0`, `processed` known, `processed <= total`, no anomaly | `counted` |
+/// | 5 | otherwise | `activity` |
+///
+/// ```
+/// use opsrun_domain::*;
+/// let mut run = OperationRun::new(NewRun {
+///     id: RunId::new(1), workspace: WorkspaceId::new(1), tenant: TenantId::new(1),
+///     operation_type: OperationType::InventorySync, target: "tenant".into(),
+///     initiator: None, parent: None, created_at: Timestamp::from_millis(0),
+/// });
+/// let mut ledger = ItemLedger::new();
+/// let units: Vec<_> = ["a", "b", "c"].iter().map(|k| ItemKey::parse(k).unwrap()).collect();
+/// run.set_total(&mut ledger, WorkSet::try_new(units.clone(), "3 selected policy types").unwrap()).unwrap();
+/// run.record_item(&mut ledger, ItemRecord::succeeded(units[0].clone()), Timestamp::from_millis(1)).unwrap();
+/// let view = OperationRunProgressContract::resolve(&run);
+/// assert_eq!(view.mode(), ProgressMode::Counted);
+/// assert_eq!(view.percent(), Some(33));
+/// assert_eq!(view.basis.as_deref(), Some("3 selected policy types"));
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct OperationRunProgressContract;
+
+impl OperationRunProgressContract {
+    /// Resolves the view of `run`, without judging staleness (`stale` is false).
+    #[must_use]
+    pub fn resolve(run: &OperationRun) -> ProgressView {
+        Self::resolve_with(run, None)
+    }
+
+    /// Resolves the view of `run` and judges staleness at `staleness.now`.
+    #[must_use]
+    pub fn resolve_at(run: &OperationRun, staleness: Staleness) -> ProgressView {
+        Self::resolve_with(run, Some(staleness))
+    }
+
+    fn resolve_with(run: &OperationRun, staleness: Option<Staleness>) -> ProgressView {
+        let counts = run.counts();
+        let anomaly = !counts.violations().is_empty() || !run.anomalies().is_empty();
+        let stale = staleness.is_some_and(|s| run.is_stale(s.now, s.threshold_ms));
+        let detail = if run.status() == RunStatus::Completed {
+            ProgressDetail::None {
+                outcome: run.outcome(),
+            }
+        } else if let Some(components) = run.components() {
+            ProgressDetail::Composite {
+                components: components.list().iter().map(component_view).collect(),
+                current: components.current(),
+            }
+        } else if let Some(phase) = run.phases().and_then(phase_view) {
+            ProgressDetail::Phased(phase)
+        } else {
+            counted_or_activity(
+                counts.get(SummaryKey::Processed),
+                counts.get(SummaryKey::Total),
+                anomaly,
+            )
+        };
+        ProgressView {
+            detail,
+            anomaly,
+            basis: run.basis().map(str::to_owned),
+            stale,
+        }
+    }
+}
+
+fn counted_or_activity(processed: Option<u64>, total: Option<u64>, anomaly: bool) -> ProgressDetail {
+    match (processed, total) {
+        (Some(processed), Some(total)) if total > 0 && processed <= total && !anomaly => {
+            ProgressDetail::Counted {
+                processed,
+                total,
+                percent: percent(processed, total),
+            }
+        }
+        _ => ProgressDetail::Activity { processed },
+    }
+}
+
+/// `floor(100 * processed / total)`; callers guarantee `0 < total` and `processed <= total`.
+fn percent(processed: u64, total: u64) -> u8 {
+    let value = u128::from(processed) * 100 / u128::from(total.max(1));
+    u8::try_from(value.min(100)).unwrap_or(100)
+}
+
+fn phase_view(phases: &Phases) -> Option<PhaseView> {
+    phases.current().map(|(index, phase)| PhaseView {
+        index: index + 1,
+        count: phases.list().len(),
+        key: phase.key().to_owned(),
+        label: phase.label().to_owned(),
+    })
+}
+
+fn component_view(component: &Component) -> ComponentView {
+    let plain = |detail| ProgressView {
+        detail,
+        anomaly: false,
+        basis: None,
+        stale: false,
+    };
+    let (state, progress) = match component.state() {
+        ComponentState::Pending => ("pending", plain(ProgressDetail::Activity { processed: None })),
+        ComponentState::Done => (
+            "done",
+            plain(ProgressDetail::None {
+                outcome: RunOutcome::Succeeded,
+            }),
+        ),
+        ComponentState::Activity { processed } => (
+            "active",
+            plain(ProgressDetail::Activity {
+                processed: *processed,
+            }),
+        ),
+        ComponentState::Counted { processed, total } => (
+            "active",
+            plain(counted_or_activity(Some(*processed), Some(*total), false)),
+        ),
+        ComponentState::Phased(phases) => (
+            "active",
+            plain(
+                phase_view(phases)
+                    .map_or(ProgressDetail::Activity { processed: None }, ProgressDetail::Phased),
+            ),
+        ),
+    };
+    ComponentView {
+        key: component.key().to_owned(),
+        label: component.label().to_owned(),
+        state,
+        progress,
+    }
+}

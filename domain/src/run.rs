@@ -1,0 +1,1310 @@
+//! The operation run aggregate and its rules (DESIGN §4).
+
+use std::collections::BTreeSet;
+
+use crate::{
+    AuxDeltas, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome, ItemRecord,
+    LedgerEntry, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
+    RunStatus, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+};
+
+/// Whether a call changed the run. Repeating an applied change is not an error: it is
+/// `Unchanged`, so retries are safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The run changed.
+    Applied,
+    /// The run already was in the requested state.
+    Unchanged,
+}
+
+impl Change {
+    fn from_bool(changed: bool) -> Self {
+        if changed { Self::Applied } else { Self::Unchanged }
+    }
+}
+
+/// A failure summary line on a run, e.g. `restore.item_failed` / "3 items failed to restore".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    /// Stable reason code.
+    pub code: ReasonCode,
+    /// Human sentence.
+    pub message: String,
+}
+
+/// Most failure lines a run keeps; later ones are dropped so a run row stays small.
+pub const MAX_FAILURES: usize = 20;
+
+/// How a run is to be completed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completion {
+    /// The outcome the writer decided, or `None` to derive it from the counts.
+    pub outcome: Option<RunOutcome>,
+    /// Failure summary lines to add.
+    pub failures: Vec<Failure>,
+    /// When the run completed.
+    pub at: Timestamp,
+}
+
+impl Completion {
+    /// Complete with the outcome derived from the counts.
+    #[must_use]
+    pub fn derived(at: Timestamp) -> Self {
+        Self {
+            outcome: None,
+            failures: Vec::new(),
+            at,
+        }
+    }
+
+    /// Complete with an outcome the writer decided.
+    #[must_use]
+    pub fn decided(outcome: RunOutcome, at: Timestamp) -> Self {
+        Self {
+            outcome: Some(outcome),
+            failures: Vec::new(),
+            at,
+        }
+    }
+
+    /// Adds a failure summary line.
+    #[must_use]
+    pub fn with_failure(mut self, code: ReasonCode, message: impl Into<String>) -> Self {
+        self.failures.push(Failure {
+            code,
+            message: message.into(),
+        });
+        self
+    }
+}
+
+/// Counts before and after a reconcile repaired a run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Drift {
+    /// The counts the run carried.
+    pub before: SummaryCounts,
+    /// The counts recounted from its ledger.
+    pub after: SummaryCounts,
+}
+
+/// What a new run is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewRun {
+    /// Storage-assigned id.
+    pub id: RunId,
+    /// Owning workspace.
+    pub workspace: WorkspaceId,
+    /// The tenant the run works on.
+    pub tenant: TenantId,
+    /// The run family.
+    pub operation_type: OperationType,
+    /// What the run works on inside the tenant (e.g. `backup_set:7`, or `tenant` for the whole
+    /// tenant). Tenant, type and target form the run's identity for dedupe.
+    pub target: String,
+    /// Who started it.
+    pub initiator: Option<UserId>,
+    /// The parent run, for runs started by another run.
+    pub parent: Option<RunId>,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// Every field of a run, for rebuilding it from storage. Nothing is validated: a legacy row
+/// that breaks an invariant is carried as it is, and the progress contract flags it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunParts {
+    /// See [`NewRun`].
+    pub id: RunId,
+    /// See [`NewRun`].
+    pub workspace: WorkspaceId,
+    /// See [`NewRun`].
+    pub tenant: TenantId,
+    /// See [`NewRun`].
+    pub operation_type: OperationType,
+    /// See [`NewRun`].
+    pub target: String,
+    /// See [`NewRun`].
+    pub initiator: Option<UserId>,
+    /// See [`NewRun`].
+    pub parent: Option<RunId>,
+    /// Current status.
+    pub status: RunStatus,
+    /// Current outcome.
+    pub outcome: RunOutcome,
+    /// Summary counts.
+    pub counts: SummaryCounts,
+    /// Where the total came from.
+    pub basis: Option<String>,
+    /// Declared phases.
+    pub phases: Option<Phases>,
+    /// Declared components.
+    pub components: Option<Components>,
+    /// Failure summary lines.
+    pub failures: Vec<Failure>,
+    /// See [`NewRun`].
+    pub created_at: Timestamp,
+    /// When it started running.
+    pub started_at: Option<Timestamp>,
+    /// When it completed.
+    pub completed_at: Option<Timestamp>,
+    /// Last heartbeat.
+    pub heartbeat_at: Option<Timestamp>,
+    /// Notes about values the storage could not represent truthfully (dropped counts, an
+    /// unknown status); a run with notes never shows a bar.
+    pub anomalies: Vec<String>,
+}
+
+/// One execution of one operation for one tenant: status, outcome, summary counts and stages.
+/// Its item ledger is kept apart in an [`ItemLedger`] so that reading a run stays cheap; the
+/// rules that need the ledger take it as an argument.
+///
+/// Every method that can break a rule returns `Result` and leaves the run and ledger unchanged
+/// when it refuses. The order in which a method checks its rules is documented, because every
+/// storage adapter must refuse with the same error.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationRun {
+    parts: RunParts,
+}
+
+impl OperationRun {
+    /// A new queued run with outcome `pending` and no counts.
+    #[must_use]
+    pub fn new(new: NewRun) -> Self {
+        Self {
+            parts: RunParts {
+                id: new.id,
+                workspace: new.workspace,
+                tenant: new.tenant,
+                operation_type: new.operation_type,
+                target: new.target,
+                initiator: new.initiator,
+                parent: new.parent,
+                status: RunStatus::Queued,
+                outcome: RunOutcome::Pending,
+                counts: SummaryCounts::new(),
+                basis: None,
+                phases: None,
+                components: None,
+                failures: Vec::new(),
+                created_at: new.created_at,
+                started_at: None,
+                completed_at: None,
+                heartbeat_at: None,
+                anomalies: Vec::new(),
+            },
+        }
+    }
+
+    /// Rebuilds a run from storage as it is (see [`RunParts`]).
+    #[must_use]
+    pub fn restore(parts: RunParts) -> Self {
+        Self { parts }
+    }
+
+    /// Every field, for storage.
+    #[must_use]
+    pub fn parts(&self) -> &RunParts {
+        &self.parts
+    }
+
+    /// The run id.
+    #[must_use]
+    pub fn id(&self) -> RunId {
+        self.parts.id
+    }
+
+    /// The owning workspace.
+    #[must_use]
+    pub fn workspace(&self) -> WorkspaceId {
+        self.parts.workspace
+    }
+
+    /// The tenant.
+    #[must_use]
+    pub fn tenant(&self) -> TenantId {
+        self.parts.tenant
+    }
+
+    /// The run family.
+    #[must_use]
+    pub fn operation_type(&self) -> OperationType {
+        self.parts.operation_type
+    }
+
+    /// The target inside the tenant.
+    #[must_use]
+    pub fn target(&self) -> &str {
+        &self.parts.target
+    }
+
+    /// Who started it.
+    #[must_use]
+    pub fn initiator(&self) -> Option<UserId> {
+        self.parts.initiator
+    }
+
+    /// The parent run.
+    #[must_use]
+    pub fn parent(&self) -> Option<RunId> {
+        self.parts.parent
+    }
+
+    /// Current status.
+    #[must_use]
+    pub fn status(&self) -> RunStatus {
+        self.parts.status
+    }
+
+    /// Current outcome.
+    #[must_use]
+    pub fn outcome(&self) -> RunOutcome {
+        self.parts.outcome
+    }
+
+    /// Summary counts.
+    #[must_use]
+    pub fn counts(&self) -> &SummaryCounts {
+        &self.parts.counts
+    }
+
+    /// Where the total came from.
+    #[must_use]
+    pub fn basis(&self) -> Option<&str> {
+        self.parts.basis.as_deref()
+    }
+
+    /// Declared phases.
+    #[must_use]
+    pub fn phases(&self) -> Option<&Phases> {
+        self.parts.phases.as_ref()
+    }
+
+    /// Declared components.
+    #[must_use]
+    pub fn components(&self) -> Option<&Components> {
+        self.parts.components.as_ref()
+    }
+
+    /// Failure summary lines.
+    #[must_use]
+    pub fn failures(&self) -> &[Failure] {
+        &self.parts.failures
+    }
+
+    /// Creation time.
+    #[must_use]
+    pub fn created_at(&self) -> Timestamp {
+        self.parts.created_at
+    }
+
+    /// Start time.
+    #[must_use]
+    pub fn started_at(&self) -> Option<Timestamp> {
+        self.parts.started_at
+    }
+
+    /// Completion time.
+    #[must_use]
+    pub fn completed_at(&self) -> Option<Timestamp> {
+        self.parts.completed_at
+    }
+
+    /// Last heartbeat.
+    #[must_use]
+    pub fn heartbeat_at(&self) -> Option<Timestamp> {
+        self.parts.heartbeat_at
+    }
+
+    /// Storage anomalies noted when the run was restored.
+    #[must_use]
+    pub fn anomalies(&self) -> &[String] {
+        &self.parts.anomalies
+    }
+
+    /// Whether the run is completed.
+    #[must_use]
+    pub fn is_completed(&self) -> bool {
+        self.parts.status == RunStatus::Completed
+    }
+
+    /// The dedupe identity: tenant, type and target.
+    #[must_use]
+    pub fn identity(&self) -> String {
+        identity(
+            self.parts.tenant,
+            self.parts.operation_type,
+            &self.parts.target,
+        )
+    }
+
+    fn ensure_open(&self) -> Result<(), RunError> {
+        if self.is_completed() {
+            return Err(RunError::RunAlreadyCompleted);
+        }
+        Ok(())
+    }
+
+    fn is_staged(&self) -> bool {
+        self.parts.phases.is_some() || self.parts.components.is_some()
+    }
+
+    /// `queued -> running`. Already running is `Unchanged`.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn mark_running(&mut self, at: Timestamp) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.status == RunStatus::Running {
+            return Ok(Change::Unchanged);
+        }
+        self.parts.status = RunStatus::Running;
+        self.parts.started_at = Some(at);
+        self.parts.heartbeat_at = Some(at);
+        Ok(Change::Applied)
+    }
+
+    /// I1: sets the total once, from a frozen work set. Sets `processed` to 0 when it was not
+    /// set, so a known total shows a 0% bar rather than a spinner.
+    ///
+    /// Checks, in order: completed; run has phases or components; a total is already set (same
+    /// units: `Unchanged`; another size: `TotalAlreadySet`; same size, other units:
+    /// `WorkSetAlreadyFrozen`); items already recorded exceed the new total; an item already
+    /// recorded is outside the work set.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::StagedRunHasNoTotal`],
+    /// [`RunError::TotalAlreadySet`], [`RunError::WorkSetAlreadyFrozen`],
+    /// [`RunError::ProcessedExceedsTotal`], [`RunError::ItemNotInWorkSet`].
+    pub fn set_total(
+        &mut self,
+        ledger: &mut ItemLedger,
+        work_set: WorkSet,
+    ) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.is_staged() {
+            return Err(RunError::StagedRunHasNoTotal);
+        }
+        let requested = work_set.len() as u64;
+        if let Some(current) = self.parts.counts.get(SummaryKey::Total) {
+            if current != requested {
+                return Err(RunError::TotalAlreadySet { current, requested });
+            }
+            return match &ledger.work_set {
+                Some(frozen) if !frozen.same_units(&work_set) => {
+                    Err(RunError::WorkSetAlreadyFrozen)
+                }
+                _ => Ok(Change::Unchanged),
+            };
+        }
+        let processed = self.parts.counts.get_or_zero(SummaryKey::Processed);
+        if processed > requested {
+            return Err(RunError::ProcessedExceedsTotal {
+                processed,
+                adding: 0,
+                total: requested,
+            });
+        }
+        if let Some(outside) = ledger.entries.keys().find(|k| !work_set.contains(k)) {
+            return Err(RunError::ItemNotInWorkSet {
+                item_key: outside.clone(),
+            });
+        }
+        self.parts.counts.add(SummaryKey::Total, requested)?;
+        self.parts.counts.add(SummaryKey::Processed, 0)?;
+        self.parts.basis = Some(work_set.basis().to_owned());
+        ledger.work_set = Some(work_set);
+        Ok(Change::Applied)
+    }
+
+    /// I2–I6: records one item's final outcome exactly once. See [`Self::record_items`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::record_items`].
+    pub fn record_item(
+        &mut self,
+        ledger: &mut ItemLedger,
+        record: ItemRecord,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, RunError> {
+        self.record_items(ledger, vec![record], at)
+    }
+
+    /// I2–I6: records a batch of items atomically, each key at most once. A key already in the
+    /// ledger, or repeated later in the same batch, is a duplicate and changes nothing (the
+    /// first outcome stays). A new item adds 1 to `processed` and to its outcome counter, and
+    /// applies its auxiliary deltas.
+    ///
+    /// Checks, in order: completed; the first new item outside the frozen work set; the bound
+    /// `processed + new <= total`; counter overflow. Any refusal leaves everything unchanged.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::ItemNotInWorkSet`],
+    /// [`RunError::ProcessedExceedsTotal`], [`RunError::CountOverflow`].
+    pub fn record_items(
+        &mut self,
+        ledger: &mut ItemLedger,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, RunError> {
+        self.ensure_open()?;
+        let mut seen = BTreeSet::new();
+        let mut fresh = Vec::with_capacity(records.len());
+        let mut duplicates = 0u64;
+        for record in records {
+            if ledger.contains(record.key()) || !seen.insert(record.key().clone()) {
+                duplicates += 1;
+            } else {
+                fresh.push(record);
+            }
+        }
+        if let Some(work_set) = &ledger.work_set
+            && let Some(outside) = fresh.iter().find(|r| !work_set.contains(r.key()))
+        {
+            return Err(RunError::ItemNotInWorkSet {
+                item_key: outside.key().clone(),
+            });
+        }
+        let adding = fresh.len() as u64;
+        let processed = self.parts.counts.get_or_zero(SummaryKey::Processed);
+        if let Some(total) = self.parts.counts.get(SummaryKey::Total)
+            && processed.saturating_add(adding) > total
+        {
+            return Err(RunError::ProcessedExceedsTotal {
+                processed,
+                adding,
+                total,
+            });
+        }
+        let mut counts = self.parts.counts;
+        if adding > 0 {
+            counts.add(SummaryKey::Processed, adding)?;
+        }
+        for record in &fresh {
+            counts.add(record.outcome().summary_key(), 1)?;
+            for (key, delta) in record.deltas().iter() {
+                counts.add(key.summary_key(), delta)?;
+            }
+        }
+        self.parts.counts = counts;
+        for record in fresh {
+            let entry = LedgerEntry {
+                outcome: record.outcome(),
+                reason: record.reason().cloned(),
+                deltas: record.deltas().clone(),
+                recorded_at: at,
+            };
+            ledger.entries.insert(record.key().clone(), entry);
+        }
+        Ok(RecordOutcome {
+            recorded: adding,
+            duplicates,
+        })
+    }
+
+    /// I5: applies a run-level auxiliary increment once per `increment_key`; a repeated key is
+    /// `Unchanged`. Only auxiliary keys exist in [`AuxDeltas`], so `processed` and the outcome
+    /// counters cannot move this way.
+    ///
+    /// Checks, in order: completed; key already applied; overflow.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::CountOverflow`].
+    pub fn increment(
+        &mut self,
+        ledger: &mut ItemLedger,
+        increment_key: &ItemKey,
+        deltas: &AuxDeltas,
+    ) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if ledger.increments.contains_key(increment_key) {
+            return Ok(Change::Unchanged);
+        }
+        let mut counts = self.parts.counts;
+        for (key, delta) in deltas.iter() {
+            counts.add(key.summary_key(), delta)?;
+        }
+        self.parts.counts = counts;
+        ledger
+            .increments
+            .insert(increment_key.clone(), deltas.clone());
+        Ok(Change::Applied)
+    }
+
+    /// Declares the run's phases (once; the same declaration again is `Unchanged`).
+    ///
+    /// Checks, in order: completed; a total is set; other phases or components are declared.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::StagedRunHasNoTotal`],
+    /// [`RunError::StagesAlreadyDeclared`].
+    pub fn declare_phases(&mut self, phases: Phases) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.counts.get(SummaryKey::Total).is_some() {
+            return Err(RunError::StagedRunHasNoTotal);
+        }
+        match (&self.parts.phases, &self.parts.components) {
+            (None, None) => {
+                self.parts.phases = Some(phases);
+                Ok(Change::Applied)
+            }
+            (Some(declared), None) if declared.same_list(&phases) => Ok(Change::Unchanged),
+            _ => Err(RunError::StagesAlreadyDeclared),
+        }
+    }
+
+    /// Enters a declared phase; phases only move forward (re-entering the current one is
+    /// `Unchanged`).
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::UnknownPhase`] (also when no phases are
+    /// declared), [`RunError::PhaseRegressed`].
+    pub fn enter_phase(&mut self, key: &str) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        let phases = self
+            .parts
+            .phases
+            .as_mut()
+            .ok_or_else(|| RunError::UnknownPhase {
+                key: key.to_owned(),
+            })?;
+        phases.enter(key).map(Change::from_bool)
+    }
+
+    /// Declares the run's components (once; the same declaration again is `Unchanged`).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::declare_phases`].
+    pub fn declare_components(&mut self, components: Components) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.counts.get(SummaryKey::Total).is_some() {
+            return Err(RunError::StagedRunHasNoTotal);
+        }
+        match (&self.parts.phases, &self.parts.components) {
+            (None, None) => {
+                self.parts.components = Some(components);
+                Ok(Change::Applied)
+            }
+            (None, Some(declared)) if declared.same_declaration(&components) => {
+                Ok(Change::Unchanged)
+            }
+            _ => Err(RunError::StagesAlreadyDeclared),
+        }
+    }
+
+    /// Moves one component to a new state and makes it current. A component's progress never
+    /// goes backwards and a counted component never passes or changes its total.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::UnknownComponent`] (also when no
+    /// components are declared), [`RunError::ComponentRegressed`],
+    /// [`RunError::ProcessedExceedsTotal`], [`RunError::TotalAlreadySet`],
+    /// [`RunError::PhaseRegressed`], [`RunError::StagesAlreadyDeclared`].
+    pub fn update_component(
+        &mut self,
+        key: &str,
+        state: ComponentState,
+    ) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        let components =
+            self.parts
+                .components
+                .as_mut()
+                .ok_or_else(|| RunError::UnknownComponent {
+                    key: key.to_owned(),
+                })?;
+        components.update(key, state).map(Change::from_bool)
+    }
+
+    /// Records a sign of life. Heartbeats never move backwards in time.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn heartbeat(&mut self, at: Timestamp) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.heartbeat_at.is_some_and(|h| h >= at) {
+            return Ok(Change::Unchanged);
+        }
+        self.parts.heartbeat_at = Some(at);
+        Ok(Change::Applied)
+    }
+
+    /// Completes the run exactly once (`queued|running -> completed`), with the decided
+    /// outcome or one derived from the counts (see [`Self::derive_outcome`]). Failure lines
+    /// are kept up to [`MAX_FAILURES`].
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`]; [`RunError::InvalidTransition`] when the decided
+    /// outcome is `pending` (not an end).
+    pub fn complete(&mut self, completion: Completion) -> Result<RunOutcome, RunError> {
+        self.ensure_open()?;
+        if completion.outcome == Some(RunOutcome::Pending) {
+            return Err(RunError::InvalidTransition {
+                from: self.parts.status,
+                to: RunStatus::Completed,
+            });
+        }
+        let outcome = completion
+            .outcome
+            .unwrap_or_else(|| Self::derive_outcome(&self.parts.counts));
+        let room = MAX_FAILURES.saturating_sub(self.parts.failures.len());
+        self.parts
+            .failures
+            .extend(completion.failures.into_iter().take(room));
+        self.parts.status = RunStatus::Completed;
+        self.parts.outcome = outcome;
+        self.parts.completed_at = Some(completion.at);
+        Ok(outcome)
+    }
+
+    /// Cancels the run: completes it with outcome `cancelled`.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn cancel(&mut self, at: Timestamp) -> Result<RunOutcome, RunError> {
+        self.complete(Completion::decided(RunOutcome::Cancelled, at))
+    }
+
+    /// The outcome the counts imply: no failure and nothing missing is `succeeded`; failures
+    /// (items failed, or items of the total never processed) with at least one success or skip
+    /// is `partially_succeeded`; otherwise `failed`.
+    #[must_use]
+    pub fn derive_outcome(counts: &SummaryCounts) -> RunOutcome {
+        let failed = counts.get_or_zero(SummaryKey::Failed);
+        let missing = counts
+            .get(SummaryKey::Total)
+            .map_or(0, |t| t.saturating_sub(counts.get_or_zero(SummaryKey::Processed)));
+        let ok = counts
+            .get_or_zero(SummaryKey::Succeeded)
+            .saturating_add(counts.get_or_zero(SummaryKey::Skipped));
+        if failed == 0 && missing == 0 {
+            RunOutcome::Succeeded
+        } else if ok > 0 {
+            RunOutcome::PartiallySucceeded
+        } else {
+            RunOutcome::Failed
+        }
+    }
+
+    /// Whether the run is running but gave no sign of life (heartbeat, else start) for more
+    /// than `threshold_ms` before `now`.
+    #[must_use]
+    pub fn is_stale(&self, now: Timestamp, threshold_ms: i64) -> bool {
+        if self.parts.status != RunStatus::Running {
+            return false;
+        }
+        let last = self
+            .parts
+            .heartbeat_at
+            .or(self.parts.started_at)
+            .unwrap_or(self.parts.created_at);
+        now.millis_since(last) > threshold_ms
+    }
+
+    /// Self-healing: recounts the run's counters from its ledger and repairs them. Returns the
+    /// drift found, or `None` when the counts were exact.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`]: a completed run is immutable, even when it drifted.
+    pub fn reconcile_counts(&mut self, ledger: &ItemLedger) -> Result<Option<Drift>, RunError> {
+        self.ensure_open()?;
+        let recount = ledger.recount();
+        if recount == self.parts.counts {
+            return Ok(None);
+        }
+        let drift = Drift {
+            before: self.parts.counts,
+            after: recount,
+        };
+        self.parts.counts = recount;
+        if let Some(work_set) = ledger.work_set() {
+            self.parts.basis = Some(work_set.basis().to_owned());
+        }
+        Ok(Some(drift))
+    }
+
+    /// How many items of the ledger ended with `outcome`.
+    #[must_use]
+    pub fn ledger_count(ledger: &ItemLedger, outcome: ItemOutcome) -> usize {
+        ledger.entries().filter(|(_, e)| e.outcome == outcome).count()
+    }
+}
+
+/// The dedupe identity of a run: tenant, type and target.
+#[must_use]
+pub fn identity(tenant: TenantId, operation_type: OperationType, target: &str) -> String {
+    format!("{}/{}/{}", tenant.value(), operation_type.key(), target)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{AuxiliaryKey, Component, Phase};
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn key(k: &str) -> ItemKey {
+        ItemKey::parse(k).unwrap()
+    }
+
+    fn reason(r: &str) -> ReasonCode {
+        ReasonCode::parse(r).unwrap()
+    }
+
+    fn new_run(operation_type: OperationType) -> OperationRun {
+        OperationRun::new(NewRun {
+            id: RunId::new(1),
+            workspace: WorkspaceId::new(1),
+            tenant: TenantId::new(7),
+            operation_type,
+            target: "tenant".into(),
+            initiator: Some(UserId::new(3)),
+            parent: None,
+            created_at: t(0),
+        })
+    }
+
+    fn work_set(keys: &[&str]) -> WorkSet {
+        WorkSet::try_new(keys.iter().map(|k| key(k)).collect(), "test units").unwrap()
+    }
+
+    fn counted_run(keys: &[&str]) -> (OperationRun, ItemLedger) {
+        let mut run = new_run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        run.mark_running(t(1)).unwrap();
+        run.set_total(&mut ledger, work_set(keys)).unwrap();
+        (run, ledger)
+    }
+
+    fn get(run: &OperationRun, k: SummaryKey) -> Option<u64> {
+        run.counts().get(k)
+    }
+
+    #[test]
+    fn a_new_run_is_queued_pending_and_has_no_counts() {
+        let run = new_run(OperationType::InventorySync);
+
+        assert_eq!(run.status(), RunStatus::Queued);
+        assert_eq!(run.outcome(), RunOutcome::Pending);
+        assert!(run.counts().is_empty());
+        assert_eq!(run.identity(), "7/inventory.sync/tenant");
+    }
+
+    #[test]
+    fn mark_running_moves_queued_to_running_once() {
+        let mut run = new_run(OperationType::InventorySync);
+
+        assert_eq!(run.mark_running(t(5)), Ok(Change::Applied));
+        assert_eq!(run.mark_running(t(6)), Ok(Change::Unchanged));
+
+        assert_eq!(run.status(), RunStatus::Running);
+        assert_eq!(run.started_at(), Some(t(5)));
+    }
+
+    #[test]
+    fn set_total_freezes_the_work_set_basis_and_starts_processed_at_zero() {
+        let (run, ledger) = counted_run(&["a", "b"]);
+
+        assert_eq!(get(&run, SummaryKey::Total), Some(2));
+        assert_eq!(get(&run, SummaryKey::Processed), Some(0));
+        assert_eq!(run.basis(), Some("test units"));
+        assert_eq!(ledger.work_set().map(WorkSet::len), Some(2));
+    }
+
+    #[test]
+    fn setting_the_same_total_again_is_a_no_op() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+
+        let again = run.set_total(&mut ledger, work_set(&["b", "a"]));
+
+        assert_eq!(again, Ok(Change::Unchanged));
+        assert_eq!(get(&run, SummaryKey::Total), Some(2));
+    }
+
+    #[test]
+    fn setting_a_different_total_is_refused() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+
+        let result = run.set_total(&mut ledger, work_set(&["a", "b", "c"]));
+
+        assert_eq!(
+            result,
+            Err(RunError::TotalAlreadySet {
+                current: 2,
+                requested: 3
+            })
+        );
+        assert_eq!(get(&run, SummaryKey::Total), Some(2));
+    }
+
+    #[test]
+    fn a_same_sized_but_different_work_set_is_refused() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+
+        let result = run.set_total(&mut ledger, work_set(&["a", "c"]));
+
+        assert_eq!(result, Err(RunError::WorkSetAlreadyFrozen));
+        assert!(ledger.work_set().unwrap().contains(&key("b")));
+    }
+
+    #[test]
+    fn a_total_of_zero_is_allowed_and_derives_succeeded() {
+        let (mut run, _ledger) = counted_run(&[]);
+
+        let outcome = run.complete(Completion::derived(t(9)));
+
+        assert_eq!(get(&run, SummaryKey::Total), Some(0));
+        assert_eq!(outcome, Ok(RunOutcome::Succeeded));
+    }
+
+    #[test]
+    fn total_below_items_already_recorded_is_refused() {
+        let mut run = new_run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(1))
+            .unwrap();
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("b")), t(1))
+            .unwrap();
+
+        let result = run.set_total(&mut ledger, work_set(&["a"]));
+
+        assert_eq!(
+            result,
+            Err(RunError::ProcessedExceedsTotal {
+                processed: 2,
+                adding: 0,
+                total: 1
+            })
+        );
+        assert_eq!(get(&run, SummaryKey::Total), None);
+    }
+
+    #[test]
+    fn total_whose_work_set_misses_a_recorded_item_is_refused() {
+        let mut run = new_run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("x")), t(1))
+            .unwrap();
+
+        let result = run.set_total(&mut ledger, work_set(&["a", "b"]));
+
+        assert_eq!(result, Err(RunError::ItemNotInWorkSet { item_key: key("x") }));
+    }
+
+    #[test]
+    fn recording_an_item_counts_processed_and_its_outcome_once() {
+        let (mut run, mut ledger) = counted_run(&["a", "b", "c"]);
+
+        let first = run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(2));
+        let again = run.record_item(
+            &mut ledger,
+            ItemRecord::failed(key("a"), reason("x.failed")),
+            t(3),
+        );
+
+        assert_eq!(first.unwrap().recorded, 1);
+        assert_eq!(
+            again,
+            Ok(RecordOutcome {
+                recorded: 0,
+                duplicates: 1
+            })
+        );
+        assert_eq!(get(&run, SummaryKey::Processed), Some(1));
+        assert_eq!(get(&run, SummaryKey::Succeeded), Some(1));
+        assert_eq!(get(&run, SummaryKey::Failed), None);
+        assert_eq!(ledger.get(&key("a")).unwrap().outcome, ItemOutcome::Succeeded);
+    }
+
+    #[test]
+    fn processed_equal_to_total_while_running_is_allowed() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+
+        run.record_items(
+            &mut ledger,
+            vec![ItemRecord::succeeded(key("a")), ItemRecord::succeeded(key("b"))],
+            t(2),
+        )
+        .unwrap();
+
+        assert_eq!(get(&run, SummaryKey::Processed), Some(2));
+        assert_eq!(run.status(), RunStatus::Running);
+    }
+
+    #[test]
+    fn an_item_outside_the_frozen_work_set_is_refused() {
+        let (mut run, mut ledger) = counted_run(&["a"]);
+
+        let result = run.record_item(&mut ledger, ItemRecord::succeeded(key("z")), t(2));
+
+        assert_eq!(result, Err(RunError::ItemNotInWorkSet { item_key: key("z") }));
+        assert_eq!(get(&run, SummaryKey::Processed), Some(0));
+        assert!(ledger.is_empty());
+    }
+
+    #[test]
+    fn a_batch_with_a_duplicate_key_inside_counts_it_once() {
+        let (mut run, mut ledger) = counted_run(&["a", "b", "c"]);
+
+        let result = run.record_items(
+            &mut ledger,
+            vec![
+                ItemRecord::succeeded(key("a")),
+                ItemRecord::skipped(key("b"), None),
+                ItemRecord::failed(key("a"), reason("x.failed")),
+            ],
+            t(2),
+        );
+
+        assert_eq!(
+            result,
+            Ok(RecordOutcome {
+                recorded: 2,
+                duplicates: 1
+            })
+        );
+        assert_eq!(get(&run, SummaryKey::Processed), Some(2));
+        assert_eq!(get(&run, SummaryKey::Succeeded), Some(1));
+        assert_eq!(get(&run, SummaryKey::Skipped), Some(1));
+        assert_eq!(get(&run, SummaryKey::Failed), None);
+    }
+
+    #[test]
+    fn a_batch_that_would_pass_the_total_is_refused_whole() {
+        let mut run = new_run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        run.set_total(&mut ledger, work_set(&["a", "b"])).unwrap();
+        // A legacy ledger without its work set can only be bounded by the total itself.
+        ledger.work_set = None;
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(1))
+            .unwrap();
+
+        let result = run.record_items(
+            &mut ledger,
+            vec![ItemRecord::succeeded(key("b")), ItemRecord::succeeded(key("c"))],
+            t(2),
+        );
+
+        assert_eq!(
+            result,
+            Err(RunError::ProcessedExceedsTotal {
+                processed: 1,
+                adding: 2,
+                total: 2
+            })
+        );
+        assert_eq!(get(&run, SummaryKey::Processed), Some(1));
+        assert_eq!(ledger.len(), 1);
+    }
+
+    #[test]
+    fn item_deltas_ride_on_the_record_and_not_on_a_duplicate() {
+        let (mut run, mut ledger) = counted_run(&["a"]);
+        let deltas = AuxDeltas::new()
+            .with(AuxiliaryKey::Created, 3)
+            .with(AuxiliaryKey::Items, 5);
+
+        run.record_item(
+            &mut ledger,
+            ItemRecord::succeeded(key("a")).with_deltas(deltas.clone()),
+            t(2),
+        )
+        .unwrap();
+        run.record_item(
+            &mut ledger,
+            ItemRecord::succeeded(key("a")).with_deltas(deltas),
+            t(3),
+        )
+        .unwrap();
+
+        assert_eq!(get(&run, SummaryKey::Created), Some(3));
+        assert_eq!(get(&run, SummaryKey::Items), Some(5));
+    }
+
+    #[test]
+    fn a_late_record_after_completion_is_refused_and_changes_nothing() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(2))
+            .unwrap();
+        run.complete(Completion::derived(t(3))).unwrap();
+        let before = run.clone();
+
+        let late = run.record_item(&mut ledger, ItemRecord::succeeded(key("b")), t(4));
+        let duplicate = run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(4));
+
+        assert_eq!(late, Err(RunError::RunAlreadyCompleted));
+        assert_eq!(duplicate, Err(RunError::RunAlreadyCompleted));
+        assert_eq!(run, before);
+        assert_eq!(ledger.len(), 1);
+    }
+
+    #[test]
+    fn every_mutation_of_a_completed_run_is_refused() {
+        let (mut run, mut ledger) = counted_run(&["a"]);
+        run.cancel(t(2)).unwrap();
+        let phases = Phases::try_new(vec![Phase::try_new("p", "P").unwrap()]).unwrap();
+
+        assert_eq!(run.mark_running(t(3)), Err(RunError::RunAlreadyCompleted));
+        assert_eq!(
+            run.set_total(&mut ledger, work_set(&["a"])),
+            Err(RunError::RunAlreadyCompleted)
+        );
+        assert_eq!(
+            run.increment(&mut ledger, &key("k"), &AuxDeltas::new()),
+            Err(RunError::RunAlreadyCompleted)
+        );
+        assert_eq!(run.declare_phases(phases), Err(RunError::RunAlreadyCompleted));
+        assert_eq!(run.heartbeat(t(4)), Err(RunError::RunAlreadyCompleted));
+        assert_eq!(
+            run.complete(Completion::derived(t(5))),
+            Err(RunError::RunAlreadyCompleted)
+        );
+        assert_eq!(run.cancel(t(5)), Err(RunError::RunAlreadyCompleted));
+        assert_eq!(
+            run.reconcile_counts(&ledger),
+            Err(RunError::RunAlreadyCompleted)
+        );
+        assert_eq!(run.outcome(), RunOutcome::Cancelled);
+    }
+
+    #[test]
+    fn auxiliary_increments_apply_once_per_key() {
+        let (mut run, mut ledger) = counted_run(&["a"]);
+        let deltas = AuxDeltas::new().with(AuxiliaryKey::Tenants, 1);
+
+        let first = run.increment(&mut ledger, &key("tenant-count"), &deltas);
+        let again = run.increment(&mut ledger, &key("tenant-count"), &deltas);
+
+        assert_eq!(first, Ok(Change::Applied));
+        assert_eq!(again, Ok(Change::Unchanged));
+        assert_eq!(get(&run, SummaryKey::Tenants), Some(1));
+        assert_eq!(get(&run, SummaryKey::Processed), Some(0));
+    }
+
+    #[test]
+    fn increment_overflow_is_refused() {
+        let (mut run, mut ledger) = counted_run(&["a"]);
+        let huge = AuxDeltas::new().with(AuxiliaryKey::Items, crate::MAX_COUNT);
+        run.increment(&mut ledger, &key("one"), &huge).unwrap();
+
+        let result = run.increment(
+            &mut ledger,
+            &key("two"),
+            &AuxDeltas::new().with(AuxiliaryKey::Items, 1),
+        );
+
+        assert_eq!(
+            result,
+            Err(RunError::CountOverflow {
+                key: SummaryKey::Items
+            })
+        );
+        assert_eq!(ledger.increments().count(), 1);
+    }
+
+    #[test]
+    fn outcome_is_derived_from_counts() {
+        let cases = [
+            (&[("a", 's'), ("b", 's')][..], RunOutcome::Succeeded),
+            (&[("a", 's'), ("b", 'f')][..], RunOutcome::PartiallySucceeded),
+            (&[("a", 'k'), ("b", 'f')][..], RunOutcome::PartiallySucceeded),
+            (&[("a", 'f'), ("b", 'f')][..], RunOutcome::Failed),
+            (&[("a", 'k'), ("b", 'k')][..], RunOutcome::Succeeded),
+        ];
+        for (items, expected) in cases {
+            let (mut run, mut ledger) = counted_run(&["a", "b"]);
+            for (k, o) in items {
+                let record = match o {
+                    's' => ItemRecord::succeeded(key(k)),
+                    'f' => ItemRecord::failed(key(k), reason("x.failed")),
+                    _ => ItemRecord::skipped(key(k), None),
+                };
+                run.record_item(&mut ledger, record, t(2)).unwrap();
+            }
+
+            let outcome = run.complete(Completion::derived(t(3)));
+
+            assert_eq!(outcome, Ok(expected), "items {items:?}");
+        }
+    }
+
+    #[test]
+    fn unprocessed_items_of_the_total_count_against_the_outcome() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(2))
+            .unwrap();
+
+        let outcome = run.complete(Completion::derived(t(3)));
+
+        assert_eq!(outcome, Ok(RunOutcome::PartiallySucceeded));
+    }
+
+    #[test]
+    fn a_decided_outcome_wins_and_pending_is_not_an_end() {
+        let (mut run, _) = counted_run(&["a"]);
+
+        let pending = run.complete(Completion::decided(RunOutcome::Pending, t(2)));
+        let blocked = run.complete(
+            Completion::decided(RunOutcome::Blocked, t(2))
+                .with_failure(reason("tenant.unreachable"), "tenant did not answer"),
+        );
+
+        assert!(matches!(pending, Err(RunError::InvalidTransition { .. })));
+        assert_eq!(blocked, Ok(RunOutcome::Blocked));
+        assert_eq!(run.failures()[0].code.as_str(), "tenant.unreachable");
+        assert_eq!(run.completed_at(), Some(t(2)));
+    }
+
+    #[test]
+    fn queued_runs_can_complete_without_running() {
+        let mut run = new_run(OperationType::InventorySync);
+
+        let outcome = run.cancel(t(1));
+
+        assert_eq!(outcome, Ok(RunOutcome::Cancelled));
+        assert_eq!(run.status(), RunStatus::Completed);
+        assert_eq!(run.started_at(), None);
+    }
+
+    #[test]
+    fn staleness_uses_the_last_heartbeat_and_only_applies_to_running_runs() {
+        let mut run = new_run(OperationType::InventorySync);
+        assert!(!run.is_stale(t(1_000_000), 10));
+        run.mark_running(t(100)).unwrap();
+        run.heartbeat(t(500)).unwrap();
+        run.heartbeat(t(400)).unwrap();
+
+        assert_eq!(run.heartbeat_at(), Some(t(500)));
+        assert!(!run.is_stale(t(510), 10));
+        assert!(run.is_stale(t(511), 10));
+    }
+
+    #[test]
+    fn phased_runs_cannot_get_a_total_and_counted_runs_cannot_get_phases() {
+        let phases = || Phases::try_new(vec![Phase::try_new("p", "P").unwrap()]).unwrap();
+        let mut phased = new_run(OperationType::BaselineCapture);
+        let mut ledger = ItemLedger::new();
+        phased.declare_phases(phases()).unwrap();
+        let (mut counted, _) = counted_run(&["a"]);
+
+        let total = phased.set_total(&mut ledger, work_set(&["a"]));
+        let declared = counted.declare_phases(phases());
+
+        assert_eq!(total, Err(RunError::StagedRunHasNoTotal));
+        assert_eq!(declared, Err(RunError::StagedRunHasNoTotal));
+        assert_eq!(phased.declare_phases(phases()), Ok(Change::Unchanged));
+    }
+
+    #[test]
+    fn entering_phases_goes_forward_only() {
+        let mut run = new_run(OperationType::BaselineCapture);
+        run.declare_phases(
+            Phases::try_new(vec![
+                Phase::try_new("resolve_scope", "Resolving scope").unwrap(),
+                Phase::try_new("capture_evidence", "Capturing evidence").unwrap(),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+
+        assert_eq!(run.enter_phase("capture_evidence"), Ok(Change::Applied));
+        assert!(matches!(
+            run.enter_phase("resolve_scope"),
+            Err(RunError::PhaseRegressed { .. })
+        ));
+        assert_eq!(
+            new_run(OperationType::InventorySync).enter_phase("x"),
+            Err(RunError::UnknownPhase { key: "x".into() })
+        );
+    }
+
+    #[test]
+    fn components_are_declared_once_and_updated_forward() {
+        let mut run = new_run(OperationType::BaselineCompare);
+        let declare = || {
+            Components::try_new(vec![
+                Component::try_new("capture", "Capture current state").unwrap(),
+                Component::try_new("compare", "Compare items").unwrap(),
+            ])
+            .unwrap()
+        };
+        run.declare_components(declare()).unwrap();
+
+        let redeclare = run.declare_components(declare());
+        let update = run.update_component(
+            "compare",
+            ComponentState::Counted {
+                processed: 1,
+                total: 4,
+            },
+        );
+        let unknown = run.update_component("other", ComponentState::Done);
+
+        assert_eq!(redeclare, Ok(Change::Unchanged));
+        assert_eq!(update, Ok(Change::Applied));
+        assert_eq!(run.components().unwrap().current(), Some(1));
+        assert_eq!(
+            unknown,
+            Err(RunError::UnknownComponent {
+                key: "other".into()
+            })
+        );
+    }
+
+    #[test]
+    fn reconcile_repairs_drift_from_the_ledger_and_reports_it() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(2))
+            .unwrap();
+        let mut drifted = run.parts().clone();
+        drifted.counts.set(SummaryKey::Processed, 2).unwrap();
+        let mut run = OperationRun::restore(drifted);
+
+        let drift = run.reconcile_counts(&ledger).unwrap().unwrap();
+        let again = run.reconcile_counts(&ledger).unwrap();
+
+        assert_eq!(drift.before.get(SummaryKey::Processed), Some(2));
+        assert_eq!(drift.after.get(SummaryKey::Processed), Some(1));
+        assert_eq!(get(&run, SummaryKey::Processed), Some(1));
+        assert_eq!(again, None);
+    }
+
+    #[test]
+    fn counts_always_equal_the_recount_of_the_ledger() {
+        let (mut run, mut ledger) = counted_run(&["a", "b", "c"]);
+        run.record_items(
+            &mut ledger,
+            vec![
+                ItemRecord::succeeded(key("a"))
+                    .with_deltas(AuxDeltas::new().with(AuxiliaryKey::Updated, 2)),
+                ItemRecord::failed(key("b"), reason("x.failed")),
+            ],
+            t(2),
+        )
+        .unwrap();
+        run.increment(
+            &mut ledger,
+            &key("k"),
+            &AuxDeltas::new().with(AuxiliaryKey::Updated, 1),
+        )
+        .unwrap();
+
+        assert_eq!(ledger.recount(), *run.counts());
+        assert_eq!(get(&run, SummaryKey::Updated), Some(3));
+    }
+}
