@@ -106,12 +106,9 @@ impl fmt::Display for RunError {
                 "item '{item_key}' is not part of the run's frozen work set"
             ),
             Self::RunAlreadyCompleted => write!(f, "run is already completed and cannot change"),
-            Self::InvalidTransition { from, to } => write!(
-                f,
-                "run cannot move from {} to {}",
-                from.key(),
-                to.key()
-            ),
+            Self::InvalidTransition { from, to } => {
+                write!(f, "run cannot move from {} to {}", from.key(), to.key())
+            }
             Self::UnknownSummaryKey { key } => write!(f, "'{key}' is not a summary count key"),
             Self::NotAuxiliaryKey { key } => write!(
                 f,
@@ -122,14 +119,12 @@ impl fmt::Display for RunError {
                 write!(f, "'{}' would pass the largest storable count", key.key())
             }
             Self::UnknownPhase { key } => write!(f, "phase '{key}' was not declared for this run"),
-            Self::PhaseRegressed { from, to } => write!(
-                f,
-                "phase cannot go back from '{from}' to '{to}'"
-            ),
-            Self::StagesAlreadyDeclared => write!(
-                f,
-                "phases or components are already declared for this run"
-            ),
+            Self::PhaseRegressed { from, to } => {
+                write!(f, "phase cannot go back from '{from}' to '{to}'")
+            }
+            Self::StagesAlreadyDeclared => {
+                write!(f, "phases or components are already declared for this run")
+            }
             Self::UnknownComponent { key } => {
                 write!(f, "component '{key}' was not declared for this run")
             }

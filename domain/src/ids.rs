@@ -79,9 +79,7 @@ impl Slug {
             .chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         {
-            return Err(invalid(
-                "may hold only lowercase letters, digits and '-'",
-            ));
+            return Err(invalid("may hold only lowercase letters, digits and '-'"));
         }
         Ok(Self(text.to_owned()))
     }

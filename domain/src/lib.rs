@@ -18,15 +18,16 @@ mod summary;
 pub use error::{InvalidValue, RunError};
 pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
 pub use ledger::{AuxDeltas, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
-pub use normalizer::{DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer};
+pub use normalizer::{
+    DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer,
+};
 pub use operation_type::{OperationType, ProgressMode};
 pub use progress::{
-    ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail, ProgressView,
-    Staleness,
+    ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail, ProgressView, Staleness,
 };
 pub use run::{
     Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, OperationRun, RunParts, identity,
 };
 pub use stages::{Component, ComponentState, Components, Phase, Phases};
 pub use status::{ItemOutcome, RunOutcome, RunStatus};
-pub use summary::{AuxiliaryKey, OperationSummaryKeys, SummaryCounts, SummaryKey, MAX_COUNT};
+pub use summary::{AuxiliaryKey, MAX_COUNT, OperationSummaryKeys, SummaryCounts, SummaryKey};

@@ -131,7 +131,9 @@ impl OperationType {
         Self::ALL
             .into_iter()
             .find(|t| t.key() == key)
-            .ok_or_else(|| InvalidValue::new("operation type", format!("'{key}' is not a known type")))
+            .ok_or_else(|| {
+                InvalidValue::new("operation type", format!("'{key}' is not a known type"))
+            })
     }
 }
 
@@ -172,8 +174,14 @@ mod tests {
 
     #[test]
     fn only_baseline_families_are_not_counted() {
-        assert_eq!(OperationType::BaselineCapture.designed_mode(), ProgressMode::Phased);
-        assert_eq!(OperationType::BaselineCompare.designed_mode(), ProgressMode::Composite);
+        assert_eq!(
+            OperationType::BaselineCapture.designed_mode(),
+            ProgressMode::Phased
+        );
+        assert_eq!(
+            OperationType::BaselineCompare.designed_mode(),
+            ProgressMode::Composite
+        );
         let counted = OperationType::ALL
             .iter()
             .filter(|t| t.designed_mode() == ProgressMode::Counted)

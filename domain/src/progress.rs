@@ -228,7 +228,11 @@ impl OperationRunProgressContract {
     }
 }
 
-fn counted_or_activity(processed: Option<u64>, total: Option<u64>, anomaly: bool) -> ProgressDetail {
+fn counted_or_activity(
+    processed: Option<u64>,
+    total: Option<u64>,
+    anomaly: bool,
+) -> ProgressDetail {
     match (processed, total) {
         (Some(processed), Some(total)) if total > 0 && processed <= total && !anomaly => {
             ProgressDetail::Counted {
@@ -264,7 +268,10 @@ fn component_view(component: &Component) -> ComponentView {
         stale: false,
     };
     let (state, progress) = match component.state() {
-        ComponentState::Pending => ("pending", plain(ProgressDetail::Activity { processed: None })),
+        ComponentState::Pending => (
+            "pending",
+            plain(ProgressDetail::Activity { processed: None }),
+        ),
         ComponentState::Done => (
             "done",
             plain(ProgressDetail::None {
@@ -283,10 +290,10 @@ fn component_view(component: &Component) -> ComponentView {
         ),
         ComponentState::Phased(phases) => (
             "active",
-            plain(
-                phase_view(phases)
-                    .map_or(ProgressDetail::Activity { processed: None }, ProgressDetail::Phased),
-            ),
+            plain(phase_view(phases).map_or(
+                ProgressDetail::Activity { processed: None },
+                ProgressDetail::Phased,
+            )),
         ),
     };
     ComponentView {
@@ -294,5 +301,301 @@ fn component_view(component: &Component) -> ComponentView {
         label: component.label().to_owned(),
         state,
         progress,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        Completion, Components, ItemKey, ItemLedger, ItemRecord, NewRun, OperationType, Phase,
+        RunId, RunParts, TenantId, WorkSet, WorkspaceId,
+    };
+
+    fn t(ms: i64) -> Timestamp {
+        Timestamp::from_millis(ms)
+    }
+
+    fn key(k: &str) -> ItemKey {
+        ItemKey::parse(k).unwrap()
+    }
+
+    fn run(operation_type: OperationType) -> OperationRun {
+        OperationRun::new(NewRun {
+            id: RunId::new(1),
+            workspace: WorkspaceId::new(1),
+            tenant: TenantId::new(1),
+            operation_type,
+            target: "tenant".into(),
+            initiator: None,
+            parent: None,
+            created_at: t(0),
+        })
+    }
+
+    fn counted(total: usize, processed: usize) -> OperationRun {
+        let mut r = run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        let units: Vec<_> = (0..total).map(|i| key(&format!("u{i}"))).collect();
+        r.mark_running(t(1)).unwrap();
+        r.set_total(
+            &mut ledger,
+            WorkSet::try_new(units.clone(), "units").unwrap(),
+        )
+        .unwrap();
+        let records = units[..processed]
+            .iter()
+            .cloned()
+            .map(ItemRecord::succeeded)
+            .collect();
+        r.record_items(&mut ledger, records, t(2)).unwrap();
+        r
+    }
+
+    fn legacy(edit: impl FnOnce(&mut RunParts)) -> OperationRun {
+        let mut parts = run(OperationType::InventorySync).parts().clone();
+        parts.status = RunStatus::Running;
+        edit(&mut parts);
+        OperationRun::restore(parts)
+    }
+
+    fn phases() -> Phases {
+        Phases::try_new(vec![
+            Phase::try_new("resolve_scope", "Resolving scope").unwrap(),
+            Phase::try_new("capture_evidence", "Capturing evidence").unwrap(),
+            Phase::try_new("persist_baseline", "Persisting baseline").unwrap(),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn row_1_completed_run_shows_only_its_outcome_even_with_counts() {
+        let mut r = counted(4, 4);
+        r.complete(Completion::derived(t(3))).unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::None);
+        assert_eq!(
+            view.detail,
+            ProgressDetail::None {
+                outcome: RunOutcome::Succeeded
+            }
+        );
+        assert_eq!(view.percent(), None);
+    }
+
+    #[test]
+    fn row_2_components_win_over_phases_and_counts() {
+        let mut r = run(OperationType::BaselineCompare);
+        r.declare_components(
+            Components::try_new(vec![
+                crate::Component::try_new("capture", "Capture current state").unwrap(),
+                crate::Component::try_new("compare", "Compare items").unwrap(),
+            ])
+            .unwrap(),
+        )
+        .unwrap();
+        let mut capture = phases();
+        capture.enter("capture_evidence").unwrap();
+        r.update_component("capture", ComponentState::Phased(capture))
+            .unwrap();
+        r.update_component("capture", ComponentState::Done).unwrap();
+        r.update_component(
+            "compare",
+            ComponentState::Counted {
+                processed: 5,
+                total: 20,
+            },
+        )
+        .unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::Composite);
+        assert_eq!(view.current(), Some(1));
+        let components = view.components().unwrap();
+        assert_eq!(components[0].state, "done");
+        assert_eq!(components[0].progress.mode(), ProgressMode::None);
+        assert_eq!(components[1].state, "active");
+        assert_eq!(components[1].progress.percent(), Some(25));
+        assert_eq!(view.total(), None);
+    }
+
+    #[test]
+    fn row_3_phased_run_shows_phase_index_count_and_label() {
+        let mut r = run(OperationType::BaselineCapture);
+        r.declare_phases(phases()).unwrap();
+        r.enter_phase("capture_evidence").unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(
+            view.phase(),
+            Some(&PhaseView {
+                index: 2,
+                count: 3,
+                key: "capture_evidence".into(),
+                label: "Capturing evidence".into()
+            })
+        );
+    }
+
+    #[test]
+    fn row_3_a_phased_run_that_also_has_counts_stays_phased() {
+        let mut r = legacy(|p| {
+            p.counts.set(crate::SummaryKey::Total, 10).unwrap();
+            p.counts.set(crate::SummaryKey::Processed, 3).unwrap();
+            let mut ph = phases();
+            ph.enter("resolve_scope").unwrap();
+            p.phases = Some(ph);
+        });
+        r.heartbeat(t(5)).unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::Phased);
+        assert_eq!(view.percent(), None);
+    }
+
+    #[test]
+    fn declared_phases_without_a_current_phase_fall_through() {
+        let mut r = run(OperationType::BaselineCapture);
+        r.declare_phases(phases()).unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.detail, ProgressDetail::Activity { processed: None });
+    }
+
+    #[test]
+    fn row_4_counted_percent_is_floored() {
+        let view = OperationRunProgressContract::resolve(&counted(3, 2));
+
+        assert_eq!(
+            view.detail,
+            ProgressDetail::Counted {
+                processed: 2,
+                total: 3,
+                percent: 66
+            }
+        );
+        assert!(!view.anomaly);
+    }
+
+    #[test]
+    fn row_4_processed_equal_to_total_while_running_is_100_percent() {
+        let view = OperationRunProgressContract::resolve(&counted(7, 7));
+
+        assert_eq!(view.percent(), Some(100));
+        assert_eq!(view.mode(), ProgressMode::Counted);
+    }
+
+    #[test]
+    fn row_4_a_known_total_with_nothing_processed_yet_is_a_zero_bar() {
+        let view = OperationRunProgressContract::resolve(&counted(5, 0));
+
+        assert_eq!(view.percent(), Some(0));
+    }
+
+    #[test]
+    fn row_5_total_zero_is_activity() {
+        let view = OperationRunProgressContract::resolve(&counted(0, 0));
+
+        assert_eq!(view.detail, ProgressDetail::Activity { processed: Some(0) });
+    }
+
+    #[test]
+    fn row_5_no_total_is_activity_with_processed_when_known() {
+        let mut r = run(OperationType::InventorySync);
+        let mut ledger = ItemLedger::new();
+        r.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(1))
+            .unwrap();
+
+        let view = OperationRunProgressContract::resolve(&r);
+        let fresh = OperationRunProgressContract::resolve(&run(OperationType::InventorySync));
+
+        assert_eq!(view.detail, ProgressDetail::Activity { processed: Some(1) });
+        assert_eq!(fresh.detail, ProgressDetail::Activity { processed: None });
+    }
+
+    #[test]
+    fn processed_above_total_in_a_legacy_row_is_activity_with_an_anomaly() {
+        let r = legacy(|p| {
+            p.counts.set(crate::SummaryKey::Total, 10).unwrap();
+            p.counts.set(crate::SummaryKey::Processed, 11).unwrap();
+        });
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::Activity);
+        assert!(view.anomaly);
+        assert_eq!(view.percent(), None);
+    }
+
+    #[test]
+    fn outcome_counters_above_processed_are_an_anomaly_without_a_bar() {
+        let r = legacy(|p| {
+            p.counts.set(crate::SummaryKey::Total, 10).unwrap();
+            p.counts.set(crate::SummaryKey::Processed, 2).unwrap();
+            p.counts.set(crate::SummaryKey::Succeeded, 3).unwrap();
+        });
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::Activity);
+        assert!(view.anomaly);
+    }
+
+    #[test]
+    fn a_storage_anomaly_note_never_shows_a_bar() {
+        let r = legacy(|p| {
+            p.counts.set(crate::SummaryKey::Total, 10).unwrap();
+            p.counts.set(crate::SummaryKey::Processed, 2).unwrap();
+            p.anomalies.push("unknown status 'paused'".into());
+        });
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::Activity);
+        assert!(view.anomaly);
+    }
+
+    #[test]
+    fn a_completed_legacy_run_with_bad_counts_is_none_and_flagged() {
+        let r = legacy(|p| {
+            p.status = RunStatus::Completed;
+            p.outcome = RunOutcome::Succeeded;
+            p.counts.set(crate::SummaryKey::Total, 1).unwrap();
+            p.counts.set(crate::SummaryKey::Processed, 2).unwrap();
+        });
+
+        let view = OperationRunProgressContract::resolve(&r);
+
+        assert_eq!(view.mode(), ProgressMode::None);
+        assert!(view.anomaly);
+    }
+
+    #[test]
+    fn the_view_carries_basis_and_staleness() {
+        let r = counted(4, 1);
+        let staleness = |now| Staleness {
+            now: t(now),
+            threshold_ms: 1_000,
+        };
+
+        let fresh = OperationRunProgressContract::resolve_at(&r, staleness(1_001));
+        let stale = OperationRunProgressContract::resolve_at(&r, staleness(1_002));
+
+        assert_eq!(fresh.basis.as_deref(), Some("units"));
+        assert!(!fresh.stale);
+        assert!(stale.stale);
+        assert_eq!(stale.mode(), ProgressMode::Counted);
+    }
+
+    #[test]
+    fn percent_never_exceeds_100_for_huge_counts() {
+        assert_eq!(percent(u64::MAX, u64::MAX), 100);
+        assert_eq!(percent(u64::MAX - 1, u64::MAX), 99);
     }
 }

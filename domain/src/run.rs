@@ -20,7 +20,11 @@ pub enum Change {
 
 impl Change {
     fn from_bool(changed: bool) -> Self {
-        if changed { Self::Applied } else { Self::Unchanged }
+        if changed {
+            Self::Applied
+        } else {
+            Self::Unchanged
+        }
     }
 }
 
@@ -683,9 +687,9 @@ impl OperationRun {
     #[must_use]
     pub fn derive_outcome(counts: &SummaryCounts) -> RunOutcome {
         let failed = counts.get_or_zero(SummaryKey::Failed);
-        let missing = counts
-            .get(SummaryKey::Total)
-            .map_or(0, |t| t.saturating_sub(counts.get_or_zero(SummaryKey::Processed)));
+        let missing = counts.get(SummaryKey::Total).map_or(0, |t| {
+            t.saturating_sub(counts.get_or_zero(SummaryKey::Processed))
+        });
         let ok = counts
             .get_or_zero(SummaryKey::Succeeded)
             .saturating_add(counts.get_or_zero(SummaryKey::Skipped));
@@ -739,7 +743,10 @@ impl OperationRun {
     /// How many items of the ledger ended with `outcome`.
     #[must_use]
     pub fn ledger_count(ledger: &ItemLedger, outcome: ItemOutcome) -> usize {
-        ledger.entries().filter(|(_, e)| e.outcome == outcome).count()
+        ledger
+            .entries()
+            .filter(|(_, e)| e.outcome == outcome)
+            .count()
     }
 }
 
@@ -903,7 +910,10 @@ mod tests {
 
         let result = run.set_total(&mut ledger, work_set(&["a", "b"]));
 
-        assert_eq!(result, Err(RunError::ItemNotInWorkSet { item_key: key("x") }));
+        assert_eq!(
+            result,
+            Err(RunError::ItemNotInWorkSet { item_key: key("x") })
+        );
     }
 
     #[test]
@@ -928,7 +938,10 @@ mod tests {
         assert_eq!(get(&run, SummaryKey::Processed), Some(1));
         assert_eq!(get(&run, SummaryKey::Succeeded), Some(1));
         assert_eq!(get(&run, SummaryKey::Failed), None);
-        assert_eq!(ledger.get(&key("a")).unwrap().outcome, ItemOutcome::Succeeded);
+        assert_eq!(
+            ledger.get(&key("a")).unwrap().outcome,
+            ItemOutcome::Succeeded
+        );
     }
 
     #[test]
@@ -937,7 +950,10 @@ mod tests {
 
         run.record_items(
             &mut ledger,
-            vec![ItemRecord::succeeded(key("a")), ItemRecord::succeeded(key("b"))],
+            vec![
+                ItemRecord::succeeded(key("a")),
+                ItemRecord::succeeded(key("b")),
+            ],
             t(2),
         )
         .unwrap();
@@ -952,7 +968,10 @@ mod tests {
 
         let result = run.record_item(&mut ledger, ItemRecord::succeeded(key("z")), t(2));
 
-        assert_eq!(result, Err(RunError::ItemNotInWorkSet { item_key: key("z") }));
+        assert_eq!(
+            result,
+            Err(RunError::ItemNotInWorkSet { item_key: key("z") })
+        );
         assert_eq!(get(&run, SummaryKey::Processed), Some(0));
         assert!(ledger.is_empty());
     }
@@ -996,7 +1015,10 @@ mod tests {
 
         let result = run.record_items(
             &mut ledger,
-            vec![ItemRecord::succeeded(key("b")), ItemRecord::succeeded(key("c"))],
+            vec![
+                ItemRecord::succeeded(key("b")),
+                ItemRecord::succeeded(key("c")),
+            ],
             t(2),
         );
 
@@ -1068,7 +1090,10 @@ mod tests {
             run.increment(&mut ledger, &key("k"), &AuxDeltas::new()),
             Err(RunError::RunAlreadyCompleted)
         );
-        assert_eq!(run.declare_phases(phases), Err(RunError::RunAlreadyCompleted));
+        assert_eq!(
+            run.declare_phases(phases),
+            Err(RunError::RunAlreadyCompleted)
+        );
         assert_eq!(run.heartbeat(t(4)), Err(RunError::RunAlreadyCompleted));
         assert_eq!(
             run.complete(Completion::derived(t(5))),
@@ -1121,8 +1146,14 @@ mod tests {
     fn outcome_is_derived_from_counts() {
         let cases = [
             (&[("a", 's'), ("b", 's')][..], RunOutcome::Succeeded),
-            (&[("a", 's'), ("b", 'f')][..], RunOutcome::PartiallySucceeded),
-            (&[("a", 'k'), ("b", 'f')][..], RunOutcome::PartiallySucceeded),
+            (
+                &[("a", 's'), ("b", 'f')][..],
+                RunOutcome::PartiallySucceeded,
+            ),
+            (
+                &[("a", 'k'), ("b", 'f')][..],
+                RunOutcome::PartiallySucceeded,
+            ),
             (&[("a", 'f'), ("b", 'f')][..], RunOutcome::Failed),
             (&[("a", 'k'), ("b", 'k')][..], RunOutcome::Succeeded),
         ];

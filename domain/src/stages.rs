@@ -21,7 +21,10 @@ fn check_key(what: &'static str, key: &str) -> Result<(), InvalidValue> {
 
 fn check_label(what: &'static str, label: &str) -> Result<(), InvalidValue> {
     if label.trim().is_empty() || label.len() > 100 {
-        return Err(InvalidValue::new(what, "label must be 1 to 100 bytes of text"));
+        return Err(InvalidValue::new(
+            what,
+            "label must be 1 to 100 bytes of text",
+        ));
     }
     Ok(())
 }
@@ -137,13 +140,13 @@ impl Phases {
     /// [`RunError::UnknownPhase`] for an undeclared key, [`RunError::PhaseRegressed`] for a
     /// phase before the current one.
     pub fn enter(&mut self, key: &str) -> Result<bool, RunError> {
-        let index = self
-            .list
-            .iter()
-            .position(|p| p.key == key)
-            .ok_or_else(|| RunError::UnknownPhase {
-                key: key.to_owned(),
-            })?;
+        let index =
+            self.list
+                .iter()
+                .position(|p| p.key == key)
+                .ok_or_else(|| RunError::UnknownPhase {
+                    key: key.to_owned(),
+                })?;
         match self.current {
             Some(current) if index < current => Err(RunError::PhaseRegressed {
                 from: self.list[current].key.clone(),
@@ -210,10 +213,13 @@ impl ComponentState {
             });
         }
         match (self, next) {
-            (Self::Counted { processed, total }, Self::Counted {
-                processed: p2,
-                total: t2,
-            }) => {
+            (
+                Self::Counted { processed, total },
+                Self::Counted {
+                    processed: p2,
+                    total: t2,
+                },
+            ) => {
                 if t2 != total {
                     return Err(RunError::TotalAlreadySet {
                         current: *total,
@@ -331,13 +337,19 @@ impl Components {
     /// As [`Components::try_new`].
     pub fn restore(list: Vec<Component>, current: Option<usize>) -> Result<Self, InvalidValue> {
         if list.is_empty() || list.len() > 10 {
-            return Err(InvalidValue::new("components", "must declare 1 to 10 components"));
+            return Err(InvalidValue::new(
+                "components",
+                "must declare 1 to 10 components",
+            ));
         }
         let mut keys: Vec<_> = list.iter().map(Component::key).collect();
         keys.sort_unstable();
         keys.dedup();
         if keys.len() != list.len() {
-            return Err(InvalidValue::new("components", "component keys must be distinct"));
+            return Err(InvalidValue::new(
+                "components",
+                "component keys must be distinct",
+            ));
         }
         let current = current.filter(|i| *i < list.len());
         Ok(Self { list, current })
@@ -357,13 +369,11 @@ impl Components {
 
     /// Moves component `key` to `state` and makes it current; returns whether anything changed.
     pub(crate) fn update(&mut self, key: &str, state: ComponentState) -> Result<bool, RunError> {
-        let index = self
-            .list
-            .iter()
-            .position(|c| c.key == key)
-            .ok_or_else(|| RunError::UnknownComponent {
+        let index = self.list.iter().position(|c| c.key == key).ok_or_else(|| {
+            RunError::UnknownComponent {
                 key: key.to_owned(),
-            })?;
+            }
+        })?;
         let component = &mut self.list[index];
         component.state.check_move(key, &state)?;
         let changed = component.state != state || self.current != Some(index);
@@ -437,24 +447,36 @@ mod tests {
             total: 5,
         };
 
-        let over = from.check_move("c", &ComponentState::Counted {
-            processed: 6,
-            total: 5,
-        });
-        let retotal = from.check_move("c", &ComponentState::Counted {
-            processed: 3,
-            total: 6,
-        });
-        let back = from.check_move("c", &ComponentState::Counted {
-            processed: 2,
-            total: 5,
-        });
+        let over = from.check_move(
+            "c",
+            &ComponentState::Counted {
+                processed: 6,
+                total: 5,
+            },
+        );
+        let retotal = from.check_move(
+            "c",
+            &ComponentState::Counted {
+                processed: 3,
+                total: 6,
+            },
+        );
+        let back = from.check_move(
+            "c",
+            &ComponentState::Counted {
+                processed: 2,
+                total: 5,
+            },
+        );
         let to_activity = from.check_move("c", &ComponentState::Activity { processed: None });
 
         assert!(matches!(over, Err(RunError::ProcessedExceedsTotal { .. })));
         assert!(matches!(retotal, Err(RunError::TotalAlreadySet { .. })));
         assert!(matches!(back, Err(RunError::ComponentRegressed { .. })));
-        assert!(matches!(to_activity, Err(RunError::ComponentRegressed { .. })));
+        assert!(matches!(
+            to_activity,
+            Err(RunError::ComponentRegressed { .. })
+        ));
         assert_eq!(from.check_move("c", &ComponentState::Done), Ok(()));
     }
 
@@ -466,6 +488,9 @@ mod tests {
             result,
             Err(RunError::ComponentRegressed { key: "c".into() })
         );
-        assert_eq!(ComponentState::Done.check_move("c", &ComponentState::Done), Ok(()));
+        assert_eq!(
+            ComponentState::Done.check_move("c", &ComponentState::Done),
+            Ok(())
+        );
     }
 }

@@ -143,7 +143,9 @@ impl ItemOutcome {
         Self::ALL
             .into_iter()
             .find(|s| s.key() == key)
-            .ok_or_else(|| InvalidValue::new("item outcome", format!("'{key}' is not an item outcome")))
+            .ok_or_else(|| {
+                InvalidValue::new("item outcome", format!("'{key}' is not an item outcome"))
+            })
     }
 
     /// The outcome counter this outcome increments.

@@ -254,17 +254,20 @@ impl SummaryCounts {
     #[must_use]
     pub fn violations(&self) -> Vec<String> {
         let mut notes = Vec::new();
-        if let (Some(total), Some(processed)) = (
-            self.get(SummaryKey::Total),
-            self.get(SummaryKey::Processed),
-        ) && processed > total
+        if let (Some(total), Some(processed)) =
+            (self.get(SummaryKey::Total), self.get(SummaryKey::Processed))
+            && processed > total
         {
             notes.push(format!("processed {processed} is above total {total}"));
         }
-        let outcomes = [SummaryKey::Succeeded, SummaryKey::Failed, SummaryKey::Skipped]
-            .into_iter()
-            .map(|k| u128::from(self.get_or_zero(k)))
-            .sum::<u128>();
+        let outcomes = [
+            SummaryKey::Succeeded,
+            SummaryKey::Failed,
+            SummaryKey::Skipped,
+        ]
+        .into_iter()
+        .map(|k| u128::from(self.get_or_zero(k)))
+        .sum::<u128>();
         let processed = u128::from(self.get_or_zero(SummaryKey::Processed));
         if outcomes > processed {
             notes.push(format!(
@@ -300,7 +303,10 @@ mod tests {
             .filter(|k| k.is_auxiliary())
             .map(SummaryKey::key)
             .collect();
-        assert_eq!(aux, vec!["created", "updated", "deleted", "items", "tenants"]);
+        assert_eq!(
+            aux,
+            vec!["created", "updated", "deleted", "items", "tenants"]
+        );
         assert_eq!(
             AuxiliaryKey::parse("processed"),
             Err(RunError::NotAuxiliaryKey {
