@@ -1,3 +1,22 @@
 //! Use cases of opsrun: the ports (async traits) the outside world implements,
-//! `OperationRunService` (the only mutation path for counts and status), one writer per run
-//! family, the read models and the access policy. No storage, queue or HTTP crate is used here.
+//! [`OperationRunService`] (the only mutation path for counts and status), one writer per run
+//! family, the read models and the access policy.
+//!
+//! Nothing here may use a storage, queue or HTTP crate: everything outside is a port. The
+//! [`memory`] module holds the reference implementation of the storage ports, built directly
+//! on the domain model, for embedding, fast tests and as the model of the storage contract
+//! suite.
+
+mod error;
+mod params;
+pub mod ports;
+mod service;
+pub mod writers;
+
+pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};
+pub use params::{MAX_POLICY_IDS, RunParams};
+pub use ports::{Role, TenantScope, TerminalEffects};
+pub use service::{
+    OperationRunService, REASON_ENQUEUE_FAILED, REASON_STALE, ReconcileReport, ServiceError,
+    StartRun,
+};

@@ -106,12 +106,36 @@ impl fmt::Display for Slug {
 /// assert!(ItemKey::parse("").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ItemKey(String);
+pub struct ItemKey(std::borrow::Cow<'static, str>);
 
 /// Longest item key, in bytes.
 const MAX_ITEM_KEY_LEN: usize = 200;
 
 impl ItemKey {
+    /// A built-in item key of printable ASCII, checked while compiling when used in a `const`.
+    /// Use [`ItemKey::parse`] for keys from input.
+    #[must_use]
+    pub const fn from_static(key: &'static str) -> Self {
+        let bytes = key.as_bytes();
+        assert!(
+            !bytes.is_empty() && bytes.len() <= MAX_ITEM_KEY_LEN,
+            "built-in item key length"
+        );
+        assert!(
+            bytes[0] != b' ' && bytes[bytes.len() - 1] != b' ',
+            "built-in item key padding"
+        );
+        let mut i = 0;
+        while i < bytes.len() {
+            assert!(
+                bytes[i] >= 0x20 && bytes[i] < 0x7f,
+                "built-in item key must be printable ascii"
+            );
+            i += 1;
+        }
+        Self(std::borrow::Cow::Borrowed(key))
+    }
+
     /// Validates an item key.
     ///
     /// # Errors
@@ -129,7 +153,7 @@ impl ItemKey {
         if text.trim() != text {
             return Err(invalid("must not start or end with whitespace"));
         }
-        Ok(Self(text.to_owned()))
+        Ok(Self(std::borrow::Cow::Owned(text.to_owned())))
     }
 
     /// The key text.
@@ -154,29 +178,49 @@ impl fmt::Display for ItemKey {
 /// assert!(ReasonCode::parse("Restore failed").is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ReasonCode(String);
+pub struct ReasonCode(std::borrow::Cow<'static, str>);
+
+/// Whether `code` follows the reason-code rule; `const` so built-in codes are checked while
+/// compiling.
+const fn is_reason_code(code: &str) -> bool {
+    let bytes = code.as_bytes();
+    if bytes.is_empty() || bytes.len() > 64 || !bytes[0].is_ascii_lowercase() {
+        return false;
+    }
+    let mut i = 0;
+    while i < bytes.len() {
+        let c = bytes[i];
+        if !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'.') {
+            return false;
+        }
+        i += 1;
+    }
+    true
+}
 
 impl ReasonCode {
+    /// A built-in reason code, checked while compiling when used in a `const`:
+    /// `const STALE: ReasonCode = ReasonCode::from_static("run.stale");` does not compile with
+    /// an invalid code. Use [`ReasonCode::parse`] for codes from input.
+    #[must_use]
+    pub const fn from_static(code: &'static str) -> Self {
+        assert!(is_reason_code(code), "invalid built-in reason code");
+        Self(std::borrow::Cow::Borrowed(code))
+    }
+
     /// Validates a reason code.
     ///
     /// # Errors
     ///
     /// [`InvalidValue`] when the text breaks the reason-code rule.
     pub fn parse(text: &str) -> Result<Self, InvalidValue> {
-        let invalid = |reason: &str| InvalidValue::new("reason code", reason);
-        if text.is_empty() || text.len() > 64 {
-            return Err(invalid("must be 1 to 64 characters"));
+        if !is_reason_code(text) {
+            return Err(InvalidValue::new(
+                "reason code",
+                "must be 1 to 64 characters of a-z, 0-9, '_' and '.', starting with a letter",
+            ));
         }
-        if !text.starts_with(|c: char| c.is_ascii_lowercase()) {
-            return Err(invalid("must start with a lowercase letter"));
-        }
-        if !text
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
-        {
-            return Err(invalid("may hold only a-z, 0-9, '_' and '.'"));
-        }
-        Ok(Self(text.to_owned()))
+        Ok(Self(std::borrow::Cow::Owned(text.to_owned())))
     }
 
     /// The code text.

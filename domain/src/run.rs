@@ -440,7 +440,8 @@ impl OperationRun {
     /// I2–I6: records a batch of items atomically, each key at most once. A key already in the
     /// ledger, or repeated later in the same batch, is a duplicate and changes nothing (the
     /// first outcome stays). A new item adds 1 to `processed` and to its outcome counter, and
-    /// applies its auxiliary deltas.
+    /// applies its auxiliary deltas. Recording at least one new item also moves the heartbeat
+    /// forward to `at`.
     ///
     /// Checks, in order: completed; the first new item outside the frozen work set; the bound
     /// `processed + new <= total`; counter overflow. Any refusal leaves everything unchanged.
@@ -495,6 +496,11 @@ impl OperationRun {
             }
         }
         self.parts.counts = counts;
+        // A recorded item is a sign of life: a fan-out parent whose children record on it
+        // never looks stale while they work.
+        if adding > 0 && self.parts.heartbeat_at.is_none_or(|h| h < at) {
+            self.parts.heartbeat_at = Some(at);
+        }
         for record in fresh {
             let entry = LedgerEntry {
                 outcome: record.outcome(),

@@ -1,0 +1,44 @@
+//! The durable job queue port.
+
+use async_trait::async_trait;
+use opsrun_domain::{ItemKey, RunId};
+
+use crate::QueueError;
+
+/// A unit of work for a worker. Jobs carry ids only: everything else is read from storage, so
+/// a job delivered twice or after a crash works on the current truth.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Job {
+    /// Execute (or resume) the writer of a run.
+    Run {
+        /// The run.
+        run: RunId,
+    },
+    /// Execute one child item of a fan-out parent (`backup_set.restore`).
+    RestoreChild {
+        /// The parent run.
+        parent: RunId,
+        /// The item of the parent's frozen work set.
+        item: ItemKey,
+    },
+}
+
+/// A durable queue with at-least-once delivery.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait JobQueue: Send + Sync {
+    /// Enqueues one job durably.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the job could not be stored; nothing was enqueued.
+    async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
+
+    /// Enqueues one [`Job::RestoreChild`] per item of a fan-out in one call (not one round
+    /// trip per child). Either all jobs are stored or none.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the jobs could not be stored; none was enqueued.
+    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError>;
+}

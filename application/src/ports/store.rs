@@ -1,0 +1,341 @@
+//! The run store port: atomic operations that mirror the domain rules.
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use opsrun_domain::{
+    AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemOutcome,
+    ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome, RunId, RunOutcome,
+    RunStatus, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+};
+
+use crate::{RunParams, StoreError, TenantScope};
+
+/// What a new run is created with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CreateRun {
+    /// Owning workspace.
+    pub workspace: WorkspaceId,
+    /// Tenant.
+    pub tenant: TenantId,
+    /// Family parameters (they give the type and the target).
+    pub params: RunParams,
+    /// Who starts it.
+    pub initiator: Option<UserId>,
+    /// Parent run, if another run starts it.
+    pub parent: Option<RunId>,
+    /// Creation time.
+    pub at: Timestamp,
+}
+
+/// The answer to [`OperationRunStore::create_run`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Started {
+    /// The new run, or the active run with the same identity.
+    pub run: OperationRun,
+    /// Whether `run` is an already active run (nothing was created).
+    pub reused: bool,
+}
+
+/// The terminal side effects written with a winning completion (the outbox): one audit event
+/// naming `actor`, and one notification to the run's initiator (when it has one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TerminalEffects {
+    /// Who caused the completion (an operator who cancelled); `None` for the system.
+    pub actor: Option<UserId>,
+}
+
+/// The answer to [`OperationRunStore::complete`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Completed {
+    /// The run after the call.
+    pub run: OperationRun,
+    /// Whether this call completed it. Exactly one call per run wins.
+    pub won: bool,
+}
+
+/// A row of a run's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditEvent {
+    /// Id (increasing).
+    pub id: i64,
+    /// The run.
+    pub run: RunId,
+    /// What happened, e.g. `operation.completed`.
+    pub action: String,
+    /// Who did it; `None` for the system.
+    pub actor: Option<UserId>,
+    /// The run's outcome after the event.
+    pub outcome: RunOutcome,
+    /// When.
+    pub at: Timestamp,
+}
+
+/// A terminal notification to a run's initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notification {
+    /// Id (increasing).
+    pub id: i64,
+    /// The notified user.
+    pub user: UserId,
+    /// The run.
+    pub run: RunId,
+    /// The run's family.
+    pub operation_type: OperationType,
+    /// The run's tenant.
+    pub tenant: TenantId,
+    /// The run's outcome.
+    pub outcome: RunOutcome,
+    /// When.
+    pub created_at: Timestamp,
+    /// Whether the user has read it.
+    pub read: bool,
+}
+
+/// A query of runs for the collection, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunQuery {
+    /// Workspace.
+    pub workspace: WorkspaceId,
+    /// Tenants the caller may see.
+    pub scope: TenantScope,
+    /// Only this tenant.
+    pub tenant: Option<TenantId>,
+    /// Only this family.
+    pub operation_type: Option<OperationType>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only this outcome.
+    pub outcome: Option<RunOutcome>,
+    /// Only runs with an id below this one (the cursor).
+    pub before: Option<RunId>,
+    /// Only runs without a parent.
+    pub top_level_only: bool,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// A query of a run's ledger, by item key order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LedgerQuery {
+    /// The run.
+    pub run: RunId,
+    /// Only items with this outcome.
+    pub outcome: Option<ItemOutcome>,
+    /// Only items with a key after this one (the cursor).
+    pub after: Option<ItemKey>,
+    /// At most this many.
+    pub limit: u32,
+}
+
+/// Durable store of runs, their ledgers, audit events and notifications.
+///
+/// Every mutation is atomic and enforces the same rules as the domain model, refusing with the
+/// same [`opsrun_domain::RunError`] (as [`StoreError::Rule`]) in the same order and changing
+/// nothing when it refuses. Every method that names a run answers
+/// [`StoreError::RunNotFound`] when it does not exist, and [`StoreError::Unavailable`] when
+/// the storage fails.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait OperationRunStore: Send + Sync {
+    /// Creates a queued run, or returns the active (queued or running) run with the same
+    /// identity (tenant, type, target) with `reused: true`. Two concurrent calls with one
+    /// identity create at most one run.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError>;
+
+    /// The run with this id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`], [`StoreError::Unavailable`].
+    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError>;
+
+    /// The parameters the run was created with.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`], [`StoreError::Corrupt`], [`StoreError::Unavailable`].
+    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError>;
+
+    /// As [`OperationRun::mark_running`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::set_total`]: freezes the work set with the total.
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::record_items`]: ledger inserts and counter increments in one unit of
+    /// work, all or nothing.
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn record_items(
+        &self,
+        id: RunId,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, StoreError>;
+
+    /// As [`OperationRun::increment`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn increment(
+        &self,
+        id: RunId,
+        increment_key: ItemKey,
+        deltas: AuxDeltas,
+    ) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::declare_phases`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::enter_phase`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::declare_components`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn declare_components(
+        &self,
+        id: RunId,
+        components: Components,
+    ) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::update_component`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn update_component(
+        &self,
+        id: RunId,
+        key: String,
+        state: ComponentState,
+    ) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::heartbeat`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::complete`], exactly once: the call that completes the run gets
+    /// `won: true`, and in the same unit of work writes one audit event
+    /// (`operation.completed`, or `operation.cancelled` for a cancellation) and, when
+    /// the run has an initiator, one notification to the initiator. A call on a completed run changes nothing
+    /// and answers `won: false` with the run as it is.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Rule`] for a `pending` outcome, plus the common errors.
+    async fn complete(
+        &self,
+        id: RunId,
+        completion: Completion,
+        effects: TerminalEffects,
+    ) -> Result<Completed, StoreError>;
+
+    /// The run's frozen work set, once its total is set.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError>;
+
+    /// The keys already in the run's ledger.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;
+
+    /// A page of the run's ledger.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn ledger_entries(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError>;
+
+    /// As [`OperationRun::reconcile_counts`]: recounts the counters from the ledger in one
+    /// unit of work and reports the drift repaired.
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError>;
+
+    /// Every queued or running run, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// Runs matching `query`, newest (highest id) first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// The tenant's top-level runs that are queued or running, or completed at or after
+    /// `completed_since`, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn activity(
+        &self,
+        tenant: TenantId,
+        completed_since: Timestamp,
+    ) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// The runs whose parent is `parent`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// The run's audit events, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The user's notifications, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+}

@@ -1,0 +1,233 @@
+//! `baseline.compare`: composite. Component `capture` (phased: resolve scope, capture
+//! evidence) captures the tenant's current state; component `compare` (counted) compares each
+//! baseline item once. Findings are counted in `items`. The run itself carries no total.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use opsrun_domain::{
+    AuxDeltas, AuxiliaryKey, Component, ComponentState, Components, ItemRecord, OperationRun,
+    ReasonCode, RunId, RunOutcome,
+};
+
+use super::baseline_capture::{capture_phases, fetch_all};
+use super::{
+    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
+};
+use crate::ports::{BaselineStore, Finding, FindingKind, PolicyProvider, WorkKey};
+use crate::{OperationRunService, ProviderError, RunParams};
+
+/// Reason code of a compare whose baseline no longer exists.
+pub const REASON_BASELINE_NOT_FOUND: ReasonCode = ReasonCode::from_static("baseline.not_found");
+/// Reason code of a baseline item whose current state could not be fetched.
+pub const REASON_NOT_COMPARED: ReasonCode = ReasonCode::from_static("compare.fetch_failed");
+
+const CAPTURE: &str = "capture";
+const COMPARE: &str = "compare";
+const CAPTURE_STEPS: [(&str, &str); 2] = [
+    ("resolve_scope", "Resolving scope"),
+    ("capture_evidence", "Capturing evidence"),
+];
+
+/// Compares a tenant's current policies with a baseline.
+#[derive(Clone)]
+pub struct CompareBaseline {
+    service: OperationRunService,
+    settings: WriterSettings,
+    provider: Arc<dyn PolicyProvider>,
+    baselines: Arc<dyn BaselineStore>,
+}
+
+fn invalid(e: impl std::fmt::Display) -> WriterError {
+    WriterError::Provider(ProviderError::Failed {
+        code: "baseline.invalid_components".into(),
+        message: e.to_string(),
+    })
+}
+
+fn component_state<'a>(run: &'a OperationRun, key: &str) -> Option<&'a ComponentState> {
+    run.components()?
+        .list()
+        .iter()
+        .find(|c| c.key() == key)
+        .map(Component::state)
+}
+
+impl CompareBaseline {
+    /// A writer over the given ports.
+    #[must_use]
+    pub fn new(
+        service: OperationRunService,
+        settings: WriterSettings,
+        provider: Arc<dyn PolicyProvider>,
+        baselines: Arc<dyn BaselineStore>,
+    ) -> Self {
+        Self {
+            service,
+            settings,
+            provider,
+            baselines,
+        }
+    }
+
+    /// Executes (or resumes) the run: baseline items already in the ledger are not compared
+    /// again.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure; a retry resumes.
+    pub async fn execute(&self, id: RunId) -> Result<WriterOutcome, WriterError> {
+        let Some((run, params)) = begin(&self.service, id).await? else {
+            return Ok(WriterOutcome::AlreadyCompleted);
+        };
+        let RunParams::BaselineCompare { baseline_id } = params else {
+            return Err(WriterError::WrongFamily { run: id });
+        };
+        let Some(baseline) = self.baselines.baseline(run.tenant(), baseline_id).await? else {
+            let message = format!("baseline {baseline_id} no longer exists");
+            let completed = self
+                .service
+                .complete_run(
+                    id,
+                    Some(RunOutcome::Blocked),
+                    vec![(REASON_BASELINE_NOT_FOUND, message)],
+                )
+                .await?;
+            return Ok(finished(&completed));
+        };
+        let components = Components::try_new(vec![
+            Component::try_new(CAPTURE, "Capture current state").map_err(invalid)?,
+            Component::try_new(COMPARE, "Compare items").map_err(invalid)?,
+        ])
+        .map_err(invalid)?;
+        self.service.declare_components(id, components).await?;
+        let run = self.service.store().run(id).await?;
+        let capture_done = matches!(component_state(&run, CAPTURE), Some(ComponentState::Done));
+        let mut steps = capture_phases(&CAPTURE_STEPS).map_err(invalid)?;
+
+        // Capture the current state (again, on a resume: it is not counted).
+        if !capture_done {
+            steps.enter(CAPTURE_STEPS[0].0)?;
+            self.advance(id, CAPTURE, ComponentState::Phased(steps.clone()))
+                .await?;
+        }
+        let present: BTreeSet<String> = self
+            .provider
+            .all_policies(run.tenant())
+            .await
+            .map_err(WriterError::Provider)?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        if !capture_done {
+            steps.enter(CAPTURE_STEPS[1].0)?;
+            self.advance(id, CAPTURE, ComponentState::Phased(steps.clone()))
+                .await?;
+        }
+        let wanted = baseline
+            .items
+            .iter()
+            .map(|i| i.policy.id.clone())
+            .filter(|policy| present.contains(policy));
+        let Some(captured) = fetch_all(
+            &self.service,
+            self.settings,
+            self.provider.as_ref(),
+            id,
+            run.tenant(),
+            wanted,
+        )
+        .await?
+        else {
+            return Ok(WriterOutcome::Stopped);
+        };
+        let current: BTreeMap<String, String> = captured
+            .items
+            .into_iter()
+            .map(|i| (i.policy.id, i.body))
+            .collect();
+        if !capture_done {
+            self.advance(id, CAPTURE, ComponentState::Done).await?;
+        }
+
+        // Compare each baseline item exactly once.
+        if matches!(component_state(&run, COMPARE), Some(ComponentState::Done)) {
+            let completed = self.service.complete_run(id, None, Vec::new()).await?;
+            return Ok(finished(&completed));
+        }
+        let total = baseline.items.len() as u64;
+        let done = self.service.store().ledger_keys(id).await?;
+        let mut processed = done.len() as u64;
+        self.advance(id, COMPARE, ComponentState::Counted { processed, total })
+            .await?;
+        let mut pulse = Pulse::new(&self.service, self.settings);
+        for item in &baseline.items {
+            let unit = super::plan_key(&item.policy.id)?;
+            if done.contains(&unit) {
+                continue;
+            }
+            if is_stopped(&self.service, id).await? {
+                return Ok(WriterOutcome::Stopped);
+            }
+            let finding = if !present.contains(&item.policy.id) {
+                Some(FindingKind::Missing)
+            } else {
+                match current.get(&item.policy.id) {
+                    Some(body) if *body == item.body => None,
+                    Some(_) => Some(FindingKind::Changed),
+                    None => {
+                        let failed = ItemRecord::failed(unit, REASON_NOT_COMPARED);
+                        if !record(&self.service, id, failed).await? {
+                            return Ok(WriterOutcome::Stopped);
+                        }
+                        processed += 1;
+                        self.advance(id, COMPARE, ComponentState::Counted { processed, total })
+                            .await?;
+                        continue;
+                    }
+                }
+            };
+            let mut deltas = AuxDeltas::new();
+            if let Some(kind) = finding {
+                let key = WorkKey {
+                    run: id,
+                    item: unit.clone(),
+                };
+                let finding = Finding {
+                    policy_id: item.policy.id.clone(),
+                    kind,
+                };
+                self.baselines
+                    .save_finding(&key, baseline.id, finding)
+                    .await?;
+                deltas = deltas.with(AuxiliaryKey::Items, 1);
+            }
+            if !record(
+                &self.service,
+                id,
+                ItemRecord::succeeded(unit).with_deltas(deltas),
+            )
+            .await?
+            {
+                return Ok(WriterOutcome::Stopped);
+            }
+            processed += 1;
+            self.advance(id, COMPARE, ComponentState::Counted { processed, total })
+                .await?;
+            pulse.beat(&self.service, id).await?;
+        }
+        self.advance(id, COMPARE, ComponentState::Done).await?;
+        let completed = self.service.complete_run(id, None, Vec::new()).await?;
+        Ok(finished(&completed))
+    }
+
+    async fn advance(
+        &self,
+        id: RunId,
+        component: &str,
+        state: ComponentState,
+    ) -> Result<(), WriterError> {
+        self.service.update_component(id, component, state).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,108 @@
+//! `evidence_snapshot.generate`: one unit per evidence dimension; seals a hashed snapshot.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opsrun_domain::{
+    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, ReasonCode, RunId, SummaryKey,
+    WorkSet,
+};
+
+use super::{
+    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
+    run_counted,
+};
+use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
+use crate::{OperationRunService, RunParams};
+
+/// Reason code of a dimension the source cannot collect.
+pub const REASON_DIMENSION_NOT_FOUND: ReasonCode =
+    ReasonCode::from_static("evidence.dimension_not_found");
+
+/// Generates an evidence snapshot: collects each dimension, stores it, then seals the snapshot
+/// with its content hash. The snapshot counts as `created: 1`.
+#[derive(Clone)]
+pub struct GenerateEvidenceSnapshot {
+    service: OperationRunService,
+    settings: WriterSettings,
+    source: Arc<dyn EvidenceSource>,
+    snapshots: Arc<dyn SnapshotStore>,
+}
+
+impl GenerateEvidenceSnapshot {
+    /// A writer over the given ports.
+    #[must_use]
+    pub fn new(
+        service: OperationRunService,
+        settings: WriterSettings,
+        source: Arc<dyn EvidenceSource>,
+        snapshots: Arc<dyn SnapshotStore>,
+    ) -> Self {
+        Self {
+            service,
+            settings,
+            source,
+            snapshots,
+        }
+    }
+
+    /// Executes (or resumes) the run.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure; a retry resumes.
+    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        run_counted(&self.service, self.settings, self, run).await
+    }
+}
+
+#[async_trait]
+impl CountedWork for GenerateEvidenceSnapshot {
+    async fn plan(&self, run: &OperationRun, params: &RunParams) -> Result<Plan, WriterError> {
+        if !matches!(params, RunParams::EvidenceSnapshotGenerate) {
+            return Err(WriterError::WrongFamily { run: run.id() });
+        }
+        let dimensions = self.source.dimensions().await;
+        Ok(plan_units(dimensions, |n| {
+            format!("{n} evidence dimensions")
+        }))
+    }
+
+    async fn process(
+        &self,
+        run: &OperationRun,
+        _params: &RunParams,
+        unit: &ItemKey,
+    ) -> Result<ItemRecord, WriterError> {
+        let content = match self.source.collect(run.tenant(), unit.as_str()).await {
+            Ok(content) => content,
+            Err(e) => return provider_failure(unit, e, &REASON_DIMENSION_NOT_FOUND),
+        };
+        let key = WorkKey {
+            run: run.id(),
+            item: unit.clone(),
+        };
+        self.snapshots.put_dimension(&key, content).await?;
+        Ok(ItemRecord::succeeded(unit.clone()))
+    }
+
+    async fn finish(
+        &self,
+        run: &OperationRun,
+        _work_set: &WorkSet,
+        service: &OperationRunService,
+    ) -> Result<(), WriterError> {
+        if run.counts().get_or_zero(SummaryKey::Succeeded) == 0 {
+            return Ok(());
+        }
+        self.snapshots.seal(run.id(), run.tenant()).await?;
+        service
+            .increment_summary_counts(
+                run.id(),
+                ItemKey::from_static("snapshot"),
+                AuxDeltas::new().with(AuxiliaryKey::Created, 1),
+            )
+            .await?;
+        Ok(())
+    }
+}
