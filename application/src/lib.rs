@@ -7,10 +7,14 @@
 //! on the domain model, for embedding, fast tests and as the model of the storage contract
 //! suite.
 
+pub mod access;
 mod error;
+pub mod memory;
 mod params;
 pub mod ports;
+pub mod read_models;
 mod service;
+pub mod start;
 pub mod writers;
 
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};

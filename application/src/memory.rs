@@ -1,0 +1,445 @@
+//! The in-memory reference implementation of the run store and directory ports, built directly
+//! on the domain model. It is what embedding hosts use for tests, what the application's own
+//! tests use, and the model the storage contract suite checks SQL adapters against.
+//!
+//! Each call holds one lock for its whole mutation, so every call is atomic, like a
+//! transaction in a SQL store. Nothing is durable.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
+
+use async_trait::async_trait;
+use opsrun_domain::{
+    AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemLedger,
+    ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RunError, RunId,
+    RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+};
+
+use crate::ports::{
+    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, Notification, OperationRunStore,
+    RunQuery, Started, Tenant, TerminalEffects, User,
+};
+use crate::{RunParams, StoreError};
+
+struct Entry {
+    run: OperationRun,
+    ledger: ItemLedger,
+    params: RunParams,
+}
+
+#[derive(Default)]
+struct State {
+    runs: BTreeMap<RunId, Entry>,
+    next_run: i64,
+    audit: Vec<AuditEvent>,
+    notifications: Vec<Notification>,
+    tenants: Vec<Tenant>,
+    users: Vec<User>,
+}
+
+/// In-memory run store and directory.
+#[derive(Default)]
+pub struct MemoryRunStore {
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for MemoryRunStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MemoryRunStore").finish_non_exhaustive()
+    }
+}
+
+impl MemoryRunStore {
+    /// An empty store.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied change: every mutation
+        // is computed on the domain model and only then stored. So a poisoned lock is safe.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Adds a tenant (ids are assigned in order, from 1).
+    pub fn add_tenant(&self, workspace: WorkspaceId, slug: Slug) -> Tenant {
+        let mut state = self.lock();
+        let tenant = Tenant {
+            id: TenantId::new(state.tenants.len() as i64 + 1),
+            workspace,
+            slug,
+        };
+        state.tenants.push(tenant.clone());
+        tenant
+    }
+
+    /// Adds a user (ids are assigned in order, from 1).
+    pub fn add_user(&self, workspace: WorkspaceId, email: &str) -> User {
+        let mut state = self.lock();
+        let user = User {
+            id: UserId::new(state.users.len() as i64 + 1),
+            workspace,
+            email: email.to_owned(),
+        };
+        state.users.push(user.clone());
+        user
+    }
+
+    /// The run's full ledger (for tests and the contract suite).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`].
+    pub fn ledger(&self, id: RunId) -> Result<ItemLedger, StoreError> {
+        let state = self.lock();
+        state
+            .runs
+            .get(&id)
+            .map(|e| e.ledger.clone())
+            .ok_or(StoreError::RunNotFound(id))
+    }
+
+    /// Replaces a run's stored state as it is, without any rule: for tests that need a
+    /// legacy or drifted row.
+    pub fn put_raw(&self, run: OperationRun, ledger: ItemLedger, params: RunParams) {
+        let mut state = self.lock();
+        state.next_run = state.next_run.max(run.id().value());
+        state.runs.insert(
+            run.id(),
+            Entry {
+                run,
+                ledger,
+                params,
+            },
+        );
+    }
+
+    fn with_entry<T>(
+        &self,
+        id: RunId,
+        change: impl FnOnce(&mut OperationRun, &mut ItemLedger) -> Result<T, RunError>,
+    ) -> Result<T, StoreError> {
+        let mut state = self.lock();
+        let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
+        // Work on copies so that a refusal leaves the stored entry exactly as it was.
+        let mut run = entry.run.clone();
+        let mut ledger = entry.ledger.clone();
+        let value = change(&mut run, &mut ledger)?;
+        entry.run = run;
+        entry.ledger = ledger;
+        Ok(value)
+    }
+
+    fn read<T>(&self, id: RunId, read: impl FnOnce(&Entry) -> T) -> Result<T, StoreError> {
+        let state = self.lock();
+        state
+            .runs
+            .get(&id)
+            .map(read)
+            .ok_or(StoreError::RunNotFound(id))
+    }
+}
+
+#[async_trait]
+impl OperationRunStore for MemoryRunStore {
+    async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError> {
+        let mut state = self.lock();
+        let identity = opsrun_domain::identity(
+            new.tenant,
+            new.params.operation_type(),
+            &new.params.target(),
+        );
+        if let Some(active) = state
+            .runs
+            .values()
+            .find(|e| e.run.status().is_active() && e.run.identity() == identity)
+        {
+            return Ok(Started {
+                run: active.run.clone(),
+                reused: true,
+            });
+        }
+        state.next_run += 1;
+        let id = RunId::new(state.next_run);
+        let run = OperationRun::new(NewRun {
+            id,
+            workspace: new.workspace,
+            tenant: new.tenant,
+            operation_type: new.params.operation_type(),
+            target: new.params.target(),
+            initiator: new.initiator,
+            parent: new.parent,
+            created_at: new.at,
+        });
+        state.runs.insert(
+            id,
+            Entry {
+                run: run.clone(),
+                ledger: ItemLedger::new(),
+                params: new.params,
+            },
+        );
+        Ok(Started { run, reused: false })
+    }
+
+    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
+        self.read(id, |e| e.run.clone())
+    }
+
+    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
+        self.read(id, |e| e.params.clone())
+    }
+
+    async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.mark_running(at))
+    }
+
+    async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, ledger| run.set_total(ledger, work_set))
+    }
+
+    async fn record_items(
+        &self,
+        id: RunId,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.with_entry(id, |run, ledger| run.record_items(ledger, records, at))
+    }
+
+    async fn increment(
+        &self,
+        id: RunId,
+        increment_key: ItemKey,
+        deltas: AuxDeltas,
+    ) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, ledger| {
+            run.increment(ledger, &increment_key, &deltas)
+        })
+    }
+
+    async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.declare_phases(phases))
+    }
+
+    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.enter_phase(&key))
+    }
+
+    async fn declare_components(
+        &self,
+        id: RunId,
+        components: Components,
+    ) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.declare_components(components))
+    }
+
+    async fn update_component(
+        &self,
+        id: RunId,
+        key: String,
+        state: ComponentState,
+    ) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.update_component(&key, state))
+    }
+
+    async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.heartbeat(at))
+    }
+
+    async fn complete(
+        &self,
+        id: RunId,
+        completion: Completion,
+        effects: TerminalEffects,
+    ) -> Result<Completed, StoreError> {
+        let mut state = self.lock();
+        let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
+        let mut run = entry.run.clone();
+        let at = completion.at;
+        match run.complete(completion) {
+            Ok(outcome) => {
+                entry.run = run.clone();
+                let action = if outcome == RunOutcome::Cancelled {
+                    "operation.cancelled"
+                } else {
+                    "operation.completed"
+                };
+                let audit_id = state.audit.len() as i64 + 1;
+                state.audit.push(AuditEvent {
+                    id: audit_id,
+                    run: id,
+                    action: action.to_owned(),
+                    actor: effects.actor,
+                    outcome,
+                    at,
+                });
+                if let Some(user) = run.initiator() {
+                    let notification_id = state.notifications.len() as i64 + 1;
+                    state.notifications.push(Notification {
+                        id: notification_id,
+                        user,
+                        run: id,
+                        operation_type: run.operation_type(),
+                        tenant: run.tenant(),
+                        outcome,
+                        created_at: at,
+                        read: false,
+                    });
+                }
+                Ok(Completed { run, won: true })
+            }
+            Err(RunError::RunAlreadyCompleted) => Ok(Completed {
+                run: entry.run.clone(),
+                won: false,
+            }),
+            Err(rule) => Err(rule.into()),
+        }
+    }
+
+    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError> {
+        self.read(id, |e| e.ledger.work_set().cloned())
+    }
+
+    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError> {
+        self.read(id, |e| e.ledger.entries().map(|(k, _)| k.clone()).collect())
+    }
+
+    async fn ledger_entries(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError> {
+        self.read(query.run, |e| {
+            e.ledger
+                .entries()
+                .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
+                .filter(|(_, v)| query.outcome.is_none_or(|o| v.outcome == o))
+                .take(query.limit as usize)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError> {
+        self.with_entry(id, |run, ledger| run.reconcile_counts(ledger))
+    }
+
+    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .filter(|e| e.run.status().is_active())
+            .map(|e| e.run.clone())
+            .collect())
+    }
+
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .rev()
+            .map(|e| &e.run)
+            .filter(|r| r.workspace() == query.workspace && query.scope.allows(r.tenant()))
+            .filter(|r| query.tenant.is_none_or(|t| r.tenant() == t))
+            .filter(|r| query.operation_type.is_none_or(|t| r.operation_type() == t))
+            .filter(|r| query.status.is_none_or(|s| r.status() == s))
+            .filter(|r| query.outcome.is_none_or(|o| r.outcome() == o))
+            .filter(|r| query.before.is_none_or(|b| r.id() < b))
+            .filter(|r| !query.top_level_only || r.parent().is_none())
+            .take(query.limit as usize)
+            .cloned()
+            .collect())
+    }
+
+    async fn activity(
+        &self,
+        tenant: TenantId,
+        completed_since: Timestamp,
+    ) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .rev()
+            .map(|e| &e.run)
+            .filter(|r| r.tenant() == tenant && r.parent().is_none())
+            .filter(|r| {
+                r.status() != RunStatus::Completed
+                    || r.completed_at().is_some_and(|at| at >= completed_since)
+            })
+            .cloned()
+            .collect())
+    }
+
+    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .map(|e| &e.run)
+            .filter(|r| r.parent() == Some(parent))
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .audit
+            .iter()
+            .filter(|a| a.run == run)
+            .cloned()
+            .collect())
+    }
+
+    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .notifications
+            .iter()
+            .rev()
+            .filter(|n| n.user == user)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl Directory for MemoryRunStore {
+    async fn tenant_by_slug(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+    ) -> Result<Tenant, StoreError> {
+        let state = self.lock();
+        state
+            .tenants
+            .iter()
+            .find(|t| t.workspace == workspace && t.slug == *slug)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))
+    }
+
+    async fn tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
+        let state = self.lock();
+        state
+            .tenants
+            .iter()
+            .find(|t| t.id == id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {id}")))
+    }
+
+    async fn user(&self, id: UserId) -> Result<User, StoreError> {
+        let state = self.lock();
+        state
+            .users
+            .iter()
+            .find(|u| u.id == id)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
+    }
+}

@@ -1,0 +1,395 @@
+//! The read models every adopter renders: the tenant activity feed, the operations
+//! collection, the operation detail, a run's items and a user's notifications. All go through
+//! [`AccessPolicy`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use opsrun_domain::{
+    ItemKey, ItemOutcome, LedgerEntry, OperationRun, OperationRunProgressContract, OperationType,
+    ProgressView, RunId, RunOutcome, RunStatus, Slug, Staleness, TenantId, Timestamp, UserId,
+};
+
+use crate::access::{AccessError, AccessPolicy, Caller};
+use crate::ports::{
+    AuditEvent, Clock, Directory, LedgerQuery, Notification, OperationRunStore, RunQuery,
+};
+
+/// Completed runs stay in the activity feed this long.
+pub const ACTIVITY_WINDOW_MS: i64 = 60_000;
+/// Largest page of any list.
+pub const MAX_PAGE: u32 = 200;
+/// Page size when none is asked for.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// A run as every surface shows it: the run, its progress view, and the names it refers to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunSummary {
+    /// The run.
+    pub run: OperationRun,
+    /// Its progress view (with staleness judged now).
+    pub progress: ProgressView,
+    /// Its tenant's slug.
+    pub tenant: Slug,
+    /// Its initiator's e-mail, if a user started it.
+    pub initiator: Option<String>,
+    /// The one place to view it: `/operations/{id}`.
+    pub view_url: String,
+}
+
+/// One page of a list with a cursor to the next page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Page<T, C> {
+    /// The entries.
+    pub items: Vec<T>,
+    /// Where the next page starts, or `None` on the last page.
+    pub next_cursor: Option<C>,
+}
+
+/// Filters of the operations collection.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CollectionFilter {
+    /// Only this tenant.
+    pub tenant: Option<Slug>,
+    /// Only this family.
+    pub operation_type: Option<OperationType>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only this outcome.
+    pub outcome: Option<RunOutcome>,
+}
+
+/// One line of a run's timeline.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimelineEntry {
+    /// When.
+    pub at: Timestamp,
+    /// What happened, e.g. `created`, `started`, `operation.completed`.
+    pub event: String,
+    /// The user who caused it, if any.
+    pub actor: Option<String>,
+}
+
+/// Everything the operation detail page shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OperationDetail {
+    /// The run.
+    pub summary: RunSummary,
+    /// The first failed items, by key.
+    pub failed_items: Vec<(ItemKey, LedgerEntry)>,
+    /// The parent run, if any.
+    pub parent: Option<RunId>,
+    /// Runs started by this run.
+    pub children: Vec<RunSummary>,
+    /// Created, started, and the audit events.
+    pub timeline: Vec<TimelineEntry>,
+}
+
+/// The read models, over the store, the directory and the clock.
+#[derive(Clone)]
+pub struct ReadModels {
+    store: Arc<dyn OperationRunStore>,
+    directory: Arc<dyn Directory>,
+    clock: Arc<dyn Clock>,
+    stale_after_ms: i64,
+}
+
+impl std::fmt::Debug for ReadModels {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReadModels")
+            .field("stale_after_ms", &self.stale_after_ms)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves tenant slugs and user e-mails once per request.
+struct Names<'a> {
+    directory: &'a dyn Directory,
+    tenants: BTreeMap<TenantId, Slug>,
+    users: BTreeMap<UserId, String>,
+}
+
+impl<'a> Names<'a> {
+    fn new(directory: &'a dyn Directory) -> Self {
+        Self {
+            directory,
+            tenants: BTreeMap::new(),
+            users: BTreeMap::new(),
+        }
+    }
+
+    async fn tenant(&mut self, id: TenantId) -> Result<Slug, AccessError> {
+        if let Some(slug) = self.tenants.get(&id) {
+            return Ok(slug.clone());
+        }
+        let slug = self.directory.tenant(id).await?.slug;
+        self.tenants.insert(id, slug.clone());
+        Ok(slug)
+    }
+
+    async fn user(&mut self, id: UserId) -> Result<String, AccessError> {
+        if let Some(email) = self.users.get(&id) {
+            return Ok(email.clone());
+        }
+        let email = self.directory.user(id).await?.email;
+        self.users.insert(id, email.clone());
+        Ok(email)
+    }
+}
+
+impl ReadModels {
+    /// Read models over the ports; runs without a sign of life for `stale_after_ms` are shown
+    /// as stale.
+    #[must_use]
+    pub fn new(
+        store: Arc<dyn OperationRunStore>,
+        directory: Arc<dyn Directory>,
+        clock: Arc<dyn Clock>,
+        stale_after_ms: i64,
+    ) -> Self {
+        Self {
+            store,
+            directory,
+            clock,
+            stale_after_ms,
+        }
+    }
+
+    async fn summarize(
+        &self,
+        names: &mut Names<'_>,
+        run: OperationRun,
+    ) -> Result<RunSummary, AccessError> {
+        let progress = OperationRunProgressContract::resolve_at(
+            &run,
+            Staleness {
+                now: self.clock.now(),
+                threshold_ms: self.stale_after_ms,
+            },
+        );
+        let tenant = names.tenant(run.tenant()).await?;
+        let initiator = match run.initiator() {
+            Some(user) => Some(names.user(user).await?),
+            None => None,
+        };
+        let view_url = format!("/operations/{}", run.id());
+        Ok(RunSummary {
+            run,
+            progress,
+            tenant,
+            initiator,
+            view_url,
+        })
+    }
+
+    async fn summarize_all(&self, runs: Vec<OperationRun>) -> Result<Vec<RunSummary>, AccessError> {
+        let mut names = Names::new(self.directory.as_ref());
+        let mut out = Vec::with_capacity(runs.len());
+        for run in runs {
+            out.push(self.summarize(&mut names, run).await?);
+        }
+        Ok(out)
+    }
+
+    /// One run as a summary.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when absent or not visible; [`AccessError::Store`].
+    pub async fn run(&self, caller: &Caller, id: RunId) -> Result<RunSummary, AccessError> {
+        let run = AccessPolicy::visible_run(caller, self.store.as_ref(), id).await?;
+        let mut names = Names::new(self.directory.as_ref());
+        self.summarize(&mut names, run).await
+    }
+
+    /// The tenant shell activity feed: the tenant's queued and running top-level runs plus
+    /// those completed in the last 60 s, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when the tenant is absent or not visible;
+    /// [`AccessError::Store`].
+    pub async fn activity(
+        &self,
+        caller: &Caller,
+        tenant: &Slug,
+    ) -> Result<Vec<RunSummary>, AccessError> {
+        let tenant = AccessPolicy::visible_tenant(caller, self.directory.as_ref(), tenant).await?;
+        let since = self.clock.now().plus_millis(-ACTIVITY_WINDOW_MS);
+        let runs = self.store.activity(tenant.id, since).await?;
+        self.summarize_all(runs).await
+    }
+
+    /// The operations collection: top-level runs the caller may see, newest first, `limit`
+    /// per page (1 to [`MAX_PAGE`]), continuing below the `before` cursor.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when the filter's tenant is absent or not visible;
+    /// [`AccessError::Store`].
+    pub async fn collection(
+        &self,
+        caller: &Caller,
+        filter: CollectionFilter,
+        limit: u32,
+        before: Option<RunId>,
+    ) -> Result<Page<RunSummary, RunId>, AccessError> {
+        let tenant = match &filter.tenant {
+            Some(slug) => Some(
+                AccessPolicy::visible_tenant(caller, self.directory.as_ref(), slug)
+                    .await?
+                    .id,
+            ),
+            None => None,
+        };
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut runs = self
+            .store
+            .list_runs(RunQuery {
+                workspace: caller.workspace(),
+                scope: caller.scope.clone(),
+                tenant,
+                operation_type: filter.operation_type,
+                status: filter.status,
+                outcome: filter.outcome,
+                before,
+                top_level_only: true,
+                limit: limit + 1,
+            })
+            .await?;
+        let next_cursor = if runs.len() > limit as usize {
+            runs.truncate(limit as usize);
+            runs.last().map(OperationRun::id)
+        } else {
+            None
+        };
+        Ok(Page {
+            items: self.summarize_all(runs).await?,
+            next_cursor,
+        })
+    }
+
+    /// A page of a run's ledger by item key, optionally only one outcome.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when the run is absent or not visible;
+    /// [`AccessError::Store`].
+    pub async fn items(
+        &self,
+        caller: &Caller,
+        id: RunId,
+        outcome: Option<ItemOutcome>,
+        limit: u32,
+        after: Option<ItemKey>,
+    ) -> Result<Page<(ItemKey, LedgerEntry), ItemKey>, AccessError> {
+        AccessPolicy::visible_run(caller, self.store.as_ref(), id).await?;
+        let limit = limit.clamp(1, MAX_PAGE);
+        let mut items = self
+            .store
+            .ledger_entries(LedgerQuery {
+                run: id,
+                outcome,
+                after,
+                limit: limit + 1,
+            })
+            .await?;
+        let next_cursor = if items.len() > limit as usize {
+            items.truncate(limit as usize);
+            items.last().map(|(k, _)| k.clone())
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    /// The operation detail.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when the run is absent or not visible;
+    /// [`AccessError::Store`].
+    pub async fn detail(&self, caller: &Caller, id: RunId) -> Result<OperationDetail, AccessError> {
+        let run = AccessPolicy::visible_run(caller, self.store.as_ref(), id).await?;
+        let failed_items = self
+            .store
+            .ledger_entries(LedgerQuery {
+                run: id,
+                outcome: Some(ItemOutcome::Failed),
+                after: None,
+                limit: DEFAULT_PAGE,
+            })
+            .await?;
+        let children = self.store.children(id).await?;
+        let audit = self.store.audit_events(id).await?;
+        let mut names = Names::new(self.directory.as_ref());
+        let timeline = self.timeline(&mut names, &run, audit).await?;
+        let parent = run.parent();
+        let summary = self.summarize(&mut names, run).await?;
+        let mut child_summaries = Vec::with_capacity(children.len());
+        for child in children {
+            child_summaries.push(self.summarize(&mut names, child).await?);
+        }
+        Ok(OperationDetail {
+            summary,
+            failed_items,
+            parent,
+            children: child_summaries,
+            timeline,
+        })
+    }
+
+    async fn timeline(
+        &self,
+        names: &mut Names<'_>,
+        run: &OperationRun,
+        audit: Vec<AuditEvent>,
+    ) -> Result<Vec<TimelineEntry>, AccessError> {
+        let initiator = match run.initiator() {
+            Some(user) => Some(names.user(user).await?),
+            None => None,
+        };
+        let mut timeline = vec![TimelineEntry {
+            at: run.created_at(),
+            event: "created".into(),
+            actor: initiator,
+        }];
+        if let Some(at) = run.started_at() {
+            timeline.push(TimelineEntry {
+                at,
+                event: "started".into(),
+                actor: None,
+            });
+        }
+        for event in audit {
+            let actor = match event.actor {
+                Some(user) => Some(names.user(user).await?),
+                None => None,
+            };
+            timeline.push(TimelineEntry {
+                at: event.at,
+                event: event.action,
+                actor,
+            });
+        }
+        Ok(timeline)
+    }
+
+    /// The caller's terminal notifications, newest first, with the tenant slug of each run.
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::Store`].
+    pub async fn notifications(
+        &self,
+        caller: &Caller,
+    ) -> Result<Vec<(Notification, Slug)>, AccessError> {
+        let mut names = Names::new(self.directory.as_ref());
+        let mut out = Vec::new();
+        for notification in self.store.notifications(caller.user.id).await? {
+            let slug = names.tenant(notification.tenant).await?;
+            out.push((notification, slug));
+        }
+        Ok(out)
+    }
+}

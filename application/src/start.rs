@@ -1,0 +1,319 @@
+//! Starting and cancelling operations on behalf of a caller: access, parameter validation
+//! against what exists in the tenant, then the service.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use opsrun_domain::{OperationRun, RunId, Slug};
+
+use crate::access::{AccessError, AccessPolicy, Caller};
+use crate::ports::{
+    BackupSetStore, BaselineStore, Directory, PolicyProvider, ReviewPackSource, Role, Started,
+};
+use crate::{
+    FamilyStoreError, MAX_POLICY_IDS, OperationRunService, ProviderError, RunParams, ServiceError,
+    StartRun,
+};
+
+/// Most entries a list parameter (`policy_types`, `sections`) may have.
+pub const MAX_LIST_PARAM: usize = 100;
+
+/// Why an operation was not started or cancelled. Nothing was changed.
+#[derive(Debug, thiserror::Error)]
+pub enum OperationError {
+    /// Access refused (not found, or role too low).
+    #[error(transparent)]
+    Access(#[from] AccessError),
+    /// A parameter is invalid or names something the tenant does not have.
+    #[error("{message}")]
+    Invalid {
+        /// Stable snake_case code, e.g. `unknown_backup_set`.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
+    /// The run is already completed (cancel).
+    #[error("operation {0} is already completed")]
+    AlreadyCompleted(RunId),
+    /// The run service failed.
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The tenant's provider failed while validating.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// A family store failed while validating.
+    #[error(transparent)]
+    FamilyStore(#[from] FamilyStoreError),
+}
+
+fn invalid(code: &'static str, message: impl Into<String>) -> OperationError {
+    OperationError::Invalid {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Keeps the first occurrence of each entry.
+fn dedup<T: Ord + Clone>(list: &[T]) -> Vec<T> {
+    let mut seen = BTreeSet::new();
+    list.iter()
+        .filter(|v| seen.insert((*v).clone()))
+        .cloned()
+        .collect()
+}
+
+fn check_list(
+    name: &str,
+    list: &[String],
+    known: &BTreeSet<String>,
+    max: usize,
+    unknown_code: &'static str,
+) -> Result<Vec<String>, OperationError> {
+    let list = dedup(list);
+    if list.is_empty() || list.len() > max {
+        return Err(invalid(
+            "invalid_params",
+            format!("{name} must hold 1 to {max} distinct entries"),
+        ));
+    }
+    if let Some(bad) = list.iter().find(|v| !known.contains(*v)) {
+        return Err(invalid(
+            unknown_code,
+            format!("{name}: '{bad}' does not exist in this tenant"),
+        ));
+    }
+    Ok(list)
+}
+
+/// Starts an operation for a caller: needs `operator`, a visible tenant and valid parameters.
+#[derive(Clone)]
+pub struct StartOperation {
+    service: OperationRunService,
+    directory: Arc<dyn Directory>,
+    provider: Arc<dyn PolicyProvider>,
+    review_source: Arc<dyn ReviewPackSource>,
+    backup_sets: Arc<dyn BackupSetStore>,
+    baselines: Arc<dyn BaselineStore>,
+}
+
+/// The ports [`StartOperation`] validates parameters against.
+#[derive(Clone)]
+pub struct StartPorts {
+    /// Tenants and users.
+    pub directory: Arc<dyn Directory>,
+    /// Policy types and policies.
+    pub provider: Arc<dyn PolicyProvider>,
+    /// Review-pack sections.
+    pub review_source: Arc<dyn ReviewPackSource>,
+    /// Backup sets and items.
+    pub backup_sets: Arc<dyn BackupSetStore>,
+    /// Baselines.
+    pub baselines: Arc<dyn BaselineStore>,
+}
+
+impl StartOperation {
+    /// The use case over the service and the validation ports.
+    #[must_use]
+    pub fn new(service: OperationRunService, ports: StartPorts) -> Self {
+        Self {
+            service,
+            directory: ports.directory,
+            provider: ports.provider,
+            review_source: ports.review_source,
+            backup_sets: ports.backup_sets,
+            baselines: ports.baselines,
+        }
+    }
+
+    /// Validates and starts; returns the new run, or the active run with the same identity.
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Access`] (tenant not visible: not found; role below operator:
+    /// forbidden), [`OperationError::Invalid`] with a stable code, or a failure.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        tenant: &Slug,
+        params: RunParams,
+    ) -> Result<Started, OperationError> {
+        let tenant = AccessPolicy::visible_tenant(caller, self.directory.as_ref(), tenant).await?;
+        AccessPolicy::require(caller, Role::Operator)?;
+        let params = self.validate(tenant.id, params).await?;
+        Ok(self
+            .service
+            .start_run(StartRun {
+                workspace: tenant.workspace,
+                tenant: tenant.id,
+                params,
+                initiator: Some(caller.user.id),
+                parent: None,
+            })
+            .await?)
+    }
+
+    async fn validate(
+        &self,
+        tenant: opsrun_domain::TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        Ok(match params {
+            RunParams::InventorySync {
+                policy_types: Some(types),
+            } => {
+                let known = self
+                    .provider
+                    .policy_types(tenant)
+                    .await?
+                    .into_iter()
+                    .collect();
+                let types = check_list(
+                    "policy_types",
+                    &types,
+                    &known,
+                    MAX_LIST_PARAM,
+                    "unknown_policy_type",
+                )?;
+                RunParams::InventorySync {
+                    policy_types: Some(types),
+                }
+            }
+            RunParams::ReviewPackGenerate {
+                sections: Some(sections),
+            } => {
+                let known = self.review_source.sections().await.into_iter().collect();
+                let sections = check_list(
+                    "sections",
+                    &sections,
+                    &known,
+                    MAX_LIST_PARAM,
+                    "unknown_section",
+                )?;
+                RunParams::ReviewPackGenerate {
+                    sections: Some(sections),
+                }
+            }
+            RunParams::BackupSetAddPolicies {
+                backup_set_id,
+                policy_ids,
+            } => {
+                self.require_backup_set(tenant, backup_set_id).await?;
+                let known = self
+                    .provider
+                    .all_policies(tenant)
+                    .await?
+                    .into_iter()
+                    .map(|p| p.id)
+                    .collect();
+                let policy_ids = check_list(
+                    "policy_ids",
+                    &policy_ids,
+                    &known,
+                    MAX_POLICY_IDS,
+                    "unknown_policy",
+                )?;
+                RunParams::BackupSetAddPolicies {
+                    backup_set_id,
+                    policy_ids,
+                }
+            }
+            RunParams::BackupSetRestore {
+                backup_set_id,
+                item_ids,
+            } => {
+                self.require_backup_set(tenant, backup_set_id).await?;
+                let item_ids = match item_ids {
+                    None => None,
+                    Some(ids) => {
+                        let known: BTreeSet<String> = self
+                            .backup_sets
+                            .items(backup_set_id)
+                            .await?
+                            .into_iter()
+                            .map(|i| i.id.to_string())
+                            .collect();
+                        let texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+                        check_list(
+                            "item_ids",
+                            &texts,
+                            &known,
+                            MAX_POLICY_IDS,
+                            "unknown_backup_item",
+                        )?;
+                        Some(dedup(&ids))
+                    }
+                };
+                RunParams::BackupSetRestore {
+                    backup_set_id,
+                    item_ids,
+                }
+            }
+            RunParams::BaselineCompare { baseline_id } => {
+                if self
+                    .baselines
+                    .baseline(tenant, baseline_id)
+                    .await?
+                    .is_none()
+                {
+                    return Err(invalid(
+                        "unknown_baseline",
+                        format!("baseline {baseline_id} does not exist in this tenant"),
+                    ));
+                }
+                params
+            }
+            other => other,
+        })
+    }
+
+    async fn require_backup_set(
+        &self,
+        tenant: opsrun_domain::TenantId,
+        id: i64,
+    ) -> Result<(), OperationError> {
+        if self.backup_sets.backup_set(tenant, id).await?.is_none() {
+            return Err(invalid(
+                "unknown_backup_set",
+                format!("backup set {id} does not exist in this tenant"),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Cancels an operation for a caller: needs a visible run and the `owner` role.
+#[derive(Clone, Debug)]
+pub struct CancelOperation {
+    service: OperationRunService,
+}
+
+impl CancelOperation {
+    /// The use case over the service.
+    #[must_use]
+    pub fn new(service: OperationRunService) -> Self {
+        Self { service }
+    }
+
+    /// Cancels the run; returns it completed with outcome `cancelled`.
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Access`] (not visible: not found; role below owner: forbidden),
+    /// [`OperationError::AlreadyCompleted`], or a failure.
+    pub async fn execute(
+        &self,
+        caller: &Caller,
+        id: RunId,
+    ) -> Result<OperationRun, OperationError> {
+        let run = AccessPolicy::visible_run(caller, self.service.store().as_ref(), id).await?;
+        AccessPolicy::require(caller, Role::Owner)?;
+        if run.is_completed() {
+            return Err(OperationError::AlreadyCompleted(id));
+        }
+        let completed = self.service.cancel_run(id, Some(caller.user.id)).await?;
+        if !completed.won {
+            return Err(OperationError::AlreadyCompleted(id));
+        }
+        Ok(completed.run)
+    }
+}
