@@ -9,6 +9,8 @@
 
 pub mod access;
 mod error;
+#[cfg(any(test, feature = "mocks"))]
+pub mod fakes;
 pub mod memory;
 mod params;
 pub mod ports;

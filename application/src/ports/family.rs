@@ -11,7 +11,7 @@ use opsrun_domain::{ItemKey, RunId, TenantId};
 use crate::{FamilyStoreError, ProviderError};
 
 /// The idempotency key of a family write: the run and the item of its work set.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct WorkKey {
     /// The run doing the work.
     pub run: RunId,

@@ -106,3 +106,89 @@ impl CountedWork for GenerateEvidenceSnapshot {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::RunOutcome;
+
+    use crate::RunParams;
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    #[tokio::test]
+    async fn collects_every_dimension_and_seals_a_hashed_snapshot() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+
+        let outcome = h.evidence().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+        );
+        let snapshot = h.families.snapshot(id).unwrap();
+        assert_eq!(snapshot.dimensions, 4);
+        assert_eq!(snapshot.content_hash.len(), 16);
+    }
+
+    #[tokio::test]
+    async fn a_failing_dimension_is_recorded_failed() {
+        let h = Harness::new(0, &["devices"]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+
+        let outcome = h.evidence().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(h.families.snapshot(id).unwrap().dimensions, 3);
+        assert_eq!(h.failed_reasons(id), vec![("devices".into(), "fake.failed".into())]);
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_crash_halfway_does_not_count_twice() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        h.families.lose_ack_at(2);
+
+        assert!(h.evidence().execute(id).await.is_err());
+        let resumed = h.evidence().execute(id).await.unwrap();
+
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+        );
+        assert_eq!(h.families.snapshot(id).unwrap().dimensions, 4);
+    }
+
+    #[tokio::test]
+    async fn a_crash_after_sealing_does_not_count_the_snapshot_twice() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        // Writes 1-4 store dimensions, write 5 seals.
+        h.families.lose_ack_at(5);
+
+        assert!(h.evidence().execute(id).await.is_err());
+        let resumed = h.evidence().execute(id).await.unwrap();
+
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_at_the_next_dimension() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        h.fake.cancel_before(4, h.service.clone(), id);
+
+        let outcome = h.evidence().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
+        assert_eq!(Harness::processed(&h.counts(id).await), 3);
+        assert_eq!(h.families.snapshot(id), None);
+    }
+}

@@ -107,3 +107,141 @@ impl CountedWork for RunInventorySync {
         Ok(ItemRecord::succeeded(unit.clone()).with_deltas(deltas))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::{RunOutcome, RunStatus};
+
+    use crate::RunParams;
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    fn all_types() -> RunParams {
+        RunParams::InventorySync { policy_types: None }
+    }
+
+    #[tokio::test]
+    async fn syncs_every_type_with_exact_counts() {
+        let h = Harness::new(10, &[]);
+        let id = h.start(all_types()).await;
+
+        let outcome = h.inventory().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![
+                ("total", 4),
+                ("processed", 4),
+                ("succeeded", 4),
+                ("created", 10),
+                ("items", 10)
+            ]
+        );
+        let run = h.run(id).await;
+        assert_eq!(run.basis(), Some("all 4 policy types"));
+        assert_eq!(h.families.inventory(h.tenant.id, "device_configuration").len(), 3);
+        assert_eq!(h.notifications().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_failing_type_is_recorded_failed_with_its_reason() {
+        let h = Harness::new(10, &["app_protection"]);
+        let id = h.start(all_types()).await;
+
+        let outcome = h.inventory().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![
+                ("total", 4),
+                ("processed", 4),
+                ("succeeded", 3),
+                ("failed", 1),
+                ("created", 8),
+                ("items", 8)
+            ]
+        );
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![("app_protection".into(), "fake.failed".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_crash_halfway_does_not_count_twice() {
+        let h = Harness::new(10, &[]);
+        let id = h
+            .start(RunParams::InventorySync {
+                policy_types: Some(vec!["compliance_policy".into(), "device_configuration".into()]),
+            })
+            .await;
+        // The second type's inventory write lands, but its acknowledgement is lost.
+        h.families.lose_ack_at(2);
+
+        let crashed = h.inventory().execute(id).await;
+        let after_crash = h.counts(id).await;
+        let resumed = h.inventory().execute(id).await.unwrap();
+
+        assert!(crashed.is_err());
+        assert_eq!(Harness::processed(&after_crash), 1);
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![
+                ("total", 2),
+                ("processed", 2),
+                ("succeeded", 2),
+                ("created", 6),
+                ("items", 6)
+            ]
+        );
+        assert_eq!(h.run(id).await.basis(), Some("2 selected policy types"));
+        assert_eq!(h.notifications().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_transient_provider_failure_is_not_an_outcome() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(all_types()).await;
+        h.fake.fail_transiently_at(2);
+
+        let first = h.inventory().execute(id).await;
+        let second = h.inventory().execute(id).await.unwrap();
+
+        assert!(first.is_err_and(|e| e.is_transient()));
+        assert_eq!(second, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(h.failed_reasons(id), vec![]);
+        assert_eq!(Harness::processed(&h.counts(id).await), 4);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_at_the_next_item() {
+        let h = Harness::new(8, &[]);
+        let id = h.start(all_types()).await;
+        h.fake.cancel_before(3, h.service.clone(), id);
+
+        let outcome = h.inventory().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        let run = h.run(id).await;
+        assert_eq!(run.status(), RunStatus::Completed);
+        assert_eq!(run.outcome(), RunOutcome::Cancelled);
+        assert_eq!(Harness::processed(&h.counts(id).await), 2);
+        assert_eq!(h.notifications().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_completed_run_is_left_alone() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(all_types()).await;
+        h.service.cancel_run(id, None).await.unwrap();
+
+        let outcome = h.inventory().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::AlreadyCompleted);
+        assert_eq!(h.counts(id).await, vec![]);
+        assert_eq!(h.fake.calls(), 0);
+    }
+}

@@ -113,3 +113,105 @@ impl CountedWork for GenerateReviewPack {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::RunOutcome;
+
+    use crate::RunParams;
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    fn all_sections() -> RunParams {
+        RunParams::ReviewPackGenerate { sections: None }
+    }
+
+    #[tokio::test]
+    async fn renders_every_section_and_assembles_one_artifact() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(all_sections()).await;
+
+        let outcome = h.review_pack().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 5), ("processed", 5), ("succeeded", 5), ("created", 1)]
+        );
+        let pack = h.families.pack(id).unwrap();
+        assert_eq!(pack.sha256.len(), 16);
+        assert!(pack.bytes > 0);
+        assert_eq!(h.run(id).await.basis(), Some("5 pack sections"));
+    }
+
+    #[tokio::test]
+    async fn a_failing_section_is_left_out_of_the_pack() {
+        let h = Harness::new(0, &["compliance"]);
+        let id = h.start(all_sections()).await;
+
+        let outcome = h.review_pack().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![
+                ("total", 5),
+                ("processed", 5),
+                ("succeeded", 4),
+                ("failed", 1),
+                ("created", 1)
+            ]
+        );
+        assert_eq!(h.failed_reasons(id), vec![("compliance".into(), "fake.failed".into())]);
+    }
+
+    #[tokio::test]
+    async fn only_failures_produce_no_artifact() {
+        let h = Harness::new(0, &["summary", "inventory"]);
+        let id = h
+            .start(RunParams::ReviewPackGenerate {
+                sections: Some(vec!["summary".into(), "inventory".into()]),
+            })
+            .await;
+
+        let outcome = h.review_pack().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Failed));
+        assert_eq!(h.families.pack(id), None);
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 2), ("processed", 2), ("failed", 2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_crash_halfway_does_not_count_twice() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(all_sections()).await;
+        h.families.lose_ack_at(3);
+
+        let crashed = h.review_pack().execute(id).await;
+        let resumed = h.review_pack().execute(id).await.unwrap();
+
+        assert!(crashed.is_err());
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 5), ("processed", 5), ("succeeded", 5), ("created", 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_at_the_next_section() {
+        let h = Harness::new(0, &[]);
+        let id = h.start(all_sections()).await;
+        h.fake.cancel_before(2, h.service.clone(), id);
+
+        let outcome = h.review_pack().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
+        assert_eq!(Harness::processed(&h.counts(id).await), 1);
+        assert_eq!(h.families.pack(id), None);
+    }
+}
