@@ -130,3 +130,107 @@ impl CountedWork for AddPoliciesToBackupSet {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::RunOutcome;
+
+    use crate::RunParams;
+    use crate::ports::BackupSetStore;
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    async fn setup(h: &Harness, ids: &[&str]) -> (i64, opsrun_domain::RunId) {
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "nightly")
+            .await
+            .unwrap();
+        let id = h
+            .start(RunParams::BackupSetAddPolicies {
+                backup_set_id: set.id,
+                policy_ids: ids.iter().map(|s| (*s).to_owned()).collect(),
+            })
+            .await;
+        (set.id, id)
+    }
+
+    #[tokio::test]
+    async fn captures_new_policies_skips_present_ones_and_fails_missing_ones() {
+        let h = Harness::new(6, &["p4"]);
+        let (set, id) = setup(&h, &["p1", "p2", "p3", "p4", "p9"]).await;
+        h.families.put_backup_item(set, h.fake.policies()[1].clone());
+
+        let outcome = h.add_policies().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![
+                ("total", 5),
+                ("processed", 5),
+                ("succeeded", 2),
+                ("failed", 2),
+                ("skipped", 1),
+                ("created", 2)
+            ]
+        );
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![
+                ("p4".into(), "fake.failed".into()),
+                ("p9".into(), "policy.not_found".into())
+            ]
+        );
+        assert_eq!(h.families.items(set).await.unwrap().len(), 3);
+        assert_eq!(h.run(id).await.basis(), Some("5 requested policies"));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_lost_acknowledgement_counts_the_item_as_this_runs() {
+        let h = Harness::new(6, &[]);
+        let (set, id) = setup(&h, &["p1", "p2", "p3"]).await;
+        h.families.lose_ack_at(2);
+
+        assert!(h.add_policies().execute(id).await.is_err());
+        let resumed = h.add_policies().execute(id).await.unwrap();
+
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 3), ("processed", 3), ("succeeded", 3), ("created", 3)]
+        );
+        assert_eq!(h.families.items(set).await.unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_at_the_next_policy() {
+        let h = Harness::new(6, &[]);
+        let (_, id) = setup(&h, &["p1", "p2", "p3", "p4"]).await;
+        h.fake.cancel_before(2, h.service.clone(), id);
+
+        let outcome = h.add_policies().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
+        assert_eq!(Harness::processed(&h.counts(id).await), 1);
+    }
+
+    #[tokio::test]
+    async fn a_backup_set_gone_before_the_run_starts_blocks_it() {
+        let h = Harness::new(6, &[]);
+        let id = h
+            .start(RunParams::BackupSetAddPolicies {
+                backup_set_id: 77,
+                policy_ids: vec!["p1".into()],
+            })
+            .await;
+
+        let outcome = h.add_policies().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Blocked));
+        let run = h.run(id).await;
+        assert_eq!(run.failures()[0].code.as_str(), "backup_set.not_found");
+        assert_eq!(h.counts(id).await, vec![]);
+    }
+}

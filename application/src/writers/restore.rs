@@ -208,3 +208,184 @@ impl BackupSetRestoreWorker {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::{ItemKey, RunOutcome, RunStatus};
+
+    use crate::RunParams;
+    use crate::ports::{BackupSetStore, Job};
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    async fn setup(h: &Harness, items: usize) -> (i64, opsrun_domain::RunId) {
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "weekly")
+            .await
+            .unwrap();
+        for policy in h.fake.policies().iter().take(items) {
+            h.families.put_backup_item(set.id, policy.clone());
+        }
+        let id = h
+            .start(RunParams::BackupSetRestore {
+                backup_set_id: set.id,
+                item_ids: None,
+            })
+            .await;
+        (set.id, id)
+    }
+
+    #[tokio::test]
+    async fn the_parent_freezes_its_items_and_enqueues_all_children_in_one_call() {
+        let h = Harness::new(20, &[]);
+        let (_, id) = setup(&h, 20).await;
+        let calls_before = h.queue.enqueue_calls();
+
+        let outcome = h.bulk_restore().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Dispatched);
+        assert_eq!(h.queue.enqueue_calls() - calls_before, 1);
+        assert_eq!(h.queue.len(), 20);
+        assert_eq!(h.counts(id).await, vec![("total", 20), ("processed", 0)]);
+        assert_eq!(
+            h.run(id).await.basis(),
+            Some("all 20 items of backup set 'weekly'")
+        );
+    }
+
+    #[tokio::test]
+    async fn the_last_child_completes_the_parent_exactly_once() {
+        let h = Harness::new(12, &["3", "7"]);
+        let (_, id) = setup(&h, 12).await;
+        h.bulk_restore().execute(id).await.unwrap();
+
+        let last = h.drain_children().await.unwrap();
+
+        assert_eq!(last, Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded)));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 12), ("processed", 12), ("succeeded", 10), ("failed", 2)]
+        );
+        assert_eq!(h.fake.restores(), 10);
+        assert_eq!(h.notifications().await, 1);
+    }
+
+    #[tokio::test]
+    async fn a_child_delivered_twice_changes_nothing_the_second_time() {
+        let h = Harness::new(3, &[]);
+        let (_, id) = setup(&h, 3).await;
+        h.bulk_restore().execute(id).await.unwrap();
+        let first = h.queue.pop().unwrap();
+        let Job::RestoreChild { parent, item } = first.clone() else {
+            panic!("expected a child job");
+        };
+
+        h.restore_worker().execute(parent, item.clone()).await.unwrap();
+        let again = h.restore_worker().execute(parent, item).await.unwrap();
+
+        assert_eq!(again, WriterOutcome::ItemRecorded);
+        assert_eq!(Harness::processed(&h.counts(id).await), 1);
+        assert_eq!(h.fake.restores(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_parent_resumed_after_a_crash_enqueues_only_missing_children() {
+        let h = Harness::new(5, &[]);
+        let (_, id) = setup(&h, 5).await;
+        h.bulk_restore().execute(id).await.unwrap();
+        // Two children ran, then the rest of the queue was lost with the machine.
+        for _ in 0..2 {
+            let Some(Job::RestoreChild { parent, item }) = h.queue.pop() else {
+                panic!("expected a child job");
+            };
+            h.restore_worker().execute(parent, item).await.unwrap();
+        }
+        while h.queue.pop().is_some() {}
+
+        let resumed = h.bulk_restore().execute(id).await.unwrap();
+        let last = h.drain_children().await.unwrap();
+
+        assert_eq!(resumed, WriterOutcome::Dispatched);
+        assert_eq!(last, Some(WriterOutcome::Completed(RunOutcome::Succeeded)));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("total", 5), ("processed", 5), ("succeeded", 5)]
+        );
+        assert_eq!(h.fake.restores(), 5);
+    }
+
+    #[tokio::test]
+    async fn children_of_a_cancelled_parent_do_nothing() {
+        let h = Harness::new(4, &[]);
+        let (_, id) = setup(&h, 4).await;
+        h.bulk_restore().execute(id).await.unwrap();
+        let Some(Job::RestoreChild { parent, item }) = h.queue.pop() else {
+            panic!("expected a child job");
+        };
+        h.restore_worker().execute(parent, item).await.unwrap();
+        h.service.cancel_run(id, None).await.unwrap();
+
+        let last = h.drain_children().await.unwrap();
+
+        assert_eq!(last, Some(WriterOutcome::Stopped));
+        assert_eq!(h.fake.restores(), 1);
+        let run = h.run(id).await;
+        assert_eq!(run.status(), RunStatus::Completed);
+        assert_eq!(run.outcome(), RunOutcome::Cancelled);
+        assert_eq!(Harness::processed(&h.counts(id).await), 1);
+    }
+
+    #[tokio::test]
+    async fn a_child_out_of_attempts_is_a_final_failure() {
+        let h = Harness::new(2, &[]);
+        let (_, id) = setup(&h, 2).await;
+        h.bulk_restore().execute(id).await.unwrap();
+        let Some(Job::RestoreChild { parent, item }) = h.queue.pop() else {
+            panic!("expected a child job");
+        };
+
+        h.restore_worker().give_up(parent, item.clone()).await.unwrap();
+        let last = h.drain_children().await.unwrap();
+
+        assert_eq!(last, Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded)));
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![(item.to_string(), "restore.attempts_exhausted".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_selection_completes_at_once() {
+        let h = Harness::new(0, &[]);
+        let (_, id) = setup(&h, 0).await;
+
+        let outcome = h.bulk_restore().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(h.counts(id).await, vec![("total", 0), ("processed", 0)]);
+        assert!(h.queue.is_empty());
+    }
+
+    #[tokio::test]
+    async fn selected_items_freeze_only_those() {
+        let h = Harness::new(6, &[]);
+        let set = h.families.create_backup_set(h.tenant.id, "s").await.unwrap().id;
+        for policy in h.fake.policies() {
+            h.families.put_backup_item(set, policy.clone());
+        }
+        let id = h
+            .start(RunParams::BackupSetRestore {
+                backup_set_id: set,
+                item_ids: Some(vec![2, 4]),
+            })
+            .await;
+
+        h.bulk_restore().execute(id).await.unwrap();
+        let units: Vec<ItemKey> = h.store.ledger(id).unwrap().work_set().unwrap().units().to_vec();
+
+        assert_eq!(units, vec![ItemKey::parse("2").unwrap(), ItemKey::parse("4").unwrap()]);
+        assert_eq!(h.run(id).await.basis(), Some("2 selected backup-set items"));
+        assert_eq!(h.families.items(set).await.unwrap().len(), 6);
+    }
+}
