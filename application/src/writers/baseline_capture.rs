@@ -188,3 +188,73 @@ impl Advance {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::{OperationRunProgressContract, ProgressMode, RunOutcome, SummaryKey};
+
+    use crate::RunParams;
+    use crate::ports::BaselineStore;
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    #[tokio::test]
+    async fn captures_every_policy_through_three_phases_without_a_total() {
+        let h = Harness::new(5, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+
+        let outcome = h.capture().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        let run = h.run(id).await;
+        assert_eq!(run.counts().get(SummaryKey::Total), None);
+        assert_eq!(run.phases().unwrap().current_index(), Some(2));
+        let baselines = h.families.baselines(h.tenant.id).await.unwrap();
+        assert_eq!(baselines.len(), 1);
+        assert_eq!(baselines[0].items.len(), 5);
+    }
+
+    #[tokio::test]
+    async fn policies_that_cannot_be_fetched_make_a_partial_capture() {
+        let h = Harness::new(5, &["p2"]);
+        let id = h.start(RunParams::BaselineCapture).await;
+
+        let outcome = h.capture().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        let run = h.run(id).await;
+        assert_eq!(run.failures()[0].code.as_str(), "baseline.policies_not_captured");
+        assert_eq!(run.failures()[0].message, "1 policies could not be fetched");
+        assert_eq!(h.families.baselines(h.tenant.id).await.unwrap()[0].items.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_crash_mid_capture_stays_phased_and_resumes_forward() {
+        let h = Harness::new(5, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        h.fake.fail_transiently_at(3);
+
+        assert!(h.capture().execute(id).await.is_err());
+        let view = OperationRunProgressContract::resolve(&h.run(id).await);
+        let resumed = h.capture().execute(id).await.unwrap();
+
+        assert_eq!(view.mode(), ProgressMode::Phased);
+        assert_eq!(view.phase().map(|p| (p.index, p.count)), Some((2, 3)));
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(h.run(id).await.counts().get(SummaryKey::Total), None);
+        assert_eq!(h.families.baselines(h.tenant.id).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_between_policies() {
+        let h = Harness::new(5, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        h.fake.cancel_before(2, h.service.clone(), id);
+
+        let outcome = h.capture().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
+        assert!(h.families.baselines(h.tenant.id).await.unwrap().is_empty());
+    }
+}

@@ -231,3 +231,139 @@ impl CompareBaseline {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::{
+        ComponentState, OperationRunProgressContract, ProgressMode, RunId, RunOutcome,
+        SummaryKey,
+    };
+
+    use crate::RunParams;
+    use crate::ports::{BaselineItem, BaselineStore, FindingKind, Policy};
+    use crate::writers::WriterOutcome;
+    use crate::writers::harness::Harness;
+
+    /// A baseline of p1..p4 as they are now, plus p99 that the tenant does not have.
+    async fn baseline(h: &Harness) -> i64 {
+        let mut items: Vec<BaselineItem> = h
+            .fake
+            .policies()
+            .iter()
+            .take(4)
+            .map(|p| BaselineItem {
+                policy: p.clone(),
+                body: format!("{{\"id\":\"{}\"}}", p.id),
+            })
+            .collect();
+        items.push(BaselineItem {
+            policy: Policy {
+                id: "p99".into(),
+                policy_type: "app_protection".into(),
+                name: "Gone".into(),
+            },
+            body: "{}".into(),
+        });
+        h.families
+            .save_baseline(RunId::new(999), h.tenant.id, items)
+            .await
+            .unwrap()
+            .id
+    }
+
+    #[tokio::test]
+    async fn compares_every_baseline_item_once_and_counts_findings_in_items() {
+        let h = Harness::new(6, &[]);
+        let baseline_id = baseline(&h).await;
+        h.fake.change_policy("p2");
+        let id = h.start(RunParams::BaselineCompare { baseline_id }).await;
+
+        let outcome = h.compare().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("processed", 5), ("succeeded", 5), ("items", 2)]
+        );
+        let mut kinds: Vec<_> = h
+            .families
+            .findings(baseline_id)
+            .into_iter()
+            .map(|f| (f.policy_id, f.kind))
+            .collect();
+        kinds.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            kinds,
+            vec![("p2".into(), FindingKind::Changed), ("p99".into(), FindingKind::Missing)]
+        );
+        let run = h.run(id).await;
+        let components = run.components().unwrap().list();
+        assert_eq!(components[0].state(), &ComponentState::Done);
+        assert_eq!(components[1].state(), &ComponentState::Done);
+    }
+
+    #[tokio::test]
+    async fn a_policy_that_cannot_be_fetched_fails_its_item() {
+        let h = Harness::new(6, &["p3"]);
+        let baseline_id = baseline(&h).await;
+        let id = h.start(RunParams::BaselineCompare { baseline_id }).await;
+
+        let outcome = h.compare().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(h.failed_reasons(id), vec![("p3".into(), "compare.fetch_failed".into())]);
+        assert_eq!(
+            h.counts(id).await,
+            vec![("processed", 5), ("succeeded", 4), ("failed", 1), ("items", 1)]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_a_crash_halfway_does_not_count_twice_and_stays_composite() {
+        let h = Harness::new(6, &[]);
+        let baseline_id = baseline(&h).await;
+        h.fake.change_policy("p1");
+        let id = h.start(RunParams::BaselineCompare { baseline_id }).await;
+        // Write 1 stored the baseline; write 2, the first finding, lands but its
+        // acknowledgement is lost.
+        h.families.lose_ack_at(2);
+
+        assert!(h.compare().execute(id).await.is_err());
+        let view = OperationRunProgressContract::resolve(&h.run(id).await);
+        let resumed = h.compare().execute(id).await.unwrap();
+
+        assert_eq!(view.mode(), ProgressMode::Composite);
+        assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
+        assert_eq!(
+            h.counts(id).await,
+            vec![("processed", 5), ("succeeded", 5), ("items", 2)]
+        );
+        assert_eq!(h.families.findings(baseline_id).len(), 2);
+        assert_eq!(h.run(id).await.counts().get(SummaryKey::Total), None);
+    }
+
+    #[tokio::test]
+    async fn cancellation_stops_between_items() {
+        let h = Harness::new(6, &[]);
+        let baseline_id = baseline(&h).await;
+        let id = h.start(RunParams::BaselineCompare { baseline_id }).await;
+        h.fake.cancel_before(2, h.service.clone(), id);
+
+        let outcome = h.compare().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Stopped);
+        assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
+        assert_eq!(h.counts(id).await, vec![]);
+    }
+
+    #[tokio::test]
+    async fn a_missing_baseline_blocks_the_run() {
+        let h = Harness::new(6, &[]);
+        let id = h.start(RunParams::BaselineCompare { baseline_id: 5 }).await;
+
+        let outcome = h.compare().execute(id).await.unwrap();
+
+        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Blocked));
+        assert_eq!(h.run(id).await.failures()[0].code.as_str(), "baseline.not_found");
+    }
+}
