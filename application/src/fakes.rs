@@ -11,10 +11,10 @@ use async_trait::async_trait;
 use opsrun_domain::{ItemKey, RunId, TenantId, Timestamp};
 
 use crate::ports::{
-    ArtifactStore, BackupItem, BackupItemAdded, BackupSet, BackupSetStore, Baseline,
-    BaselineItem, BaselineStore, Clock, EvidenceSnapshot, EvidenceSource, Finding,
-    InventoryChanges, InventoryStore, Job, JobQueue, Policy, PolicyPayload, PolicyProvider,
-    RestoreTarget, ReviewPack, ReviewPackSource, SnapshotStore, WorkKey,
+    ArtifactStore, BackupItem, BackupItemAdded, BackupSet, BackupSetStore, Baseline, BaselineItem,
+    BaselineStore, Clock, EvidenceSnapshot, EvidenceSource, Finding, InventoryChanges,
+    InventoryStore, Job, JobQueue, Policy, PolicyPayload, PolicyProvider, RestoreTarget,
+    ReviewPack, ReviewPackSource, SnapshotStore, WorkKey,
 };
 use crate::{FamilyStoreError, OperationRunService, ProviderError, QueueError};
 
@@ -94,7 +94,11 @@ impl JobQueue for MemoryQueue {
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
         self.enqueue_calls.fetch_add(1, Ordering::SeqCst);
         let mut jobs = lock(&self.jobs);
-        jobs.extend(items.into_iter().map(|item| Job::RestoreChild { parent, item }));
+        jobs.extend(
+            items
+                .into_iter()
+                .map(|item| Job::RestoreChild { parent, item }),
+        );
         Ok(())
     }
 }
@@ -172,7 +176,10 @@ impl FakeTenant {
 
     /// Changes a policy's payload (what a baseline compare detects).
     pub fn change_policy(&self, id: &str) {
-        lock(&self.bodies).insert(id.to_owned(), format!("{{\"id\":\"{id}\",\"changed\":true}}"));
+        lock(&self.bodies).insert(
+            id.to_owned(),
+            format!("{{\"id\":\"{id}\",\"changed\":true}}"),
+        );
     }
 
     /// Calls made so far.
@@ -209,7 +216,9 @@ impl FakeTenant {
             let _ = service.cancel_run(run, None).await;
         }
         if transient {
-            return Err(ProviderError::Unavailable(format!("call {number} scripted to fail")));
+            return Err(ProviderError::Unavailable(format!(
+                "call {number} scripted to fail"
+            )));
         }
         if self.failing.contains(key) {
             return Err(ProviderError::Failed {
@@ -241,7 +250,9 @@ impl PolicyProvider for FakeTenant {
     ) -> Result<Vec<Policy>, ProviderError> {
         self.call(policy_type).await?;
         if !FAKE_POLICY_TYPES.contains(&policy_type) {
-            return Err(ProviderError::NotFound(format!("policy type '{policy_type}'")));
+            return Err(ProviderError::NotFound(format!(
+                "policy type '{policy_type}'"
+            )));
         }
         Ok(self
             .policies
@@ -280,7 +291,11 @@ impl ReviewPackSource for FakeTenant {
         FAKE_SECTIONS.iter().map(|s| (*s).to_owned()).collect()
     }
 
-    async fn render_section(&self, tenant: TenantId, section: &str) -> Result<String, ProviderError> {
+    async fn render_section(
+        &self,
+        tenant: TenantId,
+        section: &str,
+    ) -> Result<String, ProviderError> {
         self.call(section).await?;
         Ok(format!("# {section}\ntenant {tenant}\n"))
     }
@@ -504,7 +519,11 @@ impl SnapshotStore for MemoryFamilies {
         })
     }
 
-    async fn seal(&self, run: RunId, _tenant: TenantId) -> Result<EvidenceSnapshot, FamilyStoreError> {
+    async fn seal(
+        &self,
+        run: RunId,
+        _tenant: TenantId,
+    ) -> Result<EvidenceSnapshot, FamilyStoreError> {
         self.write(|state| {
             if let Some(snapshot) = state.snapshots.get(&run) {
                 return snapshot.clone();
@@ -529,7 +548,11 @@ impl SnapshotStore for MemoryFamilies {
 
 #[async_trait]
 impl BackupSetStore for MemoryFamilies {
-    async fn create_backup_set(&self, tenant: TenantId, name: &str) -> Result<BackupSet, FamilyStoreError> {
+    async fn create_backup_set(
+        &self,
+        tenant: TenantId,
+        name: &str,
+    ) -> Result<BackupSet, FamilyStoreError> {
         let mut state = lock(&self.state);
         let set = BackupSet {
             id: state.backup_sets.len() as i64 + 1,
@@ -548,13 +571,21 @@ impl BackupSetStore for MemoryFamilies {
             .iter()
             .filter(|s| s.tenant == tenant)
             .map(|s| BackupSet {
-                item_count: state.backup_items.iter().filter(|i| i.backup_set == s.id).count() as u64,
+                item_count: state
+                    .backup_items
+                    .iter()
+                    .filter(|i| i.backup_set == s.id)
+                    .count() as u64,
                 ..s.clone()
             })
             .collect())
     }
 
-    async fn backup_set(&self, tenant: TenantId, id: i64) -> Result<Option<BackupSet>, FamilyStoreError> {
+    async fn backup_set(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<BackupSet>, FamilyStoreError> {
         Ok(self
             .backup_sets(tenant)
             .await?
@@ -644,7 +675,11 @@ impl BaselineStore for MemoryFamilies {
         })
     }
 
-    async fn baseline(&self, tenant: TenantId, id: i64) -> Result<Option<Baseline>, FamilyStoreError> {
+    async fn baseline(
+        &self,
+        tenant: TenantId,
+        id: i64,
+    ) -> Result<Option<Baseline>, FamilyStoreError> {
         let state = lock(&self.state);
         Ok(state
             .baselines
@@ -655,7 +690,12 @@ impl BaselineStore for MemoryFamilies {
 
     async fn baselines(&self, tenant: TenantId) -> Result<Vec<Baseline>, FamilyStoreError> {
         let state = lock(&self.state);
-        Ok(state.baselines.iter().filter(|b| b.tenant == tenant).cloned().collect())
+        Ok(state
+            .baselines
+            .iter()
+            .filter(|b| b.tenant == tenant)
+            .cloned()
+            .collect())
     }
 
     async fn save_finding(
@@ -665,7 +705,10 @@ impl BaselineStore for MemoryFamilies {
         finding: Finding,
     ) -> Result<(), FamilyStoreError> {
         self.write(|state| {
-            state.findings.entry(key.clone()).or_insert((baseline, finding));
+            state
+                .findings
+                .entry(key.clone())
+                .or_insert((baseline, finding));
         })
     }
 }

@@ -393,3 +393,238 @@ impl ReadModels {
         Ok(out)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use opsrun_domain::{ItemRecord, ProgressMode, ReasonCode, WorkSet, WorkspaceId};
+
+    use super::*;
+    use crate::RunParams;
+    use crate::ports::{Role, TenantScope};
+    use crate::writers::harness::Harness;
+
+    fn models(h: &Harness) -> ReadModels {
+        ReadModels::new(h.store.clone(), h.store.clone(), h.clock.clone(), 60_000)
+    }
+
+    fn caller(h: &Harness, scope: TenantScope) -> Caller {
+        Caller {
+            user: h.user.clone(),
+            role: Role::Readonly,
+            scope,
+        }
+    }
+
+    fn contoso() -> Slug {
+        Slug::parse("contoso").unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_feed_shows_active_runs_and_runs_completed_in_the_last_minute() {
+        let h = Harness::new(4, &[]);
+        let old = h.start(RunParams::BaselineCapture).await;
+        h.service.cancel_run(old, None).await.unwrap();
+        h.clock.advance(61_000);
+        let recent = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        h.service.cancel_run(recent, None).await.unwrap();
+        let active = h.start(RunParams::BaselineCapture).await;
+
+        let feed = models(&h)
+            .activity(&caller(&h, TenantScope::All), &contoso())
+            .await
+            .unwrap();
+
+        let ids: Vec<RunId> = feed.iter().map(|s| s.run.id()).collect();
+        assert_eq!(ids, vec![active, recent]);
+        assert_eq!(feed[0].view_url, format!("/operations/{active}"));
+        assert_eq!(feed[0].tenant, contoso());
+        assert_eq!(feed[0].initiator.as_deref(), Some("ops@example.com"));
+        assert_eq!(feed[1].progress.mode(), ProgressMode::None);
+    }
+
+    #[tokio::test]
+    async fn a_feed_entry_is_counted_once_its_total_is_frozen() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let units = ["a", "b", "c", "d"].map(|k| opsrun_domain::ItemKey::parse(k).unwrap());
+        h.service
+            .set_total(
+                id,
+                WorkSet::try_new(units.to_vec(), "4 evidence dimensions").unwrap(),
+            )
+            .await
+            .unwrap();
+        h.service
+            .record_item(id, ItemRecord::succeeded(units[0].clone()))
+            .await
+            .unwrap();
+
+        let feed = models(&h)
+            .activity(&caller(&h, TenantScope::All), &contoso())
+            .await
+            .unwrap();
+
+        assert_eq!(feed[0].progress.percent(), Some(25));
+        assert_eq!(
+            feed[0].progress.basis.as_deref(),
+            Some("4 evidence dimensions")
+        );
+    }
+
+    #[tokio::test]
+    async fn runs_of_tenants_outside_the_scope_are_not_found() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        let blind = caller(&h, TenantScope::Only(BTreeSet::new()));
+        let models = models(&h);
+
+        let run = models.run(&blind, id).await;
+        let detail = models.detail(&blind, id).await;
+        let items = models.items(&blind, id, None, 10, None).await;
+        let feed = models.activity(&blind, &contoso()).await;
+        let absent = models
+            .run(&caller(&h, TenantScope::All), RunId::new(999))
+            .await;
+
+        assert!(matches!(run, Err(AccessError::NotFound(_))));
+        assert!(matches!(detail, Err(AccessError::NotFound(_))));
+        assert!(matches!(items, Err(AccessError::NotFound(_))));
+        assert!(matches!(feed, Err(AccessError::NotFound(_))));
+        assert!(matches!(absent, Err(AccessError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn runs_of_another_workspace_are_not_found() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        let stranger = Caller {
+            user: h.store.add_user(WorkspaceId::new(2), "x@example.com"),
+            role: Role::Owner,
+            scope: TenantScope::All,
+        };
+
+        let result = models(&h).run(&stranger, id).await;
+
+        assert!(matches!(result, Err(AccessError::NotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn the_collection_pages_newest_first_with_a_cursor() {
+        let h = Harness::new(4, &[]);
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let id = h.start(RunParams::BaselineCapture).await;
+            h.service.cancel_run(id, None).await.unwrap();
+            ids.push(id);
+        }
+        let all = caller(&h, TenantScope::All);
+        let models = models(&h);
+
+        let first = models
+            .collection(&all, CollectionFilter::default(), 2, None)
+            .await
+            .unwrap();
+        let second = models
+            .collection(&all, CollectionFilter::default(), 2, first.next_cursor)
+            .await
+            .unwrap();
+        let last = models
+            .collection(&all, CollectionFilter::default(), 2, second.next_cursor)
+            .await
+            .unwrap();
+
+        let page =
+            |p: &Page<RunSummary, RunId>| p.items.iter().map(|s| s.run.id()).collect::<Vec<_>>();
+        assert_eq!(page(&first), vec![ids[4], ids[3]]);
+        assert_eq!(page(&second), vec![ids[2], ids[1]]);
+        assert_eq!(page(&last), vec![ids[0]]);
+        assert_eq!(last.next_cursor, None);
+    }
+
+    #[tokio::test]
+    async fn the_collection_filters_by_outcome_and_type() {
+        let h = Harness::new(4, &[]);
+        let cancelled = h.start(RunParams::BaselineCapture).await;
+        h.service.cancel_run(cancelled, None).await.unwrap();
+        let running = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let models = models(&h);
+        let all = caller(&h, TenantScope::All);
+
+        let by_outcome = models
+            .collection(
+                &all,
+                CollectionFilter {
+                    outcome: Some(RunOutcome::Cancelled),
+                    ..CollectionFilter::default()
+                },
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+        let by_type = models
+            .collection(
+                &all,
+                CollectionFilter {
+                    operation_type: Some(OperationType::EvidenceSnapshotGenerate),
+                    ..CollectionFilter::default()
+                },
+                10,
+                None,
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(by_outcome.items.len(), 1);
+        assert_eq!(by_outcome.items[0].run.id(), cancelled);
+        assert_eq!(by_type.items[0].run.id(), running);
+        assert_eq!(by_type.items.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_detail_shows_failed_items_and_a_timeline() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        h.service.mark_running(id).await.unwrap();
+        let key = opsrun_domain::ItemKey::parse("devices").unwrap();
+        h.service
+            .record_item(
+                id,
+                ItemRecord::failed(key.clone(), ReasonCode::parse("x.failed").unwrap()),
+            )
+            .await
+            .unwrap();
+        h.service.complete_run(id, None, Vec::new()).await.unwrap();
+
+        let detail = models(&h)
+            .detail(&caller(&h, TenantScope::All), id)
+            .await
+            .unwrap();
+
+        assert_eq!(detail.failed_items.len(), 1);
+        assert_eq!(detail.failed_items[0].0, key);
+        let events: Vec<&str> = detail.timeline.iter().map(|t| t.event.as_str()).collect();
+        assert_eq!(events, vec!["created", "started", "operation.completed"]);
+        assert_eq!(detail.summary.run.outcome(), RunOutcome::Failed);
+    }
+
+    #[tokio::test]
+    async fn notifications_are_one_per_completed_run_of_the_initiator() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        h.service.cancel_run(id, None).await.unwrap();
+        h.service.cancel_run(id, None).await.unwrap();
+
+        let notifications = models(&h)
+            .notifications(&caller(&h, TenantScope::All))
+            .await
+            .unwrap();
+
+        assert_eq!(notifications.len(), 1);
+        assert_eq!(notifications[0].0.run, id);
+        assert_eq!(notifications[0].0.outcome, RunOutcome::Cancelled);
+        assert_eq!(notifications[0].1, contoso());
+    }
+}

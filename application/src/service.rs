@@ -411,3 +411,329 @@ impl OperationRunService {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use mockall::predicate::eq;
+    use opsrun_domain::{
+        ItemLedger, NewRun, OperationType, RunParts, Slug, SummaryCounts, Timestamp, WorkspaceId,
+    };
+
+    use super::*;
+    use crate::fakes::{ManualClock, MemoryQueue};
+    use crate::memory::MemoryRunStore;
+    use crate::ports::{MockJobQueue, MockOperationRunStore, OperationRunStore};
+
+    fn run(id: i64, total: Option<u64>, processed: Option<u64>) -> OperationRun {
+        let mut parts = OperationRun::new(NewRun {
+            id: RunId::new(id),
+            workspace: WorkspaceId::new(1),
+            tenant: TenantId::new(1),
+            operation_type: OperationType::BackupSetRestore,
+            target: "backup_set:1".into(),
+            initiator: Some(UserId::new(1)),
+            parent: None,
+            created_at: Timestamp::from_millis(0),
+        })
+        .parts()
+        .clone();
+        parts.status = opsrun_domain::RunStatus::Running;
+        let mut counts = SummaryCounts::new();
+        if let Some(t) = total {
+            counts.set(SummaryKey::Total, t).unwrap();
+        }
+        if let Some(p) = processed {
+            counts.set(SummaryKey::Processed, p).unwrap();
+        }
+        parts.counts = counts;
+        OperationRun::restore(parts)
+    }
+
+    fn request() -> StartRun {
+        StartRun {
+            workspace: WorkspaceId::new(1),
+            tenant: TenantId::new(1),
+            params: RunParams::EvidenceSnapshotGenerate,
+            initiator: Some(UserId::new(1)),
+            parent: None,
+        }
+    }
+
+    fn service(store: MockOperationRunStore, queue: MockJobQueue) -> OperationRunService {
+        OperationRunService::new(
+            Arc::new(store),
+            Arc::new(queue),
+            Arc::new(ManualClock::at(0)),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_new_run_gets_exactly_one_job() {
+        let mut store = MockOperationRunStore::new();
+        store.expect_create_run().times(1).returning(|_| {
+            Ok(Started {
+                run: run(7, None, None),
+                reused: false,
+            })
+        });
+        let mut queue = MockJobQueue::new();
+        queue
+            .expect_enqueue()
+            .with(eq(Job::Run { run: RunId::new(7) }))
+            .times(1)
+            .returning(|_| Ok(()));
+
+        let started = service(store, queue).start_run(request()).await.unwrap();
+
+        assert!(!started.reused);
+    }
+
+    #[tokio::test]
+    async fn a_reused_active_run_gets_no_second_job() {
+        let mut store = MockOperationRunStore::new();
+        store.expect_create_run().times(1).returning(|_| {
+            Ok(Started {
+                run: run(7, None, None),
+                reused: true,
+            })
+        });
+        let mut queue = MockJobQueue::new();
+        queue.expect_enqueue().never();
+
+        let started = service(store, queue).start_run(request()).await.unwrap();
+
+        assert!(started.reused);
+    }
+
+    #[tokio::test]
+    async fn a_run_whose_job_cannot_be_queued_ends_failed() {
+        let mut store = MockOperationRunStore::new();
+        store.expect_create_run().returning(|_| {
+            Ok(Started {
+                run: run(7, None, None),
+                reused: false,
+            })
+        });
+        store
+            .expect_complete()
+            .withf(|id, completion, _| {
+                *id == RunId::new(7)
+                    && completion.outcome == Some(RunOutcome::Failed)
+                    && completion.failures[0].code == REASON_ENQUEUE_FAILED
+            })
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(Completed {
+                    run: run(7, None, None),
+                    won: true,
+                })
+            });
+        let mut queue = MockJobQueue::new();
+        queue
+            .expect_enqueue()
+            .returning(|_| Err(QueueError::Unavailable("down".into())));
+
+        let result = service(store, queue).start_run(request()).await;
+
+        assert!(matches!(result, Err(ServiceError::Queue(_))));
+    }
+
+    #[tokio::test]
+    async fn a_parent_is_completed_only_when_processed_equals_total() {
+        let mut store = MockOperationRunStore::new();
+        let mut sequence = mockall::Sequence::new();
+        store
+            .expect_run()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Ok(run(1, Some(3), Some(2))));
+        store
+            .expect_run()
+            .times(1)
+            .in_sequence(&mut sequence)
+            .returning(|_| Ok(run(1, Some(3), Some(3))));
+        store
+            .expect_complete()
+            .withf(|_, completion, _| completion.outcome.is_none())
+            .times(1)
+            .returning(|_, _, _| {
+                Ok(Completed {
+                    run: run(1, Some(3), Some(3)),
+                    won: true,
+                })
+            });
+        let service = service(store, MockJobQueue::new());
+
+        let waiting = service
+            .maybe_complete_bulk_run(RunId::new(1))
+            .await
+            .unwrap();
+        let done = service
+            .maybe_complete_bulk_run(RunId::new(1))
+            .await
+            .unwrap();
+
+        assert!(waiting.is_none());
+        assert!(done.is_some_and(|c| c.won));
+    }
+
+    #[tokio::test]
+    async fn a_parent_without_a_total_is_never_completed_by_its_children() {
+        let mut store = MockOperationRunStore::new();
+        store.expect_run().returning(|_| Ok(run(1, None, Some(3))));
+        store.expect_complete().never();
+
+        let result = service(store, MockJobQueue::new())
+            .maybe_complete_bulk_run(RunId::new(1))
+            .await
+            .unwrap();
+
+        assert!(result.is_none());
+    }
+
+    #[tokio::test]
+    async fn the_losing_completion_of_a_race_reports_nothing() {
+        let mut store = MockOperationRunStore::new();
+        store
+            .expect_run()
+            .returning(|_| Ok(run(1, Some(2), Some(2))));
+        store.expect_complete().times(1).returning(|_, _, _| {
+            Ok(Completed {
+                run: run(1, Some(2), Some(2)),
+                won: false,
+            })
+        });
+
+        let result = service(store, MockJobQueue::new())
+            .maybe_complete_bulk_run(RunId::new(1))
+            .await
+            .unwrap();
+
+        assert!(result.is_none());
+    }
+
+    fn memory() -> (Arc<MemoryRunStore>, Arc<ManualClock>, OperationRunService) {
+        let store = Arc::new(MemoryRunStore::new());
+        let clock = Arc::new(ManualClock::at(1_000));
+        let service =
+            OperationRunService::new(store.clone(), Arc::new(MemoryQueue::new()), clock.clone());
+        store.add_tenant(WorkspaceId::new(1), Slug::parse("contoso").unwrap());
+        store.add_user(WorkspaceId::new(1), "ops@example.com");
+        (store, clock, service)
+    }
+
+    #[tokio::test]
+    async fn racing_completions_write_one_audit_event_and_one_notification() {
+        let (store, _, service) = memory();
+        let id = service.start_run(request()).await.unwrap().run.id();
+
+        let (a, b) = tokio::join!(
+            service.complete_run(id, None, Vec::new()),
+            service.cancel_run(id, None)
+        );
+
+        let wins = [a.unwrap().won, b.unwrap().won];
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+        assert_eq!(store.audit_events(id).await.unwrap().len(), 1);
+        assert_eq!(store.notifications(UserId::new(1)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn starting_the_same_operation_twice_returns_the_active_run() {
+        let (_, _, service) = memory();
+
+        let first = service.start_run(request()).await.unwrap();
+        let second = service.start_run(request()).await.unwrap();
+        service.cancel_run(first.run.id(), None).await.unwrap();
+        let third = service.start_run(request()).await.unwrap();
+
+        assert!(second.reused);
+        assert_eq!(second.run.id(), first.run.id());
+        assert!(!third.reused);
+        assert_ne!(third.run.id(), first.run.id());
+    }
+
+    #[tokio::test]
+    async fn stale_running_runs_are_failed_and_fresh_ones_are_not() {
+        let (store, clock, service) = memory();
+        let stale = service.start_run(request()).await.unwrap().run.id();
+        service.mark_running(stale).await.unwrap();
+        clock.advance(10_000);
+        let mut other = request();
+        other.params = RunParams::BaselineCapture;
+        let fresh = service.start_run(other).await.unwrap().run.id();
+        service.mark_running(fresh).await.unwrap();
+
+        let failed = service.fail_stale_runs(5_000).await.unwrap();
+
+        assert_eq!(failed, vec![stale]);
+        let run = store.run(stale).await.unwrap();
+        assert_eq!(run.outcome(), RunOutcome::Failed);
+        assert_eq!(run.failures()[0].code, REASON_STALE);
+        assert!(!store.run(fresh).await.unwrap().is_completed());
+    }
+
+    #[tokio::test]
+    async fn reconcile_repairs_drift_and_completes_finished_fan_out_parents() {
+        let (store, _, service) = memory();
+        let mut restore = request();
+        restore.params = RunParams::BackupSetRestore {
+            backup_set_id: 1,
+            item_ids: None,
+        };
+        let id = service.start_run(restore).await.unwrap().run.id();
+        let key = opsrun_domain::ItemKey::parse("1").unwrap();
+        service
+            .set_total(id, WorkSet::try_new(vec![key.clone()], "1 item").unwrap())
+            .await
+            .unwrap();
+        service
+            .record_item(id, ItemRecord::succeeded(key))
+            .await
+            .unwrap();
+        // The counter row says 0 processed although the ledger holds the item (drift).
+        let mut parts: RunParts = store.run(id).await.unwrap().parts().clone();
+        parts.counts.set(SummaryKey::Processed, 0).unwrap();
+        let ledger: ItemLedger = store.ledger(id).unwrap();
+        let params = store.run_params(id).await.unwrap();
+        store.put_raw(OperationRun::restore(parts), ledger, params);
+
+        let report = service.reconcile().await.unwrap();
+
+        assert_eq!(report.recounted, 1);
+        assert_eq!(report.drifted.len(), 1);
+        assert_eq!(
+            report.drifted[0].1.after.get(SummaryKey::Processed),
+            Some(1)
+        );
+        assert_eq!(report.completed, vec![id]);
+        assert_eq!(
+            store.run(id).await.unwrap().outcome(),
+            RunOutcome::Succeeded
+        );
+        assert_eq!(store.notifications(UserId::new(1)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn only_auxiliary_keys_reach_the_store_through_increments() {
+        let (store, _, service) = memory();
+        let id = service.start_run(request()).await.unwrap().run.id();
+        let deltas = AuxDeltas::new().with(opsrun_domain::AuxiliaryKey::Tenants, 2);
+        let key = opsrun_domain::ItemKey::parse("tenants-touched").unwrap();
+
+        service
+            .increment_summary_counts(id, key.clone(), deltas.clone())
+            .await
+            .unwrap();
+        service
+            .increment_summary_counts(id, key, deltas)
+            .await
+            .unwrap();
+
+        let run = store.run(id).await.unwrap();
+        assert_eq!(run.counts().get(SummaryKey::Tenants), Some(2));
+        assert_eq!(run.counts().get(SummaryKey::Processed), None);
+    }
+}

@@ -317,3 +317,274 @@ impl CancelOperation {
         Ok(completed.run)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use opsrun_domain::{RunOutcome, Slug, WorkspaceId};
+
+    use super::*;
+    use crate::ports::{BackupSetStore, OperationRunStore};
+    use crate::writers::harness::Harness;
+
+    fn caller(h: &Harness, role: Role) -> Caller {
+        Caller {
+            user: h.user.clone(),
+            role,
+            scope: TenantScope::All,
+        }
+    }
+
+    fn start(h: &Harness) -> StartOperation {
+        StartOperation::new(
+            h.service.clone(),
+            StartPorts {
+                directory: h.store.clone(),
+                provider: h.fake.clone(),
+                review_source: h.fake.clone(),
+                backup_sets: h.families.clone(),
+                baselines: h.families.clone(),
+            },
+        )
+    }
+
+    fn contoso() -> Slug {
+        Slug::parse("contoso").unwrap()
+    }
+
+    fn code(result: Result<Started, OperationError>) -> &'static str {
+        match result {
+            Err(OperationError::Invalid { code, .. }) => code,
+            Err(OperationError::Access(AccessError::NotFound(_))) => "not_found",
+            Err(OperationError::Access(AccessError::Forbidden { .. })) => "forbidden",
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    use crate::TenantScope;
+
+    #[tokio::test]
+    async fn an_operator_starts_a_run_and_a_second_start_reuses_it() {
+        let h = Harness::new(4, &[]);
+
+        let first = start(&h)
+            .execute(
+                &caller(&h, Role::Operator),
+                &contoso(),
+                RunParams::BaselineCapture,
+            )
+            .await
+            .unwrap();
+        let second = start(&h)
+            .execute(
+                &caller(&h, Role::Operator),
+                &contoso(),
+                RunParams::BaselineCapture,
+            )
+            .await
+            .unwrap();
+
+        assert!(!first.reused);
+        assert!(second.reused);
+        assert_eq!(first.run.initiator(), Some(h.user.id));
+    }
+
+    #[tokio::test]
+    async fn readonly_cannot_start() {
+        let h = Harness::new(4, &[]);
+
+        let result = start(&h)
+            .execute(
+                &caller(&h, Role::Readonly),
+                &contoso(),
+                RunParams::BaselineCapture,
+            )
+            .await;
+
+        assert_eq!(code(result), "forbidden");
+        assert!(h.store.active_runs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_tenant_outside_the_callers_scope_is_not_found() {
+        let h = Harness::new(4, &[]);
+        let other = h
+            .store
+            .add_tenant(WorkspaceId::new(1), Slug::parse("fabrikam").unwrap());
+        let mut scoped = caller(&h, Role::Owner);
+        scoped.scope = TenantScope::Only(BTreeSet::from([h.tenant.id]));
+
+        let hidden = start(&h)
+            .execute(&scoped, &other.slug, RunParams::BaselineCapture)
+            .await;
+        let absent = start(&h)
+            .execute(
+                &scoped,
+                &Slug::parse("nowhere").unwrap(),
+                RunParams::BaselineCapture,
+            )
+            .await;
+
+        assert_eq!(code(hidden), "not_found");
+        assert_eq!(code(absent), "not_found");
+    }
+
+    #[tokio::test]
+    async fn parameters_naming_what_the_tenant_lacks_are_refused_with_stable_codes() {
+        let h = Harness::new(4, &[]);
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "s")
+            .await
+            .unwrap()
+            .id;
+        let op = caller(&h, Role::Operator);
+        let s = start(&h);
+        let cases = [
+            (
+                RunParams::InventorySync {
+                    policy_types: Some(vec!["nope".into()]),
+                },
+                "unknown_policy_type",
+            ),
+            (
+                RunParams::InventorySync {
+                    policy_types: Some(vec![]),
+                },
+                "invalid_params",
+            ),
+            (
+                RunParams::ReviewPackGenerate {
+                    sections: Some(vec!["summary".into(), "nope".into()]),
+                },
+                "unknown_section",
+            ),
+            (
+                RunParams::BackupSetAddPolicies {
+                    backup_set_id: 99,
+                    policy_ids: vec!["p1".into()],
+                },
+                "unknown_backup_set",
+            ),
+            (
+                RunParams::BackupSetAddPolicies {
+                    backup_set_id: set,
+                    policy_ids: vec!["p1".into(), "p77".into()],
+                },
+                "unknown_policy",
+            ),
+            (
+                RunParams::BackupSetRestore {
+                    backup_set_id: set,
+                    item_ids: Some(vec![5]),
+                },
+                "unknown_backup_item",
+            ),
+            (
+                RunParams::BaselineCompare { baseline_id: 3 },
+                "unknown_baseline",
+            ),
+        ];
+        for (params, expected) in cases {
+            let result = s.execute(&op, &contoso(), params.clone()).await;
+
+            assert_eq!(code(result), expected, "{params:?}");
+        }
+        assert!(h.store.active_runs().await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn repeated_policy_ids_count_once_after_dedup() {
+        let h = Harness::new(4, &[]);
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "s")
+            .await
+            .unwrap()
+            .id;
+        let mut ids = vec!["p2".to_owned(); MAX_POLICY_IDS + 1];
+        ids.push("p1".into());
+
+        let started = start(&h)
+            .execute(
+                &caller(&h, Role::Operator),
+                &contoso(),
+                RunParams::BackupSetAddPolicies {
+                    backup_set_id: set,
+                    policy_ids: ids,
+                },
+            )
+            .await
+            .unwrap();
+
+        assert_eq!(
+            h.store.run_params(started.run.id()).await.unwrap(),
+            RunParams::BackupSetAddPolicies {
+                backup_set_id: set,
+                policy_ids: vec!["p2".into(), "p1".into()]
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn more_than_ten_thousand_distinct_policy_ids_are_refused() {
+        let h = Harness::new(4, &[]);
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "s")
+            .await
+            .unwrap()
+            .id;
+        let ids = (0..=MAX_POLICY_IDS).map(|i| format!("x{i}")).collect();
+
+        let result = start(&h)
+            .execute(
+                &caller(&h, Role::Operator),
+                &contoso(),
+                RunParams::BackupSetAddPolicies {
+                    backup_set_id: set,
+                    policy_ids: ids,
+                },
+            )
+            .await;
+
+        assert_eq!(code(result), "invalid_params");
+    }
+
+    #[tokio::test]
+    async fn an_operator_cannot_cancel_and_an_owner_can_once() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        let cancel = CancelOperation::new(h.service.clone());
+
+        let operator = cancel.execute(&caller(&h, Role::Operator), id).await;
+        let owner = cancel.execute(&caller(&h, Role::Owner), id).await.unwrap();
+        let again = cancel.execute(&caller(&h, Role::Owner), id).await;
+
+        assert!(matches!(
+            operator,
+            Err(OperationError::Access(AccessError::Forbidden { .. }))
+        ));
+        assert_eq!(owner.outcome(), RunOutcome::Cancelled);
+        assert!(matches!(again, Err(OperationError::AlreadyCompleted(_))));
+    }
+
+    #[tokio::test]
+    async fn cancelling_a_run_of_a_hidden_tenant_is_not_found() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        let mut scoped = caller(&h, Role::Owner);
+        scoped.scope = TenantScope::Only(BTreeSet::new());
+
+        let result = CancelOperation::new(h.service.clone())
+            .execute(&scoped, id)
+            .await;
+
+        assert!(matches!(
+            result,
+            Err(OperationError::Access(AccessError::NotFound(_)))
+        ));
+        assert!(!h.store.run(id).await.unwrap().is_completed());
+    }
+}

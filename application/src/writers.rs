@@ -363,9 +363,7 @@ pub(crate) mod harness {
 
     use std::sync::Arc;
 
-    use opsrun_domain::{
-        ItemOutcome, OperationRun, RunId, Slug, SummaryKey, WorkspaceId,
-    };
+    use opsrun_domain::{ItemOutcome, OperationRun, RunId, Slug, SummaryKey, WorkspaceId};
 
     use crate::fakes::{FakeTenant, ManualClock, MemoryFamilies, MemoryQueue};
     use crate::memory::MemoryRunStore;
@@ -423,7 +421,12 @@ pub(crate) mod harness {
                 .await
                 .unwrap();
             // The run job is what a worker would take; the tests call the writer directly.
-            assert_eq!(self.queue.pop(), Some(Job::Run { run: started.run.id() }));
+            assert_eq!(
+                self.queue.pop(),
+                Some(Job::Run {
+                    run: started.run.id()
+                })
+            );
             started.run.id()
         }
 
@@ -454,7 +457,10 @@ pub(crate) mod harness {
                 .map(|(k, e)| {
                     (
                         k.to_string(),
-                        e.reason.as_ref().map(ToString::to_string).unwrap_or_default(),
+                        e.reason
+                            .as_ref()
+                            .map(ToString::to_string)
+                            .unwrap_or_default(),
                     )
                 })
                 .collect()
@@ -497,11 +503,19 @@ pub(crate) mod harness {
         }
 
         pub(crate) fn bulk_restore(&self) -> BulkBackupSetRestore {
-            BulkBackupSetRestore::new(self.service.clone(), self.families.clone(), self.queue.clone())
+            BulkBackupSetRestore::new(
+                self.service.clone(),
+                self.families.clone(),
+                self.queue.clone(),
+            )
         }
 
         pub(crate) fn restore_worker(&self) -> BackupSetRestoreWorker {
-            BackupSetRestoreWorker::new(self.service.clone(), self.families.clone(), self.fake.clone())
+            BackupSetRestoreWorker::new(
+                self.service.clone(),
+                self.families.clone(),
+                self.fake.clone(),
+            )
         }
 
         pub(crate) fn capture(&self) -> CaptureBaseline {

@@ -159,11 +159,15 @@ mod tests {
     async fn captures_new_policies_skips_present_ones_and_fails_missing_ones() {
         let h = Harness::new(6, &["p4"]);
         let (set, id) = setup(&h, &["p1", "p2", "p3", "p4", "p9"]).await;
-        h.families.put_backup_item(set, h.fake.policies()[1].clone());
+        h.families
+            .put_backup_item(set, h.fake.policies()[1].clone());
 
         let outcome = h.add_policies().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
         assert_eq!(
             h.counts(id).await,
             vec![
@@ -198,7 +202,12 @@ mod tests {
         assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 3), ("processed", 3), ("succeeded", 3), ("created", 3)]
+            vec![
+                ("total", 3),
+                ("processed", 3),
+                ("succeeded", 3),
+                ("created", 3)
+            ]
         );
         assert_eq!(h.families.items(set).await.unwrap().len(), 3);
     }

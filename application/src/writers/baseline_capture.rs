@@ -221,11 +221,22 @@ mod tests {
 
         let outcome = h.capture().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
         let run = h.run(id).await;
-        assert_eq!(run.failures()[0].code.as_str(), "baseline.policies_not_captured");
+        assert_eq!(
+            run.failures()[0].code.as_str(),
+            "baseline.policies_not_captured"
+        );
         assert_eq!(run.failures()[0].message, "1 policies could not be fetched");
-        assert_eq!(h.families.baselines(h.tenant.id).await.unwrap()[0].items.len(), 4);
+        assert_eq!(
+            h.families.baselines(h.tenant.id).await.unwrap()[0]
+                .items
+                .len(),
+            4
+        );
     }
 
     #[tokio::test]

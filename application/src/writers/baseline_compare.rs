@@ -235,8 +235,7 @@ impl CompareBaseline {
 #[cfg(test)]
 mod tests {
     use opsrun_domain::{
-        ComponentState, OperationRunProgressContract, ProgressMode, RunId, RunOutcome,
-        SummaryKey,
+        ComponentState, OperationRunProgressContract, ProgressMode, RunId, RunOutcome, SummaryKey,
     };
 
     use crate::RunParams;
@@ -294,7 +293,10 @@ mod tests {
         kinds.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(
             kinds,
-            vec![("p2".into(), FindingKind::Changed), ("p99".into(), FindingKind::Missing)]
+            vec![
+                ("p2".into(), FindingKind::Changed),
+                ("p99".into(), FindingKind::Missing)
+            ]
         );
         let run = h.run(id).await;
         let components = run.components().unwrap().list();
@@ -310,11 +312,22 @@ mod tests {
 
         let outcome = h.compare().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
-        assert_eq!(h.failed_reasons(id), vec![("p3".into(), "compare.fetch_failed".into())]);
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![("p3".into(), "compare.fetch_failed".into())]
+        );
         assert_eq!(
             h.counts(id).await,
-            vec![("processed", 5), ("succeeded", 4), ("failed", 1), ("items", 1)]
+            vec![
+                ("processed", 5),
+                ("succeeded", 4),
+                ("failed", 1),
+                ("items", 1)
+            ]
         );
     }
 
@@ -364,6 +377,9 @@ mod tests {
         let outcome = h.compare().execute(id).await.unwrap();
 
         assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Blocked));
-        assert_eq!(h.run(id).await.failures()[0].code.as_str(), "baseline.not_found");
+        assert_eq!(
+            h.run(id).await.failures()[0].code.as_str(),
+            "baseline.not_found"
+        );
     }
 }

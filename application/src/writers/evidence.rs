@@ -125,7 +125,12 @@ mod tests {
         assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+            vec![
+                ("total", 4),
+                ("processed", 4),
+                ("succeeded", 4),
+                ("created", 1)
+            ]
         );
         let snapshot = h.families.snapshot(id).unwrap();
         assert_eq!(snapshot.dimensions, 4);
@@ -139,9 +144,15 @@ mod tests {
 
         let outcome = h.evidence().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
         assert_eq!(h.families.snapshot(id).unwrap().dimensions, 3);
-        assert_eq!(h.failed_reasons(id), vec![("devices".into(), "fake.failed".into())]);
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![("devices".into(), "fake.failed".into())]
+        );
     }
 
     #[tokio::test]
@@ -156,7 +167,12 @@ mod tests {
         assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+            vec![
+                ("total", 4),
+                ("processed", 4),
+                ("succeeded", 4),
+                ("created", 1)
+            ]
         );
         assert_eq!(h.families.snapshot(id).unwrap().dimensions, 4);
     }
@@ -174,7 +190,12 @@ mod tests {
         assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 4), ("processed", 4), ("succeeded", 4), ("created", 1)]
+            vec![
+                ("total", 4),
+                ("processed", 4),
+                ("succeeded", 4),
+                ("created", 1)
+            ]
         );
     }
 

@@ -140,7 +140,12 @@ mod tests {
         );
         let run = h.run(id).await;
         assert_eq!(run.basis(), Some("all 4 policy types"));
-        assert_eq!(h.families.inventory(h.tenant.id, "device_configuration").len(), 3);
+        assert_eq!(
+            h.families
+                .inventory(h.tenant.id, "device_configuration")
+                .len(),
+            3
+        );
         assert_eq!(h.notifications().await, 1);
     }
 
@@ -151,7 +156,10 @@ mod tests {
 
         let outcome = h.inventory().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
         assert_eq!(
             h.counts(id).await,
             vec![
@@ -174,7 +182,10 @@ mod tests {
         let h = Harness::new(10, &[]);
         let id = h
             .start(RunParams::InventorySync {
-                policy_types: Some(vec!["compliance_policy".into(), "device_configuration".into()]),
+                policy_types: Some(vec![
+                    "compliance_policy".into(),
+                    "device_configuration".into(),
+                ]),
             })
             .await;
         // The second type's inventory write lands, but its acknowledgement is lost.

@@ -262,10 +262,18 @@ mod tests {
 
         let last = h.drain_children().await.unwrap();
 
-        assert_eq!(last, Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded)));
+        assert_eq!(
+            last,
+            Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded))
+        );
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 12), ("processed", 12), ("succeeded", 10), ("failed", 2)]
+            vec![
+                ("total", 12),
+                ("processed", 12),
+                ("succeeded", 10),
+                ("failed", 2)
+            ]
         );
         assert_eq!(h.fake.restores(), 10);
         assert_eq!(h.notifications().await, 1);
@@ -281,7 +289,10 @@ mod tests {
             panic!("expected a child job");
         };
 
-        h.restore_worker().execute(parent, item.clone()).await.unwrap();
+        h.restore_worker()
+            .execute(parent, item.clone())
+            .await
+            .unwrap();
         let again = h.restore_worker().execute(parent, item).await.unwrap();
 
         assert_eq!(again, WriterOutcome::ItemRecorded);
@@ -345,10 +356,16 @@ mod tests {
             panic!("expected a child job");
         };
 
-        h.restore_worker().give_up(parent, item.clone()).await.unwrap();
+        h.restore_worker()
+            .give_up(parent, item.clone())
+            .await
+            .unwrap();
         let last = h.drain_children().await.unwrap();
 
-        assert_eq!(last, Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded)));
+        assert_eq!(
+            last,
+            Some(WriterOutcome::Completed(RunOutcome::PartiallySucceeded))
+        );
         assert_eq!(
             h.failed_reasons(id),
             vec![(item.to_string(), "restore.attempts_exhausted".into())]
@@ -370,7 +387,12 @@ mod tests {
     #[tokio::test]
     async fn selected_items_freeze_only_those() {
         let h = Harness::new(6, &[]);
-        let set = h.families.create_backup_set(h.tenant.id, "s").await.unwrap().id;
+        let set = h
+            .families
+            .create_backup_set(h.tenant.id, "s")
+            .await
+            .unwrap()
+            .id;
         for policy in h.fake.policies() {
             h.families.put_backup_item(set, policy.clone());
         }
@@ -382,9 +404,19 @@ mod tests {
             .await;
 
         h.bulk_restore().execute(id).await.unwrap();
-        let units: Vec<ItemKey> = h.store.ledger(id).unwrap().work_set().unwrap().units().to_vec();
+        let units: Vec<ItemKey> = h
+            .store
+            .ledger(id)
+            .unwrap()
+            .work_set()
+            .unwrap()
+            .units()
+            .to_vec();
 
-        assert_eq!(units, vec![ItemKey::parse("2").unwrap(), ItemKey::parse("4").unwrap()]);
+        assert_eq!(
+            units,
+            vec![ItemKey::parse("2").unwrap(), ItemKey::parse("4").unwrap()]
+        );
         assert_eq!(h.run(id).await.basis(), Some("2 selected backup-set items"));
         assert_eq!(h.families.items(set).await.unwrap().len(), 6);
     }

@@ -136,7 +136,12 @@ mod tests {
         assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 5), ("processed", 5), ("succeeded", 5), ("created", 1)]
+            vec![
+                ("total", 5),
+                ("processed", 5),
+                ("succeeded", 5),
+                ("created", 1)
+            ]
         );
         let pack = h.families.pack(id).unwrap();
         assert_eq!(pack.sha256.len(), 16);
@@ -151,7 +156,10 @@ mod tests {
 
         let outcome = h.review_pack().execute(id).await.unwrap();
 
-        assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::PartiallySucceeded));
+        assert_eq!(
+            outcome,
+            WriterOutcome::Completed(RunOutcome::PartiallySucceeded)
+        );
         assert_eq!(
             h.counts(id).await,
             vec![
@@ -162,7 +170,10 @@ mod tests {
                 ("created", 1)
             ]
         );
-        assert_eq!(h.failed_reasons(id), vec![("compliance".into(), "fake.failed".into())]);
+        assert_eq!(
+            h.failed_reasons(id),
+            vec![("compliance".into(), "fake.failed".into())]
+        );
     }
 
     #[tokio::test]
@@ -197,7 +208,12 @@ mod tests {
         assert_eq!(resumed, WriterOutcome::Completed(RunOutcome::Succeeded));
         assert_eq!(
             h.counts(id).await,
-            vec![("total", 5), ("processed", 5), ("succeeded", 5), ("created", 1)]
+            vec![
+                ("total", 5),
+                ("processed", 5),
+                ("succeeded", 5),
+                ("created", 1)
+            ]
         );
     }
 
