@@ -9,6 +9,7 @@
 mod add_policies;
 mod baseline_capture;
 mod baseline_compare;
+mod dispatch;
 mod evidence;
 mod inventory;
 mod restore;
@@ -24,6 +25,7 @@ use opsrun_domain::{
 pub use add_policies::AddPoliciesToBackupSet;
 pub use baseline_capture::{CAPTURE_PHASES, CaptureBaseline};
 pub use baseline_compare::CompareBaseline;
+pub use dispatch::{REASON_ATTEMPTS_EXHAUSTED, WriterPorts, Writers};
 pub use evidence::GenerateEvidenceSnapshot;
 pub use inventory::RunInventorySync;
 pub use restore::{BackupSetRestoreWorker, BulkBackupSetRestore};
