@@ -584,8 +584,9 @@ mod tests {
             threshold_ms: 1_000,
         };
 
-        let fresh = OperationRunProgressContract::resolve_at(&r, staleness(1_001));
-        let stale = OperationRunProgressContract::resolve_at(&r, staleness(1_002));
+        // The last sign of life is the item recorded at t=2.
+        let fresh = OperationRunProgressContract::resolve_at(&r, staleness(1_002));
+        let stale = OperationRunProgressContract::resolve_at(&r, staleness(1_003));
 
         assert_eq!(fresh.basis.as_deref(), Some("units"));
         assert!(!fresh.stale);

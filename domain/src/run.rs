@@ -1232,6 +1232,19 @@ mod tests {
     }
 
     #[test]
+    fn recording_an_item_is_a_sign_of_life_but_a_duplicate_is_not() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(50))
+            .unwrap();
+
+        run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(90))
+            .unwrap();
+
+        assert_eq!(run.heartbeat_at(), Some(t(50)));
+        assert!(!run.is_stale(t(60), 10));
+    }
+
+    #[test]
     fn phased_runs_cannot_get_a_total_and_counted_runs_cannot_get_phases() {
         let phases = || Phases::try_new(vec![Phase::try_new("p", "P").unwrap()]).unwrap();
         let mut phased = new_run(OperationType::BaselineCapture);
