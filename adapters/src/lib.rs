@@ -1,3 +1,9 @@
 //! Adapters of opsrun: the implementations of the application's ports (storage on SQLite and
 //! PostgreSQL, the durable job queue, the simulated tenant provider). Nothing here decides a
 //! count rule; every rule comes from `opsrun-domain` and is only enforced atomically here.
+
+pub mod sql;
+
+/// The in-memory reference store lives with the application (it is the domain model behind the
+/// port); it is re-exported here so that hosts find every storage adapter in one crate.
+pub use opsrun_application::memory::MemoryRunStore;

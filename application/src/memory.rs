@@ -62,9 +62,17 @@ impl MemoryRunStore {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Adds a tenant (ids are assigned in order, from 1).
+    /// Adds a tenant (ids are assigned in order, from 1), or returns the workspace's tenant
+    /// with this slug.
     pub fn add_tenant(&self, workspace: WorkspaceId, slug: Slug) -> Tenant {
         let mut state = self.lock();
+        if let Some(existing) = state
+            .tenants
+            .iter()
+            .find(|t| t.workspace == workspace && t.slug == slug)
+        {
+            return existing.clone();
+        }
         let tenant = Tenant {
             id: TenantId::new(state.tenants.len() as i64 + 1),
             workspace,
@@ -74,9 +82,17 @@ impl MemoryRunStore {
         tenant
     }
 
-    /// Adds a user (ids are assigned in order, from 1).
+    /// Adds a user (ids are assigned in order, from 1), or returns the workspace's user with
+    /// this e-mail.
     pub fn add_user(&self, workspace: WorkspaceId, email: &str) -> User {
         let mut state = self.lock();
+        if let Some(existing) = state
+            .users
+            .iter()
+            .find(|u| u.workspace == workspace && u.email == email)
+        {
+            return existing.clone();
+        }
         let user = User {
             id: UserId::new(state.users.len() as i64 + 1),
             workspace,

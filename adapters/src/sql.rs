@@ -1,0 +1,13 @@
+//! Storage on SQLite and PostgreSQL with SeaORM: the schema (migrations), the connection
+//! settings, and the SQL implementation of the run store and directory ports.
+//!
+//! Statements are written once for both databases (`$N` placeholders work on both); where a
+//! database needs its own code, the item is named for it.
+
+mod codec;
+mod connect;
+pub mod migration;
+mod store;
+
+pub use connect::{Backend, connect, migrate};
+pub use store::{SqlRunStore, TenantSettings};

@@ -1,0 +1,80 @@
+//! Opening a database and bringing its schema up to date.
+
+use std::time::Duration;
+
+use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+use sea_orm::{ConnectOptions, Database, DatabaseConnection, DbBackend, DbErr};
+use sea_orm_migration::MigratorTrait;
+
+use super::migration::Migrator;
+
+/// Which database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An embedded SQLite file (`sqlite://path?mode=rwc`).
+    Sqlite,
+    /// A PostgreSQL server (`postgres://...`).
+    Postgres,
+}
+
+impl Backend {
+    /// The backend of a database URL, or `None` for an unsupported scheme.
+    #[must_use]
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    /// The backend of an open connection.
+    #[must_use]
+    pub fn of(db: &DatabaseConnection) -> Self {
+        match db.get_database_backend() {
+            DbBackend::Postgres => Self::Postgres,
+            _ => Self::Sqlite,
+        }
+    }
+}
+
+/// Opens a pool. SQLite runs in WAL mode with a busy timeout and foreign keys on (every write
+/// transaction begins `IMMEDIATE`, so writers queue on the busy timeout instead of failing);
+/// PostgreSQL gets a pool of `max_connections`.
+///
+/// # Errors
+///
+/// [`DbErr`] when the URL is unsupported or the database cannot be opened.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let backend = Backend::of_url(url).ok_or_else(|| {
+        DbErr::Custom(format!(
+            "unsupported database URL '{url}': use sqlite://FILE?mode=rwc or postgres://..."
+        ))
+    })?;
+    let mut options = ConnectOptions::new(url.to_owned());
+    options
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .sqlx_logging(false);
+    if backend == Backend::Sqlite {
+        options.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true)
+        });
+    }
+    Database::connect(options).await
+}
+
+/// Creates or upgrades the schema.
+///
+/// # Errors
+///
+/// [`DbErr`] when a migration fails.
+pub async fn migrate(db: &DatabaseConnection) -> Result<(), DbErr> {
+    Migrator::up(db, None).await
+}

@@ -1,0 +1,27 @@
+//! The schema, as migrations: the only source of schema for production and tests. One
+//! migration per file; a file's name is its version, so it is never renamed.
+
+mod m20261127_000001_create_directory;
+mod m20261127_000002_create_operation_runs;
+mod m20261127_000003_create_ledger;
+mod m20261127_000004_create_outbox;
+mod m20261127_000005_create_family_tables;
+
+use sea_orm_migration::{MigrationTrait, MigratorTrait};
+
+/// Every migration, in order.
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m20261127_000001_create_directory::Migration),
+            Box::new(m20261127_000002_create_operation_runs::Migration),
+            Box::new(m20261127_000003_create_ledger::Migration),
+            Box::new(m20261127_000004_create_outbox::Migration),
+            Box::new(m20261127_000005_create_family_tables::Migration),
+        ]
+    }
+}

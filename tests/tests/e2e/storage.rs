@@ -1,0 +1,698 @@
+//! The storage contract: the same cases on the in-memory store, SQLite and PostgreSQL.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use opsrun_application::fakes::{ManualClock, MemoryQueue};
+use opsrun_application::ports::{CreateRun, LedgerQuery, RunQuery, TenantScope};
+use opsrun_application::{OperationRunService, RunParams, StoreError, TerminalEffects};
+use opsrun_domain::{
+    AuxDeltas, AuxiliaryKey, Change, Completion, ItemKey, ItemOutcome, ItemRecord,
+    OperationRunProgressContract, ProgressMode, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, RunStatus, SummaryKey, Timestamp, WorkSet,
+};
+use opsrun_tests::{TestError, TestStore};
+
+use crate::contract;
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn key(k: &str) -> Result<ItemKey, TestError> {
+    Ok(ItemKey::parse(k)?)
+}
+
+fn keys(n: usize) -> Result<Vec<ItemKey>, TestError> {
+    (0..n).map(|i| key(&format!("item-{i:05}"))).collect()
+}
+
+fn work_set(units: &[ItemKey]) -> Result<WorkSet, TestError> {
+    Ok(WorkSet::try_new(
+        units.to_vec(),
+        format!("{} test units", units.len()),
+    )?)
+}
+
+fn rule<T: std::fmt::Debug>(result: Result<T, StoreError>) -> Result<RunError, TestError> {
+    match result {
+        Err(StoreError::Rule(rule)) => Ok(rule),
+        other => Err(format!("expected a rule refusal, got {other:?}").into()),
+    }
+}
+
+async fn start(
+    store: &TestStore,
+    tenant: &str,
+    params: RunParams,
+    initiator: bool,
+) -> Result<RunId, TestError> {
+    let tenant = store.tenant(tenant).await?;
+    let user = if initiator {
+        Some(store.user("ops@example.com").await?.id)
+    } else {
+        None
+    };
+    let started = store
+        .store()
+        .create_run(CreateRun {
+            workspace: store.workspace(),
+            tenant: tenant.id,
+            params,
+            initiator: user,
+            parent: None,
+            at: t(1_000),
+        })
+        .await?;
+    Ok(started.run.id())
+}
+
+fn restore_params() -> RunParams {
+    RunParams::BackupSetRestore {
+        backup_set_id: 1,
+        item_ids: None,
+    }
+}
+
+contract!(
+    create_run_returns_the_active_run_with_the_same_identity,
+    |store| {
+        let tenant = store.tenant("contoso").await?;
+        let new = |params| CreateRun {
+            workspace: store.workspace(),
+            tenant: tenant.id,
+            params,
+            initiator: None,
+            parent: None,
+            at: t(5),
+        };
+        let runs = store.store();
+
+        let first = runs.create_run(new(RunParams::BaselineCapture)).await?;
+        let again = runs.create_run(new(RunParams::BaselineCapture)).await?;
+        let other = runs
+            .create_run(new(RunParams::BaselineCompare { baseline_id: 1 }))
+            .await?;
+        runs.complete(
+            first.run.id(),
+            Completion::decided(RunOutcome::Cancelled, t(6)),
+            TerminalEffects { actor: None },
+        )
+        .await?;
+        let after = runs.create_run(new(RunParams::BaselineCapture)).await?;
+
+        assert!(!first.reused);
+        assert!(again.reused);
+        assert_eq!(again.run.id(), first.run.id());
+        assert!(!other.reused);
+        assert!(!after.reused);
+        assert_ne!(after.run.id(), first.run.id());
+        assert_eq!(first.run.status(), RunStatus::Queued);
+        assert_eq!(
+            runs.run_params(first.run.id()).await?,
+            RunParams::BaselineCapture
+        );
+        Ok(())
+    }
+);
+
+contract!(concurrent_starts_of_one_identity_create_one_run, |store| {
+    let tenant = store.tenant("contoso").await?;
+    let runs = store.store();
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let runs = runs.clone();
+        let new = CreateRun {
+            workspace: store.workspace(),
+            tenant: tenant.id,
+            params: RunParams::EvidenceSnapshotGenerate,
+            initiator: None,
+            parent: None,
+            at: t(5),
+        };
+        tasks.push(tokio::spawn(async move { runs.create_run(new).await }));
+    }
+    let mut ids = BTreeSet::new();
+    let mut created = 0;
+    for task in tasks {
+        let started = task.await??;
+        ids.insert(started.run.id());
+        created += usize::from(!started.reused);
+    }
+
+    assert_eq!(ids.len(), 1);
+    assert_eq!(created, 1);
+    Ok(())
+});
+
+contract!(the_total_is_frozen_once_with_its_work_set, |store| {
+    let id = start(&store, "contoso", restore_params(), false).await?;
+    let runs = store.store();
+    let units = keys(3)?;
+
+    let first = runs.set_total(id, work_set(&units)?).await?;
+    let mut reordered = units.clone();
+    reordered.reverse();
+    let same = runs.set_total(id, work_set(&reordered)?).await?;
+    let bigger = rule(runs.set_total(id, work_set(&keys(4)?)?).await)?;
+    let other = rule(
+        runs.set_total(
+            id,
+            work_set(&[units[0].clone(), units[1].clone(), key("zz")?])?,
+        )
+        .await,
+    )?;
+
+    assert_eq!(first, Change::Applied);
+    assert_eq!(same, Change::Unchanged);
+    assert_eq!(
+        bigger,
+        RunError::TotalAlreadySet {
+            current: 3,
+            requested: 4
+        }
+    );
+    assert_eq!(other, RunError::WorkSetAlreadyFrozen);
+    let frozen = runs.work_set(id).await?.ok_or("no work set")?;
+    assert_eq!(frozen.units(), units.as_slice());
+    assert_eq!(frozen.basis(), "3 test units");
+    let run = runs.run(id).await?;
+    assert_eq!(run.counts().get(SummaryKey::Total), Some(3));
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(0));
+    assert_eq!(run.basis(), Some("3 test units"));
+    Ok(())
+});
+
+contract!(
+    items_are_counted_once_with_their_outcomes_and_deltas,
+    |store| {
+        let id = start(&store, "contoso", restore_params(), false).await?;
+        let runs = store.store();
+        let units = keys(4)?;
+        runs.set_total(id, work_set(&units)?).await?;
+        let failed = ReasonCode::parse("restore.item_failed")?;
+        let deltas = AuxDeltas::new()
+            .with(AuxiliaryKey::Created, 2)
+            .with(AuxiliaryKey::Items, 5);
+
+        let batch = runs
+            .record_items(
+                id,
+                vec![
+                    ItemRecord::succeeded(units[0].clone()).with_deltas(deltas.clone()),
+                    ItemRecord::failed(units[1].clone(), failed.clone()),
+                    ItemRecord::succeeded(units[0].clone()).with_deltas(deltas.clone()),
+                ],
+                t(10),
+            )
+            .await?;
+        let again = runs
+            .record_items(
+                id,
+                vec![
+                    ItemRecord::skipped(units[1].clone(), None),
+                    ItemRecord::skipped(units[2].clone(), None),
+                ],
+                t(11),
+            )
+            .await?;
+        let outside = rule(
+            runs.record_items(id, vec![ItemRecord::succeeded(key("nope")?)], t(12))
+                .await,
+        )?;
+
+        assert_eq!(
+            batch,
+            RecordOutcome {
+                recorded: 2,
+                duplicates: 1
+            }
+        );
+        assert_eq!(
+            again,
+            RecordOutcome {
+                recorded: 1,
+                duplicates: 1
+            }
+        );
+        assert_eq!(
+            outside,
+            RunError::ItemNotInWorkSet {
+                item_key: key("nope")?
+            }
+        );
+        let run = runs.run(id).await?;
+        let counts: Vec<_> = run.counts().iter().map(|(k, v)| (k.key(), v)).collect();
+        assert_eq!(
+            counts,
+            vec![
+                ("total", 4),
+                ("processed", 3),
+                ("succeeded", 1),
+                ("failed", 1),
+                ("skipped", 1),
+                ("created", 2),
+                ("items", 5)
+            ]
+        );
+        assert_eq!(run.heartbeat_at(), Some(t(11)));
+        let ledger = store.ledger(id).await?;
+        assert_eq!(ledger.len(), 3);
+        let entry = ledger.get(&units[1]).ok_or("missing entry")?;
+        assert_eq!(entry.outcome, ItemOutcome::Failed);
+        assert_eq!(entry.reason.as_ref(), Some(&failed));
+        assert_eq!(entry.recorded_at, t(10));
+        assert_eq!(ledger.recount(), *run.counts());
+        Ok(())
+    }
+);
+
+contract!(a_completed_run_refuses_every_change, |store| {
+    let id = start(&store, "contoso", restore_params(), true).await?;
+    let runs = store.store();
+    let units = keys(2)?;
+    runs.set_total(id, work_set(&units)?).await?;
+    runs.record_items(id, vec![ItemRecord::succeeded(units[0].clone())], t(5))
+        .await?;
+    let done = runs
+        .complete(
+            id,
+            Completion::derived(t(6)),
+            TerminalEffects { actor: None },
+        )
+        .await?;
+    let before = runs.run(id).await?;
+
+    let late = rule(
+        runs.record_items(id, vec![ItemRecord::succeeded(units[1].clone())], t(7))
+            .await,
+    )?;
+    let duplicate = rule(
+        runs.record_items(id, vec![ItemRecord::succeeded(units[0].clone())], t(7))
+            .await,
+    )?;
+    let increment = rule(
+        runs.increment(id, key("k")?, AuxDeltas::new().with(AuxiliaryKey::Items, 1))
+            .await,
+    )?;
+    let running = rule(runs.mark_running(id, t(8)).await)?;
+    let beat = rule(runs.heartbeat(id, t(9)).await)?;
+    let again = runs
+        .complete(
+            id,
+            Completion::derived(t(10)),
+            TerminalEffects { actor: None },
+        )
+        .await?;
+
+    assert!(done.won);
+    assert_eq!(done.run.outcome(), RunOutcome::PartiallySucceeded);
+    for refusal in [late, duplicate, increment, running, beat] {
+        assert_eq!(refusal, RunError::RunAlreadyCompleted);
+    }
+    assert!(!again.won);
+    assert_eq!(runs.run(id).await?, before);
+    assert_eq!(store.ledger(id).await?.len(), 1);
+    assert_eq!(runs.audit_events(id).await?.len(), 1);
+    let user = store.user("ops@example.com").await?;
+    assert_eq!(runs.notifications(user.id).await?.len(), 1);
+    Ok(())
+});
+
+contract!(
+    racing_completions_have_one_winner_one_audit_event_one_notification,
+    |store| {
+        let id = start(&store, "contoso", RunParams::BaselineCapture, true).await?;
+        let runs = store.store();
+        let mut tasks = Vec::new();
+        for i in 0..16 {
+            let runs = runs.clone();
+            tasks.push(tokio::spawn(async move {
+                let completion = if i % 2 == 0 {
+                    Completion::derived(t(100 + i))
+                } else {
+                    Completion::decided(RunOutcome::Cancelled, t(100 + i))
+                };
+                runs.complete(id, completion, TerminalEffects { actor: None })
+                    .await
+            }));
+        }
+        let mut wins = 0;
+        for task in tasks {
+            wins += usize::from(task.await??.won);
+        }
+
+        assert_eq!(wins, 1);
+        assert_eq!(runs.audit_events(id).await?.len(), 1);
+        let user = store.user("ops@example.com").await?;
+        assert_eq!(runs.notifications(user.id).await?.len(), 1);
+        Ok(())
+    }
+);
+
+contract!(
+    sixteen_writers_on_overlapping_keys_count_each_item_once,
+    |store| {
+        let id = start(&store, "contoso", restore_params(), true).await?;
+        let runs = store.store();
+        let units = keys(200)?;
+        runs.set_total(id, work_set(&units)?).await?;
+        runs.mark_running(id, t(2)).await?;
+        let service = OperationRunService::new(
+            runs.clone(),
+            Arc::new(MemoryQueue::new()),
+            Arc::new(ManualClock::at(10)),
+        );
+        let stop = Arc::new(AtomicBool::new(false));
+        // A watcher checks the bound at every instant it can observe.
+        let watcher = {
+            let runs = runs.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let mut worst = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let run = runs.run(id).await?;
+                    let counts = run.counts();
+                    let processed = counts.get_or_zero(SummaryKey::Processed);
+                    if processed > counts.get_or_zero(SummaryKey::Total) {
+                        return Err::<u64, TestError>("processed passed total".into());
+                    }
+                    worst = worst.max(processed);
+                    tokio::task::yield_now().await;
+                }
+                Ok(worst)
+            })
+        };
+        let mut tasks = Vec::new();
+        for writer in 0..16usize {
+            let service = service.clone();
+            // Each writer takes an overlapping slice of the items, in small batches.
+            let mine: Vec<ItemKey> = units.iter().skip(writer * 10).take(60).cloned().collect();
+            tasks.push(tokio::spawn(async move {
+                let mut completions = 0;
+                for chunk in mine.chunks(3) {
+                    let records = chunk.iter().cloned().map(ItemRecord::succeeded).collect();
+                    match service.record_items(id, records).await {
+                        Ok(_) => {}
+                        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => {}
+                        Err(e) => return Err::<usize, TestError>(e.into()),
+                    }
+                    if service.maybe_complete_bulk_run(id).await?.is_some() {
+                        completions += 1;
+                    }
+                }
+                Ok(completions)
+            }));
+        }
+        let mut completions = 0;
+        for task in tasks {
+            completions += task.await??;
+        }
+        // The first 10 writers cover items 0..150 with overlaps; record the rest once.
+        let rest: Vec<ItemRecord> = units.iter().cloned().map(ItemRecord::succeeded).collect();
+        service.record_items(id, rest).await.ok();
+        if service.maybe_complete_bulk_run(id).await?.is_some() {
+            completions += 1;
+        }
+        stop.store(true, Ordering::SeqCst);
+        watcher.await??;
+
+        let run = runs.run(id).await?;
+        assert_eq!(run.counts().get(SummaryKey::Processed), Some(200));
+        assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(200));
+        assert_eq!(store.ledger(id).await?.len(), 200);
+        assert_eq!(completions, 1);
+        assert_eq!(run.outcome(), RunOutcome::Succeeded);
+        assert_eq!(runs.audit_events(id).await?.len(), 1);
+        let user = store.user("ops@example.com").await?;
+        assert_eq!(runs.notifications(user.id).await?.len(), 1);
+        Ok(())
+    }
+);
+
+contract!(auxiliary_increments_apply_once_per_key, |store| {
+    let id = start(
+        &store,
+        "contoso",
+        RunParams::EvidenceSnapshotGenerate,
+        false,
+    )
+    .await?;
+    let runs = store.store();
+    let deltas = AuxDeltas::new().with(AuxiliaryKey::Tenants, 3);
+
+    let first = runs.increment(id, key("tenants")?, deltas.clone()).await?;
+    let again = runs.increment(id, key("tenants")?, deltas).await?;
+
+    assert_eq!(first, Change::Applied);
+    assert_eq!(again, Change::Unchanged);
+    let run = runs.run(id).await?;
+    assert_eq!(run.counts().get(SummaryKey::Tenants), Some(3));
+    assert_eq!(run.counts().get(SummaryKey::Processed), None);
+    Ok(())
+});
+
+contract!(reconcile_repairs_drift_from_the_ledger, |store| {
+    let id = start(&store, "contoso", restore_params(), false).await?;
+    let runs = store.store();
+    let units = keys(3)?;
+    runs.set_total(id, work_set(&units)?).await?;
+    runs.record_items(id, vec![ItemRecord::succeeded(units[0].clone())], t(4))
+        .await?;
+    store
+        .write_legacy(
+            id,
+            &[("processed", Some(0)), ("succeeded", None)],
+            "running",
+        )
+        .await?;
+
+    let drift = runs.reconcile_counts(id).await?.ok_or("no drift found")?;
+    let again = runs.reconcile_counts(id).await?;
+
+    assert_eq!(drift.before.get(SummaryKey::Processed), Some(0));
+    assert_eq!(drift.after.get(SummaryKey::Processed), Some(1));
+    assert_eq!(drift.after.get(SummaryKey::Succeeded), Some(1));
+    assert_eq!(again, None);
+    assert_eq!(
+        runs.run(id).await?.counts().get(SummaryKey::Processed),
+        Some(1)
+    );
+    Ok(())
+});
+
+contract!(
+    legacy_rows_that_break_invariants_read_back_as_anomalies,
+    |store| {
+        let over = start(&store, "contoso", restore_params(), false).await?;
+        store
+            .write_legacy(
+                over,
+                &[("total", Some(5)), ("processed", Some(9))],
+                "running",
+            )
+            .await?;
+        let negative = start(&store, "fabrikam", restore_params(), false).await?;
+        store
+            .write_legacy(
+                negative,
+                &[("total", Some(5)), ("processed", Some(-2))],
+                "running",
+            )
+            .await?;
+        let unknown = start(&store, "northwind", restore_params(), false).await?;
+        store
+            .write_legacy(
+                unknown,
+                &[("total", Some(5)), ("processed", Some(1))],
+                "paused",
+            )
+            .await?;
+        let runs = store.store();
+
+        for id in [over, negative, unknown] {
+            let run = runs.run(id).await?;
+            let view = OperationRunProgressContract::resolve(&run);
+
+            assert_eq!(view.mode(), ProgressMode::Activity, "run {id}");
+            assert!(view.anomaly, "run {id}");
+            assert_eq!(view.percent(), None);
+        }
+        Ok(())
+    }
+);
+
+contract!(
+    the_ledger_pages_by_key_in_byte_order_and_filters_by_outcome,
+    |store| {
+        let id = start(&store, "contoso", restore_params(), false).await?;
+        let runs = store.store();
+        let units: Vec<ItemKey> = ["b", "B", "a", "a-2", "Z"]
+            .iter()
+            .map(|k| key(k))
+            .collect::<Result<_, _>>()?;
+        runs.set_total(id, work_set(&units)?).await?;
+        let failed = ReasonCode::parse("x.failed")?;
+        runs.record_items(
+            id,
+            units
+                .iter()
+                .enumerate()
+                .map(|(i, k)| {
+                    if i % 2 == 0 {
+                        ItemRecord::failed(k.clone(), failed.clone())
+                    } else {
+                        ItemRecord::succeeded(k.clone())
+                    }
+                })
+                .collect(),
+            t(3),
+        )
+        .await?;
+        let page = |after: Option<ItemKey>, outcome: Option<ItemOutcome>| LedgerQuery {
+            run: id,
+            outcome,
+            after,
+            limit: 2,
+        };
+
+        let first = runs.ledger_entries(page(None, None)).await?;
+        let second = runs
+            .ledger_entries(page(Some(first[1].0.clone()), None))
+            .await?;
+        let failed_only = runs
+            .ledger_entries(LedgerQuery {
+                limit: 10,
+                ..page(None, Some(ItemOutcome::Failed))
+            })
+            .await?;
+
+        let names = |entries: &[(ItemKey, opsrun_domain::LedgerEntry)]| {
+            entries
+                .iter()
+                .map(|(k, _)| k.to_string())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(names(&first), vec!["B", "Z"]);
+        assert_eq!(names(&second), vec!["a", "a-2"]);
+        assert_eq!(names(&failed_only), vec!["Z", "a", "b"]);
+        Ok(())
+    }
+);
+
+contract!(queries_serve_the_feed_and_the_collection, |store| {
+    let a = start(&store, "contoso", RunParams::BaselineCapture, false).await?;
+    let b = start(
+        &store,
+        "contoso",
+        RunParams::EvidenceSnapshotGenerate,
+        false,
+    )
+    .await?;
+    let c = start(&store, "fabrikam", RunParams::BaselineCapture, false).await?;
+    let runs = store.store();
+    runs.complete(
+        a,
+        Completion::decided(RunOutcome::Cancelled, t(2_000)),
+        TerminalEffects { actor: None },
+    )
+    .await?;
+    let contoso = store.tenant("contoso-2").await?;
+    let tenant_a = runs.run(a).await?.tenant();
+
+    let feed_recent = runs.activity(tenant_a, t(1_500)).await?;
+    let feed_later = runs.activity(tenant_a, t(2_500)).await?;
+    let all = runs
+        .list_runs(RunQuery {
+            workspace: store.workspace(),
+            scope: TenantScope::All,
+            tenant: None,
+            operation_type: None,
+            status: None,
+            outcome: None,
+            before: None,
+            top_level_only: true,
+            limit: 10,
+        })
+        .await?;
+    let scoped = runs
+        .list_runs(RunQuery {
+            workspace: store.workspace(),
+            scope: TenantScope::Only(BTreeSet::from([tenant_a])),
+            tenant: None,
+            operation_type: None,
+            status: Some(RunStatus::Queued),
+            outcome: None,
+            before: Some(c),
+            top_level_only: true,
+            limit: 10,
+        })
+        .await?;
+    let active: Vec<RunId> = runs.active_runs().await?.iter().map(|r| r.id()).collect();
+
+    let ids =
+        |list: &[opsrun_domain::OperationRun]| list.iter().map(|r| r.id()).collect::<Vec<_>>();
+    assert_eq!(ids(&feed_recent), vec![b, a]);
+    assert_eq!(ids(&feed_later), vec![b]);
+    assert_eq!(ids(&all), vec![c, b, a]);
+    assert_eq!(ids(&scoped), vec![b]);
+    assert_eq!(active, vec![b, c]);
+    assert!(runs.children(a).await?.is_empty());
+    assert_ne!(contoso.id, tenant_a);
+    Ok(())
+});
+
+contract!(stages_move_forward_only, |store| {
+    let id = start(&store, "contoso", RunParams::BaselineCapture, false).await?;
+    let runs = store.store();
+    let phases = opsrun_domain::Phases::try_new(vec![
+        opsrun_domain::Phase::try_new("one", "One")?,
+        opsrun_domain::Phase::try_new("two", "Two")?,
+    ])?;
+
+    let declared = runs.declare_phases(id, phases.clone()).await?;
+    let redeclared = runs.declare_phases(id, phases).await?;
+    let entered = runs.enter_phase(id, "two".into()).await?;
+    let back = rule(runs.enter_phase(id, "one".into()).await)?;
+    let total = rule(runs.set_total(id, work_set(&keys(1)?)?).await)?;
+
+    assert_eq!(
+        (declared, redeclared, entered),
+        (Change::Applied, Change::Unchanged, Change::Applied)
+    );
+    assert_eq!(
+        back,
+        RunError::PhaseRegressed {
+            from: "two".into(),
+            to: "one".into()
+        }
+    );
+    assert_eq!(total, RunError::StagedRunHasNoTotal);
+    let view = OperationRunProgressContract::resolve(&runs.run(id).await?);
+    assert_eq!(view.phase().map(|p| (p.index, p.count)), Some((2, 2)));
+    Ok(())
+});
+
+contract!(unknown_runs_are_not_found, |store| {
+    let runs = store.store();
+    let missing = RunId::new(424_242);
+
+    assert!(matches!(
+        runs.run(missing).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        runs.record_items(missing, vec![], t(1)).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        runs.mark_running(missing, t(1)).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        runs.ledger_keys(missing).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    Ok(())
+});
