@@ -2,6 +2,7 @@
 //! PostgreSQL, the durable job queue, the simulated tenant provider). Nothing here decides a
 //! count rule; every rule comes from `opsrun-domain` and is only enforced atomically here.
 
+pub mod clock;
 pub mod sql;
 
 /// The in-memory reference store lives with the application (it is the domain model behind the

@@ -696,3 +696,75 @@ contract!(unknown_runs_are_not_found, |store| {
     ));
     Ok(())
 });
+
+/// Four OS processes on one PostgreSQL database record overlapping items of one fan-out
+/// parent and race to complete it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_on_postgres_count_each_item_once_and_complete_once() -> Result<(), TestError>
+{
+    let Some(store) = TestStore::open(opsrun_tests::Backend::Postgres).await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    let url = store.url.clone().ok_or("no url")?;
+    let id = start(&store, "contoso", restore_params(), true).await?;
+    let runs = store.store();
+    let units = keys(400)?;
+    runs.set_total(id, work_set(&units)?).await?;
+    runs.mark_running(id, t(2)).await?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let runs = runs.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            while !stop.load(Ordering::SeqCst) {
+                let run = runs.run(id).await?;
+                let counts = run.counts();
+                if counts.get_or_zero(SummaryKey::Processed) > counts.get_or_zero(SummaryKey::Total)
+                {
+                    return Err::<(), TestError>("processed passed total".into());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+            }
+            Ok(())
+        })
+    };
+    // Process p records items 100p .. 100p + 200 (mod 400): every item by two processes.
+    let mut children = Vec::new();
+    for p in 0..4 {
+        children.push(
+            tokio::process::Command::new(env!("CARGO_BIN_EXE_contract-writer"))
+                .args([
+                    url.as_str(),
+                    &id.value().to_string(),
+                    &(p * 100).to_string(),
+                    "200",
+                    "7",
+                ])
+                .output(),
+        );
+    }
+    let mut won = 0;
+    for child in children {
+        let output = child.await?;
+        if !output.status.success() {
+            return Err(
+                format!("writer failed: {}", String::from_utf8_lossy(&output.stderr)).into(),
+            );
+        }
+        won += String::from_utf8(output.stdout)?.trim().parse::<usize>()?;
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.await??;
+
+    let run = runs.run(id).await?;
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(400));
+    assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(400));
+    assert_eq!(store.ledger(id).await?.len(), 400);
+    assert_eq!(won, 1);
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    assert_eq!(runs.audit_events(id).await?.len(), 1);
+    let user = store.user("ops@example.com").await?;
+    assert_eq!(runs.notifications(user.id).await?.len(), 1);
+    Ok(())
+}

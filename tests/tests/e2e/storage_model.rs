@@ -365,12 +365,7 @@ fn check(backend: Backend) -> Result<(), TestError> {
         .enable_all()
         .build()?;
     let Some(store) = rt.block_on(TestStore::open(backend))? else {
-        #[expect(clippy::print_stderr, reason = "a skipped backend must be visible")]
-        {
-            eprintln!(
-                "NOT RUN on PostgreSQL: OPSRUN_TEST_POSTGRES_URL is not set (tests/run sets it)"
-            );
-        }
+        crate::report_skip();
         return Ok(());
     };
     let counter = std::sync::atomic::AtomicUsize::new(0);
