@@ -11,10 +11,14 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now(&self) -> Timestamp {
-        // A clock before 1970 is a broken machine; read it as the epoch rather than panic.
-        let millis = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX));
-        Timestamp::from_millis(millis)
+        Timestamp::from_millis(now_millis())
     }
+}
+
+/// Milliseconds since the Unix epoch. A clock before 1970 is a broken machine; it reads as the
+/// epoch rather than panicking.
+pub(crate) fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }

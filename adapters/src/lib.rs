@@ -3,6 +3,7 @@
 //! count rule; every rule comes from `opsrun-domain` and is only enforced atomically here.
 
 pub mod clock;
+pub mod simulated;
 pub mod sql;
 
 /// The in-memory reference store lives with the application (it is the domain model behind the

@@ -6,8 +6,10 @@
 
 mod codec;
 mod connect;
+mod families;
 pub mod migration;
 mod store;
 
 pub use connect::{Backend, connect, migrate};
+pub use families::{SqlFamilies, sha256_hex};
 pub use store::{SqlRunStore, TenantSettings};
