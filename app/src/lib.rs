@@ -2,6 +2,8 @@
 //! composition root; it is the only one that reads the environment. The HTTP API, pages and
 //! job runtime are wired here as they land.
 
+pub mod wiring;
+
 use clap::Parser;
 
 /// Default database: the embedded SQLite file in the current folder.

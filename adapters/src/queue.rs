@@ -1,0 +1,396 @@
+//! The durable job queue on apalis 1.0: `apalis-sqlite` (embedded default) or
+//! `apalis-postgres` (many workers on many machines), sharing SeaORM's sqlx pool.
+//!
+//! Two queues with explicit names: `opsrun.runs` (one job per run) and `opsrun.children`
+//! (one job per fan-out child). Delivery is at-least-once: a job finished but not yet
+//! acknowledged runs again after a crash, and the item ledger makes that harmless.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::layers::retry::HasherRng;
+use apalis::layers::retry::backoff::{ExponentialBackoffMaker, MakeBackoff};
+use apalis::prelude::{
+    Attempt as ApalisAttempt, BackendExt, BoxDynError, Data, Monitor, RetryPolicy, TaskBuilder,
+    TaskSink, WorkerBuilder, WorkerBuilderExt,
+};
+use apalis_postgres::{Config as PgConfig, PostgresStorage};
+use apalis_sqlite::{Config as SqliteConfig, SqliteStorage};
+use async_trait::async_trait;
+use opsrun_application::QueueError;
+use opsrun_application::ports::{Job, JobQueue};
+use opsrun_application::writers::Writers;
+use opsrun_domain::{ItemKey, RunId};
+use sea_orm::{DatabaseConnection, DbBackend};
+use serde::{Deserialize, Serialize};
+
+use crate::runtime::{Attempt, attempt};
+
+/// Name of the queue of run jobs.
+pub const RUNS_QUEUE: &str = "opsrun.runs";
+/// Name of the queue of fan-out child jobs.
+pub const CHILDREN_QUEUE: &str = "opsrun.children";
+
+/// The payload of a run job: ids only; everything else is read from storage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunJob {
+    /// The run.
+    pub run: i64,
+}
+
+/// The payload of a fan-out child job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChildJob {
+    /// The parent run.
+    pub parent: i64,
+    /// The item of the parent's work set.
+    pub item: String,
+}
+
+/// Queue and worker settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueueSettings {
+    /// Jobs each worker runs at once (per queue).
+    pub concurrency: usize,
+    /// Jobs a worker fetches per poll.
+    pub batch_size: usize,
+    /// How often a worker says it is alive.
+    pub heartbeat: Duration,
+    /// A worker silent for `heartbeat × missed_heartbeats` is dead: its jobs run again.
+    pub missed_heartbeats: u32,
+    /// How often an idle worker looks for new jobs (PostgreSQL also listens for them).
+    pub poll_interval: Duration,
+    /// Attempts per job before its run (or child item) ends `failed`.
+    pub max_attempts: u32,
+    /// First retry delay (doubling up to 30 s, with jitter).
+    pub retry_delay: Duration,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            batch_size: 8,
+            heartbeat: Duration::from_secs(5),
+            missed_heartbeats: 3,
+            poll_interval: Duration::from_millis(100),
+            max_attempts: 5,
+            retry_delay: Duration::from_millis(500),
+        }
+    }
+}
+
+/// Why the queue could not be set up or the workers stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum QueueRunError {
+    /// Creating the queue tables failed.
+    #[error("could not set up the job queue: {0}")]
+    Setup(String),
+    /// A worker stopped with an error.
+    #[error("a worker stopped: {0}")]
+    Worker(String),
+}
+
+#[derive(Clone)]
+enum Storages {
+    Sqlite {
+        runs: SqliteStorage<RunJob>,
+        children: SqliteStorage<ChildJob>,
+    },
+    Postgres {
+        runs: PostgresStorage<RunJob>,
+        children: PostgresStorage<ChildJob>,
+    },
+}
+
+/// The [`JobQueue`] on apalis, and the runner of its workers.
+#[derive(Clone)]
+pub struct ApalisQueue {
+    storages: Storages,
+    settings: QueueSettings,
+    db: DatabaseConnection,
+}
+
+impl std::fmt::Debug for ApalisQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApalisQueue")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn sqlite_config(queue: &str, s: &QueueSettings) -> SqliteConfig {
+    SqliteConfig::default()
+        .queue(queue)
+        .batch_size(s.batch_size.max(1))
+        .heartbeat_interval(s.heartbeat)
+        .missed_heartbeats(usize::try_from(s.missed_heartbeats.max(1)).unwrap_or(3))
+}
+
+fn postgres_config(queue: &str, s: &QueueSettings) -> PgConfig {
+    PgConfig::default()
+        .queue(queue)
+        .batch_size(s.batch_size.max(1))
+        .heartbeat_interval(s.heartbeat)
+        .missed_heartbeats(usize::try_from(s.missed_heartbeats.max(1)).unwrap_or(3))
+}
+
+fn unavailable(error: impl std::fmt::Display) -> QueueError {
+    QueueError::Unavailable(error.to_string().into())
+}
+
+/// A worker name unique to this process: host, pid and a nonce. Reusing a name after a crash
+/// would leave the old worker's jobs stuck on PostgreSQL.
+fn worker_name(kind: &str) -> String {
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".to_owned());
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!("opsrun-{kind}-{host}-{}-{nonce:08x}", std::process::id())
+}
+
+#[derive(Clone)]
+struct WorkerState {
+    writers: Writers,
+    max_attempts: u32,
+}
+
+async fn handle(job: Job, current: usize, state: &WorkerState) -> Result<(), BoxDynError> {
+    let current = u32::try_from(current).unwrap_or(u32::MAX);
+    match attempt(&state.writers, &job, current, state.max_attempts).await? {
+        Attempt::Done(_) | Attempt::GaveUp(_) => Ok(()),
+        Attempt::Retry(error) => Err(Box::new(error)),
+    }
+}
+
+async fn handle_run(
+    job: RunJob,
+    current: ApalisAttempt,
+    state: Data<WorkerState>,
+) -> Result<(), BoxDynError> {
+    handle(
+        Job::Run {
+            run: RunId::new(job.run),
+        },
+        current.current(),
+        &state,
+    )
+    .await
+}
+
+async fn handle_child(
+    job: ChildJob,
+    current: ApalisAttempt,
+    state: Data<WorkerState>,
+) -> Result<(), BoxDynError> {
+    // A malformed payload can never succeed: ignore it rather than retry it forever.
+    let Ok(item) = ItemKey::parse(&job.item) else {
+        return Ok(());
+    };
+    let parent = RunId::new(job.parent);
+    handle(
+        Job::RestoreChild { parent, item },
+        current.current(),
+        &state,
+    )
+    .await
+}
+
+impl ApalisQueue {
+    /// Creates the queue tables if needed (apalis's own migrations) and opens both queues on
+    /// the pool of `db`.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueRunError::Setup`].
+    pub async fn setup(
+        db: &DatabaseConnection,
+        settings: QueueSettings,
+    ) -> Result<Self, QueueRunError> {
+        let setup = |e: &dyn std::fmt::Display| QueueRunError::Setup(e.to_string());
+        let storages = match db.get_database_backend() {
+            DbBackend::Postgres => {
+                let pool = db.get_postgres_connection_pool();
+                PostgresStorage::setup(pool).await.map_err(|e| setup(&e))?;
+                Storages::Postgres {
+                    runs: PostgresStorage::new(pool)
+                        .with_config(postgres_config(RUNS_QUEUE, &settings)),
+                    children: PostgresStorage::new(pool)
+                        .with_config(postgres_config(CHILDREN_QUEUE, &settings)),
+                }
+            }
+            _ => {
+                let pool = db.get_sqlite_connection_pool();
+                // `SqliteStorage::setup` would also set `synchronous=OFF` on whichever pooled
+                // connection it got; run only its migrations (WAL is set by our pool).
+                SqliteStorage::<()>::migrations()
+                    .run(pool)
+                    .await
+                    .map_err(|e| setup(&e))?;
+                Storages::Sqlite {
+                    runs: SqliteStorage::new(pool)
+                        .with_config(sqlite_config(RUNS_QUEUE, &settings)),
+                    children: SqliteStorage::new(pool)
+                        .with_config(sqlite_config(CHILDREN_QUEUE, &settings)),
+                }
+            }
+        };
+        Ok(Self {
+            storages,
+            settings,
+            db: db.clone(),
+        })
+    }
+
+    fn max_attempts(&self) -> usize {
+        usize::try_from(self.settings.max_attempts.max(1)).unwrap_or(5)
+    }
+
+    /// Runs the workers of both queues until `shutdown` resolves, then lets in-flight jobs
+    /// finish (fetched but unstarted jobs go back to the queue) and returns.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueRunError::Worker`] when a worker stopped on a backend error.
+    pub async fn run_workers<S>(&self, writers: Writers, shutdown: S) -> Result<(), QueueRunError>
+    where
+        S: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
+        let state = WorkerState {
+            writers,
+            max_attempts: self.settings.max_attempts.max(1),
+        };
+        let settings = self.settings;
+        let retries = self.max_attempts().saturating_sub(1);
+        let backoff = ExponentialBackoffMaker::new(
+            settings.retry_delay,
+            Duration::from_secs(30).max(settings.retry_delay),
+            0.5,
+            HasherRng::default(),
+        )
+        .map_err(|e| QueueRunError::Setup(e.to_string()))?
+        .make_backoff();
+        let concurrency = settings.concurrency.max(1);
+        let monitor = match self.storages.clone() {
+            Storages::Sqlite { runs, children } => {
+                let runs = runs.poll_with_interval(settings.poll_interval);
+                let children = children.poll_with_interval(settings.poll_interval);
+                let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
+                let (n1, n2) = (worker_name("runs"), worker_name("children"));
+                Monitor::new()
+                    .register(move |_| {
+                        WorkerBuilder::new(n1.clone())
+                            .backend(runs.clone())
+                            .data(s1.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b1.clone()))
+                            .build(handle_run)
+                    })
+                    .register(move |_| {
+                        WorkerBuilder::new(n2.clone())
+                            .backend(children.clone())
+                            .data(s2.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b2.clone()))
+                            .build(handle_child)
+                    })
+            }
+            Storages::Postgres { runs, children } => {
+                let runs = runs
+                    .with_pubsub()
+                    .poll_with_interval(settings.poll_interval);
+                let children = children
+                    .with_pubsub()
+                    .poll_with_interval(settings.poll_interval);
+                let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
+                let (n1, n2) = (worker_name("runs"), worker_name("children"));
+                Monitor::new()
+                    .register(move |_| {
+                        WorkerBuilder::new(n1.clone())
+                            .backend(runs.clone())
+                            .data(s1.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b1.clone()))
+                            .build(handle_run)
+                    })
+                    .register(move |_| {
+                        WorkerBuilder::new(n2.clone())
+                            .backend(children.clone())
+                            .data(s2.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b2.clone()))
+                            .build(handle_child)
+                    })
+            }
+        };
+        monitor
+            .shutdown_timeout(Duration::from_secs(60))
+            .run_with_signal(shutdown)
+            .await
+            .map_err(|e| QueueRunError::Worker(e.to_string()))
+    }
+
+    /// The database the queue lives in.
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}
+
+#[async_trait]
+impl JobQueue for ApalisQueue {
+    async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        let max = self.max_attempts();
+        match (job, self.storages.clone()) {
+            (Job::Run { run }, Storages::Sqlite { mut runs, .. }) => {
+                let task = TaskBuilder::new(RunJob { run: run.value() })
+                    .max_attempts(max)
+                    .build();
+                runs.push_task(task).await.map_err(unavailable)
+            }
+            (Job::Run { run }, Storages::Postgres { mut runs, .. }) => {
+                let task = TaskBuilder::new(RunJob { run: run.value() })
+                    .max_attempts(max)
+                    .build();
+                runs.push_task(task).await.map_err(unavailable)
+            }
+            (Job::RestoreChild { parent, item }, _) => {
+                self.enqueue_children(parent, vec![item]).await
+            }
+        }
+    }
+
+    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
+        let max = self.max_attempts();
+        let tasks = items.into_iter().map(move |item| {
+            TaskBuilder::new(ChildJob {
+                parent: parent.value(),
+                item: item.as_str().to_owned(),
+            })
+            .max_attempts(max)
+            .build()
+        });
+        // One call: apalis buffers the tasks and writes them in one transaction.
+        match self.storages.clone() {
+            Storages::Sqlite { mut children, .. } => children
+                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
+                .await
+                .map_err(unavailable),
+            Storages::Postgres { mut children, .. } => children
+                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
+                .await
+                .map_err(unavailable),
+        }
+    }
+}
+
+/// The queue as the port.
+#[must_use]
+pub fn as_port(queue: &ApalisQueue) -> Arc<dyn JobQueue> {
+    Arc::new(queue.clone())
+}

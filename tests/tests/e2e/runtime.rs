@@ -1,0 +1,289 @@
+//! Every run family end to end through the real queue (apalis) and workers, against the
+//! simulated tenant provider, on SQLite and PostgreSQL, with exact expected counts.
+
+use std::time::Duration;
+
+use opsrun_adapters::queue::QueueSettings;
+use opsrun_adapters::simulated::{DIMENSIONS, POLICY_TYPES, SECTIONS, fails, policy_id};
+use opsrun_adapters::sql::TenantSettings;
+use opsrun_app::wiring::{Stack, StackOptions};
+use opsrun_application::ports::{BackupSetStore, BaselineStore, OperationRunStore, Tenant, User};
+use opsrun_application::{RunParams, StartRun};
+use opsrun_domain::{OperationRun, RunId, RunOutcome, Slug, Timestamp};
+use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
+
+const SEED: i64 = 42;
+const RATE: f64 = 0.2;
+const POLICIES: i64 = 40;
+
+pub(crate) struct Running {
+    pub stack: Stack,
+    pub tenant: Tenant,
+    pub user: User,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    workers: Option<tokio::task::JoinHandle<Result<(), opsrun_adapters::queue::QueueRunError>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Running {
+    pub(crate) async fn start(url: &str, settings: TenantSettings) -> Result<Self, TestError> {
+        let dir = tempfile::tempdir()?;
+        let stack = Stack::open(&StackOptions {
+            database_url: url.to_owned(),
+            artifacts: dir.path().join("artifacts"),
+            queue: QueueSettings {
+                poll_interval: Duration::from_millis(20),
+                heartbeat: Duration::from_secs(1),
+                missed_heartbeats: 2,
+                retry_delay: Duration::from_millis(20),
+                ..QueueSettings::default()
+            },
+            max_connections: 16,
+        })
+        .await?;
+        let workspace = stack
+            .store
+            .ensure_workspace(&Slug::parse("demo")?, Timestamp::from_millis(0))
+            .await?;
+        let tenant = stack
+            .store
+            .add_tenant(
+                workspace,
+                &Slug::parse("contoso")?,
+                settings,
+                Timestamp::from_millis(0),
+            )
+            .await?;
+        let user = stack
+            .store
+            .ensure_user(workspace, "ops@example.com", Timestamp::from_millis(0))
+            .await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let queue = stack.queue.clone();
+        let writers = stack.writers.clone();
+        let workers = tokio::spawn(async move {
+            queue
+                .run_workers(writers, async move {
+                    let _ = stopped.await;
+                    Ok(())
+                })
+                .await
+        });
+        Ok(Self {
+            stack,
+            tenant,
+            user,
+            stop: Some(stop),
+            workers: Some(workers),
+            _dir: dir,
+        })
+    }
+
+    pub(crate) async fn start_run(&self, params: RunParams) -> Result<RunId, TestError> {
+        let started = self
+            .stack
+            .service
+            .start_run(StartRun {
+                workspace: self.tenant.workspace,
+                tenant: self.tenant.id,
+                params,
+                initiator: Some(self.user.id),
+                parent: None,
+            })
+            .await?;
+        Ok(started.run.id())
+    }
+
+    pub(crate) async fn completed(&self, id: RunId) -> Result<OperationRun, TestError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        loop {
+            let run = self.stack.store.run(id).await?;
+            if run.is_completed() {
+                return Ok(run);
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(format!("run {id} did not complete: {run:?}").into());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub(crate) async fn stop(mut self) -> Result<(), TestError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(workers) = self.workers.take() {
+            workers.await??;
+        }
+        Ok(())
+    }
+}
+
+fn counts(run: &OperationRun) -> Vec<(&'static str, u64)> {
+    run.counts().iter().map(|(k, v)| (k.key(), v)).collect()
+}
+
+/// The exact counts of a counted run with `total` units of which `failed` failed.
+fn expected(total: u64, failed: u64, extra: &[(&'static str, u64)]) -> Vec<(&'static str, u64)> {
+    let mut out = vec![("total", total), ("processed", total)];
+    if total > failed {
+        out.push(("succeeded", total - failed));
+    }
+    if failed > 0 {
+        out.push(("failed", failed));
+    }
+    out.extend(extra.iter().filter(|(_, v)| *v > 0));
+    out
+}
+
+fn outcome(total: u64, failed: u64) -> RunOutcome {
+    match (failed, total) {
+        (0, _) => RunOutcome::Succeeded,
+        (f, t) if f == t => RunOutcome::Failed,
+        _ => RunOutcome::PartiallySucceeded,
+    }
+}
+
+async fn every_family(url: String) -> Result<(), TestError> {
+    let running = Running::start(
+        &url,
+        TenantSettings {
+            policies: POLICIES,
+            latency_ms: 0,
+            failure_rate: RATE,
+            seed: SEED,
+        },
+    )
+    .await?;
+    let failing = |key: &str| u64::from(fails(SEED, RATE, key));
+
+    // inventory.sync: one unit per policy type; 40 policies over 8 types = 5 each.
+    let id = running
+        .start_run(RunParams::InventorySync { policy_types: None })
+        .await?;
+    let run = running.completed(id).await?;
+    let failed: u64 = POLICY_TYPES.iter().map(|t| failing(t)).sum();
+    let found = 5 * (8 - failed);
+    assert_eq!(
+        counts(&run),
+        expected(8, failed, &[("created", found), ("items", found)])
+    );
+    assert_eq!(run.outcome(), outcome(8, failed));
+    assert_eq!(
+        running
+            .stack
+            .families
+            .inventory_size(running.tenant.id)
+            .await?,
+        found
+    );
+
+    // review_pack.generate: one unit per section; a real file with its SHA-256.
+    let id = running
+        .start_run(RunParams::ReviewPackGenerate { sections: None })
+        .await?;
+    let run = running.completed(id).await?;
+    let failed: u64 = SECTIONS.iter().map(|s| failing(s)).sum();
+    let artifact = u64::from(failed < 6);
+    assert_eq!(counts(&run), expected(6, failed, &[("created", artifact)]));
+    if let Some(pack) = running.stack.families.review_pack(id).await? {
+        let bytes = tokio::fs::read(&pack.location).await?;
+        assert_eq!(opsrun_adapters::sql::sha256_hex(&bytes), pack.sha256);
+        assert_eq!(bytes.len() as u64, pack.bytes);
+    }
+
+    // evidence_snapshot.generate: one unit per dimension; a hashed snapshot.
+    let id = running
+        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .await?;
+    let run = running.completed(id).await?;
+    let failed: u64 = DIMENSIONS.iter().map(|d| failing(d)).sum();
+    assert_eq!(
+        counts(&run),
+        expected(5, failed, &[("created", u64::from(failed < 5))])
+    );
+    let snapshot = running.stack.families.evidence_snapshot(id).await?;
+    assert_eq!(
+        snapshot.map(|s| s.dimensions),
+        (failed < 5).then_some(5 - failed)
+    );
+
+    // backup_set.add_policies: 20 requested policies.
+    let set = running
+        .stack
+        .families
+        .create_backup_set(running.tenant.id, "nightly")
+        .await?;
+    let ids: Vec<String> = (1..=20).map(policy_id).collect();
+    let id = running
+        .start_run(RunParams::BackupSetAddPolicies {
+            backup_set_id: set.id,
+            policy_ids: ids.clone(),
+        })
+        .await?;
+    let run = running.completed(id).await?;
+    let failed: u64 = ids.iter().map(|p| failing(p)).sum();
+    assert_eq!(
+        counts(&run),
+        expected(20, failed, &[("created", 20 - failed)])
+    );
+    let items = running.stack.families.items(set.id).await?;
+    assert_eq!(items.len() as u64, 20 - failed);
+
+    // backup_set.restore: a fan-out of one child job per item of the set.
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let run = running.completed(id).await?;
+    let total = items.len() as u64;
+    let failed: u64 = items.iter().map(|i| failing(&i.id.to_string())).sum();
+    assert_eq!(counts(&run), expected(total, failed, &[]));
+    assert_eq!(run.outcome(), outcome(total, failed));
+
+    // baseline.capture: phased, no total; the policies that could be fetched.
+    let id = running.start_run(RunParams::BaselineCapture).await?;
+    let run = running.completed(id).await?;
+    assert_eq!(counts(&run), vec![]);
+    assert_eq!(run.phases().and_then(|p| p.current_index()), Some(2));
+    let missed: u64 = (1..=POLICIES).map(|i| failing(&policy_id(i))).sum();
+    let baselines = running.stack.families.baselines(running.tenant.id).await?;
+    assert_eq!(baselines.len(), 1);
+    assert_eq!(baselines[0].items.len() as u64, 40 - missed);
+
+    // baseline.compare: composite; every baseline item compared once, nothing changed.
+    let id = running
+        .start_run(RunParams::BaselineCompare {
+            baseline_id: baselines[0].id,
+        })
+        .await?;
+    let run = running.completed(id).await?;
+    let compared = 40 - missed;
+    assert_eq!(
+        counts(&run),
+        vec![("processed", compared), ("succeeded", compared)]
+    );
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+
+    // One terminal notification per run.
+    let notes = running.stack.store.notifications(running.user.id).await?;
+    assert_eq!(notes.len(), 7);
+    running.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_family_runs_through_the_queue_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    every_family(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_family_runs_through_the_queue_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    every_family(url).await
+}
