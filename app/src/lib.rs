@@ -1,21 +1,34 @@
-//! The `opsrun` application: configuration, wiring, and the command line. This crate is the
-//! composition root; it is the only one that reads the environment. The HTTP API, pages and
-//! job runtime are wired here as they land.
+//! The `opsrun` application: configuration, wiring and the command line. This crate is the
+//! composition root and the only one that reads the environment; the HTTP API and pages are
+//! wired here as they land.
 
+pub mod cli;
 pub mod wiring;
 
-use clap::Parser;
+pub use cli::{Cli, DEFAULT_DATABASE_URL};
 
-/// Default database: the embedded SQLite file in the current folder.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://opsrun.db?mode=rwc";
-
-/// opsrun runs long operations for many tenants with truthful progress: a determinate bar only
-/// when the work has a deterministic number of units, and a count that never passes its total,
-/// never goes backwards and never counts an item twice.
-#[derive(Debug, Parser)]
-#[command(name = "opsrun", version, about, long_about = None)]
-pub struct Cli {
-    /// Database to use: a SQLite file (the default) or a PostgreSQL URL.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
-    pub database_url: String,
+/// The whole `opsrun` program: logging, command line, exit status. `main.rs` calls it; test
+/// harnesses that need the real program as a separate process call it too.
+pub async fn main_entry() -> std::process::ExitCode {
+    use clap::Parser;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("OPSRUN_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("warn,opsrun_app=info,opsrun_adapters=info")
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let mut stdout = std::io::stdout();
+    match cli::run(cli, &mut stdout).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            #[expect(clippy::print_stderr, reason = "the one line a failed command prints")]
+            {
+                eprintln!("{}", error.line());
+            }
+            error.exit_code()
+        }
+    }
 }

@@ -1,9 +1,6 @@
-//! The `opsrun` binary: parses the command line. Subcommands arrive with the app issue; today
-//! `opsrun --help` and `opsrun --version` describe the tool.
+//! The `opsrun` binary.
 
-use clap::Parser;
-use opsrun_app::Cli;
-
-fn main() {
-    let _cli = Cli::parse();
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    opsrun_app::main_entry().await
 }

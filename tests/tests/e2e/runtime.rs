@@ -27,6 +27,27 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) async fn start(url: &str, settings: TenantSettings) -> Result<Self, TestError> {
+        let mut running = Self::start_without_workers(url, settings).await?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let queue = running.stack.queue.clone();
+        let writers = running.stack.writers.clone();
+        running.workers = Some(tokio::spawn(async move {
+            queue
+                .run_workers(writers, async move {
+                    let _ = stopped.await;
+                    Ok(())
+                })
+                .await
+        }));
+        running.stop = Some(stop);
+        Ok(running)
+    }
+
+    /// The stack, a tenant and a user, with no workers in this process.
+    pub(crate) async fn start_without_workers(
+        url: &str,
+        settings: TenantSettings,
+    ) -> Result<Self, TestError> {
         let dir = tempfile::tempdir()?;
         let stack = Stack::open(&StackOptions {
             database_url: url.to_owned(),
