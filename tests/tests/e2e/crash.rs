@@ -157,3 +157,207 @@ async fn a_worker_killed_mid_fan_out_and_restarted_ends_exact_on_postgres() -> R
     };
     killed_worker_mid_fan_out(url).await
 }
+
+async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
+    use std::sync::Arc;
+
+    use opsrun_application::fakes::FakeTenant;
+    use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
+
+    let running = Running::start_without_workers(&url, TenantSettings::default()).await?;
+    // A provider that is unavailable on every call: each attempt fails transiently.
+    let down = Arc::new(FakeTenant::new(4, &[]));
+    for call in 1..=1_000 {
+        down.fail_transiently_at(call);
+    }
+    let stack = &running.stack;
+    let writers = Writers::new(
+        stack.service.clone(),
+        WriterSettings::default(),
+        WriterPorts {
+            provider: down.clone(),
+            inventory: stack.families.clone(),
+            review_source: down.clone(),
+            artifacts: stack.families.clone(),
+            evidence_source: down.clone(),
+            snapshots: stack.families.clone(),
+            backup_sets: stack.families.clone(),
+            restore_target: down.clone(),
+            baselines: stack.families.clone(),
+            queue: Arc::new(stack.queue.clone()),
+        },
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let queue = stack.queue.clone();
+    let workers = tokio::spawn(async move {
+        queue
+            .run_workers(writers, async move {
+                let _ = stopped.await;
+                Ok(())
+            })
+            .await
+    });
+    let id = running
+        .start_run(RunParams::InventorySync {
+            policy_types: Some(vec!["compliance_policy".into()]),
+        })
+        .await?;
+
+    let run = running.completed(id).await?;
+    let _ = stop.send(());
+    workers.await??;
+
+    assert_eq!(run.outcome(), RunOutcome::Failed);
+    assert_eq!(run.failures()[0].code.as_str(), "run.attempts_exhausted");
+    // The default of 5 attempts, each calling the provider once for the one type.
+    assert_eq!(down.calls(), 5);
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(0));
+    assert_eq!(
+        running
+            .stack
+            .store
+            .notifications(running.user.id)
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_always_fails_ends_its_run_failed_after_its_attempts_on_sqlite()
+-> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_job_that_always_fails(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_job_that_always_fails_ends_its_run_failed_after_its_attempts_on_postgres()
+-> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_job_that_always_fails(url).await
+}
+
+async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
+    use opsrun_adapters::runtime::{RuntimeSettings, maintain};
+
+    let running = Running::start_without_workers(&url, TenantSettings::default()).await?;
+    // Started, marked running by a worker that then vanished with its job.
+    let id = running.start_run(RunParams::BaselineCapture).await?;
+    running.stack.service.mark_running(id).await?;
+    let fresh = running
+        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .await?;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    running.stack.service.mark_running(fresh).await?;
+
+    let (stale, _report) = maintain(
+        &running.stack.service,
+        RuntimeSettings {
+            stale_after: Duration::from_secs(1),
+            ..RuntimeSettings::default()
+        },
+    )
+    .await?;
+
+    assert_eq!(stale, vec![id]);
+    let run = running.stack.store.run(id).await?;
+    assert_eq!(run.outcome(), RunOutcome::Failed);
+    assert_eq!(run.failures()[0].code.as_str(), "run.stale");
+    assert!(!running.stack.store.run(fresh).await?.is_completed());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_run_is_failed_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_stale_run_is_failed(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stale_run_is_failed_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_stale_run_is_failed(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_worker_processes_on_postgres_share_a_fan_out_exactly() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    let running = Running::start_without_workers(
+        &url,
+        TenantSettings {
+            policies: 0,
+            latency_ms: 1,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let set = running
+        .stack
+        .families
+        .create_backup_set(running.tenant.id, "shared")
+        .await?;
+    let key = WorkKey {
+        run: RunId::new(0),
+        item: ItemKey::parse("seed")?,
+    };
+    for i in 0..600 {
+        let policy = Policy {
+            id: format!("s-{i:04}"),
+            policy_type: "app_protection".into(),
+            name: format!("S {i}"),
+        };
+        running
+            .stack
+            .families
+            .add_item(
+                &key,
+                set.id,
+                PolicyPayload {
+                    policy,
+                    body: "{}".into(),
+                },
+            )
+            .await?;
+    }
+    let artifacts = tempfile::tempdir()?;
+    let mut a = worker(&url, artifacts.path())?;
+    let mut b = worker(&url, artifacts.path())?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+
+    let run = running.completed(id).await?;
+    let a_alive = a.try_wait()?.is_none();
+    let b_alive = b.try_wait()?.is_none();
+    a.start_kill()?;
+    b.start_kill()?;
+
+    assert!(a_alive && b_alive, "both workers ran until the end");
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(600));
+    assert_eq!(running.stack.store.ledger(id).await?.len(), 600);
+    assert_eq!(
+        running
+            .stack
+            .store
+            .notifications(running.user.id)
+            .await?
+            .len(),
+        1
+    );
+    Ok(())
+}

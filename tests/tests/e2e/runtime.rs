@@ -79,23 +79,12 @@ impl Running {
             .store
             .ensure_user(workspace, "ops@example.com", Timestamp::from_millis(0))
             .await?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let queue = stack.queue.clone();
-        let writers = stack.writers.clone();
-        let workers = tokio::spawn(async move {
-            queue
-                .run_workers(writers, async move {
-                    let _ = stopped.await;
-                    Ok(())
-                })
-                .await
-        });
         Ok(Self {
             stack,
             tenant,
             user,
-            stop: Some(stop),
-            workers: Some(workers),
+            stop: None,
+            workers: None,
             _dir: dir,
         })
     }
