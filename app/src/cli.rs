@@ -50,6 +50,9 @@ pub struct Cli {
 pub enum Command {
     /// Create or upgrade the schema (runs, ledger, directory, family tables, job queue).
     Migrate,
+    /// Seed a demo workspace with two simulated tenants, run every run family with live
+    /// progress, and print a summary. Needs no setup: uses the embedded SQLite file by default.
+    Demo,
     /// Run job workers until SIGINT or SIGTERM (for more machines against one PostgreSQL).
     ///
     /// In-flight jobs finish before exit; jobs fetched but not started go back to the queue.
@@ -206,6 +209,18 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             .map_err(CliError::from)
     };
     match &cli.command {
+        Command::Demo => {
+            let demo_workers = WorkerArgs {
+                workers: 8,
+                heartbeat_ms: 2_000,
+                missed_heartbeats: 3,
+                max_attempts: 5,
+                stale_after_secs: 600,
+                maintenance_secs: 30,
+            };
+            let stack = open(&cli, Some(&demo_workers)).await?;
+            crate::demo::run(stack, out).await
+        }
         Command::Migrate => {
             open(&cli, None).await?;
             write(

@@ -3,6 +3,8 @@
 //! wired here as they land.
 
 pub mod cli;
+pub mod demo;
+pub mod render;
 pub mod wiring;
 
 pub use cli::{Cli, DEFAULT_DATABASE_URL};

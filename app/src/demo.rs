@@ -1,0 +1,456 @@
+//! `opsrun demo`: seeds a demo workspace with two simulated tenants, runs every run family with
+//! in-process workers, shows live progress that follows the contract, then a summary.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::time::Duration;
+
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use opsrun_adapters::simulated::policy_id;
+use opsrun_adapters::sql::TenantSettings;
+use opsrun_application::ports::{
+    BackupSetStore, BaselineStore, Clock, Directory, OperationRunStore, Tenant,
+};
+use opsrun_application::{RunParams, StartRun};
+use opsrun_domain::{
+    OperationRun, OperationRunProgressContract, ProgressDetail, RunId, Slug, Staleness,
+};
+
+use crate::cli::CliError;
+use crate::render::{counts_line, duration, view_line};
+use crate::wiring::Stack;
+
+/// A run the demo follows.
+struct Tracked {
+    id: RunId,
+    label: String,
+    bar: Option<ProgressBar>,
+    components: Vec<ProgressBar>,
+    last_line: String,
+    done: bool,
+}
+
+/// How progress is shown: redrawn bars on a terminal, plain lines otherwise.
+struct Display {
+    multi: Option<MultiProgress>,
+    runs: Vec<Tracked>,
+}
+
+fn counted_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{prefix:<34} [{bar:30.cyan/blue}] {pos}/{len} {percent:>3}% {msg}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar())
+    .progress_chars("=> ")
+}
+
+fn spinner_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:<34} {spinner} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+fn line_style() -> ProgressStyle {
+    ProgressStyle::with_template("{prefix:<34} {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner())
+}
+
+impl Display {
+    fn new() -> Self {
+        let multi = std::io::stdout()
+            .is_terminal()
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout()));
+        Self {
+            multi,
+            runs: Vec::new(),
+        }
+    }
+
+    fn follow(&mut self, id: RunId, label: String) {
+        let bar = self.multi.as_ref().map(|m| {
+            let bar = m.add(ProgressBar::new_spinner());
+            bar.set_style(spinner_style());
+            bar.set_prefix(label.clone());
+            bar.enable_steady_tick(Duration::from_millis(100));
+            bar
+        });
+        self.runs.push(Tracked {
+            id,
+            label,
+            bar,
+            components: Vec::new(),
+            last_line: String::new(),
+            done: false,
+        });
+    }
+
+    fn update(
+        &mut self,
+        run: &OperationRun,
+        now: opsrun_domain::Timestamp,
+        out: &mut dyn Write,
+    ) -> anyhow::Result<()> {
+        let view = OperationRunProgressContract::resolve_at(
+            run,
+            Staleness {
+                now,
+                threshold_ms: 60_000,
+            },
+        );
+        let multi = self.multi.clone();
+        let Some(tracked) = self.runs.iter_mut().find(|t| t.id == run.id()) else {
+            return Ok(());
+        };
+        let line = if run.is_completed() {
+            format!("{} ({})", run.outcome().key(), counts_line(run))
+        } else {
+            view_line(&view)
+        };
+        match (&tracked.bar, &multi) {
+            (Some(bar), Some(multi)) => {
+                match &view.detail {
+                    ProgressDetail::Counted {
+                        processed, total, ..
+                    } => {
+                        bar.set_style(counted_style());
+                        bar.set_length(*total);
+                        bar.set_position(*processed);
+                        bar.set_message(view.basis.clone().unwrap_or_default());
+                    }
+                    ProgressDetail::None { .. } => {
+                        bar.set_style(line_style());
+                        bar.finish_with_message(line.clone());
+                    }
+                    ProgressDetail::Composite { components, .. } => {
+                        bar.set_style(spinner_style());
+                        bar.set_message("composite");
+                        while tracked.components.len() < components.len() {
+                            let sub = multi.insert_after(
+                                tracked.components.last().unwrap_or(bar),
+                                ProgressBar::new_spinner(),
+                            );
+                            sub.set_style(line_style());
+                            tracked.components.push(sub);
+                        }
+                        for (sub, component) in tracked.components.iter().zip(components) {
+                            sub.set_prefix(format!("  └ {}", component.label));
+                            sub.set_message(match component.state {
+                                "pending" | "done" => component.state.to_owned(),
+                                _ => view_line(&component.progress),
+                            });
+                        }
+                    }
+                    _ => {
+                        bar.set_style(spinner_style());
+                        bar.set_message(line.clone());
+                    }
+                }
+                if run.is_completed() {
+                    for sub in &tracked.components {
+                        sub.finish();
+                    }
+                }
+            }
+            _ => {
+                if line != tracked.last_line {
+                    writeln!(out, "{:<34} {line}", tracked.label)
+                        .context("failed to write progress")?;
+                }
+            }
+        }
+        tracked.last_line = line;
+        tracked.done = run.is_completed();
+        Ok(())
+    }
+
+    fn all_done(&self) -> bool {
+        self.runs.iter().all(|t| t.done)
+    }
+}
+
+async fn ensure_tenant(
+    stack: &Stack,
+    workspace: opsrun_domain::WorkspaceId,
+    slug: &str,
+    settings: TenantSettings,
+) -> anyhow::Result<Tenant> {
+    let slug = Slug::parse(slug)?;
+    if let Ok(tenant) = stack.store.tenant_by_slug(workspace, &slug).await {
+        return Ok(tenant);
+    }
+    Ok(stack
+        .store
+        .add_tenant(workspace, &slug, settings, now())
+        .await?)
+}
+
+fn now() -> opsrun_domain::Timestamp {
+    opsrun_adapters::clock::SystemClock.now()
+}
+
+/// Follows the display until every tracked run (and `until`) is completed.
+async fn follow(
+    stack: &Stack,
+    display: &mut Display,
+    out: &mut dyn Write,
+    until: &[RunId],
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let ids: Vec<RunId> = display
+            .runs
+            .iter()
+            .filter(|t| !t.done)
+            .map(|t| t.id)
+            .collect();
+        for id in ids {
+            let run = stack.store.run(id).await?;
+            display.update(&run, now(), out)?;
+        }
+        let waiting = until
+            .iter()
+            .any(|id| display.runs.iter().any(|t| t.id == *id && !t.done));
+        if until.is_empty() && display.all_done() || !until.is_empty() && !waiting {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            anyhow::bail!("the demo's runs did not finish within 2 minutes");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Runs the demo.
+///
+/// # Errors
+///
+/// [`CliError`] when the database or a run fails.
+pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
+    let started = std::time::Instant::now();
+    let workspace = stack
+        .store
+        .ensure_workspace(&Slug::parse("demo").map_err(anyhow::Error::from)?, now())
+        .await
+        .context("failed to create the demo workspace")?;
+    let contoso = ensure_tenant(
+        &stack,
+        workspace,
+        "contoso",
+        TenantSettings {
+            policies: 300,
+            latency_ms: 2,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let fabrikam = ensure_tenant(
+        &stack,
+        workspace,
+        "fabrikam",
+        TenantSettings {
+            policies: 80,
+            latency_ms: 3,
+            failure_rate: 0.15,
+            seed: 7,
+        },
+    )
+    .await?;
+    let user = stack
+        .store
+        .ensure_user(workspace, "demo@opsrun.local", now())
+        .await
+        .context("failed to create the demo user")?;
+    writeln!(out, "opsrun demo: workspace 'demo', tenants 'contoso' (300 policies) and 'fabrikam' (80 policies, 15% of items fail)\n").context("failed to write")?;
+
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let queue = stack.queue.clone();
+    let writers = stack.writers.clone();
+    let workers = tokio::spawn(async move {
+        queue
+            .run_workers(writers, async move {
+                let _ = stopped.await;
+                Ok(())
+            })
+            .await
+    });
+
+    let start = |tenant: Tenant, params: RunParams| {
+        let service = stack.service.clone();
+        async move {
+            service
+                .start_run(StartRun {
+                    workspace: tenant.workspace,
+                    tenant: tenant.id,
+                    params,
+                    initiator: Some(user.id),
+                    parent: None,
+                })
+                .await
+                .map(|s| s.run.id())
+                .context("failed to start a run")
+        }
+    };
+    let mut display = Display::new();
+    let label = |tenant: &Tenant, what: &str| format!("{} {}", tenant.slug, what);
+
+    let first = [
+        (
+            contoso.clone(),
+            RunParams::InventorySync { policy_types: None },
+            "inventory.sync",
+        ),
+        (
+            contoso.clone(),
+            RunParams::ReviewPackGenerate { sections: None },
+            "review_pack.generate",
+        ),
+        (
+            contoso.clone(),
+            RunParams::EvidenceSnapshotGenerate,
+            "evidence_snapshot",
+        ),
+        (
+            contoso.clone(),
+            RunParams::BaselineCapture,
+            "baseline.capture",
+        ),
+        (
+            fabrikam.clone(),
+            RunParams::InventorySync { policy_types: None },
+            "inventory.sync",
+        ),
+        (
+            fabrikam.clone(),
+            RunParams::EvidenceSnapshotGenerate,
+            "evidence_snapshot",
+        ),
+    ];
+    let mut capture = None;
+    for (tenant, params, what) in first {
+        let is_capture = matches!(params, RunParams::BaselineCapture);
+        let id = start(tenant.clone(), params).await?;
+        if is_capture {
+            capture = Some(id);
+        }
+        display.follow(id, label(&tenant, what));
+    }
+    let set = stack
+        .families
+        .create_backup_set(contoso.id, &format!("demo nightly {}", now().as_millis()))
+        .await
+        .context("failed to create a backup set")?;
+    let add = start(
+        contoso.clone(),
+        RunParams::BackupSetAddPolicies {
+            backup_set_id: set.id,
+            policy_ids: (1..=300).map(policy_id).collect(),
+        },
+    )
+    .await?;
+    display.follow(add, label(&contoso, "backup_set.add_policies"));
+    let fab_set = stack
+        .families
+        .create_backup_set(fabrikam.id, &format!("demo weekly {}", now().as_millis()))
+        .await
+        .context("failed to create a backup set")?;
+    let fab_add = start(
+        fabrikam.clone(),
+        RunParams::BackupSetAddPolicies {
+            backup_set_id: fab_set.id,
+            policy_ids: (1..=80).map(policy_id).collect(),
+        },
+    )
+    .await?;
+    display.follow(fab_add, label(&fabrikam, "backup_set.add_policies"));
+
+    let capture = capture.ok_or_else(|| anyhow::anyhow!("baseline capture did not start"))?;
+    follow(&stack, &mut display, out, &[add, capture]).await?;
+
+    let restore = start(
+        contoso.clone(),
+        RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        },
+    )
+    .await?;
+    display.follow(restore, label(&contoso, "backup_set.restore (fan-out)"));
+    let baselines = stack
+        .families
+        .baselines(contoso.id)
+        .await
+        .context("failed to read baselines")?;
+    if let Some(baseline) = baselines.iter().find(|b| b.captured_by == capture) {
+        let compare = start(
+            contoso.clone(),
+            RunParams::BaselineCompare {
+                baseline_id: baseline.id,
+            },
+        )
+        .await?;
+        display.follow(compare, label(&contoso, "baseline.compare"));
+    }
+    follow(&stack, &mut display, out, &[]).await?;
+    let _ = stop.send(());
+    workers
+        .await
+        .context("the workers panicked")?
+        .context("the workers stopped on an error")?;
+    if let Some(multi) = &display.multi {
+        multi.clear().ok();
+    }
+
+    // The summary.
+    writeln!(
+        out,
+        "\n{:<6} {:<28} {:<9} {:<20} {:>7}  counts",
+        "run", "type", "tenant", "outcome", "time"
+    )
+    .context("failed to write")?;
+    let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
+    for tracked in &display.runs {
+        let run = stack
+            .store
+            .run(tracked.id)
+            .await
+            .context("failed to read a run")?;
+        let tenant = if run.tenant() == contoso.id {
+            "contoso"
+        } else {
+            "fabrikam"
+        };
+        let took = duration(
+            run.started_at().unwrap_or(run.created_at()),
+            run.completed_at().unwrap_or_else(now),
+        );
+        *outcomes.entry(run.outcome().key()).or_default() += 1;
+        writeln!(
+            out,
+            "{:<6} {:<28} {:<9} {:<20} {:>7}  {}",
+            run.id().to_string(),
+            run.operation_type().key(),
+            tenant,
+            run.outcome().key(),
+            took,
+            counts_line(&run)
+        )
+        .context("failed to write")?;
+    }
+    let summary: Vec<String> = outcomes.iter().map(|(k, v)| format!("{v} {k}")).collect();
+    writeln!(
+        out,
+        "\n{} runs in {:.1}s: {}.",
+        display.runs.len(),
+        started.elapsed().as_secs_f64(),
+        summary.join(", ")
+    )
+    .context("failed to write")?;
+    writeln!(
+        out,
+        "Look closer: `opsrun ops list --workspace demo`, `opsrun ops show ID`; the runs are in {}.",
+        "the database given by --database-url (default ./opsrun.db)"
+    )
+    .context("failed to write")?;
+    Ok(())
+}

@@ -1,0 +1,67 @@
+//! Progress views as text, for terminals: the same contract every surface follows.
+
+use opsrun_domain::{OperationRun, ProgressDetail, ProgressView, SummaryKey};
+
+/// One line describing a view: `37/120 (30%)`, `phase 2/3: Capturing evidence`, ...
+#[must_use]
+pub fn view_line(view: &ProgressView) -> String {
+    let mut line = match &view.detail {
+        ProgressDetail::None { outcome } => outcome.key().to_owned(),
+        ProgressDetail::Activity { processed: None } => "working".to_owned(),
+        ProgressDetail::Activity { processed: Some(n) } => format!("working, {n} processed"),
+        ProgressDetail::Counted {
+            processed,
+            total,
+            percent,
+        } => format!("{processed}/{total} ({percent}%)"),
+        ProgressDetail::Phased(phase) => format!(
+            "phase {}/{}: {}",
+            phase.index,
+            phase.count,
+            phase.label.to_lowercase()
+        ),
+        ProgressDetail::Composite { components, .. } => components
+            .iter()
+            .map(|c| format!("{}: {}", c.label.to_lowercase(), component_state(c)))
+            .collect::<Vec<_>>()
+            .join(" · "),
+    };
+    if view.anomaly {
+        line.push_str(" (counts inconsistent)");
+    }
+    if view.stale {
+        line.push_str(" (no sign of life)");
+    }
+    line
+}
+
+fn component_state(component: &opsrun_domain::ComponentView) -> String {
+    match component.state {
+        "pending" => "pending".to_owned(),
+        "done" => "done".to_owned(),
+        _ => view_line(&component.progress),
+    }
+}
+
+/// The run's set counts as `key=value` pairs.
+#[must_use]
+pub fn counts_line(run: &OperationRun) -> String {
+    let counts: Vec<String> = run
+        .counts()
+        .iter()
+        .filter(|(k, _)| *k != SummaryKey::Total || run.counts().get(SummaryKey::Total).is_some())
+        .map(|(k, v)| format!("{}={v}", k.key()))
+        .collect();
+    if counts.is_empty() {
+        "-".to_owned()
+    } else {
+        counts.join(" ")
+    }
+}
+
+/// Seconds between two instants, as `1.2s`.
+#[must_use]
+pub fn duration(from: opsrun_domain::Timestamp, to: opsrun_domain::Timestamp) -> String {
+    let ms = to.millis_since(from).max(0);
+    format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
+}
