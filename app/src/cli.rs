@@ -62,6 +62,12 @@ pub enum Command {
     /// Manage simulated tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(crate::ops::TokenCommand),
+    /// List, show, start and cancel operations (as the workspace's owner).
+    #[command(subcommand)]
+    Ops(crate::ops::OpsCommand),
     /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
     FailStale {
         /// Seconds without a heartbeat after which a running run is stale.
@@ -293,6 +299,14 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             result.context("the workers stopped on an error")?;
             tracing::info!("worker stopped");
             Ok(())
+        }
+        Command::Token(crate::ops::TokenCommand::Create(args)) => {
+            let stack = open(&cli, None).await?;
+            crate::ops::create_token(&stack, args, out).await
+        }
+        Command::Ops(command) => {
+            let stack = open(&cli, None).await?;
+            crate::ops::run(&stack, command, out).await
         }
         Command::FailStale { stale_after_secs } => {
             let stack = open(&cli, None).await?;

@@ -448,8 +448,7 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     .context("failed to write")?;
     writeln!(
         out,
-        "Look closer: `opsrun ops list --workspace demo`, `opsrun ops show ID`; the runs are in {}.",
-        "the database given by --database-url (default ./opsrun.db)"
+        "Look closer: `opsrun ops list --workspace demo` and `opsrun ops show ID` read the runs from the same database (--database-url, default ./opsrun.db)."
     )
     .context("failed to write")?;
     Ok(())

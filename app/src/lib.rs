@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod demo;
+pub mod ops;
 pub mod render;
 pub mod wiring;
 

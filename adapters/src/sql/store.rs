@@ -425,6 +425,56 @@ impl SqlRunStore {
         Ok(WorkspaceId::new(Self::int(row, "id")?))
     }
 
+    /// Every workspace: id and slug, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn workspaces(&self) -> Result<Vec<(WorkspaceId, String)>, StoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT id, slug FROM workspaces ORDER BY id",
+                Vec::new(),
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    WorkspaceId::new(Self::int(r, "id")?),
+                    Self::text(r, "slug")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Stores a new API token's hash for a user, with its role and the tenants it may see
+    /// (`None`: every tenant of the workspace).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn add_token(
+        &self,
+        user: UserId,
+        token_hash: &str,
+        role: &str,
+        tenants: Option<&[TenantId]>,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        let tenant_ids = tenants.map(|list| {
+            let ids: Vec<String> = list.iter().map(|t| t.value().to_string()).collect();
+            format!("[{}]", ids.join(","))
+        });
+        self.exec(
+            &self.db,
+            "INSERT INTO api_tokens (user_id, token_hash, role, tenant_ids, created_at) VALUES ($1, $2, $3, $4, $5)",
+            vec![user.value().into(), token_hash.into(), role.into(), tenant_ids.into(), at.as_millis().into()],
+        )
+        .await?;
+        Ok(())
+    }
+
     /// Adds a tenant with its simulated-provider settings.
     ///
     /// # Errors
