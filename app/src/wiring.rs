@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use opsrun_adapters::clock::SystemClock;
+use opsrun_adapters::events::BroadcastEvents;
 use opsrun_adapters::queue::{ApalisQueue, QueueSettings};
 use opsrun_adapters::simulated::SimulatedProvider;
 use opsrun_adapters::sql::{SqlFamilies, SqlRunStore, connect, migrate};
@@ -29,6 +30,8 @@ pub struct Stack {
     pub service: OperationRunService,
     /// Every writer.
     pub writers: Writers,
+    /// Live change notifications.
+    pub events: BroadcastEvents,
 }
 
 impl std::fmt::Debug for Stack {
@@ -69,11 +72,14 @@ impl Stack {
         let store = Arc::new(SqlRunStore::new(db.clone()));
         let families = Arc::new(SqlFamilies::new(db.clone(), options.artifacts.clone()));
         let provider = Arc::new(SimulatedProvider::new(SqlRunStore::new(db.clone())));
+        let events = BroadcastEvents::new();
+        events.listen(&db);
         let service = OperationRunService::new(
             store.clone(),
             Arc::new(queue.clone()),
             Arc::new(SystemClock),
-        );
+        )
+        .with_events(Arc::new(events.clone()));
         let writers = Writers::new(
             service.clone(),
             WriterSettings::default(),
@@ -98,6 +104,7 @@ impl Stack {
             queue,
             service,
             writers,
+            events,
         })
     }
 }

@@ -3,12 +3,14 @@
 
 mod clock;
 mod directory;
+mod events;
 mod family;
 mod queue;
 mod store;
 
 pub use clock::Clock;
 pub use directory::{Directory, Role, Tenant, TenantScope, User};
+pub use events::RunEvents;
 pub use family::{
     ArtifactStore, BackupItem, BackupItemAdded, BackupSet, BackupSetStore, Baseline, BaselineItem,
     BaselineStore, EvidenceSnapshot, EvidenceSource, Finding, FindingKind, InventoryChanges,
@@ -25,6 +27,8 @@ pub use store::{
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mocks"))]
 pub use directory::MockDirectory;
+#[cfg(any(test, feature = "mocks"))]
+pub use events::MockRunEvents;
 #[cfg(any(test, feature = "mocks"))]
 pub use family::{
     MockArtifactStore, MockBackupSetStore, MockBaselineStore, MockEvidenceSource,

@@ -8,7 +8,9 @@ use opsrun_domain::{
     TenantId, UserId, WorkSet, WorkspaceId,
 };
 
-use crate::ports::{Clock, Completed, CreateRun, Job, JobQueue, OperationRunStore, Started};
+use crate::ports::{
+    Clock, Completed, CreateRun, Job, JobQueue, OperationRunStore, RunEvents, Started,
+};
 use crate::{QueueError, RunParams, StoreError, TerminalEffects};
 
 /// Reason code of a run whose job could not be enqueued.
@@ -72,6 +74,7 @@ pub struct OperationRunService {
     store: Arc<dyn OperationRunStore>,
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
+    events: Option<Arc<dyn RunEvents>>,
 }
 
 impl std::fmt::Debug for OperationRunService {
@@ -93,7 +96,28 @@ impl OperationRunService {
             store,
             queue,
             clock,
+            events: None,
         }
+    }
+
+    /// The same service, telling `events` about every change it makes.
+    #[must_use]
+    pub fn with_events(mut self, events: Arc<dyn RunEvents>) -> Self {
+        self.events = Some(events);
+        self
+    }
+
+    fn publish(&self, id: RunId) {
+        if let Some(events) = &self.events {
+            events.changed(id);
+        }
+    }
+
+    fn published<T>(&self, id: RunId, changed: bool, value: T) -> T {
+        if changed {
+            self.publish(id);
+        }
+        value
     }
 
     /// The store (for read models and writers that read).
@@ -131,6 +155,7 @@ impl OperationRunService {
             return Ok(started);
         }
         let id = started.run.id();
+        self.publish(id);
         if let Err(error) = self.queue.enqueue(Job::Run { run: id }).await {
             let completion = Completion::decided(RunOutcome::Failed, self.clock.now())
                 .with_failure(REASON_ENQUEUE_FAILED, "the run's job could not be queued");
@@ -148,7 +173,8 @@ impl OperationRunService {
     ///
     /// [`ServiceError::Store`] (e.g. `RunAlreadyCompleted`).
     pub async fn mark_running(&self, id: RunId) -> Result<Change, ServiceError> {
-        Ok(self.store.mark_running(id, self.clock.now()).await?)
+        let change = self.store.mark_running(id, self.clock.now()).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Sets the total once from a frozen work set (I1).
@@ -157,7 +183,8 @@ impl OperationRunService {
     ///
     /// [`ServiceError::Store`] (`TotalAlreadySet`, `WorkSetAlreadyFrozen`, ...).
     pub async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, ServiceError> {
-        Ok(self.store.set_total(id, work_set).await?)
+        let change = self.store.set_total(id, work_set).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Records one item's final outcome exactly once (I2–I6).
@@ -183,10 +210,11 @@ impl OperationRunService {
         id: RunId,
         records: Vec<ItemRecord>,
     ) -> Result<RecordOutcome, ServiceError> {
-        Ok(self
+        let outcome = self
             .store
             .record_items(id, records, self.clock.now())
-            .await?)
+            .await?;
+        Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 
     /// Applies a run-level auxiliary increment once per `increment_key`. Only auxiliary keys
@@ -201,7 +229,8 @@ impl OperationRunService {
         increment_key: ItemKey,
         deltas: AuxDeltas,
     ) -> Result<Change, ServiceError> {
-        Ok(self.store.increment(id, increment_key, deltas).await?)
+        let change = self.store.increment(id, increment_key, deltas).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Declares a phased run's phases.
@@ -210,7 +239,8 @@ impl OperationRunService {
     ///
     /// [`ServiceError::Store`].
     pub async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, ServiceError> {
-        Ok(self.store.declare_phases(id, phases).await?)
+        let change = self.store.declare_phases(id, phases).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Enters a phase (forward only).
@@ -219,7 +249,8 @@ impl OperationRunService {
     ///
     /// [`ServiceError::Store`].
     pub async fn set_phase(&self, id: RunId, key: &str) -> Result<Change, ServiceError> {
-        Ok(self.store.enter_phase(id, key.to_owned()).await?)
+        let change = self.store.enter_phase(id, key.to_owned()).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Declares a composite run's components.
@@ -232,7 +263,8 @@ impl OperationRunService {
         id: RunId,
         components: Components,
     ) -> Result<Change, ServiceError> {
-        Ok(self.store.declare_components(id, components).await?)
+        let change = self.store.declare_components(id, components).await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Moves a component forward.
@@ -246,10 +278,11 @@ impl OperationRunService {
         key: &str,
         state: ComponentState,
     ) -> Result<Change, ServiceError> {
-        Ok(self
+        let change = self
             .store
             .update_component(id, key.to_owned(), state)
-            .await?)
+            .await?;
+        Ok(self.published(id, change == Change::Applied, change))
     }
 
     /// Records a sign of life.
@@ -281,10 +314,11 @@ impl OperationRunService {
         for (code, message) in failures {
             completion = completion.with_failure(code, message);
         }
-        Ok(self
+        let completed = self
             .store
             .complete(id, completion, TerminalEffects { actor: None })
-            .await?)
+            .await?;
+        Ok(self.published(id, completed.won, completed))
     }
 
     /// Ends a run `failed` with one reason (a job that exhausted its attempts, a lost job).
@@ -317,10 +351,11 @@ impl OperationRunService {
         actor: Option<UserId>,
     ) -> Result<Completed, ServiceError> {
         let completion = Completion::decided(RunOutcome::Cancelled, self.clock.now());
-        Ok(self
+        let completed = self
             .store
             .complete(id, completion, TerminalEffects { actor })
-            .await?)
+            .await?;
+        Ok(self.published(id, completed.won, completed))
     }
 
     /// I7: completes a fan-out parent when every item of its frozen work set has reached its
@@ -347,6 +382,7 @@ impl OperationRunService {
                 TerminalEffects { actor: None },
             )
             .await?;
+        self.published(id, completed.won, ());
         Ok(completed.won.then_some(completed))
     }
 
@@ -394,7 +430,10 @@ impl OperationRunService {
         for run in self.store.active_runs().await? {
             let id = run.id();
             match self.store.reconcile_counts(id).await {
-                Ok(Some(drift)) => report.drifted.push((id, drift)),
+                Ok(Some(drift)) => {
+                    self.publish(id);
+                    report.drifted.push((id, drift));
+                }
                 Ok(None) => {}
                 // Completed between the listing and now: nothing to repair.
                 Err(StoreError::Rule(RunError::RunAlreadyCompleted)) => continue,

@@ -6,6 +6,7 @@ mod m20261127_000002_create_operation_runs;
 mod m20261127_000003_create_ledger;
 mod m20261127_000004_create_outbox;
 mod m20261127_000005_create_family_tables;
+mod m20261127_000006_notify_run_changes;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000003_create_ledger::Migration),
             Box::new(m20261127_000004_create_outbox::Migration),
             Box::new(m20261127_000005_create_family_tables::Migration),
+            Box::new(m20261127_000006_notify_run_changes::Migration),
         ]
     }
 }

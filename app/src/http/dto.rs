@@ -1,0 +1,394 @@
+//! Wire types of the HTTP API (serde + OpenAPI schemas). Domain and application types never
+//! derive serde; they are mapped here.
+
+use std::collections::BTreeMap;
+
+use opsrun_application::read_models::RunSummary;
+use opsrun_domain::{ProgressDetail, ProgressView, Timestamp};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+/// An instant as RFC 3339 UTC with milliseconds.
+#[must_use]
+pub fn rfc3339(t: Timestamp) -> String {
+    chrono::DateTime::from_timestamp_millis(t.as_millis())
+        .map_or_else(String::new, |d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+}
+
+/// An error answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable snake_case code, e.g. `unknown_backup_set`.
+    pub code: String,
+    /// A sentence a person understands.
+    pub message: String,
+}
+
+/// The current phase of a phased view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PhaseDoc {
+    /// 1-based index.
+    pub index: usize,
+    /// Number of phases.
+    pub count: usize,
+    /// Phase key.
+    pub key: String,
+    /// Phase label.
+    pub label: String,
+}
+
+/// One component of a composite view.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ComponentDoc {
+    /// Component key.
+    pub key: String,
+    /// Component label.
+    pub label: String,
+    /// `pending`, `active` or `done`.
+    pub state: String,
+    /// The component's own progress.
+    #[schema(no_recursion)]
+    pub progress: ProgressDoc,
+}
+
+/// A progress view: what a surface shows.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ProgressDoc {
+    /// `none`, `activity`, `counted`, `phased` or `composite`.
+    pub mode: String,
+    /// Units processed (counted; activity when known).
+    pub processed: Option<u64>,
+    /// Units in the frozen work set (counted only).
+    pub total: Option<u64>,
+    /// floor(100 × processed / total) (counted only).
+    pub percent: Option<u8>,
+    /// The current phase (phased only).
+    pub phase: Option<PhaseDoc>,
+    /// The components (composite only).
+    pub components: Option<Vec<ComponentDoc>>,
+    /// Index of the active component (composite only).
+    pub current: Option<usize>,
+    /// The counts break an invariant: never shown as a bar.
+    pub anomaly: bool,
+    /// Where the total came from.
+    pub basis: Option<String>,
+    /// Running, but no sign of life within the stale threshold.
+    pub stale: bool,
+}
+
+impl From<&ProgressView> for ProgressDoc {
+    fn from(view: &ProgressView) -> Self {
+        Self {
+            mode: view.mode().key().to_owned(),
+            processed: view.processed(),
+            total: view.total(),
+            percent: view.percent(),
+            phase: view.phase().map(|p| PhaseDoc {
+                index: p.index,
+                count: p.count,
+                key: p.key.clone(),
+                label: p.label.clone(),
+            }),
+            components: match &view.detail {
+                ProgressDetail::Composite { components, .. } => Some(
+                    components
+                        .iter()
+                        .map(|c| ComponentDoc {
+                            key: c.key.clone(),
+                            label: c.label.clone(),
+                            state: c.state.to_owned(),
+                            progress: ProgressDoc::from(&c.progress),
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            },
+            current: view.current(),
+            anomaly: view.anomaly,
+            basis: view.basis.clone(),
+            stale: view.stale,
+        }
+    }
+}
+
+/// A failure line of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FailureDoc {
+    /// Stable reason code.
+    pub code: String,
+    /// A sentence.
+    pub message: String,
+}
+
+/// The run document.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDoc {
+    /// Run id.
+    pub id: i64,
+    /// Operation type key.
+    #[serde(rename = "type")]
+    pub operation_type: String,
+    /// Tenant slug.
+    pub tenant: String,
+    /// `queued`, `running` or `completed`.
+    pub status: String,
+    /// `pending` until completed; then the outcome.
+    pub outcome: String,
+    /// Only the summary keys that are set.
+    pub summary_counts: BTreeMap<String, u64>,
+    /// The progress view.
+    pub progress: ProgressDoc,
+    /// The parent run.
+    pub parent_id: Option<i64>,
+    /// The initiator's e-mail.
+    pub initiator: Option<String>,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// RFC 3339 UTC.
+    pub started_at: Option<String>,
+    /// RFC 3339 UTC.
+    pub completed_at: Option<String>,
+    /// Failure summary lines.
+    pub failures: Vec<FailureDoc>,
+    /// The one place to view the run.
+    pub view_url: String,
+    /// Whether a start request returned an already active run.
+    pub reused: bool,
+}
+
+impl RunDoc {
+    /// The document of a run summary.
+    #[must_use]
+    pub fn new(summary: &RunSummary, reused: bool) -> Self {
+        let run = &summary.run;
+        Self {
+            id: run.id().value(),
+            operation_type: run.operation_type().key().to_owned(),
+            tenant: summary.tenant.to_string(),
+            status: run.status().key().to_owned(),
+            outcome: run.outcome().key().to_owned(),
+            summary_counts: run
+                .counts()
+                .iter()
+                .map(|(k, v)| (k.key().to_owned(), v))
+                .collect(),
+            progress: ProgressDoc::from(&summary.progress),
+            parent_id: run.parent().map(|p| p.value()),
+            initiator: summary.initiator.clone(),
+            created_at: rfc3339(run.created_at()),
+            started_at: run.started_at().map(rfc3339),
+            completed_at: run.completed_at().map(rfc3339),
+            failures: run
+                .failures()
+                .iter()
+                .map(|f| FailureDoc {
+                    code: f.code.to_string(),
+                    message: f.message.clone(),
+                })
+                .collect(),
+            view_url: summary.view_url.clone(),
+            reused,
+        }
+    }
+}
+
+/// A page of runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunPage {
+    /// The runs, newest first.
+    pub items: Vec<RunDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A list of runs.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunList {
+    /// The runs, newest first.
+    pub items: Vec<RunDoc>,
+}
+
+/// A ledger entry of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemDoc {
+    /// The item key.
+    pub item_key: String,
+    /// `succeeded`, `failed` or `skipped`.
+    pub outcome: String,
+    /// Reason code, if any.
+    pub reason: Option<String>,
+    /// RFC 3339 UTC.
+    pub recorded_at: String,
+}
+
+/// A page of ledger entries.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ItemPage {
+    /// The entries, by item key.
+    pub items: Vec<ItemDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// A terminal notification.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationDoc {
+    /// Id.
+    pub id: i64,
+    /// The run.
+    pub run_id: i64,
+    /// The run's type.
+    #[serde(rename = "type")]
+    pub operation_type: String,
+    /// The run's tenant slug.
+    pub tenant: String,
+    /// The run's outcome.
+    pub outcome: String,
+    /// RFC 3339 UTC.
+    pub created_at: String,
+    /// Whether it was read.
+    pub read: bool,
+}
+
+/// The caller's notifications.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationList {
+    /// Newest first.
+    pub items: Vec<NotificationDoc>,
+}
+
+/// Start an operation.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StartBody {
+    /// The operation type key.
+    #[serde(rename = "type")]
+    pub operation_type: String,
+    /// The type's parameters (see the API guide).
+    #[schema(value_type = Object)]
+    pub params: Option<serde_json::Value>,
+}
+
+/// Create a backup set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSetBody {
+    /// 1 to 100 characters.
+    pub name: String,
+}
+
+/// A backup set.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupSetDoc {
+    /// Id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// Items it holds.
+    pub item_count: u64,
+}
+
+/// Backup sets of a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BackupSetList {
+    /// Oldest first.
+    pub items: Vec<BackupSetDoc>,
+}
+
+/// A baseline.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BaselineDoc {
+    /// Id.
+    pub id: i64,
+    /// The run that captured it.
+    pub run_id: i64,
+    /// Policies it holds.
+    pub item_count: u64,
+}
+
+/// Baselines of a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BaselineList {
+    /// Oldest first.
+    pub items: Vec<BaselineDoc>,
+}
+
+/// A policy.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyDoc {
+    /// Id.
+    pub id: String,
+    /// Policy type key.
+    #[serde(rename = "type")]
+    pub policy_type: String,
+    /// Name.
+    pub name: String,
+}
+
+/// Policies of a tenant.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PolicyList {
+    /// In provider order.
+    pub items: Vec<PolicyDoc>,
+}
+
+/// Parameters per type, parsed strictly (unknown fields are refused).
+pub mod params {
+    use serde::Deserialize;
+
+    /// `inventory.sync`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct InventorySync {
+        /// Policy types; default all.
+        pub policy_types: Option<Vec<String>>,
+    }
+
+    /// `review_pack.generate`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ReviewPack {
+        /// Sections; default all.
+        pub sections: Option<Vec<String>>,
+    }
+
+    /// Types without parameters.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Nothing {}
+
+    /// `backup_set.add_policies`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct AddPolicies {
+        /// The backup set.
+        pub backup_set_id: i64,
+        /// Policy ids.
+        pub policy_ids: Vec<String>,
+    }
+
+    /// `backup_set.restore`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Restore {
+        /// The backup set.
+        pub backup_set_id: i64,
+        /// Items; default every item of the set.
+        pub item_ids: Option<Vec<i64>>,
+    }
+
+    /// `baseline.compare`.
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct Compare {
+        /// The baseline.
+        pub baseline_id: i64,
+    }
+}
