@@ -53,6 +53,11 @@ pub enum Command {
     /// Seed a demo workspace with two simulated tenants, run every run family with live
     /// progress, and print a summary. Needs no setup: uses the embedded SQLite file by default.
     Demo,
+    /// Serve the HTTP API and run job workers in one process, until SIGINT or SIGTERM.
+    ///
+    /// Prints the bound address as the first line of stdout (`listening on http://...`), so
+    /// `--bind 127.0.0.1:0` can be used by scripts.
+    Serve(ServeArgs),
     /// Run job workers until SIGINT or SIGTERM (for more machines against one PostgreSQL).
     ///
     /// In-flight jobs finish before exit; jobs fetched but not started go back to the queue.
@@ -77,6 +82,17 @@ pub enum Command {
     /// Recount every active run from its ledger (repairing drift) and complete fan-out parents
     /// whose children are all done.
     Reconcile,
+}
+
+/// Options of `opsrun serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "OPSRUN_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Worker settings of the in-process workers.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
 }
 
 /// Options of `opsrun worker`.
@@ -164,6 +180,14 @@ impl CliError {
             Self::Input(message) => format!("opsrun: {message}"),
             Self::Failure(error) => format!("opsrun: {error:#}"),
         }
+    }
+}
+
+pub(crate) fn runtime_settings(args: &WorkerArgs) -> RuntimeSettings {
+    RuntimeSettings {
+        stale_after: Duration::from_secs(args.stale_after_secs),
+        maintenance_every: Duration::from_secs(args.maintenance_secs.max(1)),
+        max_attempts: args.max_attempts.max(1),
     }
 }
 
@@ -272,6 +296,25 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
                 .context("failed to create the tenant")?;
             write(out, slug.to_string())
         }
+        Command::Serve(args) => {
+            let addr: std::net::SocketAddr = args.bind.parse().map_err(|_| {
+                CliError::Input(format!(
+                    "--bind '{}' is not an address like 127.0.0.1:8080",
+                    args.bind
+                ))
+            })?;
+            let stack = open(&cli, Some(&args.worker)).await?;
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("failed to bind {addr}"))?;
+            let bound = listener
+                .local_addr()
+                .context("failed to read the bound address")?;
+            write(out, format!("listening on http://{bound}"))?;
+            out.flush().context("failed to write to stdout")?;
+            crate::serve::serve(stack, listener, &args.worker).await?;
+            Ok(())
+        }
         Command::Worker(args) => {
             let stack = open(&cli, Some(args)).await?;
             let runtime = RuntimeSettings {
@@ -342,7 +385,7 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
 }
 
 /// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() -> std::io::Result<()> {
+pub(crate) async fn shutdown_signal() -> std::io::Result<()> {
     #[cfg(unix)]
     {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

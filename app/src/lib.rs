@@ -4,8 +4,10 @@
 
 pub mod cli;
 pub mod demo;
+pub mod http;
 pub mod ops;
 pub mod render;
+pub mod serve;
 pub mod wiring;
 
 pub use cli::{Cli, DEFAULT_DATABASE_URL};

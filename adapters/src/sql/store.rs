@@ -475,6 +475,50 @@ impl SqlRunStore {
         Ok(())
     }
 
+    /// The user, role and tenant scope of the API token whose SHA-256 (hex) is `token_hash`;
+    /// `None` for an unknown or revoked token. The stored hash is compared in constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn token_owner(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<(User, String, Option<Vec<TenantId>>)>, StoreError> {
+        use subtle::ConstantTimeEq;
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT t.token_hash, t.role, t.tenant_ids, u.id, u.workspace_id, u.email \
+                 FROM api_tokens t JOIN users u ON u.id = t.user_id \
+                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
+                vec![token_hash.into()],
+            )
+            .await?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        let stored = Self::text(row, "token_hash")?;
+        if !bool::from(stored.as_bytes().ct_eq(token_hash.as_bytes())) {
+            return Ok(None);
+        }
+        let tenants = row
+            .try_get::<Option<String>>("", "tenant_ids")
+            .map_err(unavailable)?
+            .map(|json| {
+                serde_json::from_str::<Vec<i64>>(&json)
+                    .map(|ids| ids.into_iter().map(TenantId::new).collect())
+                    .map_err(|e| StoreError::Corrupt(format!("token tenant ids: {e}")))
+            })
+            .transpose()?;
+        let user = User {
+            id: UserId::new(Self::int(row, "id")?),
+            workspace: WorkspaceId::new(Self::int(row, "workspace_id")?),
+            email: Self::text(row, "email")?,
+        };
+        Ok(Some((user, Self::text(row, "role")?, tenants)))
+    }
+
     /// Adds a tenant with its simulated-provider settings.
     ///
     /// # Errors

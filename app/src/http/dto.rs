@@ -11,8 +11,9 @@ use utoipa::ToSchema;
 /// An instant as RFC 3339 UTC with milliseconds.
 #[must_use]
 pub fn rfc3339(t: Timestamp) -> String {
-    chrono::DateTime::from_timestamp_millis(t.as_millis())
-        .map_or_else(String::new, |d| d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    chrono::DateTime::from_timestamp_millis(t.as_millis()).map_or_else(String::new, |d| {
+        d.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    })
 }
 
 /// An error answer.

@@ -1,0 +1,153 @@
+//! The HTTP API: JSON over axum, bearer-token auth, server-sent events for live progress, and
+//! the OpenAPI document generated from the handlers' types.
+
+pub mod dto;
+mod error;
+mod handlers;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use opsrun_application::read_models::ReadModels;
+use opsrun_application::start::{CancelOperation, StartOperation, StartPorts};
+use utoipa::OpenApi;
+
+pub use error::ApiError;
+
+use crate::wiring::Stack;
+
+/// Largest accepted request body.
+pub const BODY_LIMIT: usize = 64 * 1024;
+/// A running run without a sign of life for this long is shown as stale.
+pub const STALE_AFTER_MS: i64 = 600_000;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    pub(crate) stack: Stack,
+    pub(crate) models: ReadModels,
+    pub(crate) start: StartOperation,
+    pub(crate) cancel: CancelOperation,
+}
+
+impl AppState {
+    /// The state over a wired stack.
+    #[must_use]
+    pub fn new(stack: Stack) -> Self {
+        let models = ReadModels::new(
+            stack.store.clone(),
+            stack.store.clone(),
+            Arc::new(opsrun_adapters::clock::SystemClock),
+            STALE_AFTER_MS,
+        );
+        let start = StartOperation::new(
+            stack.service.clone(),
+            StartPorts {
+                directory: stack.store.clone(),
+                provider: stack.provider.clone(),
+                review_source: stack.provider.clone(),
+                backup_sets: stack.families.clone(),
+                baselines: stack.families.clone(),
+            },
+        );
+        let cancel = CancelOperation::new(stack.service.clone());
+        Self {
+            stack,
+            models,
+            start,
+            cancel,
+        }
+    }
+}
+
+/// The OpenAPI document.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "opsrun", description = "Operation runs with truthful progress."),
+    paths(
+        handlers::healthz,
+        handlers::start_operation,
+        handlers::list_operations,
+        handlers::get_operation,
+        handlers::operation_items,
+        handlers::operation_events,
+        handlers::cancel_operation,
+        handlers::activity,
+        handlers::create_backup_set,
+        handlers::list_backup_sets,
+        handlers::list_baselines,
+        handlers::list_policies,
+        handlers::notifications,
+    ),
+    components(schemas(
+        dto::ErrorBody,
+        dto::RunDoc,
+        dto::RunPage,
+        dto::RunList,
+        dto::ItemPage,
+        dto::NotificationList,
+        dto::StartBody,
+        dto::BackupSetBody,
+        dto::BackupSetDoc,
+        dto::BackupSetList,
+        dto::BaselineList,
+        dto::PolicyList,
+    )),
+    modifiers(&BearerAuth)
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        if let Some(components) = openapi.components.as_mut() {
+            components.add_security_scheme(
+                "bearer",
+                SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+            );
+        }
+    }
+}
+
+/// The router of the API.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(handlers::healthz))
+        .route("/api/openapi.json", get(handlers::openapi))
+        .route("/api/operations", get(handlers::list_operations))
+        .route("/api/operations/{id}", get(handlers::get_operation))
+        .route("/api/operations/{id}/items", get(handlers::operation_items))
+        .route(
+            "/api/operations/{id}/events",
+            get(handlers::operation_events),
+        )
+        .route(
+            "/api/operations/{id}/cancel",
+            post(handlers::cancel_operation),
+        )
+        .route(
+            "/api/tenants/{tenant}/operations",
+            post(handlers::start_operation),
+        )
+        .route("/api/tenants/{tenant}/activity", get(handlers::activity))
+        .route(
+            "/api/tenants/{tenant}/backup-sets",
+            get(handlers::list_backup_sets).post(handlers::create_backup_set),
+        )
+        .route(
+            "/api/tenants/{tenant}/baselines",
+            get(handlers::list_baselines),
+        )
+        .route(
+            "/api/tenants/{tenant}/policies",
+            get(handlers::list_policies),
+        )
+        .route("/api/notifications", get(handlers::notifications))
+        .fallback(handlers::not_found)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}

@@ -1,0 +1,605 @@
+//! The API's handlers. Every input is parsed into domain types before a use case runs.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::Stream;
+use opsrun_application::RunParams;
+use opsrun_application::access::{AccessPolicy, Caller};
+use opsrun_application::ports::{
+    BackupSetStore, BaselineStore, Directory, PolicyProvider, Role, TenantScope,
+};
+use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE};
+use opsrun_domain::{ItemKey, ItemOutcome, OperationType, RunId, RunOutcome, RunStatus, Slug};
+use serde::de::DeserializeOwned;
+use utoipa::OpenApi;
+
+use super::dto::{
+    BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, ErrorBody, ItemDoc,
+    ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList, RunDoc, RunList, RunPage,
+    StartBody, params, rfc3339,
+};
+use super::{ApiDoc, ApiError, AppState};
+
+/// The name of the cookie the pages carry the token in.
+pub const TOKEN_COOKIE: &str = "opsrun_token";
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim);
+        let cookie = || {
+            parts
+                .headers
+                .get_all(axum::http::header::COOKIE)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(';'))
+                .filter_map(|c| {
+                    c.trim()
+                        .strip_prefix(&format!("{TOKEN_COOKIE}="))
+                        .map(str::to_owned)
+                })
+                .next()
+        };
+        let token = match header {
+            Some(token) => token.to_owned(),
+            None => cookie().ok_or(ApiError::Unauthorized)?,
+        };
+        if token.is_empty() || token.len() > 200 {
+            return Err(ApiError::Unauthorized);
+        }
+        let hash = opsrun_adapters::sql::sha256_hex(token.as_bytes());
+        let (user, role, tenants) = state
+            .stack
+            .store
+            .token_owner(&hash)
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        let role =
+            Role::parse(&role).ok_or_else(|| ApiError::internal("a token has an unknown role"))?;
+        let scope = match tenants {
+            None => TenantScope::All,
+            Some(ids) => TenantScope::Only(ids.into_iter().collect()),
+        };
+        Ok(Caller { user, role, scope })
+    }
+}
+
+/// JSON bodies with the API's error codes: 400 malformed, 413 too large, 415 not JSON, 422
+/// well-formed but invalid (unknown field, wrong type).
+pub struct ApiJson<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(JsonRejection::JsonDataError(e)) => {
+                Err(ApiError::Invalid("invalid_body", e.body_text()))
+            }
+            Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::Malformed(e.body_text())),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Unsupported),
+            Err(JsonRejection::BytesRejection(e))
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE =>
+            {
+                Err(ApiError::TooLarge)
+            }
+            Err(other) => Err(ApiError::Malformed(other.body_text())),
+        }
+    }
+}
+
+fn slug(text: &str) -> Result<Slug, ApiError> {
+    // A slug that cannot exist is a tenant that does not exist.
+    Slug::parse(text).map_err(|_| {
+        ApiError::NotFound(format!(
+            "tenant '{}' not found",
+            text.chars().take(64).collect::<String>()
+        ))
+    })
+}
+
+fn run_id(text: &str) -> Result<RunId, ApiError> {
+    text.parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .map(RunId::new)
+        .ok_or_else(|| ApiError::NotFound("operation not found".to_owned()))
+}
+
+/// Query parameters: only `allowed` keys; each at most once (axum's map keeps the last).
+fn query(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        return Err(ApiError::Invalid(
+            "unknown_parameter",
+            format!(
+                "unknown query parameter '{}'",
+                unknown.chars().take(64).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
+    match params.get("limit") {
+        None => Ok(DEFAULT_PAGE),
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::Invalid("invalid_limit", format!("limit must be 1 to {MAX_PAGE}"))
+            }),
+    }
+}
+
+fn parsed<T>(
+    params: &HashMap<String, String>,
+    key: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Option<T>, ApiError> {
+    params
+        .get(key)
+        .map(|v| {
+            parse(v).ok_or_else(|| {
+                ApiError::Invalid(
+                    "invalid_parameter",
+                    format!(
+                        "'{}' is not a valid {key}",
+                        v.chars().take(64).collect::<String>()
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// The OpenAPI 3 document.
+pub async fn openapi() -> Response {
+    match ApiDoc::openapi().to_pretty_json() {
+        Ok(json) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// Anything else.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("no such route".to_owned())
+}
+
+fn run_params(body: StartBody) -> Result<RunParams, ApiError> {
+    let operation_type = OperationType::parse(&body.operation_type).map_err(|_| {
+        ApiError::Invalid(
+            "unknown_type",
+            format!(
+                "'{}' is not an operation type",
+                body.operation_type.chars().take(64).collect::<String>()
+            ),
+        )
+    })?;
+    let value = body
+        .params
+        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
+    fn strict<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
+        serde_json::from_value(value)
+            .map_err(|e| ApiError::Invalid("invalid_params", e.to_string()))
+    }
+    Ok(match operation_type {
+        OperationType::InventorySync => {
+            let p: params::InventorySync = strict(value)?;
+            RunParams::InventorySync {
+                policy_types: p.policy_types,
+            }
+        }
+        OperationType::ReviewPackGenerate => {
+            let p: params::ReviewPack = strict(value)?;
+            RunParams::ReviewPackGenerate {
+                sections: p.sections,
+            }
+        }
+        OperationType::EvidenceSnapshotGenerate => {
+            let _: params::Nothing = strict(value)?;
+            RunParams::EvidenceSnapshotGenerate
+        }
+        OperationType::BackupSetAddPolicies => {
+            let p: params::AddPolicies = strict(value)?;
+            RunParams::BackupSetAddPolicies {
+                backup_set_id: p.backup_set_id,
+                policy_ids: p.policy_ids,
+            }
+        }
+        OperationType::BackupSetRestore => {
+            let p: params::Restore = strict(value)?;
+            RunParams::BackupSetRestore {
+                backup_set_id: p.backup_set_id,
+                item_ids: p.item_ids,
+            }
+        }
+        OperationType::BaselineCapture => {
+            let _: params::Nothing = strict(value)?;
+            RunParams::BaselineCapture
+        }
+        OperationType::BaselineCompare => {
+            let p: params::Compare = strict(value)?;
+            RunParams::BaselineCompare {
+                baseline_id: p.baseline_id,
+            }
+        }
+    })
+}
+
+/// Start an operation: 202 with a new run, or 200 with the already active run (`reused`).
+#[utoipa::path(post, path = "/api/tenants/{tenant}/operations", request_body = StartBody,
+    params(("tenant" = String, Path, description = "tenant slug")),
+    responses((status = 202, body = RunDoc), (status = 200, body = RunDoc, description = "already active"),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<StartBody>,
+) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
+    let tenant = slug(&tenant)?;
+    let params = run_params(body)?;
+    let started = state.start.execute(&caller, &tenant, params).await?;
+    let summary = state.models.run(&caller, started.run.id()).await?;
+    let status = if started.reused {
+        StatusCode::OK
+    } else {
+        StatusCode::ACCEPTED
+    };
+    Ok((status, Json(RunDoc::new(&summary, started.reused))))
+}
+
+/// Top-level runs the caller may see, newest first.
+#[utoipa::path(get, path = "/api/operations",
+    params(("tenant" = Option<String>, Query), ("type" = Option<String>, Query), ("status" = Option<String>, Query),
+        ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_operations(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<RunPage>, ApiError> {
+    query(
+        &params,
+        &["tenant", "type", "status", "outcome", "limit", "cursor"],
+    )?;
+    let filter = CollectionFilter {
+        tenant: params.get("tenant").map(|t| slug(t)).transpose()?,
+        operation_type: parsed(&params, "type", |v| OperationType::parse(v).ok())?,
+        status: parsed(&params, "status", |v| RunStatus::parse(v).ok())?,
+        outcome: parsed(&params, "outcome", |v| RunOutcome::parse(v).ok())?,
+    };
+    let before = parsed(&params, "cursor", |v| {
+        v.parse::<i64>().ok().filter(|n| *n > 0).map(RunId::new)
+    })?;
+    let page = state
+        .models
+        .collection(&caller, filter, limit(&params)?, before)
+        .await?;
+    Ok(Json(RunPage {
+        items: page.items.iter().map(|s| RunDoc::new(s, false)).collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+    }))
+}
+
+/// One run.
+#[utoipa::path(get, path = "/api/operations/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunDoc>, ApiError> {
+    let summary = state.models.run(&caller, run_id(&id)?).await?;
+    Ok(Json(RunDoc::new(&summary, false)))
+}
+
+/// A run's ledger entries by item key.
+#[utoipa::path(get, path = "/api/operations/{id}/items",
+    params(("id" = i64, Path), ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
+    responses((status = 200, body = ItemPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn operation_items(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Json<ItemPage>, ApiError> {
+    let id = run_id(&id)?;
+    query(&params, &["outcome", "limit", "cursor"])?;
+    let outcome = parsed(&params, "outcome", |v| ItemOutcome::parse(v).ok())?;
+    let after = parsed(&params, "cursor", |v| ItemKey::parse(v).ok())?;
+    let page = state
+        .models
+        .items(&caller, id, outcome, limit(&params)?, after)
+        .await?;
+    Ok(Json(ItemPage {
+        items: page
+            .items
+            .iter()
+            .map(|(key, entry)| ItemDoc {
+                item_key: key.to_string(),
+                outcome: entry.outcome.key().to_owned(),
+                reason: entry.reason.as_ref().map(ToString::to_string),
+                recorded_at: rfc3339(entry.recorded_at),
+            })
+            .collect(),
+        next_cursor: page.next_cursor.map(|k| k.to_string()),
+    }))
+}
+
+/// Live progress: a `progress` event with the run document on every change; the stream ends
+/// after the terminal event.
+#[utoipa::path(get, path = "/api/operations/{id}/events", params(("id" = i64, Path)),
+    responses((status = 200, content_type = "text/event-stream", description = "progress events"),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn operation_events(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let id = run_id(&id)?;
+    // Subscribe before the first read, so no change between the two is missed.
+    let receiver = state.stack.events.subscribe();
+    let first = state.models.run(&caller, id).await?;
+    let stream = futures::stream::unfold(
+        (state, caller, receiver, Some(first), String::new(), false),
+        move |(state, caller, mut receiver, pending, mut last, ended)| async move {
+            if ended {
+                return None;
+            }
+            let mut next = pending;
+            loop {
+                if let Some(summary) = next.take() {
+                    let doc = RunDoc::new(&summary, false);
+                    let json = serde_json::to_string(&doc).unwrap_or_default();
+                    if json != last {
+                        last = json.clone();
+                        let done = summary.run.is_completed();
+                        let event = Event::default().event("progress").data(json);
+                        return Some((Ok(event), (state, caller, receiver, None, last, done)));
+                    }
+                }
+                // Wait for a change of this run. The 2 s re-read covers what no notification
+                // reaches (another process on SQLite, a lagging subscriber).
+                match tokio::time::timeout(Duration::from_secs(2), receiver.recv()).await {
+                    Ok(Ok(changed)) if changed != id => continue,
+                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
+                    _ => {}
+                }
+                match state.models.run(&caller, id).await {
+                    Ok(summary) => next = Some(summary),
+                    Err(_) => return None,
+                }
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// Cancel a queued or running run (owner only).
+#[utoipa::path(post, path = "/api/operations/{id}/cancel", params(("id" = i64, Path)),
+    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn cancel_operation(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<RunDoc>, ApiError> {
+    let id = run_id(&id)?;
+    state.cancel.execute(&caller, id).await?;
+    let summary = state.models.run(&caller, id).await?;
+    Ok(Json(RunDoc::new(&summary, false)))
+}
+
+/// The tenant's queued and running runs plus those completed in the last 60 s.
+#[utoipa::path(get, path = "/api/tenants/{tenant}/activity", params(("tenant" = String, Path)),
+    responses((status = 200, body = RunList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn activity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<RunList>, ApiError> {
+    let feed = state.models.activity(&caller, &slug(&tenant)?).await?;
+    Ok(Json(RunList {
+        items: feed.iter().map(|s| RunDoc::new(s, false)).collect(),
+    }))
+}
+
+async fn visible_tenant(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &str,
+) -> Result<opsrun_application::ports::Tenant, ApiError> {
+    let directory: &dyn Directory = state.stack.store.as_ref();
+    Ok(AccessPolicy::visible_tenant(caller, directory, &slug(tenant)?).await?)
+}
+
+/// Create a backup set (operator).
+#[utoipa::path(post, path = "/api/tenants/{tenant}/backup-sets", request_body = BackupSetBody, params(("tenant" = String, Path)),
+    responses((status = 201, body = BackupSetDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_backup_set(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+    ApiJson(body): ApiJson<BackupSetBody>,
+) -> Result<(StatusCode, Json<BackupSetDoc>), ApiError> {
+    let tenant = visible_tenant(&state, &caller, &tenant).await?;
+    AccessPolicy::require(&caller, Role::Operator)?;
+    let name = body.name.trim();
+    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
+        return Err(ApiError::Invalid(
+            "invalid_name",
+            "name must be 1 to 100 characters of text".to_owned(),
+        ));
+    }
+    let set = state
+        .stack
+        .families
+        .create_backup_set(tenant.id, name)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(BackupSetDoc {
+            id: set.id,
+            name: set.name,
+            item_count: set.item_count,
+        }),
+    ))
+}
+
+/// The tenant's backup sets.
+#[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets", params(("tenant" = String, Path)),
+    responses((status = 200, body = BackupSetList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_backup_sets(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<BackupSetList>, ApiError> {
+    let tenant = visible_tenant(&state, &caller, &tenant).await?;
+    let sets = state.stack.families.backup_sets(tenant.id).await?;
+    Ok(Json(BackupSetList {
+        items: sets
+            .into_iter()
+            .map(|s| BackupSetDoc {
+                id: s.id,
+                name: s.name,
+                item_count: s.item_count,
+            })
+            .collect(),
+    }))
+}
+
+/// The tenant's baselines.
+#[utoipa::path(get, path = "/api/tenants/{tenant}/baselines", params(("tenant" = String, Path)),
+    responses((status = 200, body = BaselineList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_baselines(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<BaselineList>, ApiError> {
+    let tenant = visible_tenant(&state, &caller, &tenant).await?;
+    let baselines = state.stack.families.baselines(tenant.id).await?;
+    Ok(Json(BaselineList {
+        items: baselines
+            .into_iter()
+            .map(|b| BaselineDoc {
+                id: b.id,
+                run_id: b.captured_by.value(),
+                item_count: b.items.len() as u64,
+            })
+            .collect(),
+    }))
+}
+
+/// The tenant's policies at its provider.
+#[utoipa::path(get, path = "/api/tenants/{tenant}/policies", params(("tenant" = String, Path)),
+    responses((status = 200, body = PolicyList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_policies(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(tenant): Path<String>,
+) -> Result<Json<PolicyList>, ApiError> {
+    let tenant = visible_tenant(&state, &caller, &tenant).await?;
+    let policies = state.stack.provider.all_policies(tenant.id).await?;
+    Ok(Json(PolicyList {
+        items: policies
+            .into_iter()
+            .map(|p| PolicyDoc {
+                id: p.id,
+                policy_type: p.policy_type,
+                name: p.name,
+            })
+            .collect(),
+    }))
+}
+
+/// Terminal notifications of runs the caller started, exactly one per run.
+#[utoipa::path(get, path = "/api/notifications",
+    responses((status = 200, body = NotificationList), (status = 401, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn notifications(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<NotificationList>, ApiError> {
+    let list = state.models.notifications(&caller).await?;
+    Ok(Json(NotificationList {
+        items: list
+            .into_iter()
+            .map(|(n, tenant)| NotificationDoc {
+                id: n.id,
+                run_id: n.run.value(),
+                operation_type: n.operation_type.key().to_owned(),
+                tenant: tenant.to_string(),
+                outcome: n.outcome.key().to_owned(),
+                created_at: rfc3339(n.created_at),
+                read: n.read,
+            })
+            .collect(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_parameters_and_bad_limits_are_refused() {
+        let params: HashMap<String, String> = [("sort".to_owned(), "x".to_owned())].into();
+        let bad_limit: HashMap<String, String> = [("limit".to_owned(), "0".to_owned())].into();
+
+        assert!(matches!(
+            query(&params, &["limit"]),
+            Err(ApiError::Invalid("unknown_parameter", _))
+        ));
+        assert!(matches!(
+            limit(&bad_limit),
+            Err(ApiError::Invalid("invalid_limit", _))
+        ));
+        assert!(matches!(run_id("-1"), Err(ApiError::NotFound(_))));
+    }
+}
