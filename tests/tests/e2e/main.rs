@@ -2,6 +2,7 @@
 //! every backend (memory, SQLite, PostgreSQL); each test's output names its backend.
 
 mod crash;
+mod http;
 mod runtime;
 mod storage;
 mod storage_model;

@@ -1,0 +1,443 @@
+//! The HTTP API through `router(..).oneshot(..)`: every route and error code of API.md, on a
+//! fresh SQLite database (no workers: runs stay queued unless a test says otherwise).
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode, header};
+use opsrun_adapters::queue::QueueSettings;
+use opsrun_adapters::sql::TenantSettings;
+use opsrun_app::http::{AppState, router};
+use opsrun_app::wiring::{Stack, StackOptions};
+use opsrun_domain::{Slug, Timestamp, WorkspaceId};
+use opsrun_tests::{TestError, fresh_sqlite_file};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const OWNER: &str = "ops_owner_token";
+const OPERATOR: &str = "ops_operator_token";
+const READONLY: &str = "ops_readonly_token";
+
+struct Api {
+    app: Router,
+    stack: Stack,
+    _dir: tempfile::TempDir,
+}
+
+async fn token(
+    stack: &Stack,
+    ws: WorkspaceId,
+    email: &str,
+    token: &str,
+    role: &str,
+    tenants: Option<&[opsrun_domain::TenantId]>,
+) -> Result<(), TestError> {
+    let user = stack
+        .store
+        .ensure_user(ws, email, Timestamp::from_millis(0))
+        .await?;
+    let hash = opsrun_adapters::sql::sha256_hex(token.as_bytes());
+    stack
+        .store
+        .add_token(user.id, &hash, role, tenants, Timestamp::from_millis(0))
+        .await?;
+    Ok(())
+}
+
+impl Api {
+    async fn new() -> Result<Self, TestError> {
+        let (dir, url) = fresh_sqlite_file()?;
+        let stack = Stack::open(&StackOptions {
+            database_url: url,
+            artifacts: dir.path().join("artifacts"),
+            queue: QueueSettings::default(),
+            max_connections: 8,
+        })
+        .await?;
+        let ws = stack
+            .store
+            .ensure_workspace(&Slug::parse("acme")?, Timestamp::from_millis(0))
+            .await?;
+        let settings = TenantSettings {
+            policies: 10,
+            ..TenantSettings::default()
+        };
+        let contoso = stack
+            .store
+            .add_tenant(
+                ws,
+                &Slug::parse("contoso")?,
+                settings,
+                Timestamp::from_millis(0),
+            )
+            .await?;
+        stack
+            .store
+            .add_tenant(
+                ws,
+                &Slug::parse("fabrikam")?,
+                settings,
+                Timestamp::from_millis(0),
+            )
+            .await?;
+        token(&stack, ws, "owner@example.com", OWNER, "owner", None).await?;
+        token(
+            &stack,
+            ws,
+            "operator@example.com",
+            OPERATOR,
+            "operator",
+            Some(&[contoso.id]),
+        )
+        .await?;
+        token(&stack, ws, "reader@example.com", READONLY, "readonly", None).await?;
+        Ok(Self {
+            app: router(AppState::new(stack.clone())),
+            stack,
+            _dir: dir,
+        })
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        uri: &str,
+        token: Option<&str>,
+        body: Option<Body>,
+    ) -> Result<(StatusCode, Value), TestError> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some(token) = token {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if body.is_some() {
+            request = request.header(header::CONTENT_TYPE, "application/json");
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(body.unwrap_or_else(Body::empty))?)
+            .await?;
+        let status = response.status();
+        let bytes = axum::body::to_bytes(response.into_body(), 1 << 22).await?;
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into_owned()))
+        };
+        Ok((status, value))
+    }
+
+    async fn get(&self, uri: &str, token: &str) -> Result<(StatusCode, Value), TestError> {
+        self.call("GET", uri, Some(token), None).await
+    }
+
+    async fn post(
+        &self,
+        uri: &str,
+        token: &str,
+        body: Value,
+    ) -> Result<(StatusCode, Value), TestError> {
+        self.call("POST", uri, Some(token), Some(Body::from(body.to_string())))
+            .await
+    }
+}
+
+fn code(value: &Value) -> &str {
+    value["error"]["code"].as_str().unwrap_or("")
+}
+
+#[tokio::test]
+async fn health_and_openapi_need_no_token() -> Result<(), TestError> {
+    let api = Api::new().await?;
+
+    let (health, _) = api.call("GET", "/healthz", None, None).await?;
+    let (status, doc) = api.call("GET", "/api/openapi.json", None, None).await?;
+
+    assert_eq!(health, StatusCode::OK);
+    assert_eq!(status, StatusCode::OK);
+    assert!(doc["paths"]["/api/operations/{id}/events"].is_object());
+    assert!(doc["paths"]["/api/tenants/{tenant}/operations"]["post"].is_object());
+    assert!(doc["components"]["schemas"]["RunDoc"].is_object());
+    Ok(())
+}
+
+#[tokio::test]
+async fn api_routes_need_a_known_token() -> Result<(), TestError> {
+    let api = Api::new().await?;
+
+    let (missing, body) = api.call("GET", "/api/operations", None, None).await?;
+    let (unknown, _) = api.get("/api/operations", "nope").await?;
+    let (route, _) = api.get("/api/nothing-here", OWNER).await?;
+
+    assert_eq!(missing, StatusCode::UNAUTHORIZED);
+    assert_eq!(code(&body), "unauthorized");
+    assert_eq!(unknown, StatusCode::UNAUTHORIZED);
+    assert_eq!(route, StatusCode::NOT_FOUND);
+    Ok(())
+}
+
+#[tokio::test]
+async fn starting_answers_202_then_200_reused() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    let body = json!({"type": "inventory.sync", "params": {"policy_types": ["compliance_policy"]}});
+
+    let (first, doc) = api
+        .post("/api/tenants/contoso/operations", OPERATOR, body.clone())
+        .await?;
+    let (second, again) = api
+        .post("/api/tenants/contoso/operations", OWNER, body)
+        .await?;
+
+    assert_eq!(first, StatusCode::ACCEPTED);
+    assert_eq!(doc["status"], "queued");
+    assert_eq!(doc["outcome"], "pending");
+    assert_eq!(doc["reused"], false);
+    assert_eq!(doc["progress"]["mode"], "activity");
+    assert_eq!(doc["summary_counts"], json!({}));
+    assert_eq!(doc["initiator"], "operator@example.com");
+    assert_eq!(doc["view_url"], format!("/operations/{}", doc["id"]));
+    assert_eq!(second, StatusCode::OK);
+    assert_eq!(again["reused"], true);
+    assert_eq!(again["id"], doc["id"]);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bad_start_requests_get_stable_codes_and_change_nothing() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    let uri = "/api/tenants/contoso/operations";
+    let big = "x".repeat(70 * 1024);
+    let cases: Vec<(Body, StatusCode, &str)> = vec![
+        (Body::from(r#"{"type": "inventory.sync""#), StatusCode::BAD_REQUEST, "malformed_json"),
+        (Body::from(json!({"type": "nope"}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_type"),
+        (Body::from(json!({"type": "inventory.sync", "extra": 1}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+        (Body::from(json!({"type": "inventory.sync", "params": {"x": 1}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_params"),
+        (Body::from(json!({"type": "inventory.sync", "params": {"policy_types": ["nope"]}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_policy_type"),
+        (Body::from(json!({"type": "backup_set.add_policies", "params": {"backup_set_id": 9, "policy_ids": ["pol-00001"]}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_backup_set"),
+        (Body::from(json!({"type": "backup_set.add_policies", "params": {"backup_set_id": 9}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_params"),
+        (Body::from(json!({"type": "baseline.compare", "params": {"baseline_id": 1}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_baseline"),
+        (Body::from(json!({"type": "inventory.sync", "params": {"policy_types": [big]}}).to_string()), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+    ];
+    for (body, status, expected) in cases {
+        let (got, value) = api.call("POST", uri, Some(OWNER), Some(body)).await?;
+
+        assert_eq!((got, code(&value)), (status, expected), "{value}");
+    }
+    let plain = Request::builder()
+        .method("POST")
+        .uri(uri)
+        .header(header::AUTHORIZATION, format!("Bearer {OWNER}"))
+        .body(Body::from("{}"))?;
+    let response = api.app.clone().oneshot(plain).await?;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let (_, list) = api.get("/api/operations", OWNER).await?;
+    assert_eq!(list["items"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn roles_and_tenant_scope_are_enforced() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    let body = json!({"type": "baseline.capture"});
+
+    let (readonly, r) = api
+        .post("/api/tenants/contoso/operations", READONLY, body.clone())
+        .await?;
+    let (hidden, h) = api
+        .post("/api/tenants/fabrikam/operations", OPERATOR, body.clone())
+        .await?;
+    let (_, run) = api
+        .post("/api/tenants/fabrikam/operations", OWNER, body)
+        .await?;
+    let id = run["id"].as_i64().unwrap_or(0);
+    let (cross, _) = api.get(&format!("/api/operations/{id}"), OPERATOR).await?;
+    let (absent, _) = api.get("/api/operations/999999", OWNER).await?;
+    let (garbage, _) = api.get("/api/operations/abc", OWNER).await?;
+    let (feed, _) = api.get("/api/tenants/fabrikam/activity", OPERATOR).await?;
+    let (cancel_operator, c) = api
+        .post(&format!("/api/operations/{id}/cancel"), OPERATOR, json!({}))
+        .await?;
+
+    assert_eq!((readonly, code(&r)), (StatusCode::FORBIDDEN, "forbidden"));
+    assert_eq!((hidden, code(&h)), (StatusCode::NOT_FOUND, "not_found"));
+    assert_eq!(cross, StatusCode::NOT_FOUND);
+    assert_eq!(absent, StatusCode::NOT_FOUND);
+    assert_eq!(garbage, StatusCode::NOT_FOUND);
+    assert_eq!(feed, StatusCode::NOT_FOUND);
+    // The operator cannot see fabrikam at all, so its runs are not found rather than forbidden.
+    assert_eq!(
+        (cancel_operator, code(&c)),
+        (StatusCode::NOT_FOUND, "not_found")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn cancel_is_owner_only_and_conflicts_when_completed() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    let (_, run) = api
+        .post(
+            "/api/tenants/contoso/operations",
+            OPERATOR,
+            json!({"type": "evidence_snapshot.generate"}),
+        )
+        .await?;
+    let id = run["id"].as_i64().unwrap_or(0);
+    let uri = format!("/api/operations/{id}/cancel");
+
+    let (operator, _) = api.post(&uri, OPERATOR, json!({})).await?;
+    let (owner, doc) = api.post(&uri, OWNER, json!({})).await?;
+    let (again, conflict) = api.post(&uri, OWNER, json!({})).await?;
+    let (_, notes) = api.get("/api/notifications", OPERATOR).await?;
+
+    assert_eq!(operator, StatusCode::FORBIDDEN);
+    assert_eq!(owner, StatusCode::OK);
+    assert_eq!(doc["status"], "completed");
+    assert_eq!(doc["outcome"], "cancelled");
+    assert_eq!(doc["progress"]["mode"], "none");
+    assert_eq!(
+        (again, code(&conflict)),
+        (StatusCode::CONFLICT, "already_completed")
+    );
+    assert_eq!(notes["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(notes["items"][0]["run_id"], id);
+    assert_eq!(notes["items"][0]["outcome"], "cancelled");
+    assert_eq!(notes["items"][0]["read"], false);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_collection_pages_with_a_cursor_and_validates_filters() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    for kind in [
+        "baseline.capture",
+        "evidence_snapshot.generate",
+        "review_pack.generate",
+    ] {
+        api.post(
+            "/api/tenants/contoso/operations",
+            OWNER,
+            json!({"type": kind}),
+        )
+        .await?;
+    }
+
+    let (_, first) = api.get("/api/operations?limit=2", OWNER).await?;
+    let cursor = first["next_cursor"].as_str().unwrap_or("").to_owned();
+    let (_, second) = api
+        .get(&format!("/api/operations?limit=2&cursor={cursor}"), OWNER)
+        .await?;
+    let (_, by_type) = api
+        .get(
+            "/api/operations?type=baseline.capture&tenant=contoso&status=queued",
+            OWNER,
+        )
+        .await?;
+    let (bad_status, b) = api.get("/api/operations?status=paused", OWNER).await?;
+    let (unknown, u) = api.get("/api/operations?sort=asc", OWNER).await?;
+    let (bad_limit, l) = api.get("/api/operations?limit=5000", OWNER).await?;
+
+    assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+    assert_eq!(first["items"][0]["type"], "review_pack.generate");
+    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(second["items"][0]["type"], "baseline.capture");
+    assert_eq!(second["next_cursor"], Value::Null);
+    assert_eq!(by_type["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        (bad_status, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
+    );
+    assert_eq!(
+        (unknown, code(&u)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_parameter")
+    );
+    assert_eq!(
+        (bad_limit, code(&l)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit")
+    );
+    Ok(())
+}
+
+#[tokio::test]
+async fn tenant_lists_show_what_exists() -> Result<(), TestError> {
+    let api = Api::new().await?;
+
+    let (created, set) = api
+        .post(
+            "/api/tenants/contoso/backup-sets",
+            OPERATOR,
+            json!({"name": "nightly"}),
+        )
+        .await?;
+    let (bad, b) = api
+        .post(
+            "/api/tenants/contoso/backup-sets",
+            OPERATOR,
+            json!({"name": ""}),
+        )
+        .await?;
+    let (readonly, _) = api
+        .post(
+            "/api/tenants/contoso/backup-sets",
+            READONLY,
+            json!({"name": "x"}),
+        )
+        .await?;
+    let (_, sets) = api
+        .get("/api/tenants/contoso/backup-sets", READONLY)
+        .await?;
+    let (_, baselines) = api.get("/api/tenants/contoso/baselines", READONLY).await?;
+    let (_, policies) = api.get("/api/tenants/contoso/policies", READONLY).await?;
+    let (_, feed) = api.get("/api/tenants/contoso/activity", READONLY).await?;
+
+    assert_eq!(created, StatusCode::CREATED);
+    assert_eq!(set["name"], "nightly");
+    assert_eq!(set["item_count"], 0);
+    assert_eq!(
+        (bad, code(&b)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_name")
+    );
+    assert_eq!(readonly, StatusCode::FORBIDDEN);
+    assert_eq!(sets["items"].as_array().map(Vec::len), Some(1));
+    assert_eq!(baselines["items"], json!([]));
+    assert_eq!(policies["items"].as_array().map(Vec::len), Some(10));
+    assert_eq!(
+        policies["items"][0],
+        json!({"id": "pol-00001", "type": "device_configuration", "name": "Policy 1"})
+    );
+    assert_eq!(feed["items"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_completed_run_streams_one_progress_event_and_ends() -> Result<(), TestError> {
+    let api = Api::new().await?;
+    let (_, run) = api
+        .post(
+            "/api/tenants/contoso/operations",
+            OWNER,
+            json!({"type": "baseline.capture"}),
+        )
+        .await?;
+    let id = run["id"].as_i64().unwrap_or(0);
+    api.post(&format!("/api/operations/{id}/cancel"), OWNER, json!({}))
+        .await?;
+
+    let request = Request::builder()
+        .uri(format!("/api/operations/{id}/events"))
+        .header(header::AUTHORIZATION, format!("Bearer {OWNER}"))
+        .body(Body::empty())?;
+    let response = api.app.clone().oneshot(request).await?;
+    let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 20).await?;
+    let text = String::from_utf8(body.to_vec())?;
+
+    assert_eq!(
+        content_type.as_ref().and_then(|v| v.to_str().ok()),
+        Some("text/event-stream")
+    );
+    assert_eq!(text.matches("event: progress").count(), 1);
+    assert!(text.contains("\"outcome\":\"cancelled\""));
+    let _ = &api.stack;
+    Ok(())
+}
