@@ -4,6 +4,7 @@
 mod crash;
 mod http;
 mod runtime;
+mod serve;
 mod storage;
 mod storage_model;
 

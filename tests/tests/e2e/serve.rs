@@ -1,0 +1,240 @@
+//! End to end: `opsrun serve` on port 0 (a separate process) against a fresh SQLite file and a
+//! fresh PostgreSQL database; every family started through the API, each followed through its
+//! event stream to the terminal event.
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use futures::StreamExt;
+use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+fn opsrun(url: &str, dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"));
+    command
+        .args([
+            "--database-url",
+            url,
+            "--artifacts",
+            &dir.join("artifacts").display().to_string(),
+        ])
+        .env("OPSRUN_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+async fn output(url: &str, dir: &std::path::Path, args: &[&str]) -> Result<String, TestError> {
+    let out = opsrun(url, dir).args(args).output().await?;
+    if !out.status.success() {
+        return Err(format!(
+            "opsrun {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Follows a run's event stream to its end; returns every progress document.
+async fn follow(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    id: i64,
+) -> Result<Vec<Value>, TestError> {
+    let response = client
+        .get(format!("{base}/api/operations/{id}/events"))
+        .bearer_auth(token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut docs = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    while let Ok(Some(chunk)) = tokio::time::timeout_at(deadline, body.next()).await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            if frame.contains("event: progress")
+                && let Some(data) = frame.lines().find_map(|l| l.strip_prefix("data: "))
+            {
+                docs.push(serde_json::from_str(data)?);
+            }
+        }
+    }
+    Ok(docs)
+}
+
+async fn start(
+    client: &reqwest::Client,
+    base: &str,
+    token: &str,
+    body: Value,
+) -> Result<i64, TestError> {
+    let doc: Value = client
+        .post(format!("{base}/api/tenants/contoso/operations"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    doc["id"].as_i64().ok_or_else(|| "no id".into())
+}
+
+async fn every_family_through_the_api(url: String) -> Result<(), TestError> {
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "24",
+            "--latency-ms",
+            "2",
+        ],
+    )
+    .await?;
+    let token = output(
+        &url,
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "owner",
+        ],
+    )
+    .await?;
+    let mut server = opsrun(&url, dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let stdout = server.stdout.take().ok_or("no stdout")?;
+    let first = BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or("serve printed nothing")?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or("first line is not the address")?
+        .to_owned();
+    let client = reqwest::Client::new();
+
+    let mut finished = Vec::new();
+    for body in [
+        json!({"type": "inventory.sync"}),
+        json!({"type": "review_pack.generate", "params": {"sections": ["summary", "inventory"]}}),
+        json!({"type": "evidence_snapshot.generate"}),
+        json!({"type": "baseline.capture"}),
+    ] {
+        let id = start(&client, &base, &token, body).await?;
+        finished.push((id, follow(&client, &base, &token, id).await?));
+    }
+    let set: Value = client
+        .post(format!("{base}/api/tenants/contoso/backup-sets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "nightly"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = (1..=24).map(|i| format!("pol-{i:05}")).collect();
+    let add = start(&client, &base, &token, json!({"type": "backup_set.add_policies", "params": {"backup_set_id": set["id"], "policy_ids": ids}})).await?;
+    finished.push((add, follow(&client, &base, &token, add).await?));
+    let restore = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "backup_set.restore", "params": {"backup_set_id": set["id"]}}),
+    )
+    .await?;
+    finished.push((restore, follow(&client, &base, &token, restore).await?));
+    let baselines: Value = client
+        .get(format!("{base}/api/tenants/contoso/baselines"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let compare = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "baseline.compare", "params": {"baseline_id": baselines["items"][0]["id"]}}),
+    )
+    .await?;
+    finished.push((compare, follow(&client, &base, &token, compare).await?));
+
+    for (id, docs) in &finished {
+        let last = docs.last().ok_or_else(|| format!("run {id}: no events"))?;
+        assert_eq!(last["status"], "completed", "run {id}");
+        assert_eq!(last["outcome"], "succeeded", "run {id}: {last}");
+        assert_eq!(last["progress"]["mode"], "none");
+        // A bar never goes back and never passes 100%.
+        let percents: Vec<i64> = docs
+            .iter()
+            .filter_map(|d| d["progress"]["percent"].as_i64())
+            .collect();
+        assert!(
+            percents.windows(2).all(|w| w[0] <= w[1]),
+            "run {id}: {percents:?}"
+        );
+        assert!(percents.iter().all(|p| *p <= 100));
+    }
+    let restore_docs = &finished[5].1;
+    assert_eq!(
+        restore_docs.last().map(|d| d["summary_counts"].clone()),
+        Some(json!({"total": 24, "processed": 24, "succeeded": 24}))
+    );
+    let notes: Value = client
+        .get(format!("{base}/api/notifications"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .json()
+        .await?;
+    assert_eq!(notes["items"].as_array().map(Vec::len), Some(7));
+
+    #[cfg(unix)]
+    {
+        // SIGTERM: graceful shutdown, exit 0.
+        let pid = server.id().ok_or("no pid")?;
+        tokio::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .await?;
+        let status = tokio::time::timeout(Duration::from_secs(60), server.wait()).await??;
+        assert!(status.success(), "serve exited with {status}");
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_runs_every_family_through_the_api_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    every_family_through_the_api(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_runs_every_family_through_the_api_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    every_family_through_the_api(url).await
+}
