@@ -3,7 +3,7 @@
 
 pub mod dto;
 mod error;
-mod handlers;
+pub(crate) mod handlers;
 
 use std::sync::Arc;
 
@@ -147,6 +147,7 @@ pub fn router(state: AppState) -> Router {
             get(handlers::list_policies),
         )
         .route("/api/notifications", get(handlers::notifications))
+        .merge(crate::pages::routes())
         .fallback(handlers::not_found)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

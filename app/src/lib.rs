@@ -6,6 +6,7 @@ pub mod cli;
 pub mod demo;
 pub mod http;
 pub mod ops;
+pub mod pages;
 pub mod render;
 pub mod serve;
 pub mod wiring;

@@ -448,6 +448,30 @@ impl SqlRunStore {
             .collect()
     }
 
+    /// The tenants of a workspace, by slug.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    pub async fn tenants_of(&self, workspace: WorkspaceId) -> Result<Vec<Tenant>, StoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT id, slug FROM tenants WHERE workspace_id = $1 ORDER BY slug",
+                vec![workspace.value().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Tenant {
+                    id: TenantId::new(Self::int(r, "id")?),
+                    workspace,
+                    slug: Slug::parse(&Self::text(r, "slug")?)?,
+                })
+            })
+            .collect()
+    }
+
     /// Stores a new API token's hash for a user, with its role and the tenants it may see
     /// (`None`: every tenant of the workspace).
     ///

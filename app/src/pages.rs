@@ -1,0 +1,532 @@
+//! The server-rendered pages: login, the tenant shell activity feed, the Operations
+//! collection and the Operations detail. Every value is escaped by askama; a strict
+//! Content-Security-Policy allows only this origin's script and style; state-changing forms
+//! carry a CSRF token derived from the session token, and the session cookie is
+//! `HttpOnly; SameSite=Strict`.
+
+use std::collections::HashMap;
+
+use askama::Template;
+use axum::Form;
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use opsrun_application::access::Caller;
+use opsrun_application::ports::Role;
+use opsrun_application::read_models::{CollectionFilter, RunSummary};
+use opsrun_domain::{OperationType, ProgressDetail, RunId, RunOutcome, RunStatus, Slug};
+use serde::Deserialize;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::http::dto::rfc3339;
+use crate::http::handlers::TOKEN_COOKIE;
+use crate::http::{ApiError, AppState};
+
+/// The Content-Security-Policy of every page.
+pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// A progress widget, as the templates draw it.
+#[derive(Debug, Clone, Default)]
+pub struct Widget {
+    mode: String,
+    label: String,
+    percent: u8,
+    processed: u64,
+    total: u64,
+    phase_index: usize,
+    phase_count: usize,
+    phase_label: String,
+    components: Vec<(String, String)>,
+    outcome: String,
+    activity: String,
+    stale: bool,
+    anomaly: bool,
+}
+
+impl Widget {
+    fn of(summary: &RunSummary) -> Self {
+        let view = &summary.progress;
+        let mut w = Self {
+            mode: view.mode().key().to_owned(),
+            label: summary.run.operation_type().label().to_owned(),
+            outcome: summary.run.outcome().key().to_owned(),
+            stale: view.stale,
+            anomaly: view.anomaly,
+            ..Self::default()
+        };
+        match &view.detail {
+            ProgressDetail::Counted {
+                processed,
+                total,
+                percent,
+            } => {
+                w.processed = *processed;
+                w.total = *total;
+                w.percent = *percent;
+            }
+            ProgressDetail::Phased(phase) => {
+                w.phase_index = phase.index;
+                w.phase_count = phase.count;
+                w.phase_label = phase.label.clone();
+            }
+            ProgressDetail::Composite { components, .. } => {
+                w.components = components
+                    .iter()
+                    .map(|c| {
+                        let state = match c.state {
+                            "pending" | "done" => c.state.to_owned(),
+                            _ => crate::render::view_line(&c.progress),
+                        };
+                        (c.label.clone(), state)
+                    })
+                    .collect();
+            }
+            ProgressDetail::Activity { processed } => {
+                w.activity =
+                    processed.map_or("working".to_owned(), |n| format!("working, {n} processed"));
+            }
+            ProgressDetail::None { .. } => {}
+        }
+        w
+    }
+}
+
+/// A run as a page row.
+#[derive(Debug, Clone)]
+pub struct PageRun {
+    id: i64,
+    label: String,
+    status: String,
+    tenant: String,
+    view_url: String,
+    created_at: String,
+    widget: Widget,
+}
+
+impl PageRun {
+    fn of(summary: &RunSummary) -> Self {
+        Self {
+            id: summary.run.id().value(),
+            label: summary.run.operation_type().label().to_owned(),
+            status: summary.run.status().key().to_owned(),
+            tenant: summary.tenant.to_string(),
+            view_url: summary.view_url.clone(),
+            created_at: rfc3339(summary.run.created_at()),
+            widget: Widget::of(summary),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+    error: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "shell.html")]
+struct ShellPage {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+    tenant: String,
+    runs: Vec<PageRun>,
+}
+
+#[derive(Template)]
+#[template(path = "collection.html")]
+struct CollectionPage {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+    runs: Vec<PageRun>,
+    types: Vec<String>,
+    statuses: Vec<String>,
+    outcomes: Vec<String>,
+    filter_tenant: String,
+    filter_type: String,
+    filter_status: String,
+    filter_outcome: String,
+    next: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "detail.html")]
+struct DetailPage {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+    r: PageRun,
+    initiator: Option<String>,
+    basis: Option<String>,
+    counts: Vec<(String, u64)>,
+    failures: Vec<(String, String)>,
+    failed_items: Vec<(String, String)>,
+    parent: Option<i64>,
+    children: Vec<i64>,
+    timeline: Vec<(String, String)>,
+    can_cancel: bool,
+}
+
+fn html(page: &impl Template) -> Response {
+    match page.render() {
+        Ok(body) => Html(body).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+/// The session token from the cookie.
+fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(&format!("{TOKEN_COOKIE}="))
+                .map(str::to_owned)
+        })
+}
+
+/// The CSRF token of a session: only someone holding the session token can compute it.
+fn csrf_of(token: &str) -> String {
+    opsrun_adapters::sql::sha256_hex(format!("opsrun-csrf:{token}").as_bytes())
+}
+
+fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    session_token(headers)
+        .is_some_and(|token| bool::from(csrf_of(&token).as_bytes().ct_eq(given.as_bytes())))
+}
+
+struct Chrome {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+}
+
+async fn chrome(state: &AppState, caller: &Caller, headers: &HeaderMap) -> Chrome {
+    let mut tenants = Vec::new();
+    if let Ok(all) = state.stack.store.tenants_of(caller.workspace()).await {
+        tenants = all
+            .into_iter()
+            .filter(|t| caller.scope.allows(t.id))
+            .map(|t| t.slug.to_string())
+            .collect();
+    }
+    Chrome {
+        user: Some(caller.user.email.clone()),
+        tenants,
+        csrf: session_token(headers)
+            .map(|t| csrf_of(&t))
+            .unwrap_or_default(),
+    }
+}
+
+fn to_login() -> Response {
+    Redirect::to("/login").into_response()
+}
+
+async fn index(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+) -> Response {
+    let Ok(caller) = caller else {
+        return to_login();
+    };
+    let chrome = chrome(&state, &caller, &headers).await;
+    match chrome.tenants.first() {
+        Some(t) => Redirect::to(&format!("/tenants/{t}")).into_response(),
+        None => Redirect::to("/operations").into_response(),
+    }
+}
+
+async fn login_form() -> Response {
+    html(&LoginPage {
+        user: None,
+        tenants: Vec::new(),
+        csrf: String::new(),
+        error: None,
+    })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
+    let token = form.token.trim().to_owned();
+    let valid = !token.is_empty()
+        && token.len() <= 200
+        && token.chars().all(|c| c.is_ascii_graphic())
+        && matches!(
+            state
+                .stack
+                .store
+                .token_owner(&opsrun_adapters::sql::sha256_hex(token.as_bytes()))
+                .await,
+            Ok(Some(_))
+        );
+    if !valid {
+        let page = LoginPage {
+            user: None,
+            tenants: Vec::new(),
+            csrf: String::new(),
+            error: Some("That token is not valid.".to_owned()),
+        };
+        return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
+    }
+    let cookie = format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let mut response = Redirect::to("/").into_response();
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
+    }
+    response
+}
+
+#[derive(Deserialize)]
+struct CsrfForm {
+    csrf: String,
+}
+
+async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
+    if !csrf_ok(&headers, &form.csrf) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    let mut response = Redirect::to("/login").into_response();
+    response.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("opsrun_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+    );
+    response
+}
+
+async fn shell(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(tenant): Path<String>,
+) -> Response {
+    let Ok(caller) = caller else {
+        return to_login();
+    };
+    let Ok(slug) = Slug::parse(&tenant) else {
+        return ApiError::NotFound("tenant not found".into()).into_response();
+    };
+    let feed = match state.models.activity(&caller, &slug).await {
+        Ok(feed) => feed,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let chrome = chrome(&state, &caller, &headers).await;
+    html(&ShellPage {
+        user: chrome.user,
+        tenants: chrome.tenants,
+        csrf: chrome.csrf,
+        tenant: slug.to_string(),
+        runs: feed.iter().map(PageRun::of).collect(),
+    })
+}
+
+async fn collection(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Ok(caller) = caller else {
+        return to_login();
+    };
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
+    let filter = CollectionFilter {
+        tenant: get("tenant").and_then(|t| Slug::parse(t).ok()),
+        operation_type: get("type").and_then(|t| OperationType::parse(t).ok()),
+        status: get("status").and_then(|s| RunStatus::parse(s).ok()),
+        outcome: get("outcome").and_then(|o| RunOutcome::parse(o).ok()),
+    };
+    let before = get("cursor")
+        .and_then(|c| c.parse::<i64>().ok())
+        .filter(|c| *c > 0)
+        .map(RunId::new);
+    let page = match state
+        .models
+        .collection(&caller, filter.clone(), 25, before)
+        .await
+    {
+        Ok(page) => page,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let chrome = chrome(&state, &caller, &headers).await;
+    let keep = |k: &str| get(k).map(|v| format!("&{k}={v}")).unwrap_or_default();
+    let next = page.next_cursor.map(|c| {
+        format!(
+            "/operations?cursor={c}{}{}{}{}",
+            keep("tenant"),
+            keep("type"),
+            keep("status"),
+            keep("outcome")
+        )
+    });
+    html(&CollectionPage {
+        user: chrome.user,
+        tenants: chrome.tenants,
+        csrf: chrome.csrf,
+        runs: page.items.iter().map(PageRun::of).collect(),
+        types: OperationType::ALL
+            .iter()
+            .map(|t| t.key().to_owned())
+            .collect(),
+        statuses: RunStatus::ALL.iter().map(|s| s.key().to_owned()).collect(),
+        outcomes: RunOutcome::ALL.iter().map(|o| o.key().to_owned()).collect(),
+        filter_tenant: filter.tenant.map(|t| t.to_string()).unwrap_or_default(),
+        filter_type: filter
+            .operation_type
+            .map(|t| t.key().to_owned())
+            .unwrap_or_default(),
+        filter_status: filter
+            .status
+            .map(|s| s.key().to_owned())
+            .unwrap_or_default(),
+        filter_outcome: filter
+            .outcome
+            .map(|o| o.key().to_owned())
+            .unwrap_or_default(),
+        next,
+    })
+}
+
+async fn detail(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let Ok(caller) = caller else {
+        return to_login();
+    };
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return ApiError::NotFound("operation not found".into()).into_response();
+    };
+    let detail = match state.models.detail(&caller, RunId::new(id)).await {
+        Ok(detail) => detail,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let chrome = chrome(&state, &caller, &headers).await;
+    let run = &detail.summary.run;
+    html(&DetailPage {
+        user: chrome.user,
+        tenants: chrome.tenants,
+        csrf: chrome.csrf,
+        r: PageRun::of(&detail.summary),
+        initiator: detail.summary.initiator.clone(),
+        basis: detail.summary.progress.basis.clone(),
+        counts: run
+            .counts()
+            .iter()
+            .map(|(k, v)| (k.key().to_owned(), v))
+            .collect(),
+        failures: run
+            .failures()
+            .iter()
+            .map(|f| (f.code.to_string(), f.message.clone()))
+            .collect(),
+        failed_items: detail
+            .failed_items
+            .iter()
+            .map(|(k, e)| {
+                (
+                    k.to_string(),
+                    e.reason
+                        .as_ref()
+                        .map_or("-".to_owned(), ToString::to_string),
+                )
+            })
+            .collect(),
+        parent: detail.parent.map(RunId::value),
+        children: detail.children.iter().map(|c| c.run.id().value()).collect(),
+        timeline: detail
+            .timeline
+            .iter()
+            .map(|t| {
+                let who = t
+                    .actor
+                    .as_ref()
+                    .map(|a| format!(" by {a}"))
+                    .unwrap_or_default();
+                (rfc3339(t.at), format!("{}{who}", t.event))
+            })
+            .collect(),
+        can_cancel: !run.is_completed() && caller.role == Role::Owner,
+    })
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    caller: Result<Caller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Ok(caller) = caller else {
+        return to_login();
+    };
+    if !csrf_ok(&headers, &form.csrf) {
+        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    }
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return ApiError::NotFound("operation not found".into()).into_response();
+    };
+    match state.cancel.execute(&caller, RunId::new(id)).await {
+        Ok(_) => Redirect::to(&format!("/operations/{id}")).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn stylesheet() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../static/app.css"),
+    )
+        .into_response()
+}
+
+async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../static/live.js"),
+    )
+        .into_response()
+}
+
+/// The pages' routes, with their security headers.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(index))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", post(logout))
+        .route("/tenants/{tenant}", get(shell))
+        .route("/operations", get(collection))
+        .route("/operations/{id}", get(detail))
+        .route("/operations/{id}/cancel", post(cancel))
+        .route("/static/app.css", get(stylesheet))
+        .route("/static/live.js", get(script))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CSP),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+}
