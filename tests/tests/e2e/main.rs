@@ -1,6 +1,7 @@
 //! Cross-crate and end-to-end tests of opsrun: one module per feature. Storage cases run on
 //! every backend (memory, SQLite, PostgreSQL); each test's output names its backend.
 
+mod browser;
 mod crash;
 mod http;
 mod runtime;
