@@ -448,7 +448,9 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     .context("failed to write")?;
     writeln!(
         out,
-        "Look closer: `opsrun ops list --workspace demo` and `opsrun ops show ID` read the runs from the same database (--database-url, default ./opsrun.db)."
+        "Next: `opsrun ops list --workspace demo` in this terminal, or the pages: \
+         `opsrun token create --workspace demo --email you@example.com --role owner`, then \
+         `opsrun serve` and open http://127.0.0.1:8080 (log in with the token)."
     )
     .context("failed to write")?;
     Ok(())

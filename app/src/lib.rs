@@ -16,7 +16,7 @@ pub use cli::{Cli, DEFAULT_DATABASE_URL};
 /// The whole `opsrun` program: logging, command line, exit status. `main.rs` calls it; test
 /// harnesses that need the real program as a separate process call it too.
 pub async fn main_entry() -> std::process::ExitCode {
-    use clap::Parser;
+    use clap::Parser as _;
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("OPSRUN_LOG").unwrap_or_else(|_| {
@@ -25,7 +25,40 @@ pub async fn main_entry() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                error.kind(),
+                ErrorKind::DisplayHelp
+                    | ErrorKind::DisplayVersion
+                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+            ) {
+                let _ = error.print();
+                return if error.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                    std::process::ExitCode::from(2)
+                } else {
+                    std::process::ExitCode::SUCCESS
+                };
+            }
+            // Bad usage: one clear line on stderr, exit 2.
+            let rendered = error.render().to_string();
+            let line = rendered
+                .lines()
+                .next()
+                .unwrap_or("bad usage")
+                .trim_start_matches("error: ");
+            #[expect(
+                clippy::print_stderr,
+                reason = "the one line a bad command line prints"
+            )]
+            {
+                eprintln!("opsrun: {line} (see opsrun --help)");
+            }
+            return std::process::ExitCode::from(2);
+        }
+    };
     let mut stdout = std::io::stdout();
     match cli::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,

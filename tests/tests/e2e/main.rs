@@ -2,6 +2,7 @@
 //! every backend (memory, SQLite, PostgreSQL); each test's output names its backend.
 
 mod browser;
+mod cli;
 mod crash;
 mod http;
 mod runtime;

@@ -1,0 +1,101 @@
+//! The command line's contract: exit 0 on success, 2 with one line on stderr for bad usage or
+//! bad input (nothing written), 1 for other failures.
+
+use opsrun_tests::{TestError, fresh_sqlite_file};
+
+async fn run(url: &str, args: &[&str]) -> Result<(i32, String, String), TestError> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
+        .args(["--database-url", url])
+        .args(args)
+        .env("OPSRUN_LOG", "error")
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+#[tokio::test]
+async fn bad_usage_and_bad_input_exit_2_with_one_line() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    let cases: [&[&str]; 6] = [
+        &["no-such-command"],
+        &["tenants", "add", "Bad_Slug", "--workspace", "acme"],
+        &[
+            "tenants",
+            "add",
+            "ok",
+            "--workspace",
+            "acme",
+            "--failure-rate",
+            "2",
+        ],
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            "a@b.c",
+            "--role",
+            "root",
+        ],
+        &["ops", "start", "nope.type", "--tenant", "ok"],
+        &["ops", "show", "not-a-number"],
+    ];
+    for args in cases {
+        let (code, stdout, stderr) = run(&url, args).await?;
+
+        assert_eq!(code, 2, "{args:?}: {stderr}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
+        assert!(stderr.starts_with("opsrun: "), "{args:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn tenants_add_prints_the_slug_and_refuses_a_duplicate() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+
+    let first = run(
+        &url,
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "3",
+        ],
+    )
+    .await?;
+    let again = run(&url, &["tenants", "add", "contoso", "--workspace", "acme"]).await?;
+    let token = run(
+        &url,
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "owner",
+        ],
+    )
+    .await?;
+    let listed = run(&url, &["ops", "list"]).await?;
+
+    assert_eq!((first.0, first.1.as_str()), (0, "contoso\n"));
+    assert_eq!(again.0, 2);
+    assert_eq!(token.0, 0);
+    assert_eq!(token.1.trim().len(), 4 + 64);
+    assert!(token.1.starts_with("ops_"));
+    assert_eq!(listed.0, 0);
+    assert_eq!(listed.1.lines().count(), 1, "only the header: {}", listed.1);
+    Ok(())
+}
