@@ -5,10 +5,10 @@
 use std::process::Stdio;
 use std::time::Duration;
 
+use crate::output;
 use fantoccini::{ClientBuilder, Locator};
 use opsrun_tests::{TestError, fresh_sqlite_file};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -17,28 +17,6 @@ fn free_port() -> Result<u16, TestError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port())
-}
-
-fn opsrun(url: &str, dir: &std::path::Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"));
-    command
-        .args([
-            "--database-url",
-            url,
-            "--artifacts",
-            &dir.join("artifacts").display().to_string(),
-        ])
-        .env("OPSRUN_LOG", "warn")
-        .kill_on_drop(true);
-    command
-}
-
-async fn output(url: &str, dir: &std::path::Path, args: &[&str]) -> Result<String, TestError> {
-    let out = opsrun(url, dir).args(args).output().await?;
-    if !out.status.success() {
-        return Err(format!("opsrun {args:?}: {}", String::from_utf8_lossy(&out.stderr)).into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -83,21 +61,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         ],
     )
     .await?;
-    let mut server = opsrun(&url, dir.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "2"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = server.stdout.take().ok_or("no stdout")?;
-    let first = BufReader::new(stdout)
-        .lines()
-        .next_line()
-        .await?
-        .ok_or("serve printed nothing")?;
-    let base = first
-        .strip_prefix("listening on ")
-        .ok_or("no address")?
-        .to_owned();
+    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
 
     let port = free_port()?;
     let mut driver = tokio::process::Command::new(CHROMEDRIVER)

@@ -62,3 +62,61 @@ macro_rules! contract {
     };
 }
 pub(crate) use contract;
+
+/// The real `opsrun` program on a database, as a separate process.
+pub(crate) fn opsrun(url: &str, dir: &std::path::Path) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"));
+    command
+        .args([
+            "--database-url",
+            url,
+            "--artifacts",
+            &dir.join("artifacts").display().to_string(),
+        ])
+        .env("OPSRUN_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs an `opsrun` command to its end and returns its stdout, trimmed.
+pub(crate) async fn output(
+    url: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Result<String, TestError> {
+    let out = opsrun(url, dir).args(args).output().await?;
+    if !out.status.success() {
+        return Err(format!(
+            "opsrun {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+        .into());
+    }
+    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
+}
+
+/// Starts `opsrun serve` on port 0 and returns the process and its base URL (from the first
+/// line of its stdout).
+pub(crate) async fn start_server(
+    url: &str,
+    dir: &std::path::Path,
+    workers: &str,
+) -> Result<(tokio::process::Child, String), TestError> {
+    use tokio::io::AsyncBufReadExt;
+    let mut server = opsrun(url, dir)
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", workers])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = server.stdout.take().ok_or("no stdout")?;
+    let first = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or("serve printed nothing")?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or("the first line is not the address")?
+        .to_owned();
+    Ok((server, base))
+}

@@ -2,39 +2,12 @@
 //! fresh PostgreSQL database; every family started through the API, each followed through its
 //! event stream to the terminal event.
 
-use std::process::Stdio;
 use std::time::Duration;
 
+use crate::output;
 use futures::StreamExt;
 use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
 use serde_json::{Value, json};
-use tokio::io::{AsyncBufReadExt, BufReader};
-
-fn opsrun(url: &str, dir: &std::path::Path) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"));
-    command
-        .args([
-            "--database-url",
-            url,
-            "--artifacts",
-            &dir.join("artifacts").display().to_string(),
-        ])
-        .env("OPSRUN_LOG", "warn")
-        .kill_on_drop(true);
-    command
-}
-
-async fn output(url: &str, dir: &std::path::Path, args: &[&str]) -> Result<String, TestError> {
-    let out = opsrun(url, dir).args(args).output().await?;
-    if !out.status.success() {
-        return Err(format!(
-            "opsrun {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-        .into());
-    }
-    Ok(String::from_utf8(out.stdout)?.trim().to_owned())
-}
 
 /// Follows a run's event stream to its end; returns every progress document.
 async fn follow(
@@ -118,21 +91,7 @@ async fn every_family_through_the_api(url: String) -> Result<(), TestError> {
         ],
     )
     .await?;
-    let mut server = opsrun(&url, dir.path())
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "4"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let stdout = server.stdout.take().ok_or("no stdout")?;
-    let first = BufReader::new(stdout)
-        .lines()
-        .next_line()
-        .await?
-        .ok_or("serve printed nothing")?;
-    let base = first
-        .strip_prefix("listening on ")
-        .ok_or("first line is not the address")?
-        .to_owned();
+    let (mut server, base) = crate::start_server(&url, dir.path(), "4").await?;
     let client = reqwest::Client::new();
 
     let mut finished = Vec::new();
