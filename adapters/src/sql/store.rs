@@ -46,6 +46,8 @@ fn column(key: SummaryKey) -> &'static str {
 /// SQL run store over SQLite or PostgreSQL.
 #[derive(Debug, Clone)]
 pub struct SqlRunStore {
+    // Statements sent (BEGIN and COMMIT included): the regression guard of round trips.
+    statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
     db: DatabaseConnection,
     backend: DbBackend,
 }
@@ -125,7 +127,23 @@ impl SqlRunStore {
     #[must_use]
     pub fn new(db: DatabaseConnection) -> Self {
         let backend = db.get_database_backend();
-        Self { db, backend }
+        Self {
+            statements: std::sync::Arc::default(),
+            db,
+            backend,
+        }
+    }
+
+    /// How many statements this store (and its clones) sent so far, `BEGIN` and `COMMIT`
+    /// included. Tests pin the count per operation so a change that adds a round trip fails.
+    #[must_use]
+    pub fn statements(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The connection (for other adapters sharing the pool).
@@ -135,6 +153,7 @@ impl SqlRunStore {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        self.count();
         Statement::from_sql_and_values(self.backend, sql, values)
     }
 
@@ -150,6 +169,7 @@ impl SqlRunStore {
     /// A write transaction; on SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so
     /// concurrent writers wait on the busy timeout instead of failing on a lock upgrade.
     async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.count();
         self.db
             .begin_with_options(TransactionOptions {
                 sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
@@ -211,11 +231,13 @@ impl SqlRunStore {
             .map_err(unavailable)
     }
 
-    async fn commit(tx: DatabaseTransaction) -> Result<(), StoreError> {
+    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+        self.count();
         tx.commit().await.map_err(unavailable)
     }
 
-    async fn rollback(tx: DatabaseTransaction) -> Result<(), StoreError> {
+    async fn rollback(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+        self.count();
         tx.rollback().await.map_err(unavailable)
     }
 
@@ -874,11 +896,11 @@ impl OperationRunStore for SqlRunStore {
             let old_total = run.counts().get(SummaryKey::Total);
             match run.set_total(&mut model, work_set.clone()) {
                 Ok(Change::Unchanged) => {
-                    Self::rollback(tx).await?;
+                    self.rollback(tx).await?;
                     return Ok(Change::Unchanged);
                 }
                 Err(error) => {
-                    Self::rollback(tx).await?;
+                    self.rollback(tx).await?;
                     return Err(rule(error));
                 }
                 Ok(Change::Applied) => {}
@@ -897,7 +919,7 @@ impl OperationRunStore for SqlRunStore {
             let values = vec![id.value().into(), total.into(), work_set.basis().into()];
             if self.exec(&tx, &sql, values).await? != 1 {
                 // Another writer changed the run since the read: decide again.
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 continue;
             }
             for (chunk_index, chunk) in work_set.units().chunks(CHUNK).enumerate() {
@@ -916,7 +938,7 @@ impl OperationRunStore for SqlRunStore {
                 );
                 self.exec(&tx, &sql, values).await?;
             }
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Change::Applied);
         }
         Err(StoreError::Unavailable(
@@ -940,7 +962,7 @@ impl OperationRunStore for SqlRunStore {
         let tx = self.write_tx().await?;
         let run = self.load(&tx, id).await?;
         if run.is_completed() {
-            Self::rollback(tx).await?;
+            self.rollback(tx).await?;
             return Err(rule(RunError::RunAlreadyCompleted));
         }
         // Ledger inserts: a key already recorded (by an earlier call or a concurrent writer)
@@ -988,7 +1010,7 @@ impl OperationRunStore for SqlRunStore {
             .filter(|r| fresh_keys.contains(r.key().as_str()))
             .collect();
         if fresh.is_empty() {
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(RecordOutcome {
                 recorded: 0,
                 duplicates: submitted,
@@ -1011,7 +1033,7 @@ impl OperationRunStore for SqlRunStore {
             }
             if let Some(outside) = fresh.iter().find(|r| !members.contains(r.key().as_str())) {
                 let item_key = outside.key().clone();
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 return Err(rule(RunError::ItemNotInWorkSet { item_key }));
             }
         }
@@ -1040,7 +1062,7 @@ impl OperationRunStore for SqlRunStore {
         ];
         all.append(&mut values);
         if self.exec(&tx, &sql, all).await? == 1 {
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(RecordOutcome {
                 recorded: adding,
                 duplicates: submitted - adding,
@@ -1048,7 +1070,7 @@ impl OperationRunStore for SqlRunStore {
         }
         // Refused: the domain names the rule, on the row as it is now.
         let mut current = self.load(&tx, id).await?;
-        Self::rollback(tx).await?;
+        self.rollback(tx).await?;
         let mut scratch = ItemLedger::new();
         let replay: Vec<ItemRecord> = fresh.into_iter().cloned().collect();
         match current.record_items(&mut scratch, replay, at) {
@@ -1068,7 +1090,7 @@ impl OperationRunStore for SqlRunStore {
         let tx = self.write_tx().await?;
         let run = self.load(&tx, id).await?;
         if run.is_completed() {
-            Self::rollback(tx).await?;
+            self.rollback(tx).await?;
             return Err(rule(RunError::RunAlreadyCompleted));
         }
         let mut values: Vec<Value> = vec![id.value().into(), increment_key.as_str().into()];
@@ -1085,7 +1107,7 @@ impl OperationRunStore for SqlRunStore {
             )
             .await?;
         if inserted.is_empty() {
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Change::Unchanged);
         }
         let mut moved = Deltas::default();
@@ -1093,7 +1115,7 @@ impl OperationRunStore for SqlRunStore {
             moved.add(key.summary_key(), delta);
         }
         if moved.0.is_empty() {
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Change::Applied);
         }
         let (sets, guards, mut values) = moved.clauses(2);
@@ -1105,11 +1127,11 @@ impl OperationRunStore for SqlRunStore {
         let mut all: Vec<Value> = vec![id.value().into()];
         all.append(&mut values);
         if self.exec(&tx, &sql, all).await? == 1 {
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Change::Applied);
         }
         let mut current = self.load(&tx, id).await?;
-        Self::rollback(tx).await?;
+        self.rollback(tx).await?;
         match current.increment(&mut ItemLedger::new(), &increment_key, &deltas) {
             Err(error) => Err(rule(error)),
             Ok(_) => Err(StoreError::Unavailable(
@@ -1163,14 +1185,14 @@ impl OperationRunStore for SqlRunStore {
             let outcome = match after.complete(completion.clone()) {
                 Ok(outcome) => outcome,
                 Err(RunError::RunAlreadyCompleted) => {
-                    Self::rollback(tx).await?;
+                    self.rollback(tx).await?;
                     return Ok(Completed {
                         run: before,
                         won: false,
                     });
                 }
                 Err(error) => {
-                    Self::rollback(tx).await?;
+                    self.rollback(tx).await?;
                     return Err(rule(error));
                 }
             };
@@ -1189,7 +1211,7 @@ impl OperationRunStore for SqlRunStore {
             ];
             values.append(&mut guard_values);
             if self.exec(&tx, &sql, values).await? != 1 {
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 continue;
             }
             let action = if outcome == RunOutcome::Cancelled {
@@ -1225,7 +1247,7 @@ impl OperationRunStore for SqlRunStore {
                 )
                 .await?;
             }
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Completed {
                 run: after,
                 won: true,
@@ -1290,12 +1312,12 @@ impl OperationRunStore for SqlRunStore {
             let tx = self.write_tx().await?;
             let run = self.load(&tx, id).await?;
             if run.is_completed() {
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 return Err(rule(RunError::RunAlreadyCompleted));
             }
             let recount = self.recount(&tx, id, run.basis().is_some()).await?;
             if recount == *run.counts() {
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 return Ok(None);
             }
             let (set, mut set_values) = counts_set(&recount, 2);
@@ -1307,10 +1329,10 @@ impl OperationRunStore for SqlRunStore {
             values.append(&mut set_values);
             values.append(&mut guard_values);
             if self.exec(&tx, &sql, values).await? != 1 {
-                Self::rollback(tx).await?;
+                self.rollback(tx).await?;
                 continue;
             }
-            Self::commit(tx).await?;
+            self.commit(tx).await?;
             return Ok(Some(Drift {
                 before: *run.counts(),
                 after: recount,

@@ -768,3 +768,97 @@ async fn four_processes_on_postgres_count_each_item_once_and_complete_once() -> 
     assert_eq!(runs.notifications(user.id).await?.len(), 1);
     Ok(())
 }
+
+/// The regression guard of round trips: statements per recorded item, per batch, per feed
+/// request and per fan-out child stay at their measured values (BEGIN and COMMIT included).
+async fn statements_per_operation(store: TestStore) -> Result<(), TestError> {
+    use opsrun_application::read_models::ReadModels;
+
+    let sql = store.sql().ok_or("a SQL backend")?.clone();
+    let id = start(&store, "contoso", restore_params(), true).await?;
+    let runs = store.store();
+    let units = keys(300)?;
+    runs.set_total(id, work_set(&units)?).await?;
+    let service = OperationRunService::new(
+        runs.clone(),
+        Arc::new(MemoryQueue::new()),
+        Arc::new(ManualClock::at(10)),
+    );
+    let measure = |before: u64| sql.statements() - before;
+
+    let before = sql.statements();
+    service
+        .record_item(id, ItemRecord::succeeded(units[0].clone()))
+        .await?;
+    let one = measure(before);
+    let before = sql.statements();
+    service
+        .record_item(id, ItemRecord::succeeded(units[0].clone()))
+        .await?;
+    let duplicate = measure(before);
+    let before = sql.statements();
+    service
+        .record_items(
+            id,
+            units[1..101]
+                .iter()
+                .cloned()
+                .map(ItemRecord::succeeded)
+                .collect(),
+        )
+        .await?;
+    let batch = measure(before);
+    let before = sql.statements();
+    service
+        .record_item(id, ItemRecord::succeeded(units[101].clone()))
+        .await?;
+    service.maybe_complete_bulk_run(id).await?;
+    let child = measure(before);
+    let caller = opsrun_application::access::Caller {
+        user: store.user("ops@example.com").await?,
+        role: opsrun_application::ports::Role::Readonly,
+        scope: TenantScope::All,
+    };
+    let models = ReadModels::new(
+        runs.clone(),
+        store.directory(),
+        Arc::new(ManualClock::at(10)),
+        60_000,
+    );
+    let before = sql.statements();
+    models
+        .activity(&caller, &opsrun_domain::Slug::parse("contoso")?)
+        .await?;
+    let feed = measure(before);
+
+    // BEGIN, read the run, insert the ledger rows, check the work set, one guarded UPDATE, COMMIT.
+    assert_eq!(one, 6);
+    // A duplicate stops after the insert that names no fresh key.
+    assert_eq!(duplicate, 4);
+    // 100 items cost what one does.
+    assert_eq!(batch, 6);
+    // A fan-out child: its record, then one read to see whether the parent is done.
+    assert_eq!(child, 7);
+    // The feed: its query, then the tenant slug and the initiator's e-mail (once per request).
+    assert_eq!(feed, 4);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_per_operation_stay_at_their_measured_values_on_sqlite() -> Result<(), TestError>
+{
+    let store = TestStore::open(opsrun_tests::Backend::Sqlite)
+        .await?
+        .ok_or("sqlite")?;
+    statements_per_operation(store).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_per_operation_stay_at_their_measured_values_on_postgres()
+-> Result<(), TestError> {
+    let Some(store) = TestStore::open(opsrun_tests::Backend::Postgres).await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    statements_per_operation(store).await
+}
