@@ -222,7 +222,8 @@ async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError>
     .await?)
 }
 
-fn now() -> Timestamp {
+/// Now, from the system clock (the one place the app reads it).
+pub(crate) fn now() -> Timestamp {
     use opsrun_application::ports::Clock;
     opsrun_adapters::clock::SystemClock.now()
 }

@@ -10,14 +10,14 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opsrun_adapters::simulated::policy_id;
 use opsrun_adapters::sql::TenantSettings;
 use opsrun_application::ports::{
-    BackupSetStore, BaselineStore, Clock, Directory, OperationRunStore, Tenant,
+    BackupSetStore, BaselineStore, Directory, OperationRunStore, Tenant,
 };
 use opsrun_application::{RunParams, StartRun};
 use opsrun_domain::{
     OperationRun, OperationRunProgressContract, ProgressDetail, RunId, Slug, Staleness,
 };
 
-use crate::cli::CliError;
+use crate::cli::{CliError, now};
 use crate::render::{counts_line, duration, view_line};
 use crate::wiring::Stack;
 
@@ -182,10 +182,6 @@ async fn ensure_tenant(
         .store
         .add_tenant(workspace, &slug, settings, now())
         .await?)
-}
-
-fn now() -> opsrun_domain::Timestamp {
-    opsrun_adapters::clock::SystemClock.now()
 }
 
 /// Follows the display until every tracked run (and `until`) is completed.

@@ -19,7 +19,6 @@ const READONLY: &str = "ops_readonly_token";
 
 struct Api {
     app: Router,
-    stack: Stack,
     _dir: tempfile::TempDir,
 }
 
@@ -91,8 +90,7 @@ impl Api {
         .await?;
         token(&stack, ws, "reader@example.com", READONLY, "readonly", None).await?;
         Ok(Self {
-            app: router(AppState::new(stack.clone())),
-            stack,
+            app: router(AppState::new(stack)),
             _dir: dir,
         })
     }
@@ -438,6 +436,5 @@ async fn a_completed_run_streams_one_progress_event_and_ends() -> Result<(), Tes
     );
     assert_eq!(text.matches("event: progress").count(), 1);
     assert!(text.contains("\"outcome\":\"cancelled\""));
-    let _ = &api.stack;
     Ok(())
 }

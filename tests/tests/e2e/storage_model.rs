@@ -291,7 +291,7 @@ impl Case<'_> {
                             store_answer(runs.enter_phase(id, name.to_owned()).await)?,
                         )
                     }
-                    Op::Start(_) => unreachable_start(),
+                    Op::Start(_) => unreachable!("the outer match handles starts"),
                 }
             }
         };
@@ -325,13 +325,6 @@ impl Case<'_> {
         prop_assert_eq!(self.model.terminal_effects, audits);
         Ok(())
     }
-}
-
-fn unreachable_start() -> (String, String) {
-    (
-        "start is handled above".to_owned(),
-        "start is handled above".to_owned(),
-    )
 }
 
 fn run_of(op: &Op) -> u8 {
