@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemRecord,
-    OperationRun, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome, SummaryKey,
-    TenantId, UserId, WorkSet, WorkspaceId,
+    OperationRun, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome, TenantId, UserId,
+    WorkSet, WorkspaceId,
 };
 
 use crate::ports::{
@@ -387,11 +387,7 @@ impl OperationRunService {
     }
 
     fn all_items_done(run: &OperationRun) -> bool {
-        let counts = run.counts();
-        !run.is_completed()
-            && counts
-                .get(SummaryKey::Total)
-                .is_some_and(|total| counts.get(SummaryKey::Processed) == Some(total))
+        !run.is_completed() && run.all_recorded()
     }
 
     /// Ends every running run with no sign of life for more than `threshold_ms` as `failed`
@@ -457,7 +453,8 @@ mod tests {
 
     use mockall::predicate::eq;
     use opsrun_domain::{
-        ItemLedger, NewRun, OperationType, RunParts, Slug, SummaryCounts, Timestamp, WorkspaceId,
+        ItemLedger, NewRun, OperationType, RunParts, Slug, SummaryCounts, SummaryKey, Timestamp,
+        WorkspaceId,
     };
 
     use super::*;

@@ -19,7 +19,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    ItemKey, ItemRecord, OperationRun, ReasonCode, RunError, RunId, RunOutcome, Timestamp, WorkSet,
+    ItemKey, ItemRecord, OperationRun, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
+    Timestamp, WorkSet,
 };
 
 pub use add_policies::AddPoliciesToBackupSet;
@@ -259,15 +260,15 @@ pub(crate) fn finished(completed: &crate::ports::Completed) -> WriterOutcome {
     }
 }
 
-/// Records one item; `Ok(false)` when the run was completed meanwhile.
+/// Records one item; `Ok(None)` when the run was completed meanwhile.
 pub(crate) async fn record(
     service: &OperationRunService,
     id: RunId,
     record: ItemRecord,
-) -> Result<bool, WriterError> {
+) -> Result<Option<RecordOutcome>, WriterError> {
     match service.record_item(id, record).await {
-        Ok(_) => Ok(true),
-        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => Ok(false),
+        Ok(outcome) => Ok(Some(outcome)),
+        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => Ok(None),
         Err(e) => Err(e.into()),
     }
 }
@@ -293,7 +294,7 @@ pub(crate) async fn run_counted(
             return Ok(WriterOutcome::Stopped);
         }
         let item = work.process(&run, &params, unit).await?;
-        if !record(service, id, item).await? {
+        if record(service, id, item).await?.is_none() {
             return Ok(WriterOutcome::Stopped);
         }
         pulse.beat(service, id).await?;

@@ -217,6 +217,10 @@ pub struct RecordOutcome {
     pub recorded: u64,
     /// Items already in the ledger, or repeated in the same batch: not counted again.
     pub duplicates: u64,
+    /// After this call every unit of the run's total is recorded (`processed == total`): the
+    /// caller of a fan-out child learns here, without another read, that the parent is ready
+    /// to complete.
+    pub all_recorded: bool,
 }
 
 /// Per run: the frozen work set (once the total is set), every recorded item keyed by its

@@ -342,6 +342,15 @@ impl OperationRun {
         )
     }
 
+    /// Whether the run has a total and every unit of it is recorded (`processed == total`).
+    #[must_use]
+    pub fn all_recorded(&self) -> bool {
+        let counts = &self.parts.counts;
+        counts
+            .get(SummaryKey::Total)
+            .is_some_and(|total| counts.get(SummaryKey::Processed) == Some(total))
+    }
+
     fn ensure_open(&self) -> Result<(), RunError> {
         if self.is_completed() {
             return Err(RunError::RunAlreadyCompleted);
@@ -513,6 +522,7 @@ impl OperationRun {
         Ok(RecordOutcome {
             recorded: adding,
             duplicates,
+            all_recorded: self.all_recorded(),
         })
     }
 
@@ -938,7 +948,8 @@ mod tests {
             again,
             Ok(RecordOutcome {
                 recorded: 0,
-                duplicates: 1
+                duplicates: 1,
+                all_recorded: false
             })
         );
         assert_eq!(get(&run, SummaryKey::Processed), Some(1));
@@ -1000,7 +1011,8 @@ mod tests {
             result,
             Ok(RecordOutcome {
                 recorded: 2,
-                duplicates: 1
+                duplicates: 1,
+                all_recorded: false
             })
         );
         assert_eq!(get(&run, SummaryKey::Processed), Some(2));

@@ -7,6 +7,7 @@ mod m20261127_000003_create_ledger;
 mod m20261127_000004_create_outbox;
 mod m20261127_000005_create_family_tables;
 mod m20261127_000006_notify_run_changes;
+mod m20261127_000007_record_refusal;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000004_create_outbox::Migration),
             Box::new(m20261127_000005_create_family_tables::Migration),
             Box::new(m20261127_000006_notify_run_changes::Migration),
+            Box::new(m20261127_000007_record_refusal::Migration),
         ]
     }
 }

@@ -29,6 +29,9 @@ use super::codec::{
 const CHUNK: usize = 400;
 /// How often an optimistic update is retried when a concurrent writer changed the row.
 const CAS_ATTEMPTS: usize = 64;
+/// The message `opsrun_refuse_record()` raises on PostgreSQL: a one-statement record whose
+/// guard refused after it entered rows, undone by the database.
+const REFUSED: &str = "opsrun.record_refused";
 
 fn unavailable(error: DbErr) -> StoreError {
     StoreError::Unavailable(Box::new(error))
@@ -120,6 +123,72 @@ fn counts_set(counts: &SummaryCounts, first: usize) -> (String, Vec<Value>) {
         ));
     }
     (clauses.join(", "), values)
+}
+
+/// The item columns of the ledger written per record, after `run_id`/`item_key`/`outcome`/
+/// `reason`/`recorded_at`: the auxiliary deltas in [`AuxiliaryKey::ALL`] order.
+const ITEM_INPUT: &str = "item_key, outcome, reason, created, updated, deleted, items, tenants";
+
+/// The counters one record can move, in the order of the one-statement record's `d` row.
+const RECORD_COUNTERS: [&str; 9] = [
+    "processed",
+    "succeeded",
+    "failed",
+    "skipped",
+    "created",
+    "updated",
+    "deleted",
+    "items",
+    "tenants",
+];
+
+/// The ledger insert of a record, shared by both record paths: the common table expressions
+/// `input, run, outside` and an `INSERT .. SELECT` that enters the batch only while the run is open and only when every
+/// item is in its frozen work set (else nothing, and the caller names the refusal). `$1` is
+/// the run, `$2` the time; the items' values follow from `$3`. Already recorded keys conflict
+/// and are skipped: `RETURNING` names what this call entered.
+fn ledger_insert(records: &[ItemRecord], returning: &str) -> (String, String, Vec<Value>) {
+    let width = 3 + AuxiliaryKey::ALL.len();
+    let mut rows = Vec::with_capacity(records.len());
+    let mut values: Vec<Value> = Vec::with_capacity(records.len() * width);
+    for (i, record) in records.iter().enumerate() {
+        let n = 3 + i * width;
+        let mut cells = vec![
+            format!("CAST(${n} AS TEXT)"),
+            format!("CAST(${} AS TEXT)", n + 1),
+            format!("CAST(${} AS TEXT)", n + 2),
+        ];
+        values.push(record.key().as_str().into());
+        values.push(record.outcome().key().into());
+        values.push(record.reason().map(|r| r.as_str().to_owned()).into());
+        for (j, key) in AuxiliaryKey::ALL.into_iter().enumerate() {
+            cells.push(format!("CAST(${} AS BIGINT)", n + 3 + j));
+            values.push(delta_value(record.deltas(), key).into());
+        }
+        rows.push(format!("({})", cells.join(", ")));
+    }
+    let ctes = format!(
+        "input ({ITEM_INPUT}) AS (VALUES {}), \
+         run AS (SELECT status, basis, total, processed FROM operation_runs WHERE id = $1), \
+         outside AS (SELECT 1 AS one FROM input i, run r WHERE r.basis IS NOT NULL AND NOT EXISTS \
+           (SELECT 1 FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = i.item_key))",
+        rows.join(", ")
+    );
+    let insert = format!(
+        "INSERT INTO operation_run_items (run_id, item_key, outcome, reason, recorded_at, \
+         created, updated, deleted, items, tenants) \
+         SELECT $1, i.item_key, i.outcome, i.reason, $2, i.created, i.updated, i.deleted, i.items, \
+         i.tenants FROM input i \
+         WHERE EXISTS (SELECT 1 FROM run WHERE status <> 'completed') \
+         AND NOT EXISTS (SELECT 1 FROM outside) \
+         ON CONFLICT (run_id, item_key) DO NOTHING RETURNING {returning}"
+    );
+    (ctes, insert, values)
+}
+
+/// Whether counts after a record say every unit of the total is recorded.
+fn all_recorded(processed: Option<i64>, total: Option<i64>) -> bool {
+    total.is_some() && processed == total
 }
 
 impl SqlRunStore {
@@ -251,6 +320,209 @@ impl SqlRunStore {
 
     fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
         row.try_get::<Option<i64>>("", col).map_err(unavailable)
+    }
+
+    /// PostgreSQL: a record as one statement (no `BEGIN`/`COMMIT`): the ledger insert, the
+    /// sum of what it entered and one guarded `UPDATE` of the run, in data-modifying CTEs. The
+    /// statement is atomic; when the run's guard refuses after rows were entered,
+    /// `opsrun_refuse_record()` raises and PostgreSQL undoes the inserts. `None` when the
+    /// statement changed nothing for a reason to be named (no such run, completed, an item
+    /// outside the work set, a guard): the transactional path then decides on the row as it is.
+    async fn record_at_once(
+        &self,
+        id: RunId,
+        candidates: &[ItemRecord],
+        submitted: u64,
+        at: Timestamp,
+    ) -> Result<Option<RecordOutcome>, StoreError> {
+        let returning = "outcome, created, updated, deleted, items, tenants";
+        let (ctes, insert, mut item_values) = ledger_insert(candidates, returning);
+        let mut sets = Vec::new();
+        let mut guards = Vec::new();
+        for col in RECORD_COUNTERS {
+            sets.push(format!(
+                "{col} = CASE WHEN d.{col} > 0 THEN COALESCE(o.{col}, 0) + d.{col} ELSE o.{col} END"
+            ));
+            guards.push(format!(
+                "COALESCE(o.{col}, 0) <= {MAX_COUNT} - COALESCE(d.{col}, 0)"
+            ));
+        }
+        let sql = format!(
+            "WITH {ctes}, ins AS ({insert}), \
+             d AS (SELECT count(*) AS processed, \
+               count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded, \
+               count(*) FILTER (WHERE outcome = 'failed') AS failed, \
+               count(*) FILTER (WHERE outcome = 'skipped') AS skipped, \
+               sum(created) AS created, sum(updated) AS updated, sum(deleted) AS deleted, \
+               sum(items) AS items, sum(tenants) AS tenants FROM ins), \
+             upd AS (UPDATE operation_runs o SET {}, \
+               heartbeat_at = CASE WHEN o.heartbeat_at IS NULL OR o.heartbeat_at < $2 THEN $2 \
+               ELSE o.heartbeat_at END \
+               FROM d WHERE o.id = $1 AND d.processed > 0 AND o.status <> 'completed' \
+               AND (o.total IS NULL OR COALESCE(o.processed, 0) + d.processed <= o.total) AND {} \
+               RETURNING o.processed, o.total) \
+             SELECT (SELECT count(*) FROM run WHERE status <> 'completed') AS open, \
+               (SELECT count(*) FROM outside) AS outside, \
+               CASE WHEN d.processed > 0 AND NOT EXISTS (SELECT 1 FROM upd) \
+                 THEN opsrun_refuse_record() ELSE d.processed END AS recorded, \
+               COALESCE((SELECT processed FROM upd), (SELECT processed FROM run)) AS processed, \
+               COALESCE((SELECT total FROM upd), (SELECT total FROM run)) AS total \
+             FROM d",
+            sets.join(", "),
+            guards.join(" AND ")
+        );
+        let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
+        values.append(&mut item_values);
+        let row = match self.db.query_one_raw(self.stmt(&sql, values)).await {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(None),
+            Err(error) if error.to_string().contains(REFUSED) => return Ok(None),
+            Err(error) => return Err(unavailable(error)),
+        };
+        if Self::int(&row, "open")? == 0 || Self::int(&row, "outside")? > 0 {
+            return Ok(None);
+        }
+        let recorded = u64::try_from(Self::int(&row, "recorded")?).unwrap_or(0);
+        Ok(Some(RecordOutcome {
+            recorded,
+            duplicates: submitted - recorded,
+            all_recorded: all_recorded(
+                Self::opt_int(&row, "processed")?,
+                Self::opt_int(&row, "total")?,
+            ),
+        }))
+    }
+
+    /// A record as one transaction (SQLite's path, and PostgreSQL's when a refusal is to be
+    /// named): the ledger insert, then one guarded `UPDATE`; a refusal is named by replaying
+    /// the domain method on the row as it is now, so the errors are the domain's.
+    async fn record_in_transaction(
+        &self,
+        id: RunId,
+        candidates: Vec<ItemRecord>,
+        submitted: u64,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, StoreError> {
+        let tx = self.write_tx().await?;
+        let mut fresh_keys = BTreeSet::new();
+        for chunk in candidates.chunks(CHUNK) {
+            let (ctes, insert, mut item_values) = ledger_insert(chunk, "item_key");
+            let sql = format!("WITH {ctes} {insert}");
+            let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
+            values.append(&mut item_values);
+            for row in self.rows(&tx, &sql, values).await? {
+                fresh_keys.insert(Self::text(&row, "item_key")?);
+            }
+        }
+        if fresh_keys.len() < candidates.len() || candidates.is_empty() {
+            // Something was not entered: a duplicate, or a refusal the domain names.
+            let run = match self.load(&tx, id).await {
+                Ok(run) => run,
+                Err(error) => {
+                    self.rollback(tx).await?;
+                    return Err(error);
+                }
+            };
+            if run.is_completed() {
+                self.rollback(tx).await?;
+                return Err(rule(RunError::RunAlreadyCompleted));
+            }
+            let skipped: Vec<&ItemRecord> = candidates
+                .iter()
+                .filter(|r| !fresh_keys.contains(r.key().as_str()))
+                .collect();
+            if run.basis().is_some()
+                && let Some(item_key) = self.first_outside(&tx, id, &skipped).await?
+            {
+                self.rollback(tx).await?;
+                return Err(rule(RunError::ItemNotInWorkSet { item_key }));
+            }
+            if fresh_keys.is_empty() {
+                self.commit(tx).await?;
+                return Ok(RecordOutcome {
+                    recorded: 0,
+                    duplicates: submitted,
+                    all_recorded: run.all_recorded(),
+                });
+            }
+        }
+        let fresh: Vec<&ItemRecord> = candidates
+            .iter()
+            .filter(|r| fresh_keys.contains(r.key().as_str()))
+            .collect();
+        let adding = fresh.len() as u64;
+        let mut deltas = Deltas::default();
+        deltas.add(SummaryKey::Processed, adding);
+        for record in &fresh {
+            deltas.add(outcome_key(record.outcome()), 1);
+            for (key, delta) in record.deltas().iter() {
+                deltas.add(key.summary_key(), delta);
+            }
+        }
+        let (sets, guards, mut values) = deltas.clauses(4);
+        let sql = format!(
+            "UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $3 \
+             THEN $3 ELSE heartbeat_at END \
+             WHERE id = $1 AND status <> 'completed' AND (total IS NULL OR COALESCE(processed, 0) + $2 <= total) \
+             AND {} RETURNING processed, total",
+            sets.join(", "),
+            guards.join(" AND ")
+        );
+        let mut all: Vec<Value> = vec![
+            id.value().into(),
+            i64::try_from(adding).unwrap_or(i64::MAX).into(),
+            at.as_millis().into(),
+        ];
+        all.append(&mut values);
+        if let Some(row) = self.rows(&tx, &sql, all).await?.first() {
+            let done = all_recorded(
+                Self::opt_int(row, "processed")?,
+                Self::opt_int(row, "total")?,
+            );
+            self.commit(tx).await?;
+            return Ok(RecordOutcome {
+                recorded: adding,
+                duplicates: submitted - adding,
+                all_recorded: done,
+            });
+        }
+        // Refused: the domain names the rule, on the row as it is now.
+        let mut current = self.load(&tx, id).await?;
+        self.rollback(tx).await?;
+        let mut scratch = ItemLedger::new();
+        let replay: Vec<ItemRecord> = fresh.into_iter().cloned().collect();
+        match current.record_items(&mut scratch, replay, at) {
+            Err(error) => Err(rule(error)),
+            Ok(_) => Err(StoreError::Unavailable(
+                format!("run {id} changed while recording; retry").into(),
+            )),
+        }
+    }
+
+    /// The first of `records` (in their order) that is not in the run's frozen work set.
+    async fn first_outside<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: RunId,
+        records: &[&ItemRecord],
+    ) -> Result<Option<ItemKey>, StoreError> {
+        let mut members = BTreeSet::new();
+        for chunk in records.chunks(CHUNK) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let mut values: Vec<Value> = vec![id.value().into()];
+            values.extend(chunk.iter().map(|r| Value::from(r.key().as_str())));
+            let sql = format!(
+                "SELECT item_key FROM operation_run_units WHERE run_id = $1 AND item_key IN ({})",
+                list.join(", ")
+            );
+            for row in self.rows(conn, &sql, values).await? {
+                members.insert(Self::text(&row, "item_key")?);
+            }
+        }
+        Ok(records
+            .iter()
+            .find(|r| !members.contains(r.key().as_str()))
+            .map(|r| r.key().clone()))
     }
 
     /// The run's frozen work set, read on `conn`.
@@ -959,126 +1231,15 @@ impl OperationRunStore for SqlRunStore {
             .into_iter()
             .filter(|r| seen.insert(r.key().clone()))
             .collect();
-        let tx = self.write_tx().await?;
-        let run = self.load(&tx, id).await?;
-        if run.is_completed() {
-            self.rollback(tx).await?;
-            return Err(rule(RunError::RunAlreadyCompleted));
+        if self.backend == DbBackend::Postgres
+            && !candidates.is_empty()
+            && candidates.len() <= CHUNK
+            && let Some(outcome) = self.record_at_once(id, &candidates, submitted, at).await?
+        {
+            return Ok(outcome);
         }
-        // Ledger inserts: a key already recorded (by an earlier call or a concurrent writer)
-        // conflicts and is skipped; RETURNING names the keys this call entered.
-        let mut fresh_keys = BTreeSet::new();
-        for chunk in candidates.chunks(CHUNK) {
-            let mut rows = Vec::with_capacity(chunk.len());
-            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 10);
-            for (i, record) in chunk.iter().enumerate() {
-                let n = i * 10;
-                rows.push(format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4,
-                    n + 5,
-                    n + 6,
-                    n + 7,
-                    n + 8,
-                    n + 9,
-                    n + 10
-                ));
-                values.push(id.value().into());
-                values.push(record.key().as_str().into());
-                values.push(record.outcome().key().into());
-                values.push(record.reason().map(|r| r.as_str().to_owned()).into());
-                values.push(at.as_millis().into());
-                for key in AuxiliaryKey::ALL {
-                    values.push(delta_value(record.deltas(), key).into());
-                }
-            }
-            let sql = format!(
-                "INSERT INTO operation_run_items (run_id, item_key, outcome, reason, recorded_at, \
-                 created, updated, deleted, items, tenants) VALUES {} \
-                 ON CONFLICT (run_id, item_key) DO NOTHING RETURNING item_key",
-                rows.join(", ")
-            );
-            for row in self.rows(&tx, &sql, values).await? {
-                fresh_keys.insert(Self::text(&row, "item_key")?);
-            }
-        }
-        let fresh: Vec<&ItemRecord> = candidates
-            .iter()
-            .filter(|r| fresh_keys.contains(r.key().as_str()))
-            .collect();
-        if fresh.is_empty() {
-            self.commit(tx).await?;
-            return Ok(RecordOutcome {
-                recorded: 0,
-                duplicates: submitted,
-            });
-        }
-        // A frozen work set bounds what may be recorded (I1/I5).
-        if run.basis().is_some() {
-            let mut members = BTreeSet::new();
-            for chunk in fresh.chunks(CHUNK) {
-                let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
-                let mut values: Vec<Value> = vec![id.value().into()];
-                values.extend(chunk.iter().map(|r| Value::from(r.key().as_str())));
-                let sql = format!(
-                    "SELECT item_key FROM operation_run_units WHERE run_id = $1 AND item_key IN ({})",
-                    list.join(", ")
-                );
-                for row in self.rows(&tx, &sql, values).await? {
-                    members.insert(Self::text(&row, "item_key")?);
-                }
-            }
-            if let Some(outside) = fresh.iter().find(|r| !members.contains(r.key().as_str())) {
-                let item_key = outside.key().clone();
-                self.rollback(tx).await?;
-                return Err(rule(RunError::ItemNotInWorkSet { item_key }));
-            }
-        }
-        let adding = fresh.len() as u64;
-        let mut deltas = Deltas::default();
-        deltas.add(SummaryKey::Processed, adding);
-        for record in &fresh {
-            deltas.add(outcome_key(record.outcome()), 1);
-            for (key, delta) in record.deltas().iter() {
-                deltas.add(key.summary_key(), delta);
-            }
-        }
-        let (sets, guards, mut values) = deltas.clauses(4);
-        let sql = format!(
-            "UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $3 \
-             THEN $3 ELSE heartbeat_at END \
-             WHERE id = $1 AND status <> 'completed' AND (total IS NULL OR COALESCE(processed, 0) + $2 <= total) \
-             AND {}",
-            sets.join(", "),
-            guards.join(" AND ")
-        );
-        let mut all: Vec<Value> = vec![
-            id.value().into(),
-            i64::try_from(adding).unwrap_or(i64::MAX).into(),
-            at.as_millis().into(),
-        ];
-        all.append(&mut values);
-        if self.exec(&tx, &sql, all).await? == 1 {
-            self.commit(tx).await?;
-            return Ok(RecordOutcome {
-                recorded: adding,
-                duplicates: submitted - adding,
-            });
-        }
-        // Refused: the domain names the rule, on the row as it is now.
-        let mut current = self.load(&tx, id).await?;
-        self.rollback(tx).await?;
-        let mut scratch = ItemLedger::new();
-        let replay: Vec<ItemRecord> = fresh.into_iter().cloned().collect();
-        match current.record_items(&mut scratch, replay, at) {
-            Err(error) => Err(rule(error)),
-            Ok(_) => Err(StoreError::Unavailable(
-                format!("run {id} changed while recording; retry").into(),
-            )),
-        }
+        self.record_in_transaction(id, candidates, submitted, at)
+            .await
     }
 
     async fn increment(

@@ -177,7 +177,7 @@ impl CompareBaseline {
                     Some(_) => Some(FindingKind::Changed),
                     None => {
                         let failed = ItemRecord::failed(unit, REASON_NOT_COMPARED);
-                        if !record(&self.service, id, failed).await? {
+                        if record(&self.service, id, failed).await?.is_none() {
                             return Ok(WriterOutcome::Stopped);
                         }
                         processed += 1;
@@ -202,12 +202,13 @@ impl CompareBaseline {
                     .await?;
                 deltas = deltas.with(AuxiliaryKey::Items, 1);
             }
-            if !record(
+            if record(
                 &self.service,
                 id,
                 ItemRecord::succeeded(unit).with_deltas(deltas),
             )
             .await?
+            .is_none()
             {
                 return Ok(WriterOutcome::Stopped);
             }

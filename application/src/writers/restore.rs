@@ -199,8 +199,13 @@ impl BackupSetRestoreWorker {
         parent: RunId,
         item: ItemRecord,
     ) -> Result<WriterOutcome, WriterError> {
-        if !record(&self.service, parent, item).await? {
+        let Some(outcome) = record(&self.service, parent, item).await? else {
             return Ok(WriterOutcome::Stopped);
+        };
+        // Only the child whose record made `processed == total` looks at completion: the
+        // other children cost their record and nothing more.
+        if !outcome.all_recorded {
+            return Ok(WriterOutcome::ItemRecorded);
         }
         Ok(match self.service.maybe_complete_bulk_run(parent).await? {
             Some(completed) => finished(&completed),
