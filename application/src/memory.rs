@@ -16,8 +16,8 @@ use opsrun_domain::{
 };
 
 use crate::ports::{
-    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, Notification, OperationRunStore,
-    RunQuery, Started, Tenant, TerminalEffects, User,
+    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, NamedRun, Notification,
+    OperationRunStore, RunQuery, Started, Tenant, TenantActivity, TerminalEffects, User,
 };
 use crate::{RunParams, StoreError};
 
@@ -35,6 +35,33 @@ struct State {
     notifications: Vec<Notification>,
     tenants: Vec<Tenant>,
     users: Vec<User>,
+}
+
+impl State {
+    /// `run` with its tenant's slug and its initiator's e-mail.
+    fn named(&self, run: &OperationRun) -> Result<NamedRun, StoreError> {
+        let tenant = self
+            .tenants
+            .iter()
+            .find(|t| t.id == run.tenant())
+            .ok_or_else(|| StoreError::NotFound(format!("tenant {}", run.tenant())))?;
+        let initiator = match run.initiator() {
+            Some(id) => Some(
+                self.users
+                    .iter()
+                    .find(|u| u.id == id)
+                    .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?
+                    .email
+                    .clone(),
+            ),
+            None => None,
+        };
+        Ok(NamedRun {
+            run: run.clone(),
+            tenant: tenant.slug.clone(),
+            initiator,
+        })
+    }
 }
 
 /// In-memory run store and directory.
@@ -351,9 +378,9 @@ impl OperationRunStore for MemoryRunStore {
             .collect())
     }
 
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<OperationRun>, StoreError> {
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
         let state = self.lock();
-        Ok(state
+        state
             .runs
             .values()
             .rev()
@@ -366,28 +393,36 @@ impl OperationRunStore for MemoryRunStore {
             .filter(|r| query.before.is_none_or(|b| r.id() < b))
             .filter(|r| !query.top_level_only || r.parent().is_none())
             .take(query.limit as usize)
-            .cloned()
-            .collect())
+            .map(|r| state.named(r))
+            .collect()
     }
 
     async fn activity(
         &self,
-        tenant: TenantId,
+        workspace: WorkspaceId,
+        slug: &Slug,
         completed_since: Timestamp,
-    ) -> Result<Vec<OperationRun>, StoreError> {
+    ) -> Result<TenantActivity, StoreError> {
         let state = self.lock();
-        Ok(state
+        let tenant = state
+            .tenants
+            .iter()
+            .find(|t| t.workspace == workspace && t.slug == *slug)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
+        let runs = state
             .runs
             .values()
             .rev()
             .map(|e| &e.run)
-            .filter(|r| r.tenant() == tenant && r.parent().is_none())
+            .filter(|r| r.tenant() == tenant.id && r.parent().is_none())
             .filter(|r| {
                 r.status() != RunStatus::Completed
                     || r.completed_at().is_some_and(|at| at >= completed_since)
             })
-            .cloned()
-            .collect())
+            .map(|r| state.named(r))
+            .collect::<Result<_, _>>()?;
+        Ok(TenantActivity { tenant, runs })
     }
 
     async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {

@@ -19,8 +19,8 @@ pub use family::{
 };
 pub use queue::{Job, JobQueue};
 pub use store::{
-    AuditEvent, Completed, CreateRun, LedgerQuery, Notification, OperationRunStore, RunQuery,
-    Started, TerminalEffects,
+    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, OperationRunStore,
+    RunQuery, Started, TenantActivity, TerminalEffects,
 };
 
 #[cfg(any(test, feature = "mocks"))]

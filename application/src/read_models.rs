@@ -12,7 +12,7 @@ use opsrun_domain::{
 
 use crate::access::{AccessError, AccessPolicy, Caller};
 use crate::ports::{
-    AuditEvent, Clock, Directory, LedgerQuery, Notification, OperationRunStore, RunQuery,
+    AuditEvent, Clock, Directory, LedgerQuery, NamedRun, Notification, OperationRunStore, RunQuery,
 };
 
 /// Completed runs stay in the activity feed this long.
@@ -160,6 +160,15 @@ impl ReadModels {
         names: &mut Names<'_>,
         run: OperationRun,
     ) -> Result<RunSummary, AccessError> {
+        let tenant = names.tenant(run.tenant()).await?;
+        let initiator = match run.initiator() {
+            Some(user) => Some(names.user(user).await?),
+            None => None,
+        };
+        Ok(self.summary(run, tenant, initiator))
+    }
+
+    fn summary(&self, run: OperationRun, tenant: Slug, initiator: Option<String>) -> RunSummary {
         let progress = OperationRunProgressContract::resolve_at(
             &run,
             Staleness {
@@ -167,28 +176,21 @@ impl ReadModels {
                 threshold_ms: self.stale_after_ms,
             },
         );
-        let tenant = names.tenant(run.tenant()).await?;
-        let initiator = match run.initiator() {
-            Some(user) => Some(names.user(user).await?),
-            None => None,
-        };
         let view_url = format!("/operations/{}", run.id());
-        Ok(RunSummary {
+        RunSummary {
             run,
             progress,
             tenant,
             initiator,
             view_url,
-        })
+        }
     }
 
-    async fn summarize_all(&self, runs: Vec<OperationRun>) -> Result<Vec<RunSummary>, AccessError> {
-        let mut names = Names::new(self.directory.as_ref());
-        let mut out = Vec::with_capacity(runs.len());
-        for run in runs {
-            out.push(self.summarize(&mut names, run).await?);
-        }
-        Ok(out)
+    /// Runs read with their names (one query) as summaries.
+    fn summarize_named(&self, runs: Vec<NamedRun>) -> Vec<RunSummary> {
+        runs.into_iter()
+            .map(|named| self.summary(named.run, named.tenant, named.initiator))
+            .collect()
     }
 
     /// One run as a summary.
@@ -214,10 +216,17 @@ impl ReadModels {
         caller: &Caller,
         tenant: &Slug,
     ) -> Result<Vec<RunSummary>, AccessError> {
-        let tenant = AccessPolicy::visible_tenant(caller, self.directory.as_ref(), tenant).await?;
         let since = self.clock.now().plus_millis(-ACTIVITY_WINDOW_MS);
-        let runs = self.store.activity(tenant.id, since).await?;
-        self.summarize_all(runs).await
+        // One query: the tenant, its runs and their initiators; the access check follows on
+        // the tenant it returned, with the same answer for absent and invisible.
+        let feed = self
+            .store
+            .activity(caller.workspace(), tenant, since)
+            .await?;
+        if !AccessPolicy::can_see_tenant(caller, &feed.tenant) {
+            return Err(AccessError::NotFound(format!("tenant '{tenant}'")));
+        }
+        Ok(self.summarize_named(feed.runs))
     }
 
     /// The operations collection: top-level runs the caller may see, newest first, `limit`
@@ -259,12 +268,12 @@ impl ReadModels {
             .await?;
         let next_cursor = if runs.len() > limit as usize {
             runs.truncate(limit as usize);
-            runs.last().map(OperationRun::id)
+            runs.last().map(|named| named.run.id())
         } else {
             None
         };
         Ok(Page {
-            items: self.summarize_all(runs).await?,
+            items: self.summarize_named(runs),
             next_cursor,
         })
     }

@@ -5,8 +5,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use opsrun_application::ports::{
-    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, Notification, OperationRunStore,
-    RunQuery, Started, Tenant, TenantScope, TerminalEffects, User,
+    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, NamedRun, Notification,
+    OperationRunStore, RunQuery, Started, Tenant, TenantActivity, TenantScope, TerminalEffects,
+    User,
 };
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
@@ -184,6 +185,15 @@ fn ledger_insert(records: &[ItemRecord], returning: &str) -> (String, String, Ve
          ON CONFLICT (run_id, item_key) DO NOTHING RETURNING {returning}"
     );
     (ctes, insert, values)
+}
+
+/// [`RUN_COLUMNS`] qualified by a table alias, for queries that join other tables.
+fn run_columns_of(alias: &str) -> String {
+    RUN_COLUMNS
+        .split(',')
+        .map(|c| format!("{alias}.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Whether counts after a record say every unit of the total is recorded.
@@ -523,6 +533,26 @@ impl SqlRunStore {
             .iter()
             .find(|r| !members.contains(r.key().as_str()))
             .map(|r| r.key().clone()))
+    }
+
+    /// A run row joined with its tenant's slug (`tenant_slug`, unless the caller knows it)
+    /// and its initiator's e-mail (`initiator_email`).
+    fn named_run(row: &QueryResult, slug: Option<&Slug>) -> Result<NamedRun, StoreError> {
+        let run = RunRow::from_query_result(row, "")
+            .map_err(unavailable)?
+            .into_run()?;
+        let tenant = match slug {
+            Some(slug) => slug.clone(),
+            None => Slug::parse(&Self::text(row, "tenant_slug")?)?,
+        };
+        let initiator = row
+            .try_get::<Option<String>>("", "initiator_email")
+            .map_err(unavailable)?;
+        Ok(NamedRun {
+            run,
+            tenant,
+            initiator,
+        })
     }
 
     /// The run's frozen work set, read on `conn`.
@@ -1511,8 +1541,8 @@ impl OperationRunStore for SqlRunStore {
         self.load_many(&sql, Vec::new()).await
     }
 
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<OperationRun>, StoreError> {
-        let mut clauses = vec!["workspace_id = $1".to_owned()];
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
+        let mut clauses = vec!["r.workspace_id = $1".to_owned()];
         let mut values: Vec<Value> = vec![query.workspace.value().into()];
         if let TenantScope::Only(tenants) = &query.scope {
             if tenants.is_empty() {
@@ -1520,17 +1550,17 @@ impl OperationRunStore for SqlRunStore {
             }
             // Tenant ids are integers from storage, so inlining them is safe.
             let list: Vec<String> = tenants.iter().map(|t| t.value().to_string()).collect();
-            clauses.push(format!("tenant_id IN ({})", list.join(", ")));
+            clauses.push(format!("r.tenant_id IN ({})", list.join(", ")));
         }
         let filters: [(&str, Option<Value>); 5] = [
-            ("tenant_id", query.tenant.map(|t| t.value().into())),
+            ("r.tenant_id", query.tenant.map(|t| t.value().into())),
             (
-                "operation_type",
+                "r.operation_type",
                 query.operation_type.map(|t| t.key().into()),
             ),
-            ("status", query.status.map(|s| s.key().into())),
-            ("outcome", query.outcome.map(|o| o.key().into())),
-            ("id <", query.before.map(|b| b.value().into())),
+            ("r.status", query.status.map(|s| s.key().into())),
+            ("r.outcome", query.outcome.map(|o| o.key().into())),
+            ("r.id <", query.before.map(|b| b.value().into())),
         ];
         for (column, value) in filters {
             if let Some(value) = value {
@@ -1540,31 +1570,67 @@ impl OperationRunStore for SqlRunStore {
             }
         }
         if query.top_level_only {
-            clauses.push("parent_id IS NULL".to_owned());
+            clauses.push("r.parent_id IS NULL".to_owned());
         }
         values.push(i64::from(query.limit).into());
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM operation_runs WHERE {} ORDER BY id DESC LIMIT ${}",
+            "SELECT {}, t.slug AS tenant_slug, u.email AS initiator_email \
+             FROM operation_runs r JOIN tenants t ON t.id = r.tenant_id \
+             LEFT JOIN users u ON u.id = r.initiator_id \
+             WHERE {} ORDER BY r.id DESC LIMIT ${}",
+            run_columns_of("r"),
             clauses.join(" AND "),
             values.len()
         );
-        self.load_many(&sql, values).await
+        self.rows(&self.db, &sql, values)
+            .await?
+            .iter()
+            .map(|row| Self::named_run(row, None))
+            .collect()
     }
 
     async fn activity(
         &self,
-        tenant: TenantId,
+        workspace: WorkspaceId,
+        slug: &Slug,
         completed_since: Timestamp,
-    ) -> Result<Vec<OperationRun>, StoreError> {
+    ) -> Result<TenantActivity, StoreError> {
+        // From the tenant, so a tenant without runs still answers (one row of NULL run
+        // columns) and an unknown slug answers nothing.
         let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM operation_runs WHERE tenant_id = $1 AND parent_id IS NULL \
-             AND (status <> 'completed' OR completed_at >= $2) ORDER BY id DESC"
+            "SELECT t.id AS tenant_key, {}, u.email AS initiator_email FROM tenants t \
+             LEFT JOIN operation_runs r ON r.tenant_id = t.id AND r.parent_id IS NULL \
+             AND (r.status <> 'completed' OR r.completed_at >= $3) \
+             LEFT JOIN users u ON u.id = r.initiator_id \
+             WHERE t.workspace_id = $1 AND t.slug = $2 ORDER BY r.id DESC",
+            run_columns_of("r")
         );
-        self.load_many(
-            &sql,
-            vec![tenant.value().into(), completed_since.as_millis().into()],
-        )
-        .await
+        let rows = self
+            .rows(
+                &self.db,
+                &sql,
+                vec![
+                    workspace.value().into(),
+                    slug.as_str().into(),
+                    completed_since.as_millis().into(),
+                ],
+            )
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
+        let tenant = Tenant {
+            id: TenantId::new(Self::int(first, "tenant_key")?),
+            workspace,
+            slug: slug.clone(),
+        };
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if Self::opt_int(row, "id")?.is_some() {
+                runs.push(Self::named_run(row, Some(slug))?);
+            }
+        }
+        Ok(TenantActivity { tenant, runs })
     }
 
     async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {

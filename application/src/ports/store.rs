@@ -6,10 +6,32 @@ use async_trait::async_trait;
 use opsrun_domain::{
     AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemOutcome,
     ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome, RunId, RunOutcome,
-    RunStatus, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 
+use super::Tenant;
 use crate::{RunParams, StoreError, TenantScope};
+
+/// A run with the names a list shows beside it, read in the same query as the run: a list
+/// costs one statement, not one per tenant and initiator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedRun {
+    /// The run.
+    pub run: OperationRun,
+    /// Its tenant's slug.
+    pub tenant: Slug,
+    /// Its initiator's e-mail, if a user started it.
+    pub initiator: Option<String>,
+}
+
+/// A tenant's activity feed as stored: the tenant (for the access check) and its runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantActivity {
+    /// The tenant the slug names.
+    pub tenant: Tenant,
+    /// Its top-level runs that are active or completed recently, newest first.
+    pub runs: Vec<NamedRun>,
+}
 
 /// What a new run is created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -304,19 +326,21 @@ pub trait OperationRunStore: Send + Sync {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`].
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<OperationRun>, StoreError>;
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError>;
 
-    /// The tenant's top-level runs that are queued or running, or completed at or after
-    /// `completed_since`, newest first.
+    /// The tenant `slug` of `workspace` with its top-level runs that are queued or running, or
+    /// completed at or after `completed_since`, newest first, in one query.
     ///
     /// # Errors
     ///
+    /// [`StoreError::NotFound`] when the workspace has no such tenant;
     /// [`StoreError::Unavailable`].
     async fn activity(
         &self,
-        tenant: TenantId,
+        workspace: WorkspaceId,
+        slug: &Slug,
         completed_since: Timestamp,
-    ) -> Result<Vec<OperationRun>, StoreError>;
+    ) -> Result<TenantActivity, StoreError>;
 
     /// The runs whose parent is `parent`, oldest first.
     ///

@@ -661,15 +661,11 @@ contract!(
 
 contract!(queries_serve_the_feed_and_the_collection, |store| {
     let a = start(&store, "contoso", RunParams::BaselineCapture, false).await?;
-    let b = start(
-        &store,
-        "contoso",
-        RunParams::EvidenceSnapshotGenerate,
-        false,
-    )
-    .await?;
+    let b = start(&store, "contoso", RunParams::EvidenceSnapshotGenerate, true).await?;
     let c = start(&store, "fabrikam", RunParams::BaselineCapture, false).await?;
     let runs = store.store();
+    let contoso = opsrun_domain::Slug::parse("contoso")?;
+    store.tenant("northwind").await?;
     runs.complete(
         a,
         Completion::decided(RunOutcome::Cancelled, t(2_000)),
@@ -678,8 +674,22 @@ contract!(queries_serve_the_feed_and_the_collection, |store| {
     .await?;
     let tenant_a = runs.run(a).await?.tenant();
 
-    let feed_recent = runs.activity(tenant_a, t(1_500)).await?;
-    let feed_later = runs.activity(tenant_a, t(2_500)).await?;
+    let feed_recent = runs.activity(store.workspace(), &contoso, t(1_500)).await?;
+    let feed_later = runs.activity(store.workspace(), &contoso, t(2_500)).await?;
+    let quiet = runs
+        .activity(
+            store.workspace(),
+            &opsrun_domain::Slug::parse("northwind")?,
+            t(0),
+        )
+        .await?;
+    let unknown = runs
+        .activity(
+            store.workspace(),
+            &opsrun_domain::Slug::parse("nowhere")?,
+            t(0),
+        )
+        .await;
     let all = runs
         .list_runs(RunQuery {
             workspace: store.workspace(),
@@ -708,11 +718,40 @@ contract!(queries_serve_the_feed_and_the_collection, |store| {
         .await?;
     let active: Vec<RunId> = runs.active_runs().await?.iter().map(|r| r.id()).collect();
 
-    let ids =
-        |list: &[opsrun_domain::OperationRun]| list.iter().map(|r| r.id()).collect::<Vec<_>>();
-    assert_eq!(ids(&feed_recent), vec![b, a]);
-    assert_eq!(ids(&feed_later), vec![b]);
+    let ids = |list: &[opsrun_application::ports::NamedRun]| {
+        list.iter().map(|r| r.run.id()).collect::<Vec<_>>()
+    };
+    let names = |list: &[opsrun_application::ports::NamedRun]| {
+        list.iter()
+            .map(|r| (r.tenant.to_string(), r.initiator.clone()))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&feed_recent.runs), vec![b, a]);
+    assert_eq!(feed_recent.tenant.id, tenant_a);
+    assert_eq!(feed_recent.tenant.slug, contoso);
+    assert_eq!(ids(&feed_later.runs), vec![b]);
+    assert_eq!(
+        names(&feed_later.runs),
+        vec![("contoso".to_owned(), Some("ops@example.com".to_owned()))]
+    );
+    assert!(
+        quiet.runs.is_empty(),
+        "a tenant without runs has an empty feed"
+    );
+    assert_eq!(quiet.tenant.slug.as_str(), "northwind");
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound(_))),
+        "{unknown:?}"
+    );
     assert_eq!(ids(&all), vec![c, b, a]);
+    assert_eq!(
+        names(&all),
+        vec![
+            ("fabrikam".to_owned(), None),
+            ("contoso".to_owned(), Some("ops@example.com".to_owned())),
+            ("contoso".to_owned(), None)
+        ]
+    );
     assert_eq!(ids(&scoped), vec![b]);
     assert_eq!(active, vec![b, c]);
     assert!(runs.children(a).await?.is_empty());
@@ -910,6 +949,17 @@ async fn statements_per_operation(store: TestStore) -> Result<(), TestError> {
         .activity(&caller, &opsrun_domain::Slug::parse("contoso")?)
         .await?;
     let feed = measure(before);
+    let before = sql.statements();
+    let page = models
+        .collection(
+            &caller,
+            opsrun_application::read_models::CollectionFilter::default(),
+            25,
+            None,
+        )
+        .await?;
+    let collection = measure(before);
+    assert_eq!(page.items.len(), 1, "the run is listed with its names");
 
     match store.backend {
         // One statement: the ledger insert, the sum of what it entered and the guarded UPDATE
@@ -922,8 +972,9 @@ async fn statements_per_operation(store: TestStore) -> Result<(), TestError> {
         // duplicate from a refusal instead of updating.
         _ => assert_eq!((one, duplicate, batch, child), (4, 5, 4, 4)),
     }
-    // The feed: its query, then the tenant slug and the initiator's e-mail (once per request).
-    assert_eq!(feed, 4);
+    // The feed and a collection page are one query each: runs joined with the tenant slug
+    // and the initiator's e-mail (the feed also resolves its tenant in it).
+    assert_eq!((feed, collection), (1, 1));
     Ok(())
 }
 
