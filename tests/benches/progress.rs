@@ -5,17 +5,25 @@
 //! Run with `tests/bench` (starts a throwaway PostgreSQL like the test command does).
 //! Cases: P1 (PostgreSQL, 1/4/16 writers, `record_item` vs a raw guarded increment), P1b (vs the
 //! `SELECT ... FOR UPDATE` sequence of Laravel's batch repository), P2 (`record_items` of 100 vs
-//! P1's raw increments), P3 (SQLite, one writer). Not yet: P4–P6 (see docs/performance.md).
+//! P1's raw increments), P3 (SQLite, one writer), P4 (a 10,000-child fan-out through the real
+//! queue and the workers of an `opsrun serve` process), P5 (feed and collection over 100,000
+//! runs of 1,000 tenants: latency percentiles and statements per request), P6 (the `opsrun
+//! serve` process's resident memory, idle and during P4). See docs/performance.md.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use opsrun_adapters::clock::SystemClock;
+use opsrun_adapters::queue::QueueSettings;
+use opsrun_adapters::simulated::policy_id;
 use opsrun_adapters::sql::{SqlRunStore, TenantSettings, connect, migrate};
+use opsrun_app::wiring::{Stack, StackOptions};
+use opsrun_application::access::Caller;
 use opsrun_application::fakes::MemoryQueue;
-use opsrun_application::ports::{CreateRun, OperationRunStore};
-use opsrun_application::{OperationRunService, RunParams};
-use opsrun_domain::{ItemKey, ItemRecord, RunId, Slug, Timestamp, WorkSet};
+use opsrun_application::ports::{BackupSetStore, CreateRun, OperationRunStore, Role, TenantScope};
+use opsrun_application::read_models::{CollectionFilter, ReadModels};
+use opsrun_application::{OperationRunService, RunParams, StartRun};
+use opsrun_domain::{ItemKey, ItemRecord, RunId, RunOutcome, Slug, SummaryKey, Timestamp, WorkSet};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -213,6 +221,298 @@ async fn laravel_sequence(b: &Bench, writers: usize) -> Result<f64, Error> {
     .await
 }
 
+/// Children of the P4 fan-out.
+const CHILDREN: usize = 10_000;
+/// Runs and tenants of P5.
+const P5_RUNS: i64 = 100_000;
+const P5_TENANTS: usize = 1_000;
+/// Requests timed per P5 case.
+const P5_REQUESTS: usize = 1_000;
+
+/// Resident memory of a process in KiB, from `/proc`.
+fn rss_kib(pid: u32) -> Result<u64, Error> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or("no VmRSS line")?;
+    Ok(line
+        .split_whitespace()
+        .nth(1)
+        .ok_or("no VmRSS value")?
+        .parse()?)
+}
+
+/// Waits for `id` to complete, sampling `pid`'s resident memory; the peak seen.
+async fn wait_completed(stack: &Stack, id: RunId, pid: u32) -> Result<u64, Error> {
+    let started = Instant::now();
+    let mut peak = 0;
+    loop {
+        peak = peak.max(rss_kib(pid)?);
+        if stack.store.run(id).await?.is_completed() {
+            return Ok(peak);
+        }
+        if started.elapsed() > Duration::from_secs(600) {
+            return Err(format!("run {id} did not complete within 10 minutes").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// What P4 and P6 measured on one database.
+struct FanOut {
+    seconds: f64,
+    idle_kib: u64,
+    peak_kib: u64,
+}
+
+/// P4/P6: an `opsrun serve` process (8 workers) runs a restore of `CHILDREN` items; the clock
+/// runs from `start_run` of the parent to its completion, as the database shows it.
+async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
+    let stack = Stack::open(&StackOptions {
+        database_url: url.to_owned(),
+        artifacts: dir.join("artifacts"),
+        queue: QueueSettings::default(),
+        max_connections: 4,
+    })
+    .await
+    .map_err(|e| format!("{e:#}"))?;
+    let workspace = stack
+        .store
+        .ensure_workspace(&Slug::parse("fanout")?, Timestamp::from_millis(0))
+        .await?;
+    let tenant = stack
+        .store
+        .add_tenant(
+            workspace,
+            &Slug::parse("fanout")?,
+            TenantSettings {
+                policies: CHILDREN as i64,
+                latency_ms: 0,
+                failure_rate: 0.0,
+                seed: 1,
+            },
+            Timestamp::from_millis(0),
+        )
+        .await?;
+    let set = stack
+        .families
+        .create_backup_set(tenant.id, "bench")
+        .await?;
+    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
+        .args(["serve", "--bind", "127.0.0.1:0", "--workers", "8"])
+        .env("DATABASE_URL", url)
+        .env("OPSRUN_ARTIFACTS", dir.join("artifacts"))
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = serve.id().ok_or("serve has no pid")?;
+    let stdout = serve.stdout.take().ok_or("serve has no stdout")?;
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = lines.next_line().await?.unwrap_or_default();
+    if !first.starts_with("listening on ") {
+        return Err(format!("serve said {first:?}").into());
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_kib = rss_kib(pid)?;
+    let start = |params| {
+        stack.service.start_run(StartRun {
+            workspace,
+            tenant: tenant.id,
+            params,
+            initiator: None,
+            parent: None,
+        })
+    };
+    // The backup set's items come from a real add-policies run (setup, not timed).
+    let add = start(RunParams::BackupSetAddPolicies {
+        backup_set_id: set.id,
+        policy_ids: (1..=CHILDREN as i64).map(policy_id).collect(),
+    })
+    .await?
+    .run
+    .id();
+    wait_completed(&stack, add, pid).await?;
+    let began = Instant::now();
+    let restore = start(RunParams::BackupSetRestore {
+        backup_set_id: set.id,
+        item_ids: None,
+    })
+    .await?
+    .run
+    .id();
+    let peak_kib = wait_completed(&stack, restore, pid).await?;
+    let seconds = began.elapsed().as_secs_f64();
+    let run = stack.store.run(restore).await?;
+    let counts = run.counts();
+    let children = Some(CHILDREN as u64);
+    if counts.get(SummaryKey::Total) != children
+        || counts.get(SummaryKey::Processed) != children
+        || counts.get(SummaryKey::Succeeded) != children
+        || run.outcome() != RunOutcome::Succeeded
+    {
+        return Err(format!("the fan-out ended wrong: {run:?}").into());
+    }
+    serve.start_kill()?;
+    serve.wait().await?;
+    Ok(FanOut {
+        seconds,
+        idle_kib,
+        peak_kib,
+    })
+}
+
+/// p50 and p99 in milliseconds.
+fn percentiles(mut millis: Vec<f64>) -> (f64, f64) {
+    millis.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: usize| millis[(millis.len() * q / 100).min(millis.len() - 1)];
+    (at(50), at(99))
+}
+
+/// What P5 measured on one database: (p50, p99, statements per request) of feed and page.
+struct Reads {
+    feed: (f64, f64, f64),
+    page: (f64, f64, f64),
+}
+
+/// P5: `P5_RUNS` runs over `P5_TENANTS` tenants (two per tenant still running, the rest
+/// completed an hour or more ago), then the read models as the HTTP API calls them.
+async fn reads(url: &str) -> Result<Reads, Error> {
+    let db = connect(url, 4).await?;
+    migrate(&db).await?;
+    let store = SqlRunStore::new(db.clone());
+    let workspace = store
+        .ensure_workspace(&Slug::parse("reads")?, Timestamp::from_millis(0))
+        .await?;
+    let user = store
+        .ensure_user(workspace, "bench@opsrun.local", Timestamp::from_millis(0))
+        .await?;
+    let mut tenants = Vec::with_capacity(P5_TENANTS);
+    for i in 0..P5_TENANTS {
+        tenants.push(
+            store
+                .add_tenant(
+                    workspace,
+                    &Slug::parse(&format!("r{i:04}"))?,
+                    TenantSettings::default(),
+                    Timestamp::from_millis(0),
+                )
+                .await?,
+        );
+    }
+    let first = tenants[0].id.value();
+    if tenants
+        .iter()
+        .enumerate()
+        .any(|(i, t)| t.id.value() != first + i as i64)
+    {
+        return Err("tenant ids are not contiguous".into());
+    }
+    let now = opsrun_application::ports::Clock::now(&SystemClock).as_millis();
+    db.execute_raw(Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < $5 - 1) \
+         INSERT INTO operation_runs (workspace_id, tenant_id, operation_type, target, identity, \
+           initiator_id, parent_id, status, outcome, total, processed, succeeded, params, failures, \
+           created_at, started_at, completed_at, heartbeat_at) \
+         SELECT $1, $2 + (i % $6), 'inventory.sync', 'tenant', 'bench:' || i, $3, NULL, \
+           CASE WHEN (i / $6) % 50 = 0 THEN 'running' ELSE 'completed' END, \
+           CASE WHEN (i / $6) % 50 = 0 THEN 'pending' ELSE 'succeeded' END, \
+           40, CASE WHEN (i / $6) % 50 = 0 THEN i % 40 ELSE 40 END, CASE WHEN (i / $6) % 50 = 0 THEN i % 40 ELSE 40 END, \
+           '{}', '[]', $4 - ($5 - i) * 1000, $4 - ($5 - i) * 1000, \
+           CASE WHEN (i / $6) % 50 = 0 THEN NULL ELSE $4 - 3600000 - ($5 - i) * 1000 END, $4 FROM n",
+        vec![
+            workspace.value().into(),
+            first.into(),
+            user.id.value().into(),
+            now.into(),
+            P5_RUNS.into(),
+            (P5_TENANTS as i64).into(),
+        ],
+    ))
+    .await?;
+    db.execute_unprepared("ANALYZE").await?;
+    let store = Arc::new(store);
+    let models = ReadModels::new(store.clone(), store.clone(), Arc::new(SystemClock), 60_000);
+    let caller = Caller {
+        user,
+        role: Role::Owner,
+        scope: TenantScope::All,
+    };
+    let slugs: Vec<Slug> = tenants.iter().map(|t| t.slug.clone()).collect();
+    let (mut feed, mut page) = (Vec::new(), Vec::new());
+    let (mut feed_statements, mut page_statements) = (0u64, 0u64);
+    let mut cursor = None;
+    // The first 10% warm the pool and the caches and are not counted.
+    let warm = P5_REQUESTS / 10;
+    for i in 0..P5_REQUESTS + warm {
+        let slug = &slugs[(i * 7) % slugs.len()];
+        let before = store.statements();
+        let began = Instant::now();
+        let shown = models.activity(&caller, slug).await?;
+        let took = began.elapsed().as_secs_f64() * 1000.0;
+        if shown.len() != 2 {
+            return Err(format!("feed of {slug} has {} runs, not 2", shown.len()).into());
+        }
+        if i >= warm {
+            feed.push(took);
+            feed_statements += store.statements() - before;
+        }
+        // Pages walk down the collection 20 deep, then start again from the top.
+        let before = store.statements();
+        let began = Instant::now();
+        let listed = models
+            .collection(&caller, CollectionFilter::default(), 25, cursor)
+            .await?;
+        let took = began.elapsed().as_secs_f64() * 1000.0;
+        if listed.items.len() != 25 {
+            return Err(format!("a page has {} runs", listed.items.len()).into());
+        }
+        cursor = if i % 20 == 19 { None } else { listed.next_cursor };
+        if i >= warm {
+            page.push(took);
+            page_statements += store.statements() - before;
+        }
+    }
+    let n = P5_REQUESTS as f64;
+    let (f50, f99) = percentiles(feed);
+    let (p50, p99) = percentiles(page);
+    Ok(Reads {
+        feed: (f50, f99, feed_statements as f64 / n),
+        page: (p50, p99, page_statements as f64 / n),
+    })
+}
+
+fn p4_rows(rows: &mut Vec<String>, backend: &str, goal: f64, measured: &FanOut) {
+    let FanOut {
+        seconds,
+        idle_kib,
+        peak_kib,
+    } = measured;
+    rows.push(format!(
+        "| P4 {backend}, 10,000-child fan-out | start_run → parent completed {seconds:.1} s ({:.0} children/s) | {:.2}× of the target | ≤ {goal} s |",
+        CHILDREN as f64 / seconds,
+        goal / seconds
+    ));
+    rows.push(format!(
+        "| P6 {backend}, `opsrun serve` RSS | idle {:.1} MiB, during P4 peak {:.1} MiB | — | (reported) |",
+        *idle_kib as f64 / 1024.0,
+        *peak_kib as f64 / 1024.0
+    ));
+}
+
+fn p5_rows(rows: &mut Vec<String>, backend: &str, measured: &Reads) {
+    for (what, (p50, p99, statements)) in [
+        ("activity feed", measured.feed),
+        ("collection page of 25", measured.page),
+    ] {
+        rows.push(format!(
+            "| P5 {backend}, {what} (100k runs, 1k tenants) | p50 {p50:.2} ms, p99 {p99:.2} ms, {statements:.2} statements/request | {:.2}× of the p99 target | 1 query, p99 ≤ 5 ms |",
+            5.0 / p99
+        ));
+    }
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<(), Error> {
     let mut rows: Vec<String> = Vec::new();
@@ -248,8 +548,26 @@ async fn main() -> Result<(), Error> {
     }
     let (o, r) = (median(ours), median(raw));
     rows.push(format!("| P3 SQLite, 1 writer | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | ≥ 0.5× |", o / r));
+
+    let fan_dir = tempfile::tempdir()?;
+    let sqlite_fan = format!(
+        "sqlite://{}?mode=rwc",
+        fan_dir.path().join("fanout.db").display()
+    );
+    p4_rows(&mut rows, "SQLite", 2.0, &fan_out(&sqlite_fan, fan_dir.path()).await?);
+    if let Ok(url) = std::env::var("OPSRUN_BENCH_POSTGRES_URL") {
+        p4_rows(&mut rows, "PostgreSQL", 5.0, &fan_out(&url, fan_dir.path()).await?);
+    }
+    let sqlite_reads = format!(
+        "sqlite://{}?mode=rwc",
+        fan_dir.path().join("reads.db").display()
+    );
+    p5_rows(&mut rows, "SQLite", &reads(&sqlite_reads).await?);
+    if let Ok(url) = std::env::var("OPSRUN_BENCH_POSTGRES_URL") {
+        p5_rows(&mut rows, "PostgreSQL", &reads(&url).await?);
+    }
     let mut out = String::from(
-        "| case | measured (median of 3 interleaved rounds of 1.5 s) | ratio | goal |\n|---|---|---|---|\n",
+        "| case | measured (P1–P3: median of 3 interleaved rounds of 1.5 s) | ratio | goal |\n|---|---|---|---|\n",
     );
     for row in rows {
         out.push_str(&row);
