@@ -32,6 +32,53 @@ pub const RUNS_QUEUE: &str = "opsrun.runs";
 /// Name of the queue of fan-out child jobs.
 pub const CHILDREN_QUEUE: &str = "opsrun.children";
 
+/// Planner statistics for apalis-sqlite's `Jobs` table: (index, `sqlite_stat1` row). They
+/// describe the table at the scale a fan-out reaches (ids unique; thousands of jobs per worker,
+/// per status and per queue; few pending jobs per ordering key).
+const SQLITE_JOBS_STATS: [(&str, &str); 10] = [
+    ("sqlite_autoindex_Jobs_1", "100000 1"),
+    ("LIdx", "100000 10000"),
+    ("idx_jobs_status_run_at", "100000 25000 10"),
+    ("idx_jobs_job_type_status_run_at", "100000 50000 25000 10"),
+    ("idx_jobs_completed_done_at", "100000 50000 10 10"),
+    ("idx_jobs_running", "1000 10"),
+    ("idx_jobs_idempotency_key", "100000 50000 1"),
+    ("idx_jobs_pending", "10000 5000 5000 10 1"),
+    ("idx_jobs_failed", "1000 500 500 10 1"),
+    ("idx_jobs_claimable", "100000 30000 10000"),
+];
+
+/// apalis-sqlite acknowledges and locks tasks with `UPDATE Jobs .. FROM json_each(?)` /
+/// `WHERE id IN (SELECT value FROM json_each(?))`. Without statistics SQLite's planner walks
+/// every job the worker ever locked (ack, through the `lock_by` index) or every pending job
+/// (lock, through the status index) per batch instead of looking the listed ids up, so a
+/// fan-out costs O(children²): 10,000 children ran at 58/s, slowing as they went (measured,
+/// docs/performance.md). Hand-written `sqlite_stat1` rows, as SQLite documents for exactly
+/// this, make it look the ids up; `ANALYZE sqlite_schema` loads them. A later `ANALYZE`
+/// replaces them with measured statistics, which lead to the same plans at scale.
+async fn plan_sqlite_jobs_at_scale(
+    pool: &sea_orm::sqlx::SqlitePool,
+) -> Result<(), sea_orm::sqlx::Error> {
+    use sea_orm::sqlx::query;
+
+    // Creates `sqlite_stat1` if it is missing (Workers is tiny).
+    query("ANALYZE Workers").execute(pool).await?;
+    let mut tx = pool.begin().await?;
+    query("DELETE FROM sqlite_stat1 WHERE tbl = 'Jobs'")
+        .execute(&mut *tx)
+        .await?;
+    for (index, stat) in SQLITE_JOBS_STATS {
+        query("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES ('Jobs', ?1, ?2)")
+            .bind(index)
+            .bind(stat)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    query("ANALYZE sqlite_schema").execute(pool).await?;
+    Ok(())
+}
+
 /// The payload of a run job: ids only; everything else is read from storage.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunJob {
@@ -230,6 +277,9 @@ impl ApalisQueue {
                 // connection it got; run only its migrations (WAL is set by our pool).
                 SqliteStorage::<()>::migrations()
                     .run(pool)
+                    .await
+                    .map_err(|e| setup(&e))?;
+                plan_sqlite_jobs_at_scale(pool)
                     .await
                     .map_err(|e| setup(&e))?;
                 Storages::Sqlite {

@@ -295,10 +295,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
             Timestamp::from_millis(0),
         )
         .await?;
-    let set = stack
-        .families
-        .create_backup_set(tenant.id, "bench")
-        .await?;
+    let set = stack.families.create_backup_set(tenant.id, "bench").await?;
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "8"])
         .env("DATABASE_URL", url)
@@ -355,6 +352,13 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     }
     serve.start_kill()?;
     serve.wait().await?;
+    if let Ok(keep) = std::env::var("OPSRUN_BENCH_KEEP") {
+        let file = url
+            .trim_start_matches("sqlite://")
+            .trim_end_matches("?mode=rwc");
+        std::fs::copy(file, &keep).ok();
+        std::fs::copy(format!("{file}-wal"), format!("{keep}-wal")).ok();
+    }
     Ok(FanOut {
         seconds,
         idle_kib,
@@ -468,7 +472,11 @@ async fn reads(url: &str) -> Result<Reads, Error> {
         if listed.items.len() != 25 {
             return Err(format!("a page has {} runs", listed.items.len()).into());
         }
-        cursor = if i % 20 == 19 { None } else { listed.next_cursor };
+        cursor = if i % 20 == 19 {
+            None
+        } else {
+            listed.next_cursor
+        };
         if i >= warm {
             page.push(took);
             page_statements += store.statements() - before;
@@ -515,9 +523,20 @@ fn p5_rows(rows: &mut Vec<String>, backend: &str, measured: &Reads) {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 4)]
 async fn main() -> Result<(), Error> {
+    // OPSRUN_BENCH_CASES=P4,P5 runs a subset (P1 includes P1b and P2; P4 includes P6).
+    let cases = std::env::var("OPSRUN_BENCH_CASES").unwrap_or_default();
+    let wanted = |case: &str| cases.is_empty() || cases.split(',').any(|c| c.trim() == case);
+    let postgres = std::env::var("OPSRUN_BENCH_POSTGRES_URL").ok();
+    let dir = tempfile::tempdir()?;
+    let sqlite = |name: &str| format!("sqlite://{}?mode=rwc", dir.path().join(name).display());
     let mut rows: Vec<String> = Vec::new();
-    if let Ok(url) = std::env::var("OPSRUN_BENCH_POSTGRES_URL") {
-        let b = setup(&url, PG_UNITS).await?;
+    if postgres.is_none() {
+        rows.push("| P1/P1b/P2, PostgreSQL cases | not run: OPSRUN_BENCH_POSTGRES_URL is not set (tests/bench sets it) | | |".to_owned());
+    }
+    if wanted("P1")
+        && let Some(url) = &postgres
+    {
+        let b = setup(url, PG_UNITS).await?;
         for writers in [1usize, 4, 16] {
             let (mut ours, mut raw, mut laravel, mut batch) =
                 (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -532,39 +551,38 @@ async fn main() -> Result<(), Error> {
             rows.push(format!("| P1b PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs Laravel FOR UPDATE sequence {l:>8.0}/s | {:.2}× | ≥ 3× |", o / l));
             rows.push(format!("| P2 PostgreSQL, {writers:>2} writer(s) | record_items(100) {bt:>8.0} items/s vs raw {r:>8.0}/s | {:.2}× | ≥ 10× |", bt / r));
         }
-    } else {
-        rows.push("| P1/P1b/P2 | not run: OPSRUN_BENCH_POSTGRES_URL is not set (tests/bench sets it) | | |".to_owned());
     }
-    let dir = tempfile::tempdir()?;
-    let url = format!(
-        "sqlite://{}?mode=rwc",
-        dir.path().join("bench.db").display()
-    );
-    let b = setup(&url, SQLITE_UNITS).await?;
-    let (mut ours, mut raw) = (Vec::new(), Vec::new());
-    for _ in 0..ROUNDS {
-        ours.push(record_one(&b, 1).await?);
-        raw.push(raw_increment(&b, 1).await?);
+    if wanted("P3") {
+        let b = setup(&sqlite("bench.db"), SQLITE_UNITS).await?;
+        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        for _ in 0..ROUNDS {
+            ours.push(record_one(&b, 1).await?);
+            raw.push(raw_increment(&b, 1).await?);
+        }
+        let (o, r) = (median(ours), median(raw));
+        rows.push(format!("| P3 SQLite, 1 writer | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | ≥ 0.5× |", o / r));
     }
-    let (o, r) = (median(ours), median(raw));
-    rows.push(format!("| P3 SQLite, 1 writer | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | ≥ 0.5× |", o / r));
-
-    let fan_dir = tempfile::tempdir()?;
-    let sqlite_fan = format!(
-        "sqlite://{}?mode=rwc",
-        fan_dir.path().join("fanout.db").display()
-    );
-    p4_rows(&mut rows, "SQLite", 2.0, &fan_out(&sqlite_fan, fan_dir.path()).await?);
-    if let Ok(url) = std::env::var("OPSRUN_BENCH_POSTGRES_URL") {
-        p4_rows(&mut rows, "PostgreSQL", 5.0, &fan_out(&url, fan_dir.path()).await?);
+    if wanted("P4") {
+        p4_rows(
+            &mut rows,
+            "SQLite",
+            2.0,
+            &fan_out(&sqlite("fanout.db"), dir.path()).await?,
+        );
+        if let Some(url) = &postgres {
+            p4_rows(
+                &mut rows,
+                "PostgreSQL",
+                5.0,
+                &fan_out(url, dir.path()).await?,
+            );
+        }
     }
-    let sqlite_reads = format!(
-        "sqlite://{}?mode=rwc",
-        fan_dir.path().join("reads.db").display()
-    );
-    p5_rows(&mut rows, "SQLite", &reads(&sqlite_reads).await?);
-    if let Ok(url) = std::env::var("OPSRUN_BENCH_POSTGRES_URL") {
-        p5_rows(&mut rows, "PostgreSQL", &reads(&url).await?);
+    if wanted("P5") {
+        p5_rows(&mut rows, "SQLite", &reads(&sqlite("reads.db")).await?);
+        if let Some(url) = &postgres {
+            p5_rows(&mut rows, "PostgreSQL", &reads(url).await?);
+        }
     }
     let mut out = String::from(
         "| case | measured (P1–P3: median of 3 interleaved rounds of 1.5 s) | ratio | goal |\n|---|---|---|---|\n",
