@@ -1542,7 +1542,7 @@ impl OperationRunStore for SqlRunStore {
     }
 
     async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
-        let mut clauses = vec!["r.workspace_id = $1".to_owned()];
+        let mut clauses = vec!["workspace_id = $1".to_owned()];
         let mut values: Vec<Value> = vec![query.workspace.value().into()];
         if let TenantScope::Only(tenants) = &query.scope {
             if tenants.is_empty() {
@@ -1550,17 +1550,17 @@ impl OperationRunStore for SqlRunStore {
             }
             // Tenant ids are integers from storage, so inlining them is safe.
             let list: Vec<String> = tenants.iter().map(|t| t.value().to_string()).collect();
-            clauses.push(format!("r.tenant_id IN ({})", list.join(", ")));
+            clauses.push(format!("tenant_id IN ({})", list.join(", ")));
         }
         let filters: [(&str, Option<Value>); 5] = [
-            ("r.tenant_id", query.tenant.map(|t| t.value().into())),
+            ("tenant_id", query.tenant.map(|t| t.value().into())),
             (
-                "r.operation_type",
+                "operation_type",
                 query.operation_type.map(|t| t.key().into()),
             ),
-            ("r.status", query.status.map(|s| s.key().into())),
-            ("r.outcome", query.outcome.map(|o| o.key().into())),
-            ("r.id <", query.before.map(|b| b.value().into())),
+            ("status", query.status.map(|s| s.key().into())),
+            ("outcome", query.outcome.map(|o| o.key().into())),
+            ("id <", query.before.map(|b| b.value().into())),
         ];
         for (column, value) in filters {
             if let Some(value) = value {
@@ -1570,14 +1570,17 @@ impl OperationRunStore for SqlRunStore {
             }
         }
         if query.top_level_only {
-            clauses.push("r.parent_id IS NULL".to_owned());
+            clauses.push("parent_id IS NULL".to_owned());
         }
         values.push(i64::from(query.limit).into());
+        // The page is chosen first (newest ids through the workspace index, stopping at the
+        // limit), then only its rows are joined with their names: left to itself, SQLite's
+        // planner may start from the tenants and sort every run of the workspace.
         let sql = format!(
             "SELECT {}, t.slug AS tenant_slug, u.email AS initiator_email \
-             FROM operation_runs r JOIN tenants t ON t.id = r.tenant_id \
-             LEFT JOIN users u ON u.id = r.initiator_id \
-             WHERE {} ORDER BY r.id DESC LIMIT ${}",
+             FROM (SELECT {RUN_COLUMNS} FROM operation_runs WHERE {} ORDER BY id DESC LIMIT ${}) r \
+             JOIN tenants t ON t.id = r.tenant_id \
+             LEFT JOIN users u ON u.id = r.initiator_id ORDER BY r.id DESC",
             run_columns_of("r"),
             clauses.join(" AND "),
             values.len()
