@@ -5,7 +5,8 @@
 //! Run with `tests/bench` (starts a throwaway PostgreSQL like the test command does).
 //! Cases: P1 (PostgreSQL, 1/4/16 writers, `record_item` vs a raw guarded increment), P1b (vs the
 //! `SELECT ... FOR UPDATE` sequence of Laravel's batch repository), P2 (`record_items` of 100 vs
-//! P1's raw increments), P3 (SQLite, one writer), P4 (a 10,000-child fan-out through the real
+//! P1's raw increments), P3 (SQLite, one writer), P1x/P3x (the same against the least a
+//! database must do to count an item exactly once: a ledger insert and a guarded increment), P4 (a 10,000-child fan-out through the real
 //! queue and the workers of an `opsrun serve` process), P5 (feed and collection over 100,000
 //! runs of 1,000 tenants: latency percentiles and statements per request), P6 (the `opsrun
 //! serve` process's resident memory, idle and during P4). See docs/performance.md.
@@ -42,6 +43,7 @@ struct Bench {
     raw_run: i64,
     units: usize,
     next: Arc<std::sync::atomic::AtomicUsize>,
+    raw_next: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
@@ -111,6 +113,7 @@ async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
         raw_run,
         units,
         next: Arc::default(),
+        raw_next: Arc::default(),
     })
 }
 
@@ -183,6 +186,48 @@ async fn record_batch(b: &Bench, writers: usize) -> Result<f64, Error> {
             }
             service.record_items(run, records).await?;
             Ok(100)
+        }
+    })
+    .await
+}
+
+/// The least a database must do to count an item exactly once: enter its key in a ledger
+/// (`ON CONFLICT DO NOTHING`) and increment the counter only if it was new. One statement on
+/// PostgreSQL; on SQLite (no data-modifying CTEs) one `BEGIN IMMEDIATE` transaction.
+async fn raw_exactly_once(b: &Bench, writers: usize) -> Result<f64, Error> {
+    let (db, run, next) = (b.db.clone(), b.raw_run, b.raw_next.clone());
+    rate(writers, move || {
+        let (db, next) = (db.clone(), next.clone());
+        async move {
+            let backend = db.get_database_backend();
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let key = format!("raw{i:09}");
+            let insert = "INSERT INTO operation_run_items (run_id, item_key, outcome, recorded_at) \
+                          VALUES ($1, $2, 'succeeded', 0) ON CONFLICT (run_id, item_key) DO NOTHING";
+            let update = "UPDATE operation_runs SET processed = processed + 1, \
+                          succeeded = COALESCE(succeeded, 0) + 1 WHERE id = $1 AND processed < total";
+            if backend == sea_orm::DbBackend::Postgres {
+                let sql = format!("WITH ins AS ({insert} RETURNING 1) {update} AND EXISTS (SELECT 1 FROM ins)");
+                db.execute_raw(Statement::from_sql_and_values(backend, sql, vec![run.into(), key.into()]))
+                    .await?;
+            } else {
+                let tx = db
+                    .begin_with_options(sea_orm::TransactionOptions {
+                        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                        ..sea_orm::TransactionOptions::default()
+                    })
+                    .await?;
+                let fresh = tx
+                    .execute_raw(Statement::from_sql_and_values(backend, insert, vec![run.into(), key.into()]))
+                    .await?
+                    .rows_affected();
+                if fresh == 1 {
+                    tx.execute_raw(Statement::from_sql_and_values(backend, update, vec![run.into()]))
+                        .await?;
+                }
+                tx.commit().await?;
+            }
+            Ok(1)
         }
     })
     .await
@@ -538,29 +583,34 @@ async fn main() -> Result<(), Error> {
     {
         let b = setup(url, PG_UNITS).await?;
         for writers in [1usize, 4, 16] {
-            let (mut ours, mut raw, mut laravel, mut batch) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut ours, mut raw, mut laravel, mut batch, mut once) =
+                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
             for _ in 0..ROUNDS {
                 ours.push(record_one(&b, writers).await?);
                 raw.push(raw_increment(&b, writers).await?);
+                once.push(raw_exactly_once(&b, writers).await?);
                 laravel.push(laravel_sequence(&b, writers).await?);
                 batch.push(record_batch(&b, writers).await?);
             }
             let (o, r, l, bt) = (median(ours), median(raw), median(laravel), median(batch));
+            let e = median(once);
             rows.push(format!("| P1 PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | ≥ 0.8× |", o / r));
+            rows.push(format!("| P1x PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs raw exactly-once statement (ledger insert + guarded UPDATE) {e:>8.0}/s | {:.2}× | (the wall) |", o / e));
             rows.push(format!("| P1b PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs Laravel FOR UPDATE sequence {l:>8.0}/s | {:.2}× | ≥ 3× |", o / l));
             rows.push(format!("| P2 PostgreSQL, {writers:>2} writer(s) | record_items(100) {bt:>8.0} items/s vs raw {r:>8.0}/s | {:.2}× | ≥ 10× |", bt / r));
         }
     }
     if wanted("P3") {
         let b = setup(&sqlite("bench.db"), SQLITE_UNITS).await?;
-        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        let (mut ours, mut raw, mut once) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             ours.push(record_one(&b, 1).await?);
             raw.push(raw_increment(&b, 1).await?);
+            once.push(raw_exactly_once(&b, 1).await?);
         }
-        let (o, r) = (median(ours), median(raw));
+        let (o, r, e) = (median(ours), median(raw), median(once));
         rows.push(format!("| P3 SQLite, 1 writer | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | ≥ 0.5× |", o / r));
+        rows.push(format!("| P3x SQLite, 1 writer | record_item {o:>8.0}/s vs raw exactly-once transaction (ledger insert + guarded UPDATE) {e:>8.0}/s | {:.2}× | (the wall) |", o / e));
     }
     if wanted("P4") {
         p4_rows(
