@@ -503,6 +503,63 @@ contract!(reconcile_repairs_drift_from_the_ledger, |store| {
 });
 
 contract!(
+    a_batch_larger_than_one_insert_counts_each_item_once,
+    |store| {
+        // 900 records (a repeat inside, and 100 already recorded) cross the store's 400-row
+        // insert chunks and PostgreSQL's one-statement limit: the transactional path in chunks.
+        let id = start(&store, "contoso", restore_params(), false).await?;
+        let runs = store.store();
+        let units = keys(1_000)?;
+        runs.set_total(id, work_set(&units)?).await?;
+        runs.record_items(
+            id,
+            units[..100]
+                .iter()
+                .cloned()
+                .map(ItemRecord::succeeded)
+                .collect(),
+            t(5),
+        )
+        .await?;
+        let mut batch: Vec<ItemRecord> = units[..899]
+            .iter()
+            .cloned()
+            .map(|k| ItemRecord::skipped(k, None))
+            .collect();
+        batch.push(ItemRecord::skipped(units[500].clone(), None));
+
+        let outcome = runs.record_items(id, batch, t(6)).await?;
+        let last = runs
+            .record_items(
+                id,
+                units[899..]
+                    .iter()
+                    .cloned()
+                    .map(ItemRecord::succeeded)
+                    .collect(),
+                t(7),
+            )
+            .await?;
+
+        assert_eq!(
+            outcome,
+            RecordOutcome {
+                recorded: 799,
+                duplicates: 101,
+                all_recorded: false
+            }
+        );
+        assert_eq!((last.recorded, last.all_recorded), (101, true));
+        let run = runs.run(id).await?;
+        assert_eq!(run.counts().get(SummaryKey::Processed), Some(1_000));
+        assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(201));
+        assert_eq!(run.counts().get(SummaryKey::Skipped), Some(799));
+        assert_eq!(store.ledger(id).await?.len(), 1_000);
+        Ok(())
+    }
+);
+
+contract!(
     a_record_refused_by_the_run_guard_enters_nothing_in_the_ledger,
     |store| {
         // The rows are entered before the run's guard is evaluated (one statement on
