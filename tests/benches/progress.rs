@@ -307,8 +307,29 @@ async fn wait_completed(stack: &Stack, id: RunId, pid: u32) -> Result<u64, Error
 /// What P4 and P6 measured on one database.
 struct FanOut {
     seconds: f64,
+    /// The same number of child jobs of a completed parent: each reads the parent and stops,
+    /// so this is the durable queue's own cost per child on this database.
+    queue_seconds: f64,
     idle_kib: u64,
     peak_kib: u64,
+}
+
+/// How many child jobs the queue has finished (apalis's tables).
+async fn children_done(stack: &Stack) -> Result<i64, Error> {
+    let sql = match stack.db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => {
+            "SELECT count(*) AS n FROM apalis.jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
+        }
+        _ => {
+            "SELECT count(*) AS n FROM Jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
+        }
+    };
+    let row = stack
+        .db
+        .query_one_raw(Statement::from_string(stack.db.get_database_backend(), sql))
+        .await?
+        .ok_or("no count")?;
+    Ok(row.try_get::<i64>("", "n")?)
 }
 
 /// P4/P6: an `opsrun serve` process (8 workers) runs a restore of `CHILDREN` items; the clock
@@ -395,6 +416,22 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     {
         return Err(format!("the fan-out ended wrong: {run:?}").into());
     }
+    // The queue's own cost: as many children again, of the now completed parent. Each job
+    // reads the parent, sees it completed and stops; the clock stops when apalis has marked
+    // them all done.
+    let before = children_done(&stack).await?;
+    let keys: Vec<ItemKey> = (0..CHILDREN)
+        .map(|i| ItemKey::parse(&format!("q{i}")))
+        .collect::<Result<_, _>>()?;
+    let began = Instant::now();
+    opsrun_application::ports::JobQueue::enqueue_children(&stack.queue, restore, keys).await?;
+    while children_done(&stack).await? < before + CHILDREN as i64 {
+        if began.elapsed() > Duration::from_secs(600) {
+            return Err("the queue baseline did not finish within 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let queue_seconds = began.elapsed().as_secs_f64();
     serve.start_kill()?;
     serve.wait().await?;
     if let Ok(keep) = std::env::var("OPSRUN_BENCH_KEEP") {
@@ -406,6 +443,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     }
     Ok(FanOut {
         seconds,
+        queue_seconds,
         idle_kib,
         peak_kib,
     })
@@ -539,6 +577,7 @@ async fn reads(url: &str) -> Result<Reads, Error> {
 fn p4_rows(rows: &mut Vec<String>, backend: &str, goal: f64, measured: &FanOut) {
     let FanOut {
         seconds,
+        queue_seconds,
         idle_kib,
         peak_kib,
     } = measured;
@@ -546,6 +585,11 @@ fn p4_rows(rows: &mut Vec<String>, backend: &str, goal: f64, measured: &FanOut) 
         "| P4 {backend}, 10,000-child fan-out | start_run → parent completed {seconds:.1} s ({:.0} children/s) | {:.2}× of the target | ≤ {goal} s |",
         CHILDREN as f64 / seconds,
         goal / seconds
+    ));
+    rows.push(format!(
+        "| P4q {backend}, the queue's own cost | 10,000 child jobs that read the parent and stop {queue_seconds:.1} s ({:.0} jobs/s) vs P4 | {:.2}× | (the wall) |",
+        CHILDREN as f64 / queue_seconds,
+        queue_seconds / seconds
     ));
     rows.push(format!(
         "| P6 {backend}, `opsrun serve` RSS | idle {:.1} MiB, during P4 peak {:.1} MiB | — | (reported) |",
