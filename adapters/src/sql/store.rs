@@ -126,8 +126,8 @@ fn counts_set(counts: &SummaryCounts, first: usize) -> (String, Vec<Value>) {
     (clauses.join(", "), values)
 }
 
-/// The item columns of the ledger written per record, after `run_id`/`item_key`/`outcome`/
-/// `reason`/`recorded_at`: the auxiliary deltas in [`AuxiliaryKey::ALL`] order.
+/// The columns of a record's `input` rows: the item's key, outcome and reason, then its
+/// auxiliary deltas in [`AuxiliaryKey::ALL`] order.
 const ITEM_INPUT: &str = "item_key, outcome, reason, created, updated, deleted, items, tenants";
 
 /// The counters one record can move, in the order of the one-statement record's `d` row.
