@@ -8,6 +8,7 @@ mod codec;
 mod connect;
 mod families;
 pub mod migration;
+mod raw;
 mod store;
 
 pub use connect::{Backend, connect, migrate};

@@ -13,8 +13,7 @@ use opsrun_application::ports::{
 };
 use opsrun_domain::{ItemKey, RunId, TenantId};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, SqliteTransactionMode,
-    Statement, TransactionOptions, TransactionTrait, Value,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
 };
 use sha2::{Digest, Sha256};
 
@@ -35,6 +34,7 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
         .collect()
 }
 
+use super::raw;
 use crate::clock::now_millis;
 
 /// The family stores over one database, writing review-pack artifacts into a folder.
@@ -67,11 +67,9 @@ impl SqlFamilies {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<u64, FamilyStoreError> {
-        Ok(conn
-            .execute_raw(self.stmt(sql, values))
+        raw::exec(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)?
-            .rows_affected())
+            .map_err(unavailable)
     }
 
     async fn rows<C: ConnectionTrait>(
@@ -80,27 +78,21 @@ impl SqlFamilies {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Vec<QueryResult>, FamilyStoreError> {
-        conn.query_all_raw(self.stmt(sql, values))
+        raw::rows(conn, self.stmt(sql, values))
             .await
             .map_err(unavailable)
     }
 
     async fn write_tx(&self) -> Result<sea_orm::DatabaseTransaction, FamilyStoreError> {
-        self.db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await
-            .map_err(unavailable)
+        raw::begin_write(&self.db).await.map_err(unavailable)
     }
 
     fn text(row: &QueryResult, col: &str) -> Result<String, FamilyStoreError> {
-        row.try_get::<String>("", col).map_err(unavailable)
+        raw::text(row, col).map_err(unavailable)
     }
 
     fn int(row: &QueryResult, col: &str) -> Result<i64, FamilyStoreError> {
-        row.try_get::<i64>("", col).map_err(unavailable)
+        raw::int(row, col).map_err(unavailable)
     }
 
     fn backup_item(row: &QueryResult) -> Result<BackupItem, FamilyStoreError> {

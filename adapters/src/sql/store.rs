@@ -18,13 +18,14 @@ use opsrun_domain::{
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
-    QueryResult, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait, Value,
+    QueryResult, Statement, Value,
 };
 
 use super::codec::{
     RUN_COLUMNS, RunRow, decode_params, encode_components, encode_failures, encode_params,
     encode_phases,
 };
+use super::raw;
 
 /// Rows per multi-row INSERT: far below both databases' bind-parameter limits.
 const CHUNK: usize = 400;
@@ -245,17 +246,10 @@ impl SqlRunStore {
         }
     }
 
-    /// A write transaction; on SQLite it takes the write lock at once (`BEGIN IMMEDIATE`), so
-    /// concurrent writers wait on the busy timeout instead of failing on a lock upgrade.
+    /// A write transaction (`BEGIN IMMEDIATE` on SQLite), counted as a statement.
     async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
         self.count();
-        self.db
-            .begin_with_options(TransactionOptions {
-                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-                ..TransactionOptions::default()
-            })
-            .await
-            .map_err(unavailable)
+        raw::begin_write(&self.db).await.map_err(unavailable)
     }
 
     async fn load<C: ConnectionTrait>(
@@ -292,11 +286,9 @@ impl SqlRunStore {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<u64, StoreError> {
-        Ok(conn
-            .execute_raw(self.stmt(sql, values))
+        raw::exec(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)?
-            .rows_affected())
+            .map_err(unavailable)
     }
 
     async fn rows<C: ConnectionTrait>(
@@ -305,7 +297,7 @@ impl SqlRunStore {
         sql: &str,
         values: Vec<Value>,
     ) -> Result<Vec<QueryResult>, StoreError> {
-        conn.query_all_raw(self.stmt(sql, values))
+        raw::rows(conn, self.stmt(sql, values))
             .await
             .map_err(unavailable)
     }
@@ -321,15 +313,15 @@ impl SqlRunStore {
     }
 
     fn text(row: &QueryResult, col: &str) -> Result<String, StoreError> {
-        row.try_get::<String>("", col).map_err(unavailable)
+        raw::text(row, col).map_err(unavailable)
     }
 
     fn int(row: &QueryResult, col: &str) -> Result<i64, StoreError> {
-        row.try_get::<i64>("", col).map_err(unavailable)
+        raw::int(row, col).map_err(unavailable)
     }
 
     fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
-        row.try_get::<Option<i64>>("", col).map_err(unavailable)
+        raw::opt_int(row, col).map_err(unavailable)
     }
 
     /// PostgreSQL: a record as one statement (no `BEGIN`/`COMMIT`): the ledger insert, the
