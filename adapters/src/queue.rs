@@ -326,57 +326,42 @@ impl ApalisQueue {
         .map_err(|e| QueueRunError::Setup(e.to_string()))?
         .make_backoff();
         let concurrency = settings.concurrency.max(1);
+        // The same two workers on either backend; a macro because the two storages are
+        // different types behind apalis's generic worker builder.
+        macro_rules! monitor {
+            ($runs:expr, $children:expr) => {{
+                let (runs, children) = ($runs, $children);
+                let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
+                let (n1, n2) = (worker_name("runs"), worker_name("children"));
+                Monitor::new()
+                    .register(move |_| {
+                        WorkerBuilder::new(n1.clone())
+                            .backend(runs.clone())
+                            .data(s1.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b1.clone()))
+                            .build(handle_run)
+                    })
+                    .register(move |_| {
+                        WorkerBuilder::new(n2.clone())
+                            .backend(children.clone())
+                            .data(s2.clone())
+                            .concurrency(concurrency)
+                            .retry(RetryPolicy::retries(retries).with_backoff(b2.clone()))
+                            .build(handle_child)
+                    })
+            }};
+        }
+        let poll = settings.poll_interval;
         let monitor = match self.storages.clone() {
-            Storages::Sqlite { runs, children } => {
-                let runs = runs.poll_with_interval(settings.poll_interval);
-                let children = children.poll_with_interval(settings.poll_interval);
-                let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
-                let (n1, n2) = (worker_name("runs"), worker_name("children"));
-                Monitor::new()
-                    .register(move |_| {
-                        WorkerBuilder::new(n1.clone())
-                            .backend(runs.clone())
-                            .data(s1.clone())
-                            .concurrency(concurrency)
-                            .retry(RetryPolicy::retries(retries).with_backoff(b1.clone()))
-                            .build(handle_run)
-                    })
-                    .register(move |_| {
-                        WorkerBuilder::new(n2.clone())
-                            .backend(children.clone())
-                            .data(s2.clone())
-                            .concurrency(concurrency)
-                            .retry(RetryPolicy::retries(retries).with_backoff(b2.clone()))
-                            .build(handle_child)
-                    })
-            }
-            Storages::Postgres { runs, children } => {
-                let runs = runs
-                    .with_pubsub()
-                    .poll_with_interval(settings.poll_interval);
-                let children = children
-                    .with_pubsub()
-                    .poll_with_interval(settings.poll_interval);
-                let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
-                let (n1, n2) = (worker_name("runs"), worker_name("children"));
-                Monitor::new()
-                    .register(move |_| {
-                        WorkerBuilder::new(n1.clone())
-                            .backend(runs.clone())
-                            .data(s1.clone())
-                            .concurrency(concurrency)
-                            .retry(RetryPolicy::retries(retries).with_backoff(b1.clone()))
-                            .build(handle_run)
-                    })
-                    .register(move |_| {
-                        WorkerBuilder::new(n2.clone())
-                            .backend(children.clone())
-                            .data(s2.clone())
-                            .concurrency(concurrency)
-                            .retry(RetryPolicy::retries(retries).with_backoff(b2.clone()))
-                            .build(handle_child)
-                    })
-            }
+            Storages::Sqlite { runs, children } => monitor!(
+                runs.poll_with_interval(poll),
+                children.poll_with_interval(poll)
+            ),
+            Storages::Postgres { runs, children } => monitor!(
+                runs.with_pubsub().poll_with_interval(poll),
+                children.with_pubsub().poll_with_interval(poll)
+            ),
         };
         monitor
             .shutdown_timeout(Duration::from_secs(60))

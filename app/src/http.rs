@@ -11,7 +11,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use opsrun_application::read_models::ReadModels;
-use opsrun_application::start::{CancelOperation, StartOperation, StartPorts};
+use opsrun_application::start::{CancelOperation, StartOperation};
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -42,16 +42,7 @@ impl AppState {
             Arc::new(opsrun_adapters::clock::SystemClock),
             STALE_AFTER_MS,
         );
-        let start = StartOperation::new(
-            stack.service.clone(),
-            StartPorts {
-                directory: stack.store.clone(),
-                provider: stack.provider.clone(),
-                review_source: stack.provider.clone(),
-                backup_sets: stack.families.clone(),
-                baselines: stack.families.clone(),
-            },
-        );
+        let start = stack.start_operation();
         let cancel = CancelOperation::new(stack.service.clone());
         Self {
             stack,

@@ -10,7 +10,7 @@ use opsrun_application::RunParams;
 use opsrun_application::access::{AccessError, Caller};
 use opsrun_application::ports::{Directory, Role, TenantScope, User};
 use opsrun_application::read_models::{CollectionFilter, ReadModels};
-use opsrun_application::start::{CancelOperation, OperationError, StartOperation, StartPorts};
+use opsrun_application::start::{CancelOperation, OperationError};
 use opsrun_domain::{OperationType, RunId, RunStatus, Slug, Timestamp, WorkspaceId};
 
 use crate::cli::{CliError, now};
@@ -373,16 +373,7 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             let params = parse_params(&args.operation_type, &args.params)?;
             let tenant = Slug::parse(&args.tenant).map_err(|e| input(format!("--tenant: {e}")))?;
             let caller = owner(stack, args.workspace.as_deref()).await?;
-            let start = StartOperation::new(
-                stack.service.clone(),
-                StartPorts {
-                    directory: stack.store.clone(),
-                    provider: stack.provider.clone(),
-                    review_source: stack.provider.clone(),
-                    backup_sets: stack.families.clone(),
-                    baselines: stack.families.clone(),
-                },
-            );
+            let start = stack.start_operation();
             let started = start
                 .execute(&caller, &tenant, params)
                 .await

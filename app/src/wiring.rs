@@ -10,6 +10,7 @@ use opsrun_adapters::queue::{ApalisQueue, QueueSettings};
 use opsrun_adapters::simulated::SimulatedProvider;
 use opsrun_adapters::sql::{SqlFamilies, SqlRunStore, connect, migrate};
 use opsrun_application::OperationRunService;
+use opsrun_application::start::{StartOperation, StartPorts};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 use sea_orm::DatabaseConnection;
 
@@ -106,6 +107,23 @@ impl Stack {
             writers,
             events,
         })
+    }
+}
+
+impl Stack {
+    /// The start use case over this stack's ports (the HTTP API and `opsrun ops start` share it).
+    #[must_use]
+    pub fn start_operation(&self) -> StartOperation {
+        StartOperation::new(
+            self.service.clone(),
+            StartPorts {
+                directory: self.store.clone(),
+                provider: self.provider.clone(),
+                review_source: self.provider.clone(),
+                backup_sets: self.families.clone(),
+                baselines: self.families.clone(),
+            },
+        )
     }
 }
 

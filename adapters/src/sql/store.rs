@@ -12,9 +12,9 @@ use opsrun_application::ports::{
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Change, Completion, ComponentState, Components, Drift, ItemKey,
-    ItemLedger, ItemOutcome, ItemRecord, LedgerEntry, MAX_COUNT, OperationRun, OperationType,
-    Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome, Slug, SummaryCounts,
-    SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    ItemLedger, ItemOutcome, ItemRecord, LedgerEntry, MAX_COUNT, OperationRun,
+    OperationSummaryKeys, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, Slug, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
@@ -127,22 +127,15 @@ fn counts_set(counts: &SummaryCounts, first: usize) -> (String, Vec<Value>) {
     (clauses.join(", "), values)
 }
 
-/// The columns of a record's `input` rows: the item's key, outcome and reason, then its
-/// auxiliary deltas in [`AuxiliaryKey::ALL`] order.
-const ITEM_INPUT: &str = "item_key, outcome, reason, created, updated, deleted, items, tenants";
-
-/// The counters one record can move, in the order of the one-statement record's `d` row.
-const RECORD_COUNTERS: [&str; 9] = [
-    "processed",
-    "succeeded",
-    "failed",
-    "skipped",
-    "created",
-    "updated",
-    "deleted",
-    "items",
-    "tenants",
-];
+/// The auxiliary-delta columns (ledger and run alike), each prefixed, in
+/// [`AuxiliaryKey::ALL`] order, comma-separated.
+fn aux_columns(prefix: &str) -> String {
+    AuxiliaryKey::ALL
+        .iter()
+        .map(|k| format!("{prefix}{}", column(k.summary_key())))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// The ledger insert of a record, shared by both record paths: the common table expressions
 /// `input, run, outside` and an `INSERT .. SELECT` that enters the batch only while the run is open and only when every
@@ -170,20 +163,21 @@ fn ledger_insert(records: &[ItemRecord], returning: &str) -> (String, String, Ve
         rows.push(format!("({})", cells.join(", ")));
     }
     let ctes = format!(
-        "input ({ITEM_INPUT}) AS (VALUES {}), \
+        "input (item_key, outcome, reason, {}) AS (VALUES {}), \
          run AS (SELECT status, basis, total, processed FROM operation_runs WHERE id = $1), \
          outside AS (SELECT 1 AS one FROM input i, run r WHERE r.basis IS NOT NULL AND NOT EXISTS \
            (SELECT 1 FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = i.item_key))",
+        aux_columns(""),
         rows.join(", ")
     );
     let insert = format!(
-        "INSERT INTO operation_run_items (run_id, item_key, outcome, reason, recorded_at, \
-         created, updated, deleted, items, tenants) \
-         SELECT $1, i.item_key, i.outcome, i.reason, $2, i.created, i.updated, i.deleted, i.items, \
-         i.tenants FROM input i \
+        "INSERT INTO operation_run_items (run_id, item_key, outcome, reason, recorded_at, {}) \
+         SELECT $1, i.item_key, i.outcome, i.reason, $2, {} FROM input i \
          WHERE EXISTS (SELECT 1 FROM run WHERE status <> 'completed') \
          AND NOT EXISTS (SELECT 1 FROM outside) \
-         ON CONFLICT (run_id, item_key) DO NOTHING RETURNING {returning}"
+         ON CONFLICT (run_id, item_key) DO NOTHING RETURNING {returning}",
+        aux_columns(""),
+        aux_columns("i.")
     );
     (ctes, insert, values)
 }
@@ -337,11 +331,29 @@ impl SqlRunStore {
         submitted: u64,
         at: Timestamp,
     ) -> Result<Option<RecordOutcome>, StoreError> {
-        let returning = "outcome, created, updated, deleted, items, tenants";
-        let (ctes, insert, mut item_values) = ledger_insert(candidates, returning);
+        let returning = format!("outcome, {}", aux_columns(""));
+        let (ctes, insert, mut item_values) = ledger_insert(candidates, &returning);
+        // The `d` row: what the insert entered, per counter (NULL sums for absent deltas).
+        let mut moved = vec!["count(*) AS processed".to_owned()];
+        moved.extend(ItemOutcome::ALL.iter().map(|o| {
+            format!(
+                "count(*) FILTER (WHERE outcome = '{}') AS {}",
+                o.key(),
+                column(o.summary_key())
+            )
+        }));
+        moved.extend(AuxiliaryKey::ALL.iter().map(|k| {
+            let col = column(k.summary_key());
+            format!("sum({col}) AS {col}")
+        }));
         let mut sets = Vec::new();
         let mut guards = Vec::new();
-        for col in RECORD_COUNTERS {
+        // Every counter a record moves: all summary keys but the total.
+        for key in OperationSummaryKeys::ALL
+            .iter()
+            .filter(|k| **k != SummaryKey::Total)
+        {
+            let col = column(*key);
             sets.push(format!(
                 "{col} = CASE WHEN d.{col} > 0 THEN COALESCE(o.{col}, 0) + d.{col} ELSE o.{col} END"
             ));
@@ -350,13 +362,7 @@ impl SqlRunStore {
             ));
         }
         let sql = format!(
-            "WITH {ctes}, ins AS ({insert}), \
-             d AS (SELECT count(*) AS processed, \
-               count(*) FILTER (WHERE outcome = 'succeeded') AS succeeded, \
-               count(*) FILTER (WHERE outcome = 'failed') AS failed, \
-               count(*) FILTER (WHERE outcome = 'skipped') AS skipped, \
-               sum(created) AS created, sum(updated) AS updated, sum(deleted) AS deleted, \
-               sum(items) AS items, sum(tenants) AS tenants FROM ins), \
+            "WITH {ctes}, ins AS ({insert}), d AS (SELECT {} FROM ins), \
              upd AS (UPDATE operation_runs o SET {}, \
                heartbeat_at = CASE WHEN o.heartbeat_at IS NULL OR o.heartbeat_at < $2 THEN $2 \
                ELSE o.heartbeat_at END \
@@ -370,6 +376,7 @@ impl SqlRunStore {
                COALESCE((SELECT processed FROM upd), (SELECT processed FROM run)) AS processed, \
                COALESCE((SELECT total FROM upd), (SELECT total FROM run)) AS total \
              FROM d",
+            moved.join(", "),
             sets.join(", "),
             guards.join(" AND ")
         );

@@ -46,21 +46,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         ],
     )
     .await?;
-    let token = output(
-        &url,
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "--workspace",
-            "acme",
-            "--email",
-            "ops@example.com",
-            "--role",
-            "owner",
-        ],
-    )
-    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
     let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
 
     let port = free_port()?;

@@ -50,6 +50,43 @@ async fn processed(running: &Running, id: RunId) -> Result<u64, TestError> {
         .get_or_zero(SummaryKey::Processed))
 }
 
+/// A backup set of `items` policies, written directly (setup, not a run under test).
+async fn backup_set(
+    running: &Running,
+    name: &str,
+    items: usize,
+) -> Result<opsrun_application::ports::BackupSet, TestError> {
+    let set = running
+        .stack
+        .families
+        .create_backup_set(running.tenant.id, name)
+        .await?;
+    let seed = WorkKey {
+        run: RunId::new(0),
+        item: ItemKey::parse("seed")?,
+    };
+    for i in 0..items {
+        let policy = Policy {
+            id: format!("{name}-{i:05}"),
+            policy_type: "device_configuration".into(),
+            name: format!("{name} {i}"),
+        };
+        running
+            .stack
+            .families
+            .add_item(
+                &seed,
+                set.id,
+                PolicyPayload {
+                    policy,
+                    body: "{}".into(),
+                },
+            )
+            .await?;
+    }
+    Ok(set)
+}
+
 async fn killed_worker_mid_fan_out(url: String) -> Result<(), TestError> {
     // The test process starts runs and watches; only the worker processes execute jobs.
     let running = Running::start_without_workers(
@@ -62,34 +99,7 @@ async fn killed_worker_mid_fan_out(url: String) -> Result<(), TestError> {
         },
     )
     .await?;
-    let set = running
-        .stack
-        .families
-        .create_backup_set(running.tenant.id, "big")
-        .await?;
-    let seed_run = WorkKey {
-        run: RunId::new(0),
-        item: ItemKey::parse("seed")?,
-    };
-    for i in 0..CHILDREN {
-        let policy = Policy {
-            id: format!("x-{i:05}"),
-            policy_type: "device_configuration".into(),
-            name: format!("X {i}"),
-        };
-        running
-            .stack
-            .families
-            .add_item(
-                &seed_run,
-                set.id,
-                PolicyPayload {
-                    policy,
-                    body: "{}".into(),
-                },
-            )
-            .await?;
-    }
+    let set = backup_set(&running, "big", CHILDREN).await?;
     let artifacts = tempfile::tempdir()?;
     let mut first = worker(&url, artifacts.path())?;
     let id = running
@@ -302,34 +312,7 @@ async fn two_worker_processes_on_postgres_share_a_fan_out_exactly() -> Result<()
         },
     )
     .await?;
-    let set = running
-        .stack
-        .families
-        .create_backup_set(running.tenant.id, "shared")
-        .await?;
-    let key = WorkKey {
-        run: RunId::new(0),
-        item: ItemKey::parse("seed")?,
-    };
-    for i in 0..600 {
-        let policy = Policy {
-            id: format!("s-{i:04}"),
-            policy_type: "app_protection".into(),
-            name: format!("S {i}"),
-        };
-        running
-            .stack
-            .families
-            .add_item(
-                &key,
-                set.id,
-                PolicyPayload {
-                    policy,
-                    body: "{}".into(),
-                },
-            )
-            .await?;
-    }
+    let set = backup_set(&running, "shared", 600).await?;
     let artifacts = tempfile::tempdir()?;
     let mut a = worker(&url, artifacts.path())?;
     let mut b = worker(&url, artifacts.path())?;

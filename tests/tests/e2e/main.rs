@@ -95,6 +95,25 @@ pub(crate) async fn output(
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
+/// An API token of `ops@example.com`, owner of workspace `acme` (`opsrun token create`).
+pub(crate) async fn owner_token(url: &str, dir: &std::path::Path) -> Result<String, TestError> {
+    output(
+        url,
+        dir,
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            "ops@example.com",
+            "--role",
+            "owner",
+        ],
+    )
+    .await
+}
+
 /// Starts `opsrun serve` on port 0 and returns the process and its base URL (from the first
 /// line of its stdout).
 pub(crate) async fn start_server(

@@ -76,21 +76,7 @@ async fn every_family_through_the_api(url: String) -> Result<(), TestError> {
         ],
     )
     .await?;
-    let token = output(
-        &url,
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "--workspace",
-            "acme",
-            "--email",
-            "ops@example.com",
-            "--role",
-            "owner",
-        ],
-    )
-    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
     let (mut server, base) = crate::start_server(&url, dir.path(), "4").await?;
     let client = reqwest::Client::new();
 
