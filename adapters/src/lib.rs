@@ -2,6 +2,7 @@
 //! PostgreSQL, the durable job queue, the simulated tenant provider). Nothing here decides a
 //! count rule; every rule comes from `opsrun-domain` and is only enforced atomically here.
 
+pub mod backend;
 pub mod clock;
 pub mod events;
 pub mod queue;

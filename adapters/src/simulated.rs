@@ -31,9 +31,12 @@ use opsrun_application::ports::{
     ReviewPackSource, WorkKey,
 };
 use opsrun_domain::TenantId;
-use sea_orm::{ConnectionTrait, Statement};
 
-use crate::sql::{SqlRunStore, TenantSettings};
+use opsrun_application::ports::SimulationSettings;
+
+pub use store::SqlSimulatedTenants;
+
+mod store;
 
 /// The policy types every simulated tenant has, in order.
 pub const POLICY_TYPES: [&str; 8] = [
@@ -59,9 +62,6 @@ pub const SECTIONS: [&str; 6] = [
 
 /// The evidence dimensions, in snapshot order.
 pub const DIMENSIONS: [&str; 5] = ["identity", "devices", "applications", "data", "access"];
-
-/// Reason code of a simulated failure.
-pub const REASON_SIMULATED: &str = "simulated.item_failed";
 
 /// FNV-1a, 64 bit.
 #[must_use]
@@ -100,8 +100,8 @@ fn policy(i: i64) -> Policy {
 /// The simulated tenants, whose settings are read from the tenants table.
 #[derive(Clone)]
 pub struct SimulatedProvider {
-    store: SqlRunStore,
-    settings: Arc<Mutex<HashMap<TenantId, TenantSettings>>>,
+    store: SqlSimulatedTenants,
+    settings: Arc<Mutex<HashMap<TenantId, SimulationSettings>>>,
 }
 
 impl std::fmt::Debug for SimulatedProvider {
@@ -111,16 +111,16 @@ impl std::fmt::Debug for SimulatedProvider {
 }
 
 impl SimulatedProvider {
-    /// A provider reading tenant settings through `store`.
+    /// A provider reading tenant settings from `store`.
     #[must_use]
-    pub fn new(store: SqlRunStore) -> Self {
+    pub fn new(store: SqlSimulatedTenants) -> Self {
         Self {
             store,
             settings: Arc::new(Mutex::new(HashMap::new())),
         }
     }
 
-    async fn settings(&self, tenant: TenantId) -> Result<TenantSettings, ProviderError> {
+    async fn settings(&self, tenant: TenantId) -> Result<SimulationSettings, ProviderError> {
         let cached = self
             .settings
             .lock()
@@ -132,7 +132,7 @@ impl SimulatedProvider {
         }
         let settings = self
             .store
-            .tenant_settings(tenant)
+            .settings(tenant)
             .await
             .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
         self.settings
@@ -143,7 +143,7 @@ impl SimulatedProvider {
     }
 
     /// Sleeps the tenant's latency, then fails the item if the seed says so.
-    async fn call(&self, tenant: TenantId, key: &str) -> Result<TenantSettings, ProviderError> {
+    async fn call(&self, tenant: TenantId, key: &str) -> Result<SimulationSettings, ProviderError> {
         let settings = self.settings(tenant).await?;
         if settings.latency_ms > 0 {
             tokio::time::sleep(Duration::from_millis(
@@ -153,7 +153,9 @@ impl SimulatedProvider {
         }
         if fails(settings.seed, settings.failure_rate, key) {
             return Err(ProviderError::Failed {
-                code: REASON_SIMULATED.to_owned(),
+                code: opsrun_application::reasons::SIMULATED_ITEM_FAILED
+                    .as_str()
+                    .to_owned(),
                 message: format!(
                     "the simulated tenant fails '{key}' (seed {})",
                     settings.seed
@@ -163,7 +165,7 @@ impl SimulatedProvider {
         Ok(settings)
     }
 
-    fn all(settings: TenantSettings) -> Vec<Policy> {
+    fn all(settings: SimulationSettings) -> Vec<Policy> {
         (1..=settings.policies.max(0)).map(policy).collect()
     }
 }
@@ -269,22 +271,10 @@ impl RestoreTarget for SimulatedProvider {
     ) -> Result<(), ProviderError> {
         self.call(tenant, key.item.as_str()).await?;
         // The simulated tenant records what it restored: one row per work key.
-        let db = self.store.connection();
-        let stmt = Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO restore_results (run_id, item_key, backup_item_id, restored_at) VALUES ($1, $2, $3, $4) \
-             ON CONFLICT DO NOTHING",
-            vec![
-                key.run.value().into(),
-                key.item.as_str().into(),
-                item.id.into(),
-                crate::clock::now_millis().into(),
-            ],
-        );
-        db.execute_raw(stmt)
+        self.store
+            .record_restore(key, item.id, crate::clock::now_millis())
             .await
-            .map_err(|e| ProviderError::Unavailable(e.to_string()))?;
-        Ok(())
+            .map_err(|e| ProviderError::Unavailable(e.to_string()))
     }
 }
 

@@ -6,11 +6,13 @@
 
 mod codec;
 mod connect;
+mod directory;
 mod families;
 pub mod migration;
-mod raw;
+pub(crate) mod raw;
 mod store;
+mod tokens;
 
 pub use connect::{Backend, connect, migrate};
 pub use families::{SqlFamilies, sha256_hex};
-pub use store::{SqlRunStore, TenantSettings};
+pub use store::SqlRunStore;

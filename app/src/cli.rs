@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use opsrun_adapters::queue::QueueSettings;
 use opsrun_adapters::runtime::{RuntimeSettings, maintenance_loop};
-use opsrun_adapters::sql::TenantSettings;
+use opsrun_application::ports::SimulationSettings;
 use opsrun_domain::{Slug, Timestamp};
 
 use crate::wiring::{Stack, StackOptions};
@@ -273,28 +273,17 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
                 ));
             }
             let stack = open(&cli, None).await?;
-            let ws = stack
-                .store
-                .ensure_workspace(&workspace, now())
-                .await
-                .context("failed to create the workspace")?;
-            let directory: &dyn opsrun_application::ports::Directory = stack.store.as_ref();
-            if directory.tenant_by_slug(ws, &slug).await.is_ok() {
-                return Err(CliError::Input(format!(
-                    "tenant '{slug}' already exists in workspace '{workspace}'"
-                )));
-            }
-            let settings = TenantSettings {
+            let settings = SimulationSettings {
                 policies: i64::from(args.policies),
                 latency_ms: i64::from(args.latency_ms),
                 failure_rate: args.failure_rate,
                 seed: args.seed,
             };
             stack
-                .store
-                .add_tenant(ws, &slug, settings, now())
+                .add_tenant
+                .execute(&workspace, &slug, settings, false)
                 .await
-                .context("failed to create the tenant")?;
+                .map_err(crate::ops::admin)?;
             write(out, slug.to_string())
         }
         Command::Serve(args) => {

@@ -8,10 +8,9 @@ use std::time::Duration;
 use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use opsrun_adapters::simulated::policy_id;
-use opsrun_adapters::sql::TenantSettings;
-use opsrun_application::ports::{
-    BackupSetStore, BaselineStore, Directory, OperationRunStore, Tenant,
-};
+use opsrun_application::access::Caller;
+use opsrun_application::ports::SimulationSettings;
+use opsrun_application::ports::{Role, Tenant, TenantScope};
 use opsrun_application::{RunParams, StartRun};
 use opsrun_domain::{
     OperationRun, OperationRunProgressContract, ProgressDetail, RunId, Slug, Staleness,
@@ -170,17 +169,14 @@ impl Display {
 
 async fn ensure_tenant(
     stack: &Stack,
-    workspace: opsrun_domain::WorkspaceId,
+    workspace: &Slug,
     slug: &str,
-    settings: TenantSettings,
+    settings: SimulationSettings,
 ) -> anyhow::Result<Tenant> {
     let slug = Slug::parse(slug)?;
-    if let Ok(tenant) = stack.store.tenant_by_slug(workspace, &slug).await {
-        return Ok(tenant);
-    }
     Ok(stack
-        .store
-        .add_tenant(workspace, &slug, settings, now())
+        .add_tenant
+        .execute(workspace, &slug, settings, true)
         .await?)
 }
 
@@ -200,7 +196,7 @@ async fn follow(
             .map(|t| t.id)
             .collect();
         for id in ids {
-            let run = stack.store.run(id).await?;
+            let run = stack.queries.run(id).await?;
             display.update(&run, now(), out)?;
         }
         let waiting = until
@@ -223,16 +219,17 @@ async fn follow(
 /// [`CliError`] when the database or a run fails.
 pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     let started = std::time::Instant::now();
+    let demo = Slug::parse("demo").map_err(anyhow::Error::from)?;
     let workspace = stack
-        .store
-        .ensure_workspace(&Slug::parse("demo").map_err(anyhow::Error::from)?, now())
+        .admin
+        .workspace(&demo, true, now())
         .await
         .context("failed to create the demo workspace")?;
     let contoso = ensure_tenant(
         &stack,
-        workspace,
+        &demo,
         "contoso",
-        TenantSettings {
+        SimulationSettings {
             policies: 300,
             latency_ms: 2,
             failure_rate: 0.0,
@@ -242,9 +239,9 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     .await?;
     let fabrikam = ensure_tenant(
         &stack,
-        workspace,
+        &demo,
         "fabrikam",
-        TenantSettings {
+        SimulationSettings {
             policies: 80,
             latency_ms: 3,
             failure_rate: 0.15,
@@ -253,7 +250,7 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     )
     .await?;
     let user = stack
-        .store
+        .admin
         .ensure_user(workspace, "demo@opsrun.local", now())
         .await
         .context("failed to create the demo user")?;
@@ -331,9 +328,18 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
         }
         display.follow(id, label(&tenant, what));
     }
+    let owner = Caller {
+        user: user.clone(),
+        role: Role::Owner,
+        scope: TenantScope::All,
+    };
     let set = stack
-        .families
-        .create_backup_set(contoso.id, &format!("demo nightly {}", now().as_millis()))
+        .catalog
+        .create_backup_set(
+            &owner,
+            &contoso.slug,
+            &format!("demo nightly {}", now().as_millis()),
+        )
         .await
         .context("failed to create a backup set")?;
     let add = start(
@@ -346,8 +352,12 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     .await?;
     display.follow(add, label(&contoso, "backup_set.add_policies"));
     let fab_set = stack
-        .families
-        .create_backup_set(fabrikam.id, &format!("demo weekly {}", now().as_millis()))
+        .catalog
+        .create_backup_set(
+            &owner,
+            &fabrikam.slug,
+            &format!("demo weekly {}", now().as_millis()),
+        )
         .await
         .context("failed to create a backup set")?;
     let fab_add = start(
@@ -373,8 +383,8 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     .await?;
     display.follow(restore, label(&contoso, "backup_set.restore (fan-out)"));
     let baselines = stack
-        .families
-        .baselines(contoso.id)
+        .catalog
+        .baselines(&owner, &contoso.slug)
         .await
         .context("failed to read baselines")?;
     if let Some(baseline) = baselines.iter().find(|b| b.captured_by == capture) {
@@ -407,7 +417,7 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     let mut outcomes: BTreeMap<&'static str, usize> = BTreeMap::new();
     for tracked in &display.runs {
         let run = stack
-            .store
+            .queries
             .run(tracked.id)
             .await
             .context("failed to read a run")?;

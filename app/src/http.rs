@@ -5,13 +5,9 @@ pub mod dto;
 mod error;
 pub(crate) mod handlers;
 
-use std::sync::Arc;
-
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use opsrun_application::read_models::ReadModels;
-use opsrun_application::start::{CancelOperation, StartOperation};
 use utoipa::OpenApi;
 
 pub use error::ApiError;
@@ -20,36 +16,17 @@ use crate::wiring::Stack;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// A running run without a sign of life for this long is shown as stale.
-pub const STALE_AFTER_MS: i64 = 600_000;
-
-/// What every handler shares.
+/// What every handler shares: the use cases and read models of a wired [`Stack`].
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) stack: Stack,
-    pub(crate) models: ReadModels,
-    pub(crate) start: StartOperation,
-    pub(crate) cancel: CancelOperation,
 }
 
 impl AppState {
     /// The state over a wired stack.
     #[must_use]
     pub fn new(stack: Stack) -> Self {
-        let models = ReadModels::new(
-            stack.store.clone(),
-            stack.store.clone(),
-            Arc::new(opsrun_adapters::clock::SystemClock),
-            STALE_AFTER_MS,
-        );
-        let start = stack.start_operation();
-        let cancel = CancelOperation::new(stack.service.clone());
-        Self {
-            stack,
-            models,
-            start,
-            cancel,
-        }
+        Self { stack }
     }
 }
 

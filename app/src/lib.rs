@@ -3,6 +3,7 @@
 //! wired here as they land.
 
 pub mod cli;
+pub mod config;
 pub mod demo;
 pub mod http;
 pub mod ops;

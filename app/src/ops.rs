@@ -2,15 +2,15 @@
 //! terminal acts as the workspace's owner, through the same use cases and access policy.
 
 use std::io::Write;
-use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
 use opsrun_application::RunParams;
 use opsrun_application::access::{AccessError, Caller};
-use opsrun_application::ports::{Directory, Role, TenantScope, User};
-use opsrun_application::read_models::{CollectionFilter, ReadModels};
-use opsrun_application::start::{CancelOperation, OperationError};
+use opsrun_application::admin::{AdminError, TokenRequest};
+use opsrun_application::ports::{Role, TenantScope, User};
+use opsrun_application::read_models::CollectionFilter;
+use opsrun_application::start::OperationError;
 use opsrun_domain::{OperationType, RunId, RunStatus, Slug, Timestamp, WorkspaceId};
 
 use crate::cli::{CliError, now};
@@ -105,14 +105,14 @@ fn input(message: impl Into<String>) -> CliError {
 
 async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, CliError> {
     let all = stack
-        .store
+        .admin
         .workspaces()
         .await
         .context("failed to read workspaces")?;
     match slug {
         Some(slug) => all
             .iter()
-            .find(|(_, s)| s == slug)
+            .find(|(_, s)| s.as_str() == slug)
             .map(|(id, _)| *id)
             .ok_or_else(|| input(format!("workspace '{slug}' does not exist"))),
         None => match all.as_slice() {
@@ -130,7 +130,7 @@ async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, Cli
 async fn owner(stack: &Stack, slug: Option<&str>) -> Result<Caller, CliError> {
     let workspace = workspace(stack, slug).await?;
     let user: User = stack
-        .store
+        .admin
         .ensure_user(workspace, "cli@localhost", now())
         .await
         .context("failed to create the terminal user")?;
@@ -139,15 +139,6 @@ async fn owner(stack: &Stack, slug: Option<&str>) -> Result<Caller, CliError> {
         role: Role::Owner,
         scope: TenantScope::All,
     })
-}
-
-fn read_models(stack: &Stack) -> ReadModels {
-    ReadModels::new(
-        stack.store.clone(),
-        stack.store.clone(),
-        Arc::new(opsrun_adapters::clock::SystemClock),
-        600_000,
-    )
 }
 
 fn access(error: AccessError) -> CliError {
@@ -253,7 +244,7 @@ fn time(t: Timestamp) -> String {
 ///
 /// [`CliError`].
 pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Result<(), CliError> {
-    let models = read_models(stack);
+    let models = &stack.models;
     match command {
         OpsCommand::List(args) => {
             let caller = owner(stack, args.workspace.as_deref()).await?;
@@ -373,8 +364,8 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             let params = parse_params(&args.operation_type, &args.params)?;
             let tenant = Slug::parse(&args.tenant).map_err(|e| input(format!("--tenant: {e}")))?;
             let caller = owner(stack, args.workspace.as_deref()).await?;
-            let start = stack.start_operation();
-            let started = start
+            let started = stack
+                .start
                 .execute(&caller, &tenant, params)
                 .await
                 .map_err(operation)?;
@@ -395,7 +386,8 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
         }
         OpsCommand::Cancel { id, workspace } => {
             let caller = owner(stack, workspace.as_deref()).await?;
-            let run = CancelOperation::new(stack.service.clone())
+            let run = stack
+                .cancel
                 .execute(&caller, RunId::new(*id))
                 .await
                 .map_err(operation)?;
@@ -428,55 +420,33 @@ pub async fn create_token(
 ) -> Result<(), CliError> {
     let role = Role::parse(&args.role)
         .ok_or_else(|| input("--role must be readonly, operator or owner"))?;
-    let ws_slug = Slug::parse(&args.workspace).map_err(|e| input(format!("--workspace: {e}")))?;
-    let email = args.email.trim();
-    if email.is_empty()
-        || email.len() > 254
-        || !email.contains('@')
-        || email.chars().any(char::is_whitespace)
-    {
-        return Err(input("--email must be an e-mail address"));
-    }
-    let slugs = args
+    let workspace = Slug::parse(&args.workspace).map_err(|e| input(format!("--workspace: {e}")))?;
+    let tenants = args
         .tenants
         .iter()
         .map(|t| Slug::parse(t).map_err(|e| input(format!("--tenant: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
-    let ws = stack
-        .store
-        .ensure_workspace(&ws_slug, now())
+    let token = stack
+        .issue_token
+        .execute(TokenRequest {
+            workspace,
+            create_workspace: true,
+            email: args.email.clone(),
+            role,
+            tenants,
+        })
         .await
-        .context("failed to create the workspace")?;
-    let mut tenants = Vec::new();
-    for slug in &slugs {
-        let tenant = stack.store.tenant_by_slug(ws, slug).await.map_err(|_| {
-            input(format!(
-                "tenant '{slug}' does not exist in workspace '{ws_slug}'"
-            ))
-        })?;
-        tenants.push(tenant.id);
-    }
-    let user = stack
-        .store
-        .ensure_user(ws, email, now())
-        .await
-        .context("failed to create the user")?;
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes)
-        .map_err(|e| CliError::Failure(anyhow::anyhow!("no randomness: {e}")))?;
-    let token: String = format!(
-        "ops_{}",
-        bytes.iter().map(|b| format!("{b:02x}")).collect::<String>()
-    );
-    let hash = opsrun_adapters::sql::sha256_hex(token.as_bytes());
-    let scope = (!tenants.is_empty()).then_some(tenants.as_slice());
-    stack
-        .store
-        .add_token(user.id, &hash, role.key(), scope, now())
-        .await
-        .context("failed to store the token")?;
-    writeln!(out, "{token}").context("failed to write")?;
+        .map_err(admin)?;
+    writeln!(out, "{}", token.expose()).context("failed to write")?;
     Ok(())
+}
+
+/// An administration refusal is bad input (exit 2); a storage failure is a failure (exit 1).
+pub(crate) fn admin(error: AdminError) -> CliError {
+    match error {
+        AdminError::Invalid(message) => input(message),
+        AdminError::Store(e) => CliError::Failure(anyhow::Error::new(e)),
+    }
 }
 
 #[cfg(test)]

@@ -182,21 +182,12 @@ fn html(page: &impl Template) -> Response {
 
 /// The session token from the cookie.
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(&format!("{TOKEN_COOKIE}="))
-                .map(str::to_owned)
-        })
+    crate::http::handlers::token_cookie(headers)
 }
 
 /// The CSRF token of a session: only someone holding the session token can compute it.
 fn csrf_of(token: &str) -> String {
-    opsrun_adapters::sql::sha256_hex(format!("opsrun-csrf:{token}").as_bytes())
+    opsrun_application::auth::csrf_token(token)
 }
 
 fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
@@ -212,14 +203,11 @@ struct Chrome {
 }
 
 async fn chrome(state: &AppState, caller: &Caller, headers: &HeaderMap) -> Chrome {
-    let mut tenants = Vec::new();
-    if let Ok(all) = state.stack.store.tenants_of(caller.workspace()).await {
-        tenants = all
-            .into_iter()
-            .filter(|t| caller.scope.allows(t.id))
-            .map(|t| t.slug.to_string())
-            .collect();
-    }
+    let tenants = match state.stack.catalog.tenants(caller).await {
+        Ok(visible) => visible.into_iter().map(|t| t.slug.to_string()).collect(),
+        // The chrome is decoration: a failed lookup shows no tenant links, not an error page.
+        Err(_) => Vec::new(),
+    };
     Chrome {
         user: Some(caller.user.email.clone()),
         tenants,
@@ -264,17 +252,7 @@ struct LoginForm {
 
 async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
     let token = form.token.trim().to_owned();
-    let valid = !token.is_empty()
-        && token.len() <= 200
-        && token.chars().all(|c| c.is_ascii_graphic())
-        && matches!(
-            state
-                .stack
-                .store
-                .token_owner(&opsrun_adapters::sql::sha256_hex(token.as_bytes()))
-                .await,
-            Ok(Some(_))
-        );
+    let valid = state.stack.authenticate.execute(&token).await.is_ok();
     if !valid {
         let page = LoginPage {
             user: None,
@@ -321,7 +299,7 @@ async fn shell(
     let Ok(slug) = Slug::parse(&tenant) else {
         return ApiError::NotFound("tenant not found".into()).into_response();
     };
-    let feed = match state.models.activity(&caller, &slug).await {
+    let feed = match state.stack.models.activity(&caller, &slug).await {
         Ok(feed) => feed,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -356,6 +334,7 @@ async fn collection(
         .filter(|c| *c > 0)
         .map(RunId::new);
     let page = match state
+        .stack
         .models
         .collection(&caller, filter.clone(), 25, before)
         .await
@@ -414,7 +393,7 @@ async fn detail(
     let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
         return ApiError::NotFound("operation not found".into()).into_response();
     };
-    let detail = match state.models.detail(&caller, RunId::new(id)).await {
+    let detail = match state.stack.models.detail(&caller, RunId::new(id)).await {
         Ok(detail) => detail,
         Err(e) => return ApiError::from(e).into_response(),
     };
@@ -483,7 +462,7 @@ async fn cancel(
     let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
         return ApiError::NotFound("operation not found".into()).into_response();
     };
-    match state.cancel.execute(&caller, RunId::new(id)).await {
+    match state.stack.cancel.execute(&caller, RunId::new(id)).await {
         Ok(_) => Redirect::to(&format!("/operations/{id}")).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }

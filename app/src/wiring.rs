@@ -1,38 +1,54 @@
-//! The composition root: one database, and every adapter and use case wired on it.
+//! The composition root: the use cases and read models every edge calls, wired on one
+//! database's adapters. Edges (CLI, HTTP, pages, demo) hold a [`Stack`] and never an adapter.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
-use anyhow::Context;
-use opsrun_adapters::clock::SystemClock;
+use opsrun_adapters::backend::SqlBackend;
+use opsrun_adapters::clock::{OsEntropy, SystemClock};
 use opsrun_adapters::events::BroadcastEvents;
-use opsrun_adapters::queue::{ApalisQueue, QueueSettings};
-use opsrun_adapters::simulated::SimulatedProvider;
-use opsrun_adapters::sql::{SqlFamilies, SqlRunStore, connect, migrate};
+use opsrun_adapters::queue::ApalisQueue;
 use opsrun_application::OperationRunService;
-use opsrun_application::start::{StartOperation, StartPorts};
+use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts};
+use opsrun_application::auth::Authenticate;
+use opsrun_application::catalog::TenantCatalog;
+use opsrun_application::ports::{Directory, DirectoryAdmin, RunQueries};
+use opsrun_application::read_models::ReadModels;
+use opsrun_application::start::{CancelOperation, StartOperation, StartPorts};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
-use sea_orm::DatabaseConnection;
 
-/// Everything that runs on one database.
+pub use opsrun_adapters::backend::{BackendOptions as StackOptions, redact};
+
+/// Everything the edges use, wired on one database.
 #[derive(Clone)]
 pub struct Stack {
-    /// The connection pool.
-    pub db: DatabaseConnection,
-    /// Runs, ledger, directory.
-    pub store: Arc<SqlRunStore>,
-    /// Family stores.
-    pub families: Arc<SqlFamilies>,
-    /// The simulated tenant provider.
-    pub provider: Arc<SimulatedProvider>,
-    /// The durable queue.
-    pub queue: ApalisQueue,
-    /// The run service.
+    /// The run service (maintenance: stale runs, reconcile).
     pub service: OperationRunService,
-    /// Every writer.
+    /// Every writer (what the workers run).
     pub writers: Writers,
-    /// Live change notifications.
+    /// The durable queue (its worker loop).
+    pub queue: ApalisQueue,
+    /// Live change notifications (what event streams wait on).
     pub events: BroadcastEvents,
+    /// Read models of runs.
+    pub models: ReadModels,
+    /// Reads of runs (the demo's display).
+    pub queries: Arc<dyn RunQueries>,
+    /// Tenant and user lookups.
+    pub directory: Arc<dyn Directory>,
+    /// Workspaces and users.
+    pub admin: Arc<dyn DirectoryAdmin>,
+    /// Starting operations.
+    pub start: StartOperation,
+    /// Cancelling operations.
+    pub cancel: CancelOperation,
+    /// Backup sets, baselines and policies of a tenant.
+    pub catalog: TenantCatalog,
+    /// API tokens to callers.
+    pub authenticate: Authenticate,
+    /// Issuing API tokens.
+    pub issue_token: IssueToken,
+    /// Adding tenants.
+    pub add_tenant: AddTenant,
 }
 
 impl std::fmt::Debug for Stack {
@@ -41,101 +57,94 @@ impl std::fmt::Debug for Stack {
     }
 }
 
-/// How to open a [`Stack`].
-#[derive(Debug, Clone)]
-pub struct StackOptions {
-    /// SQLite or PostgreSQL URL.
-    pub database_url: String,
-    /// Folder review-pack artifacts are written to.
-    pub artifacts: PathBuf,
-    /// Queue and worker settings.
-    pub queue: QueueSettings,
-    /// Pool size.
-    pub max_connections: u32,
-}
-
 impl Stack {
-    /// Connects, migrates (schema and queue tables) and wires everything.
+    /// Opens the database (connect, migrate) and wires everything on it.
     ///
     /// # Errors
     ///
     /// When the database cannot be opened or migrated.
     pub async fn open(options: &StackOptions) -> anyhow::Result<Self> {
-        let db = connect(&options.database_url, options.max_connections)
-            .await
-            .with_context(|| {
-                format!("failed to open database {}", redact(&options.database_url))
-            })?;
-        migrate(&db).await.context("failed to migrate the schema")?;
-        let queue = ApalisQueue::setup(&db, options.queue)
-            .await
-            .context("failed to set up the job queue")?;
-        let store = Arc::new(SqlRunStore::new(db.clone()));
-        let families = Arc::new(SqlFamilies::new(db.clone(), options.artifacts.clone()));
-        let provider = Arc::new(SimulatedProvider::new(SqlRunStore::new(db.clone())));
-        let events = BroadcastEvents::new();
-        events.listen(&db);
-        let service = OperationRunService::new(
-            store.clone(),
-            Arc::new(queue.clone()),
-            Arc::new(SystemClock),
-        )
-        .with_events(Arc::new(events.clone()));
+        Ok(Self::wire(
+            &SqlBackend::open(options).await?,
+            stale_after_ms(),
+        ))
+    }
+
+    /// Wires the use cases on an open backend; runs without a sign of life for
+    /// `stale_after_ms` are shown as stale.
+    #[must_use]
+    pub fn wire(backend: &SqlBackend, stale_after_ms: i64) -> Self {
+        let clock = Arc::new(SystemClock);
+        let queue = Arc::new(backend.queue.clone());
+        let service = OperationRunService::new(backend.store.clone(), queue.clone(), clock.clone())
+            .with_events(Arc::new(backend.events.clone()));
         let writers = Writers::new(
             service.clone(),
             WriterSettings::default(),
             WriterPorts {
-                provider: provider.clone(),
-                inventory: families.clone(),
-                review_source: provider.clone(),
-                artifacts: families.clone(),
-                evidence_source: provider.clone(),
-                snapshots: families.clone(),
-                backup_sets: families.clone(),
-                restore_target: provider.clone(),
-                baselines: families.clone(),
-                queue: Arc::new(queue.clone()),
+                provider: backend.provider.clone(),
+                inventory: backend.families.clone(),
+                review_source: backend.provider.clone(),
+                artifacts: backend.families.clone(),
+                evidence_source: backend.provider.clone(),
+                snapshots: backend.families.clone(),
+                backup_sets: backend.families.clone(),
+                restore_target: backend.provider.clone(),
+                baselines: backend.families.clone(),
+                queue,
             },
         );
-        Ok(Self {
-            db,
-            store,
-            families,
-            provider,
-            queue,
+        let start = StartOperation::new(
+            service.clone(),
+            StartPorts {
+                directory: backend.store.clone(),
+                provider: backend.provider.clone(),
+                review_source: backend.provider.clone(),
+                backup_sets: backend.families.clone(),
+                baselines: backend.families.clone(),
+            },
+        );
+        Self {
+            models: ReadModels::new(
+                backend.store.clone(),
+                backend.store.clone(),
+                clock.clone(),
+                stale_after_ms,
+            ),
+            queries: backend.store.clone(),
+            directory: backend.store.clone(),
+            admin: backend.store.clone(),
+            cancel: CancelOperation::new(service.clone()),
+            catalog: TenantCatalog::new(
+                backend.store.clone(),
+                backend.families.clone(),
+                backend.families.clone(),
+                backend.provider.clone(),
+            ),
+            authenticate: Authenticate::new(backend.store.clone()),
+            issue_token: IssueToken::new(IssueTokenPorts {
+                directory: backend.store.clone(),
+                admin: backend.store.clone(),
+                tokens: backend.store.clone(),
+                entropy: Arc::new(OsEntropy),
+                clock: clock.clone(),
+            }),
+            add_tenant: AddTenant::new(
+                backend.store.clone(),
+                backend.store.clone(),
+                backend.simulated.clone(),
+                clock,
+            ),
+            start,
             service,
             writers,
-            events,
-        })
-    }
-}
-
-impl Stack {
-    /// The start use case over this stack's ports (the HTTP API and `opsrun ops start` share it).
-    #[must_use]
-    pub fn start_operation(&self) -> StartOperation {
-        StartOperation::new(
-            self.service.clone(),
-            StartPorts {
-                directory: self.store.clone(),
-                provider: self.provider.clone(),
-                review_source: self.provider.clone(),
-                backup_sets: self.families.clone(),
-                baselines: self.families.clone(),
-            },
-        )
-    }
-}
-
-/// A database URL without its password, for messages.
-#[must_use]
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.find('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            let user = userinfo.split(':').next().unwrap_or("");
-            format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
+            queue: backend.queue.clone(),
+            events: backend.events.clone(),
         }
-        _ => url.to_owned(),
     }
+}
+
+/// The stale threshold surfaces show (the one configured value; see `config`).
+fn stale_after_ms() -> i64 {
+    crate::config::STALE_AFTER_MS
 }

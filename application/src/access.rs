@@ -4,7 +4,7 @@
 use opsrun_domain::{OperationRun, Slug, WorkspaceId};
 
 use crate::StoreError;
-use crate::ports::{Directory, OperationRunStore, Role, Tenant, TenantScope, User};
+use crate::ports::{Directory, Role, RunQueries, Tenant, TenantScope, User};
 
 /// An authenticated caller: a user of a workspace with a role and the tenants it may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +112,7 @@ impl AccessPolicy {
     /// [`AccessError::NotFound`] when absent or not visible; [`AccessError::Store`].
     pub async fn visible_run(
         caller: &Caller,
-        store: &dyn OperationRunStore,
+        store: &dyn RunQueries,
         id: opsrun_domain::RunId,
     ) -> Result<OperationRun, AccessError> {
         let run = store.run(id).await?;

@@ -8,6 +8,9 @@
 //! suite.
 
 pub mod access;
+pub mod admin;
+pub mod auth;
+pub mod catalog;
 mod error;
 #[cfg(any(test, feature = "mocks"))]
 pub mod fakes;
@@ -15,6 +18,7 @@ pub mod memory;
 mod params;
 pub mod ports;
 pub mod read_models;
+pub mod reasons;
 mod service;
 pub mod start;
 pub mod writers;
@@ -22,7 +26,4 @@ pub mod writers;
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};
 pub use params::{MAX_POLICY_IDS, RunParams};
 pub use ports::{Role, TenantScope, TerminalEffects};
-pub use service::{
-    OperationRunService, REASON_ENQUEUE_FAILED, REASON_STALE, ReconcileReport, ServiceError,
-    StartRun,
-};
+pub use service::{OperationRunService, ReconcileReport, ServiceError, StartRun};

@@ -15,9 +15,11 @@ use opsrun_domain::{
     RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 
+use crate::auth::TokenHash;
 use crate::ports::{
-    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, NamedRun, Notification,
-    OperationRunStore, RunQuery, Started, Tenant, TenantActivity, TerminalEffects, User,
+    AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewToken,
+    Notification, RunQueries, RunQuery, RunStore, SimulationSettings, Started, Tenant,
+    TenantActivity, TenantSetup, TerminalEffects, TokenOwner, Tokens, User,
 };
 use crate::{RunParams, StoreError};
 
@@ -33,8 +35,11 @@ struct State {
     next_run: i64,
     audit: Vec<AuditEvent>,
     notifications: Vec<Notification>,
+    workspaces: Vec<(WorkspaceId, Slug)>,
     tenants: Vec<Tenant>,
     users: Vec<User>,
+    tokens: Vec<NewToken>,
+    simulation: BTreeMap<TenantId, SimulationSettings>,
 }
 
 impl State {
@@ -185,7 +190,130 @@ impl MemoryRunStore {
 }
 
 #[async_trait]
-impl OperationRunStore for MemoryRunStore {
+impl RunQueries for MemoryRunStore {
+    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
+        self.read(id, |e| e.run.clone())
+    }
+
+    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
+        self.read(id, |e| e.params.clone())
+    }
+
+    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError> {
+        self.read(id, |e| e.ledger.work_set().cloned())
+    }
+
+    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError> {
+        self.read(id, |e| e.ledger.entries().map(|(k, _)| k.clone()).collect())
+    }
+
+    async fn ledger_entries(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError> {
+        self.read(query.run, |e| {
+            e.ledger
+                .entries()
+                .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
+                .filter(|(_, v)| query.outcome.is_none_or(|o| v.outcome == o))
+                .take(query.limit as usize)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        })
+    }
+
+    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .filter(|e| e.run.status().is_active())
+            .map(|e| e.run.clone())
+            .collect())
+    }
+
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
+        let state = self.lock();
+        state
+            .runs
+            .values()
+            .rev()
+            .map(|e| &e.run)
+            .filter(|r| r.workspace() == query.workspace && query.scope.allows(r.tenant()))
+            .filter(|r| query.tenant.is_none_or(|t| r.tenant() == t))
+            .filter(|r| query.operation_type.is_none_or(|t| r.operation_type() == t))
+            .filter(|r| query.status.is_none_or(|s| r.status() == s))
+            .filter(|r| query.outcome.is_none_or(|o| r.outcome() == o))
+            .filter(|r| query.before.is_none_or(|b| r.id() < b))
+            .filter(|r| !query.top_level_only || r.parent().is_none())
+            .take(query.limit as usize)
+            .map(|r| state.named(r))
+            .collect()
+    }
+
+    async fn activity(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+        completed_since: Timestamp,
+    ) -> Result<TenantActivity, StoreError> {
+        let state = self.lock();
+        let tenant = state
+            .tenants
+            .iter()
+            .find(|t| t.workspace == workspace && t.slug == *slug)
+            .cloned()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
+        let runs = state
+            .runs
+            .values()
+            .rev()
+            .map(|e| &e.run)
+            .filter(|r| r.tenant() == tenant.id && r.parent().is_none())
+            .filter(|r| {
+                r.status() != RunStatus::Completed
+                    || r.completed_at().is_some_and(|at| at >= completed_since)
+            })
+            .map(|r| state.named(r))
+            .collect::<Result<_, _>>()?;
+        Ok(TenantActivity { tenant, runs })
+    }
+
+    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .values()
+            .map(|e| &e.run)
+            .filter(|r| r.parent() == Some(parent))
+            .cloned()
+            .collect())
+    }
+
+    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .audit
+            .iter()
+            .filter(|a| a.run == run)
+            .cloned()
+            .collect())
+    }
+
+    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .notifications
+            .iter()
+            .rev()
+            .filter(|n| n.user == user)
+            .cloned()
+            .collect())
+    }
+}
+
+#[async_trait]
+impl RunStore for MemoryRunStore {
     async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError> {
         let mut state = self.lock();
         let identity = opsrun_domain::identity(
@@ -224,14 +352,6 @@ impl OperationRunStore for MemoryRunStore {
             },
         );
         Ok(Started { run, reused: false })
-    }
-
-    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
-        self.read(id, |e| e.run.clone())
-    }
-
-    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
-        self.read(id, |e| e.params.clone())
     }
 
     async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
@@ -341,120 +461,8 @@ impl OperationRunStore for MemoryRunStore {
         }
     }
 
-    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError> {
-        self.read(id, |e| e.ledger.work_set().cloned())
-    }
-
-    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError> {
-        self.read(id, |e| e.ledger.entries().map(|(k, _)| k.clone()).collect())
-    }
-
-    async fn ledger_entries(
-        &self,
-        query: LedgerQuery,
-    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError> {
-        self.read(query.run, |e| {
-            e.ledger
-                .entries()
-                .filter(|(k, _)| query.after.as_ref().is_none_or(|after| *k > after))
-                .filter(|(_, v)| query.outcome.is_none_or(|o| v.outcome == o))
-                .take(query.limit as usize)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        })
-    }
-
     async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError> {
         self.with_entry(id, |run, ledger| run.reconcile_counts(ledger))
-    }
-
-    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .runs
-            .values()
-            .filter(|e| e.run.status().is_active())
-            .map(|e| e.run.clone())
-            .collect())
-    }
-
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
-        let state = self.lock();
-        state
-            .runs
-            .values()
-            .rev()
-            .map(|e| &e.run)
-            .filter(|r| r.workspace() == query.workspace && query.scope.allows(r.tenant()))
-            .filter(|r| query.tenant.is_none_or(|t| r.tenant() == t))
-            .filter(|r| query.operation_type.is_none_or(|t| r.operation_type() == t))
-            .filter(|r| query.status.is_none_or(|s| r.status() == s))
-            .filter(|r| query.outcome.is_none_or(|o| r.outcome() == o))
-            .filter(|r| query.before.is_none_or(|b| r.id() < b))
-            .filter(|r| !query.top_level_only || r.parent().is_none())
-            .take(query.limit as usize)
-            .map(|r| state.named(r))
-            .collect()
-    }
-
-    async fn activity(
-        &self,
-        workspace: WorkspaceId,
-        slug: &Slug,
-        completed_since: Timestamp,
-    ) -> Result<TenantActivity, StoreError> {
-        let state = self.lock();
-        let tenant = state
-            .tenants
-            .iter()
-            .find(|t| t.workspace == workspace && t.slug == *slug)
-            .cloned()
-            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
-        let runs = state
-            .runs
-            .values()
-            .rev()
-            .map(|e| &e.run)
-            .filter(|r| r.tenant() == tenant.id && r.parent().is_none())
-            .filter(|r| {
-                r.status() != RunStatus::Completed
-                    || r.completed_at().is_some_and(|at| at >= completed_since)
-            })
-            .map(|r| state.named(r))
-            .collect::<Result<_, _>>()?;
-        Ok(TenantActivity { tenant, runs })
-    }
-
-    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .runs
-            .values()
-            .map(|e| &e.run)
-            .filter(|r| r.parent() == Some(parent))
-            .cloned()
-            .collect())
-    }
-
-    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .audit
-            .iter()
-            .filter(|a| a.run == run)
-            .cloned()
-            .collect())
-    }
-
-    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
-        let state = self.lock();
-        Ok(state
-            .notifications
-            .iter()
-            .rev()
-            .filter(|n| n.user == user)
-            .cloned()
-            .collect())
     }
 }
 
@@ -492,5 +500,108 @@ impl Directory for MemoryRunStore {
             .find(|u| u.id == id)
             .cloned()
             .ok_or_else(|| StoreError::NotFound(format!("user {id}")))
+    }
+
+    async fn tenants_of(&self, workspace: WorkspaceId) -> Result<Vec<Tenant>, StoreError> {
+        let mut tenants: Vec<Tenant> = self
+            .lock()
+            .tenants
+            .iter()
+            .filter(|t| t.workspace == workspace)
+            .cloned()
+            .collect();
+        tenants.sort_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
+        Ok(tenants)
+    }
+}
+
+#[async_trait]
+impl DirectoryAdmin for MemoryRunStore {
+    async fn workspace(
+        &self,
+        slug: &Slug,
+        create: bool,
+        _at: Timestamp,
+    ) -> Result<WorkspaceId, StoreError> {
+        let mut state = self.lock();
+        if let Some((id, _)) = state.workspaces.iter().find(|(_, s)| s == slug) {
+            return Ok(*id);
+        }
+        if !create {
+            return Err(StoreError::NotFound(format!("workspace '{slug}'")));
+        }
+        let id = WorkspaceId::new(state.workspaces.len() as i64 + 1);
+        state.workspaces.push((id, slug.clone()));
+        Ok(id)
+    }
+
+    async fn workspaces(&self) -> Result<Vec<(WorkspaceId, Slug)>, StoreError> {
+        Ok(self.lock().workspaces.clone())
+    }
+
+    async fn add_tenant(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+        _at: Timestamp,
+    ) -> Result<Tenant, StoreError> {
+        if self
+            .lock()
+            .tenants
+            .iter()
+            .any(|t| t.workspace == workspace && t.slug == *slug)
+        {
+            return Err(StoreError::Unavailable(
+                format!("tenant '{slug}' already exists").into(),
+            ));
+        }
+        Ok(MemoryRunStore::add_tenant(self, workspace, slug.clone()))
+    }
+
+    async fn ensure_user(
+        &self,
+        workspace: WorkspaceId,
+        email: &str,
+        _at: Timestamp,
+    ) -> Result<User, StoreError> {
+        Ok(self.add_user(workspace, email))
+    }
+}
+
+#[async_trait]
+impl Tokens for MemoryRunStore {
+    async fn add_token(&self, token: NewToken) -> Result<(), StoreError> {
+        self.lock().tokens.push(token);
+        Ok(())
+    }
+
+    async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>, StoreError> {
+        let state = self.lock();
+        let Some(token) = state.tokens.iter().find(|t| t.hash == *hash) else {
+            return Ok(None);
+        };
+        let user = state
+            .users
+            .iter()
+            .find(|u| u.id == token.user)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("token of unknown user {}", token.user)))?;
+        Ok(Some(TokenOwner {
+            user,
+            role: token.role,
+            scope: token.scope.clone(),
+        }))
+    }
+}
+
+#[async_trait]
+impl TenantSetup for MemoryRunStore {
+    async fn configure(
+        &self,
+        tenant: TenantId,
+        settings: SimulationSettings,
+    ) -> Result<(), StoreError> {
+        self.lock().simulation.insert(tenant, settings);
+        Ok(())
     }
 }

@@ -6,10 +6,13 @@ mod directory;
 mod events;
 mod family;
 mod queue;
-mod store;
+mod runs;
 
 pub use clock::Clock;
-pub use directory::{Directory, Role, Tenant, TenantScope, User};
+pub use directory::{
+    Directory, DirectoryAdmin, Entropy, NewToken, Role, SimulationSettings, Tenant, TenantScope,
+    TenantSetup, TokenOwner, Tokens, User,
+};
 pub use events::RunEvents;
 pub use family::{
     ArtifactStore, BackupItem, BackupItemAdded, BackupSet, BackupSetStore, Baseline, BaselineItem,
@@ -18,15 +21,15 @@ pub use family::{
     ReviewPackSource, SnapshotStore, WorkKey,
 };
 pub use queue::{Job, JobQueue};
-pub use store::{
-    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, OperationRunStore,
-    RunQuery, Started, TenantActivity, TerminalEffects,
+pub use runs::{
+    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
+    RunStore, Started, TenantActivity, TerminalEffects,
 };
 
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mocks"))]
-pub use directory::MockDirectory;
+pub use directory::{MockDirectory, MockDirectoryAdmin, MockEntropy, MockTenantSetup, MockTokens};
 #[cfg(any(test, feature = "mocks"))]
 pub use events::MockRunEvents;
 #[cfg(any(test, feature = "mocks"))]
@@ -38,4 +41,4 @@ pub use family::{
 #[cfg(any(test, feature = "mocks"))]
 pub use queue::MockJobQueue;
 #[cfg(any(test, feature = "mocks"))]
-pub use store::MockOperationRunStore;
+pub use runs::{MockRunQueries, MockRunStore};

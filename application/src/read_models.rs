@@ -12,7 +12,7 @@ use opsrun_domain::{
 
 use crate::access::{AccessError, AccessPolicy, Caller};
 use crate::ports::{
-    AuditEvent, Clock, Directory, LedgerQuery, NamedRun, Notification, OperationRunStore, RunQuery,
+    AuditEvent, Clock, Directory, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
 };
 
 /// Completed runs stay in the activity feed this long.
@@ -88,7 +88,7 @@ pub struct OperationDetail {
 /// The read models, over the store, the directory and the clock.
 #[derive(Clone)]
 pub struct ReadModels {
-    store: Arc<dyn OperationRunStore>,
+    store: Arc<dyn RunQueries>,
     directory: Arc<dyn Directory>,
     clock: Arc<dyn Clock>,
     stale_after_ms: i64,
@@ -142,7 +142,7 @@ impl ReadModels {
     /// as stale.
     #[must_use]
     pub fn new(
-        store: Arc<dyn OperationRunStore>,
+        store: Arc<dyn RunQueries>,
         directory: Arc<dyn Directory>,
         clock: Arc<dyn Clock>,
         stale_after_ms: i64,

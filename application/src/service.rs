@@ -9,14 +9,10 @@ use opsrun_domain::{
 };
 
 use crate::ports::{
-    Clock, Completed, CreateRun, Job, JobQueue, OperationRunStore, RunEvents, Started,
+    Clock, Completed, CreateRun, Job, JobQueue, RunEvents, RunQueries, RunStore, Started,
 };
+use crate::reasons;
 use crate::{QueueError, RunParams, StoreError, TerminalEffects};
-
-/// Reason code of a run whose job could not be enqueued.
-pub const REASON_ENQUEUE_FAILED: ReasonCode = ReasonCode::from_static("run.enqueue_failed");
-/// Reason code of a run that stopped giving signs of life.
-pub const REASON_STALE: ReasonCode = ReasonCode::from_static("run.stale");
 
 /// What went wrong in a service call.
 #[derive(Debug, thiserror::Error)]
@@ -71,7 +67,8 @@ pub struct ReconcileReport {
 /// same unit of work as the completion that wins.
 #[derive(Clone)]
 pub struct OperationRunService {
-    store: Arc<dyn OperationRunStore>,
+    store: Arc<dyn RunStore>,
+    queries: Arc<dyn RunQueries>,
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn RunEvents>>,
@@ -87,12 +84,9 @@ impl std::fmt::Debug for OperationRunService {
 impl OperationRunService {
     /// A service over the given store, queue and clock.
     #[must_use]
-    pub fn new(
-        store: Arc<dyn OperationRunStore>,
-        queue: Arc<dyn JobQueue>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
+    pub fn new(store: Arc<dyn RunStore>, queue: Arc<dyn JobQueue>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            queries: store.clone(),
             store,
             queue,
             clock,
@@ -120,10 +114,11 @@ impl OperationRunService {
         value
     }
 
-    /// The store (for read models and writers that read).
+    /// The read side of the run store (for writers and use cases that look before they act).
+    /// The mutating side stays inside the service.
     #[must_use]
-    pub fn store(&self) -> &Arc<dyn OperationRunStore> {
-        &self.store
+    pub fn queries(&self) -> &Arc<dyn RunQueries> {
+        &self.queries
     }
 
     /// The clock.
@@ -158,7 +153,10 @@ impl OperationRunService {
         self.publish(id);
         if let Err(error) = self.queue.enqueue(Job::Run { run: id }).await {
             let completion = Completion::decided(RunOutcome::Failed, self.clock.now())
-                .with_failure(REASON_ENQUEUE_FAILED, "the run's job could not be queued");
+                .with_failure(
+                    reasons::RUN_ENQUEUE_FAILED,
+                    "the run's job could not be queued",
+                );
             self.store
                 .complete(id, completion, TerminalEffects { actor: None })
                 .await?;
@@ -407,7 +405,9 @@ impl OperationRunService {
                 "no sign of life for more than {} s; the run's job is gone",
                 threshold_ms / 1000
             );
-            let completed = self.fail_run(run.id(), REASON_STALE, &message).await?;
+            let completed = self
+                .fail_run(run.id(), reasons::RUN_STALE, &message)
+                .await?;
             if completed.won {
                 failed.push(run.id());
             }
@@ -460,7 +460,7 @@ mod tests {
     use super::*;
     use crate::fakes::{ManualClock, MemoryQueue};
     use crate::memory::MemoryRunStore;
-    use crate::ports::{MockJobQueue, MockOperationRunStore, OperationRunStore};
+    use crate::ports::{MockJobQueue, MockRunStore, RunQueries};
 
     fn run(id: i64, total: Option<u64>, processed: Option<u64>) -> OperationRun {
         let mut parts = OperationRun::new(NewRun {
@@ -497,7 +497,7 @@ mod tests {
         }
     }
 
-    fn service(store: MockOperationRunStore, queue: MockJobQueue) -> OperationRunService {
+    fn service(store: MockRunStore, queue: MockJobQueue) -> OperationRunService {
         OperationRunService::new(
             Arc::new(store),
             Arc::new(queue),
@@ -507,7 +507,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_new_run_gets_exactly_one_job() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         store.expect_create_run().times(1).returning(|_| {
             Ok(Started {
                 run: run(7, None, None),
@@ -528,7 +528,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reused_active_run_gets_no_second_job() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         store.expect_create_run().times(1).returning(|_| {
             Ok(Started {
                 run: run(7, None, None),
@@ -545,7 +545,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_run_whose_job_cannot_be_queued_ends_failed() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         store.expect_create_run().returning(|_| {
             Ok(Started {
                 run: run(7, None, None),
@@ -557,7 +557,7 @@ mod tests {
             .withf(|id, completion, _| {
                 *id == RunId::new(7)
                     && completion.outcome == Some(RunOutcome::Failed)
-                    && completion.failures[0].code == REASON_ENQUEUE_FAILED
+                    && completion.failures[0].code == reasons::RUN_ENQUEUE_FAILED
             })
             .times(1)
             .returning(|_, _, _| {
@@ -578,7 +578,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parent_is_completed_only_when_processed_equals_total() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         let mut sequence = mockall::Sequence::new();
         store
             .expect_run()
@@ -617,7 +617,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_parent_without_a_total_is_never_completed_by_its_children() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         store.expect_run().returning(|_| Ok(run(1, None, Some(3))));
         store.expect_complete().never();
 
@@ -631,7 +631,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_losing_completion_of_a_race_reports_nothing() {
-        let mut store = MockOperationRunStore::new();
+        let mut store = MockRunStore::new();
         store
             .expect_run()
             .returning(|_| Ok(run(1, Some(2), Some(2))));
@@ -707,7 +707,7 @@ mod tests {
         assert_eq!(failed, vec![stale]);
         let run = store.run(stale).await.unwrap();
         assert_eq!(run.outcome(), RunOutcome::Failed);
-        assert_eq!(run.failures()[0].code, REASON_STALE);
+        assert_eq!(run.failures()[0].code, reasons::RUN_STALE);
         assert!(!store.run(fresh).await.unwrap().is_completed());
     }
 

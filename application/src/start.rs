@@ -305,7 +305,7 @@ impl CancelOperation {
         caller: &Caller,
         id: RunId,
     ) -> Result<OperationRun, OperationError> {
-        let run = AccessPolicy::visible_run(caller, self.service.store().as_ref(), id).await?;
+        let run = AccessPolicy::visible_run(caller, self.service.queries().as_ref(), id).await?;
         AccessPolicy::require(caller, Role::Owner)?;
         if run.is_completed() {
             return Err(OperationError::AlreadyCompleted(id));
@@ -325,7 +325,7 @@ mod tests {
     use opsrun_domain::{RunOutcome, Slug, WorkspaceId};
 
     use super::*;
-    use crate::ports::{BackupSetStore, OperationRunStore};
+    use crate::ports::{BackupSetStore, RunQueries};
     use crate::writers::harness::Harness;
 
     fn caller(h: &Harness, role: Role) -> Caller {

@@ -26,12 +26,13 @@ use opsrun_domain::{
 pub use add_policies::AddPoliciesToBackupSet;
 pub use baseline_capture::{CAPTURE_PHASES, CaptureBaseline};
 pub use baseline_compare::CompareBaseline;
-pub use dispatch::{REASON_ATTEMPTS_EXHAUSTED, WriterPorts, Writers};
+pub use dispatch::{WriterPorts, Writers};
 pub use evidence::GenerateEvidenceSnapshot;
 pub use inventory::RunInventorySync;
 pub use restore::{BackupSetRestoreWorker, BulkBackupSetRestore};
 pub use review_pack::GenerateReviewPack;
 
+use crate::reasons;
 use crate::{
     FamilyStoreError, OperationRunService, ProviderError, QueueError, RunParams, ServiceError,
     StoreError,
@@ -192,7 +193,7 @@ pub(crate) async fn begin(
     service: &OperationRunService,
     id: RunId,
 ) -> Result<Option<(OperationRun, RunParams)>, WriterError> {
-    let run = service.store().run(id).await?;
+    let run = service.queries().run(id).await?;
     if run.is_completed() {
         return Ok(None);
     }
@@ -201,7 +202,7 @@ pub(crate) async fn begin(
         Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => return Ok(None),
         Err(e) => return Err(e.into()),
     }
-    let params = service.store().run_params(id).await?;
+    let params = service.queries().run_params(id).await?;
     Ok(Some((run, params)))
 }
 
@@ -210,7 +211,7 @@ pub(crate) async fn is_stopped(
     service: &OperationRunService,
     id: RunId,
 ) -> Result<bool, WriterError> {
-    Ok(service.store().run(id).await?.is_completed())
+    Ok(service.queries().run(id).await?.is_completed())
 }
 
 /// The run's frozen work set: read back when it exists, otherwise planned and frozen now.
@@ -221,7 +222,7 @@ pub(crate) async fn frozen_work_set(
     plan: impl std::future::Future<Output = Result<Plan, WriterError>>,
 ) -> Result<Result<WorkSet, WriterOutcome>, WriterError> {
     let id = run.id();
-    if let Some(frozen) = service.store().work_set(id).await? {
+    if let Some(frozen) = service.queries().work_set(id).await? {
         return Ok(Ok(frozen));
     }
     match plan.await? {
@@ -234,7 +235,7 @@ pub(crate) async fn frozen_work_set(
                     Some(RunError::TotalAlreadySet { .. } | RunError::WorkSetAlreadyFrozen)
                 ) =>
             {
-                let frozen = service.store().work_set(id).await?;
+                let frozen = service.queries().work_set(id).await?;
                 Ok(frozen.ok_or(WriterOutcome::Stopped))
             }
             Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => {
@@ -287,7 +288,7 @@ pub(crate) async fn run_counted(
         Ok(work_set) => work_set,
         Err(outcome) => return Ok(outcome),
     };
-    let done: BTreeSet<ItemKey> = service.store().ledger_keys(id).await?;
+    let done: BTreeSet<ItemKey> = service.queries().ledger_keys(id).await?;
     let mut pulse = Pulse::new(service, settings);
     for unit in work_set.units().iter().filter(|u| !done.contains(*u)) {
         if is_stopped(service, id).await? {
@@ -299,7 +300,7 @@ pub(crate) async fn run_counted(
         }
         pulse.beat(service, id).await?;
     }
-    let run = service.store().run(id).await?;
+    let run = service.queries().run(id).await?;
     if run.is_completed() {
         return Ok(WriterOutcome::Stopped);
     }
@@ -329,9 +330,6 @@ pub(crate) fn plan_key(text: &str) -> Result<ItemKey, WriterError> {
     ItemKey::parse(text).map_err(|e| WriterError::InvalidUnit(format!("'{text}': {e}")))
 }
 
-/// Reason code of a run whose units could not be listed as valid item keys.
-pub const REASON_INVALID_UNIT: ReasonCode = ReasonCode::from_static("run.invalid_unit");
-
 /// Freezes `units` (deduplicated, first occurrence kept) with a basis label, or blocks the run
 /// when a unit is not a valid item key.
 pub(crate) fn plan_units(
@@ -348,14 +346,14 @@ pub(crate) fn plan_units(
                 }
             }
             Err(e) => {
-                return Plan::Blocked(REASON_INVALID_UNIT, format!("unit '{unit}': {e}"));
+                return Plan::Blocked(reasons::RUN_INVALID_UNIT, format!("unit '{unit}': {e}"));
             }
         }
     }
     let basis = basis(keys.len());
     match WorkSet::try_new(keys, basis) {
         Ok(work_set) => Plan::Work(work_set),
-        Err(e) => Plan::Blocked(REASON_INVALID_UNIT, e.to_string()),
+        Err(e) => Plan::Blocked(reasons::RUN_INVALID_UNIT, e.to_string()),
     }
 }
 
@@ -370,7 +368,7 @@ pub(crate) mod harness {
 
     use crate::fakes::{FakeTenant, ManualClock, MemoryFamilies, MemoryQueue};
     use crate::memory::MemoryRunStore;
-    use crate::ports::{Job, OperationRunStore, Tenant, User};
+    use crate::ports::{Job, RunQueries, Tenant, User};
     use crate::{OperationRunService, RunParams, StartRun};
 
     use super::{

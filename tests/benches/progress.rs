@@ -14,17 +14,23 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use opsrun_adapters::backend::{BackendOptions, SqlBackend};
 use opsrun_adapters::clock::SystemClock;
 use opsrun_adapters::queue::QueueSettings;
+use opsrun_adapters::simulated::SqlSimulatedTenants;
 use opsrun_adapters::simulated::policy_id;
-use opsrun_adapters::sql::{SqlRunStore, TenantSettings, connect, migrate};
-use opsrun_app::wiring::{Stack, StackOptions};
+use opsrun_adapters::sql::{SqlRunStore, connect, migrate};
+use opsrun_app::wiring::Stack;
 use opsrun_application::access::Caller;
 use opsrun_application::fakes::MemoryQueue;
-use opsrun_application::ports::{BackupSetStore, CreateRun, OperationRunStore, Role, TenantScope};
+use opsrun_application::ports::{
+    BackupSetStore, CreateRun, DirectoryAdmin, Role, RunQueries, RunStore, SimulationSettings,
+    TenantScope,
+};
 use opsrun_application::read_models::{CollectionFilter, ReadModels};
 use opsrun_application::{OperationRunService, RunParams, StartRun};
 use opsrun_domain::{ItemKey, ItemRecord, RunId, RunOutcome, Slug, SummaryKey, Timestamp, WorkSet};
+use opsrun_tests::add_simulated_tenant;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -51,16 +57,16 @@ async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
     migrate(&db).await?;
     let store = SqlRunStore::new(db.clone());
     let ws = store
-        .ensure_workspace(&Slug::parse("bench")?, Timestamp::from_millis(0))
+        .workspace(&Slug::parse("bench")?, true, Timestamp::from_millis(0))
         .await?;
-    let tenant = store
-        .add_tenant(
-            ws,
-            &Slug::parse(&format!("t{}", std::process::id()))?,
-            TenantSettings::default(),
-            Timestamp::from_millis(0),
-        )
-        .await?;
+    let tenant = add_simulated_tenant(
+        &store,
+        &SqlSimulatedTenants::new(db.clone()),
+        ws,
+        &Slug::parse(&format!("t{}", std::process::id()))?,
+        SimulationSettings::default(),
+    )
+    .await?;
     let run = store
         .create_run(CreateRun {
             workspace: ws,
@@ -289,12 +295,12 @@ fn rss_kib(pid: u32) -> Result<u64, Error> {
 }
 
 /// Waits for `id` to complete, sampling `pid`'s resident memory; the peak seen.
-async fn wait_completed(stack: &Stack, id: RunId, pid: u32) -> Result<u64, Error> {
+async fn wait_completed(backend: &SqlBackend, id: RunId, pid: u32) -> Result<u64, Error> {
     let started = Instant::now();
     let mut peak = 0;
     loop {
         peak = peak.max(rss_kib(pid)?);
-        if stack.store.run(id).await?.is_completed() {
+        if backend.store.run(id).await?.is_completed() {
             return Ok(peak);
         }
         if started.elapsed() > Duration::from_secs(600) {
@@ -315,8 +321,8 @@ struct FanOut {
 }
 
 /// How many child jobs the queue has finished (apalis's tables).
-async fn children_done(stack: &Stack) -> Result<i64, Error> {
-    let sql = match stack.db.get_database_backend() {
+async fn children_done(db: &DatabaseConnection) -> Result<i64, Error> {
+    let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
             "SELECT count(*) AS n FROM apalis.jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
         }
@@ -324,9 +330,8 @@ async fn children_done(stack: &Stack) -> Result<i64, Error> {
             "SELECT count(*) AS n FROM Jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
         }
     };
-    let row = stack
-        .db
-        .query_one_raw(Statement::from_string(stack.db.get_database_backend(), sql))
+    let row = db
+        .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?
         .ok_or("no count")?;
     Ok(row.try_get::<i64>("", "n")?)
@@ -335,7 +340,7 @@ async fn children_done(stack: &Stack) -> Result<i64, Error> {
 /// P4/P6: an `opsrun serve` process (8 workers) runs a restore of `CHILDREN` items; the clock
 /// runs from `start_run` of the parent to its completion, as the database shows it.
 async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
-    let stack = Stack::open(&StackOptions {
+    let backend = SqlBackend::open(&BackendOptions {
         database_url: url.to_owned(),
         artifacts: dir.join("artifacts"),
         queue: QueueSettings::default(),
@@ -343,25 +348,29 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     })
     .await
     .map_err(|e| format!("{e:#}"))?;
-    let workspace = stack
+    let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
+    let db = connect(url, 2).await?;
+    let workspace = backend
         .store
-        .ensure_workspace(&Slug::parse("fanout")?, Timestamp::from_millis(0))
+        .workspace(&Slug::parse("fanout")?, true, Timestamp::from_millis(0))
         .await?;
-    let tenant = stack
-        .store
-        .add_tenant(
-            workspace,
-            &Slug::parse("fanout")?,
-            TenantSettings {
-                policies: CHILDREN as i64,
-                latency_ms: 0,
-                failure_rate: 0.0,
-                seed: 1,
-            },
-            Timestamp::from_millis(0),
-        )
+    let tenant = add_simulated_tenant(
+        &backend.store,
+        &backend.simulated,
+        workspace,
+        &Slug::parse("fanout")?,
+        SimulationSettings {
+            policies: CHILDREN as i64,
+            latency_ms: 0,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let set = backend
+        .families
+        .create_backup_set(tenant.id, "bench")
         .await?;
-    let set = stack.families.create_backup_set(tenant.id, "bench").await?;
     let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "8"])
         .env("DATABASE_URL", url)
@@ -395,7 +404,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     .await?
     .run
     .id();
-    wait_completed(&stack, add, pid).await?;
+    wait_completed(&backend, add, pid).await?;
     let began = Instant::now();
     let restore = start(RunParams::BackupSetRestore {
         backup_set_id: set.id,
@@ -404,9 +413,9 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     .await?
     .run
     .id();
-    let peak_kib = wait_completed(&stack, restore, pid).await?;
+    let peak_kib = wait_completed(&backend, restore, pid).await?;
     let seconds = began.elapsed().as_secs_f64();
-    let run = stack.store.run(restore).await?;
+    let run = backend.store.run(restore).await?;
     let counts = run.counts();
     let children = Some(CHILDREN as u64);
     if counts.get(SummaryKey::Total) != children
@@ -419,13 +428,13 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     // The queue's own cost: as many children again, of the now completed parent. Each job
     // reads the parent, sees it completed and stops; the clock stops when apalis has marked
     // them all done.
-    let before = children_done(&stack).await?;
+    let before = children_done(&db).await?;
     let keys: Vec<ItemKey> = (0..CHILDREN)
         .map(|i| ItemKey::parse(&format!("q{i}")))
         .collect::<Result<_, _>>()?;
     let began = Instant::now();
     opsrun_application::ports::JobQueue::enqueue_children(&stack.queue, restore, keys).await?;
-    while children_done(&stack).await? < before + CHILDREN as i64 {
+    while children_done(&db).await? < before + CHILDREN as i64 {
         if began.elapsed() > Duration::from_secs(600) {
             return Err("the queue baseline did not finish within 10 minutes".into());
         }
@@ -470,22 +479,23 @@ async fn reads(url: &str) -> Result<Reads, Error> {
     migrate(&db).await?;
     let store = SqlRunStore::new(db.clone());
     let workspace = store
-        .ensure_workspace(&Slug::parse("reads")?, Timestamp::from_millis(0))
+        .workspace(&Slug::parse("reads")?, true, Timestamp::from_millis(0))
         .await?;
+    let simulated = SqlSimulatedTenants::new(db.clone());
     let user = store
         .ensure_user(workspace, "bench@opsrun.local", Timestamp::from_millis(0))
         .await?;
     let mut tenants = Vec::with_capacity(P5_TENANTS);
     for i in 0..P5_TENANTS {
         tenants.push(
-            store
-                .add_tenant(
-                    workspace,
-                    &Slug::parse(&format!("r{i:04}"))?,
-                    TenantSettings::default(),
-                    Timestamp::from_millis(0),
-                )
-                .await?,
+            add_simulated_tenant(
+                &store,
+                &simulated,
+                workspace,
+                &Slug::parse(&format!("r{i:04}"))?,
+                SimulationSettings::default(),
+            )
+            .await?,
         );
     }
     let first = tenants[0].id.value();

@@ -8,8 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use opsrun_adapters::MemoryRunStore;
-use opsrun_adapters::sql::{SqlRunStore, TenantSettings, connect, migrate};
-use opsrun_application::ports::{Directory, OperationRunStore, Tenant, User};
+use opsrun_adapters::simulated::SqlSimulatedTenants;
+use opsrun_adapters::sql::{SqlRunStore, connect, migrate};
+use opsrun_application::ports::{
+    Directory, DirectoryAdmin, RunQueries, RunStore, SimulationSettings, Tenant, TenantSetup, User,
+};
 use opsrun_domain::{ItemLedger, OperationRun, RunId, Slug, Timestamp, WorkspaceId};
 use sea_orm::ConnectionTrait;
 
@@ -31,6 +34,7 @@ enum Inner {
     Memory(Arc<MemoryRunStore>),
     Sql {
         store: Arc<SqlRunStore>,
+        simulated: SqlSimulatedTenants,
         workspace: WorkspaceId,
         // Kept so the SQLite file lives as long as the store.
         _dir: Option<tempfile::TempDir>,
@@ -98,6 +102,26 @@ pub async fn fresh_postgres_database() -> Result<Option<String>, TestError> {
     Ok(Some(with_database(&admin, &name)))
 }
 
+/// Adds a tenant backed by the simulated provider to a SQL database: its directory row and its
+/// simulator settings, as `opsrun tenants add` does.
+///
+/// # Errors
+///
+/// When the slug is taken or storage fails.
+pub async fn add_simulated_tenant(
+    store: &SqlRunStore,
+    simulated: &SqlSimulatedTenants,
+    workspace: WorkspaceId,
+    slug: &Slug,
+    settings: SimulationSettings,
+) -> Result<Tenant, TestError> {
+    let tenant = store
+        .add_tenant(workspace, slug, Timestamp::from_millis(0))
+        .await?;
+    simulated.configure(tenant.id, settings).await?;
+    Ok(tenant)
+}
+
 /// Creates a fresh SQLite file in a new temporary folder and returns the folder and URL.
 ///
 /// # Errors
@@ -139,14 +163,15 @@ impl TestStore {
         };
         let db = connect(&url, 16).await?;
         migrate(&db).await?;
-        let store = SqlRunStore::new(db);
+        let store = SqlRunStore::new(db.clone());
         let workspace = store
-            .ensure_workspace(&Slug::parse("test")?, Timestamp::from_millis(0))
+            .workspace(&Slug::parse("test")?, true, Timestamp::from_millis(0))
             .await?;
         Ok(Some(Self {
             backend,
             inner: Inner::Sql {
                 store: Arc::new(store),
+                simulated: SqlSimulatedTenants::new(db),
                 workspace,
                 _dir: dir,
             },
@@ -156,7 +181,7 @@ impl TestStore {
 
     /// The store, as the port.
     #[must_use]
-    pub fn store(&self) -> Arc<dyn OperationRunStore> {
+    pub fn store(&self) -> Arc<dyn RunStore> {
         match &self.inner {
             Inner::Memory(store) => store.clone(),
             Inner::Sql { store, .. } => store.clone(),
@@ -206,15 +231,17 @@ impl TestStore {
         }
         Ok(match &self.inner {
             Inner::Memory(store) => store.add_tenant(self.workspace(), slug),
-            Inner::Sql { store, .. } => {
-                store
-                    .add_tenant(
-                        self.workspace(),
-                        &slug,
-                        TenantSettings::default(),
-                        Timestamp::from_millis(0),
-                    )
-                    .await?
+            Inner::Sql {
+                store, simulated, ..
+            } => {
+                add_simulated_tenant(
+                    store,
+                    simulated,
+                    self.workspace(),
+                    &slug,
+                    SimulationSettings::default(),
+                )
+                .await?
             }
         })
     }

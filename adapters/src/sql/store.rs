@@ -5,9 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
 use opsrun_application::ports::{
-    AuditEvent, Completed, CreateRun, Directory, LedgerQuery, NamedRun, Notification,
-    OperationRunStore, RunQuery, Started, Tenant, TenantActivity, TenantScope, TerminalEffects,
-    User,
+    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
+    RunStore, Started, Tenant, TenantActivity, TenantScope, TerminalEffects,
 };
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
@@ -274,7 +273,7 @@ impl SqlRunStore {
             .collect()
     }
 
-    async fn exec<C: ConnectionTrait>(
+    pub(super) async fn exec<C: ConnectionTrait>(
         &self,
         conn: &C,
         sql: &str,
@@ -285,7 +284,7 @@ impl SqlRunStore {
             .map_err(unavailable)
     }
 
-    async fn rows<C: ConnectionTrait>(
+    pub(super) async fn rows<C: ConnectionTrait>(
         &self,
         conn: &C,
         sql: &str,
@@ -306,16 +305,20 @@ impl SqlRunStore {
         tx.rollback().await.map_err(unavailable)
     }
 
-    fn text(row: &QueryResult, col: &str) -> Result<String, StoreError> {
+    pub(super) fn text(row: &QueryResult, col: &str) -> Result<String, StoreError> {
         raw::text(row, col).map_err(unavailable)
     }
 
-    fn int(row: &QueryResult, col: &str) -> Result<i64, StoreError> {
+    pub(super) fn int(row: &QueryResult, col: &str) -> Result<i64, StoreError> {
         raw::int(row, col).map_err(unavailable)
     }
 
-    fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
+    pub(super) fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
         raw::opt_int(row, col).map_err(unavailable)
+    }
+
+    pub(super) fn opt_text(row: &QueryResult, col: &str) -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>>("", col).map_err(unavailable)
     }
 
     /// PostgreSQL: a record as one statement (no `BEGIN`/`COMMIT`): the ledger insert, the
@@ -719,251 +722,6 @@ impl SqlRunStore {
         Ok(counts)
     }
 
-    /// Adds a workspace (or returns the existing one with this slug).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    pub async fn ensure_workspace(
-        &self,
-        slug: &Slug,
-        at: Timestamp,
-    ) -> Result<WorkspaceId, StoreError> {
-        self.exec(
-            &self.db,
-            "INSERT INTO workspaces (slug, created_at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-            vec![slug.as_str().into(), at.as_millis().into()],
-        )
-        .await?;
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id FROM workspaces WHERE slug = $1",
-                vec![slug.as_str().into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("workspace '{slug}'")))?;
-        Ok(WorkspaceId::new(Self::int(row, "id")?))
-    }
-
-    /// Every workspace: id and slug, by id.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    pub async fn workspaces(&self) -> Result<Vec<(WorkspaceId, String)>, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id, slug FROM workspaces ORDER BY id",
-                Vec::new(),
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok((
-                    WorkspaceId::new(Self::int(r, "id")?),
-                    Self::text(r, "slug")?,
-                ))
-            })
-            .collect()
-    }
-
-    /// The tenants of a workspace, by slug.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
-    pub async fn tenants_of(&self, workspace: WorkspaceId) -> Result<Vec<Tenant>, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id, slug FROM tenants WHERE workspace_id = $1 ORDER BY slug",
-                vec![workspace.value().into()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Tenant {
-                    id: TenantId::new(Self::int(r, "id")?),
-                    workspace,
-                    slug: Slug::parse(&Self::text(r, "slug")?)?,
-                })
-            })
-            .collect()
-    }
-
-    /// Stores a new API token's hash for a user, with its role and the tenants it may see
-    /// (`None`: every tenant of the workspace).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    pub async fn add_token(
-        &self,
-        user: UserId,
-        token_hash: &str,
-        role: &str,
-        tenants: Option<&[TenantId]>,
-        at: Timestamp,
-    ) -> Result<(), StoreError> {
-        let tenant_ids = tenants.map(|list| {
-            let ids: Vec<String> = list.iter().map(|t| t.value().to_string()).collect();
-            format!("[{}]", ids.join(","))
-        });
-        self.exec(
-            &self.db,
-            "INSERT INTO api_tokens (user_id, token_hash, role, tenant_ids, created_at) VALUES ($1, $2, $3, $4, $5)",
-            vec![user.value().into(), token_hash.into(), role.into(), tenant_ids.into(), at.as_millis().into()],
-        )
-        .await?;
-        Ok(())
-    }
-
-    /// The user, role and tenant scope of the API token whose SHA-256 (hex) is `token_hash`;
-    /// `None` for an unknown or revoked token. The stored hash is compared in constant time.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
-    pub async fn token_owner(
-        &self,
-        token_hash: &str,
-    ) -> Result<Option<(User, String, Option<Vec<TenantId>>)>, StoreError> {
-        use subtle::ConstantTimeEq;
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT t.token_hash, t.role, t.tenant_ids, u.id, u.workspace_id, u.email \
-                 FROM api_tokens t JOIN users u ON u.id = t.user_id \
-                 WHERE t.token_hash = $1 AND t.revoked_at IS NULL",
-                vec![token_hash.into()],
-            )
-            .await?;
-        let Some(row) = rows.first() else {
-            return Ok(None);
-        };
-        let stored = Self::text(row, "token_hash")?;
-        if !bool::from(stored.as_bytes().ct_eq(token_hash.as_bytes())) {
-            return Ok(None);
-        }
-        let tenants = row
-            .try_get::<Option<String>>("", "tenant_ids")
-            .map_err(unavailable)?
-            .map(|json| {
-                serde_json::from_str::<Vec<i64>>(&json)
-                    .map(|ids| ids.into_iter().map(TenantId::new).collect())
-                    .map_err(|e| StoreError::Corrupt(format!("token tenant ids: {e}")))
-            })
-            .transpose()?;
-        let user = User {
-            id: UserId::new(Self::int(row, "id")?),
-            workspace: WorkspaceId::new(Self::int(row, "workspace_id")?),
-            email: Self::text(row, "email")?,
-        };
-        Ok(Some((user, Self::text(row, "role")?, tenants)))
-    }
-
-    /// Adds a tenant with its simulated-provider settings.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`], also when the slug is taken in the workspace.
-    pub async fn add_tenant(
-        &self,
-        workspace: WorkspaceId,
-        slug: &Slug,
-        settings: TenantSettings,
-        at: Timestamp,
-    ) -> Result<Tenant, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "INSERT INTO tenants (workspace_id, slug, policies, latency_ms, failure_rate, seed, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                vec![
-                    workspace.value().into(),
-                    slug.as_str().into(),
-                    settings.policies.into(),
-                    settings.latency_ms.into(),
-                    settings.failure_rate.into(),
-                    settings.seed.into(),
-                    at.as_millis().into(),
-                ],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::Corrupt("tenant insert returned no id".into()))?;
-        Ok(Tenant {
-            id: TenantId::new(Self::int(row, "id")?),
-            workspace,
-            slug: slug.clone(),
-        })
-    }
-
-    /// The simulated-provider settings of a tenant.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`], [`StoreError::Unavailable`].
-    pub async fn tenant_settings(&self, id: TenantId) -> Result<TenantSettings, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT policies, latency_ms, failure_rate, seed FROM tenants WHERE id = $1",
-                vec![id.value().into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("tenant {id}")))?;
-        Ok(TenantSettings {
-            policies: Self::int(row, "policies")?,
-            latency_ms: Self::int(row, "latency_ms")?,
-            failure_rate: row
-                .try_get::<f64>("", "failure_rate")
-                .map_err(unavailable)?,
-            seed: Self::int(row, "seed")?,
-        })
-    }
-
-    /// Adds a user (or returns the existing one with this e-mail in the workspace).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    pub async fn ensure_user(
-        &self,
-        workspace: WorkspaceId,
-        email: &str,
-        at: Timestamp,
-    ) -> Result<User, StoreError> {
-        self.exec(
-            &self.db,
-            "INSERT INTO users (workspace_id, email, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-            vec![workspace.value().into(), email.into(), at.as_millis().into()],
-        )
-        .await?;
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id FROM users WHERE workspace_id = $1 AND email = $2",
-                vec![workspace.value().into(), email.into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("user '{email}'")))?;
-        Ok(User {
-            id: UserId::new(Self::int(row, "id")?),
-            workspace,
-            email: email.to_owned(),
-        })
-    }
-
     /// The run's full ledger (for the contract suite and diagnostics).
     ///
     /// # Errors
@@ -1062,32 +820,231 @@ impl SqlRunStore {
     }
 }
 
-/// A tenant's simulated-provider settings.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct TenantSettings {
-    /// How many policies the tenant has.
-    pub policies: i64,
-    /// Milliseconds each provider call sleeps.
-    pub latency_ms: i64,
-    /// Fraction of items that fail, 0 to 1.
-    pub failure_rate: f64,
-    /// Seed choosing which items fail.
-    pub seed: i64,
-}
+#[async_trait]
+impl RunQueries for SqlRunStore {
+    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
+        self.load(&self.db, id).await
+    }
 
-impl Default for TenantSettings {
-    fn default() -> Self {
-        Self {
-            policies: 40,
-            latency_ms: 0,
-            failure_rate: 0.0,
-            seed: 1,
+    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT params FROM operation_runs WHERE id = $1",
+                vec![id.value().into()],
+            )
+            .await?;
+        let row = rows.first().ok_or(StoreError::RunNotFound(id))?;
+        decode_params(&Self::text(row, "params")?)
+    }
+
+    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError> {
+        let run = self.load(&self.db, id).await?;
+        self.load_work_set(&self.db, id, run.basis()).await
+    }
+
+    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError> {
+        self.load(&self.db, id).await?;
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT item_key FROM operation_run_items WHERE run_id = $1",
+                vec![id.value().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| Ok(ItemKey::parse(&Self::text(r, "item_key")?)?))
+            .collect()
+    }
+
+    async fn ledger_entries(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError> {
+        self.load(&self.db, query.run).await?;
+        let order = self.byte_order();
+        let mut sql = "SELECT item_key, outcome, reason, recorded_at, created, updated, deleted, items, tenants \
+             FROM operation_run_items WHERE run_id = $1"
+            .to_owned();
+        let mut values: Vec<Value> = vec![query.run.value().into()];
+        if let Some(outcome) = query.outcome {
+            values.push(outcome.key().into());
+            sql.push_str(&format!(" AND outcome = ${}", values.len()));
         }
+        if let Some(after) = &query.after {
+            values.push(after.as_str().into());
+            sql.push_str(&format!(" AND item_key{order} > ${}", values.len()));
+        }
+        values.push(i64::from(query.limit).into());
+        sql.push_str(&format!(
+            " ORDER BY item_key{order} LIMIT ${}",
+            values.len()
+        ));
+        self.rows(&self.db, &sql, values)
+            .await?
+            .iter()
+            .map(Self::ledger_entry)
+            .collect()
+    }
+
+    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM operation_runs WHERE status <> 'completed' ORDER BY id"
+        );
+        self.load_many(&sql, Vec::new()).await
+    }
+
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
+        let mut clauses = vec!["workspace_id = $1".to_owned()];
+        let mut values: Vec<Value> = vec![query.workspace.value().into()];
+        if let TenantScope::Only(tenants) = &query.scope {
+            if tenants.is_empty() {
+                return Ok(Vec::new());
+            }
+            // Tenant ids are integers from storage, so inlining them is safe.
+            let list: Vec<String> = tenants.iter().map(|t| t.value().to_string()).collect();
+            clauses.push(format!("tenant_id IN ({})", list.join(", ")));
+        }
+        let filters: [(&str, Option<Value>); 5] = [
+            ("tenant_id", query.tenant.map(|t| t.value().into())),
+            (
+                "operation_type",
+                query.operation_type.map(|t| t.key().into()),
+            ),
+            ("status", query.status.map(|s| s.key().into())),
+            ("outcome", query.outcome.map(|o| o.key().into())),
+            ("id <", query.before.map(|b| b.value().into())),
+        ];
+        for (column, value) in filters {
+            if let Some(value) = value {
+                values.push(value);
+                let op = if column.ends_with('<') { "" } else { " =" };
+                clauses.push(format!("{column}{op} ${}", values.len()));
+            }
+        }
+        if query.top_level_only {
+            clauses.push("parent_id IS NULL".to_owned());
+        }
+        values.push(i64::from(query.limit).into());
+        // The page is chosen first (newest ids through the workspace index, stopping at the
+        // limit), then only its rows are joined with their names: left to itself, SQLite's
+        // planner may start from the tenants and sort every run of the workspace.
+        let sql = format!(
+            "SELECT {}, t.slug AS tenant_slug, u.email AS initiator_email \
+             FROM (SELECT {RUN_COLUMNS} FROM operation_runs WHERE {} ORDER BY id DESC LIMIT ${}) r \
+             JOIN tenants t ON t.id = r.tenant_id \
+             LEFT JOIN users u ON u.id = r.initiator_id ORDER BY r.id DESC",
+            run_columns_of("r"),
+            clauses.join(" AND "),
+            values.len()
+        );
+        self.rows(&self.db, &sql, values)
+            .await?
+            .iter()
+            .map(|row| Self::named_run(row, None))
+            .collect()
+    }
+
+    async fn activity(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+        completed_since: Timestamp,
+    ) -> Result<TenantActivity, StoreError> {
+        // From the tenant, so a tenant without runs still answers (one row of NULL run
+        // columns) and an unknown slug answers nothing.
+        let sql = format!(
+            "SELECT t.id AS tenant_key, {}, u.email AS initiator_email FROM tenants t \
+             LEFT JOIN operation_runs r ON r.tenant_id = t.id AND r.parent_id IS NULL \
+             AND (r.status <> 'completed' OR r.completed_at >= $3) \
+             LEFT JOIN users u ON u.id = r.initiator_id \
+             WHERE t.workspace_id = $1 AND t.slug = $2 ORDER BY r.id DESC",
+            run_columns_of("r")
+        );
+        let rows = self
+            .rows(
+                &self.db,
+                &sql,
+                vec![
+                    workspace.value().into(),
+                    slug.as_str().into(),
+                    completed_since.as_millis().into(),
+                ],
+            )
+            .await?;
+        let first = rows
+            .first()
+            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
+        let tenant = Tenant {
+            id: TenantId::new(Self::int(first, "tenant_key")?),
+            workspace,
+            slug: slug.clone(),
+        };
+        let mut runs = Vec::with_capacity(rows.len());
+        for row in &rows {
+            if Self::opt_int(row, "id")?.is_some() {
+                runs.push(Self::named_run(row, Some(slug))?);
+            }
+        }
+        Ok(TenantActivity { tenant, runs })
+    }
+
+    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM operation_runs WHERE parent_id = $1 ORDER BY id");
+        self.load_many(&sql, vec![parent.value().into()]).await
+    }
+
+    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT id, run_id, action, actor_id, outcome, at FROM audit_events WHERE run_id = $1 ORDER BY id",
+                vec![run.value().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(AuditEvent {
+                    id: Self::int(r, "id")?,
+                    run: RunId::new(Self::int(r, "run_id")?),
+                    action: Self::text(r, "action")?,
+                    actor: Self::opt_int(r, "actor_id")?.map(UserId::new),
+                    outcome: RunOutcome::parse(&Self::text(r, "outcome")?)?,
+                    at: Timestamp::from_millis(Self::int(r, "at")?),
+                })
+            })
+            .collect()
+    }
+
+    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT id, user_id, run_id, operation_type, tenant_id, outcome, created_at, read_at \
+                 FROM notifications WHERE user_id = $1 ORDER BY id DESC",
+                vec![user.value().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(Notification {
+                    id: Self::int(r, "id")?,
+                    user: UserId::new(Self::int(r, "user_id")?),
+                    run: RunId::new(Self::int(r, "run_id")?),
+                    operation_type: OperationType::parse(&Self::text(r, "operation_type")?)?,
+                    tenant: TenantId::new(Self::int(r, "tenant_id")?),
+                    outcome: RunOutcome::parse(&Self::text(r, "outcome")?)?,
+                    created_at: Timestamp::from_millis(Self::int(r, "created_at")?),
+                    read: Self::opt_int(r, "read_at")?.is_some(),
+                })
+            })
+            .collect()
     }
 }
 
 #[async_trait]
-impl OperationRunStore for SqlRunStore {
+impl RunStore for SqlRunStore {
     async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError> {
         let operation_type = new.params.operation_type();
         let target = new.params.target();
@@ -1129,22 +1086,6 @@ impl OperationRunStore for SqlRunStore {
         Err(StoreError::Unavailable(
             format!("identity {identity} kept changing; gave up").into(),
         ))
-    }
-
-    async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
-        self.load(&self.db, id).await
-    }
-
-    async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT params FROM operation_runs WHERE id = $1",
-                vec![id.value().into()],
-            )
-            .await?;
-        let row = rows.first().ok_or(StoreError::RunNotFound(id))?;
-        decode_params(&Self::text(row, "params")?)
     }
 
     async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
@@ -1448,55 +1389,6 @@ impl OperationRunStore for SqlRunStore {
         ))
     }
 
-    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError> {
-        let run = self.load(&self.db, id).await?;
-        self.load_work_set(&self.db, id, run.basis()).await
-    }
-
-    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError> {
-        self.load(&self.db, id).await?;
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT item_key FROM operation_run_items WHERE run_id = $1",
-                vec![id.value().into()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| Ok(ItemKey::parse(&Self::text(r, "item_key")?)?))
-            .collect()
-    }
-
-    async fn ledger_entries(
-        &self,
-        query: LedgerQuery,
-    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError> {
-        self.load(&self.db, query.run).await?;
-        let order = self.byte_order();
-        let mut sql = "SELECT item_key, outcome, reason, recorded_at, created, updated, deleted, items, tenants \
-             FROM operation_run_items WHERE run_id = $1"
-            .to_owned();
-        let mut values: Vec<Value> = vec![query.run.value().into()];
-        if let Some(outcome) = query.outcome {
-            values.push(outcome.key().into());
-            sql.push_str(&format!(" AND outcome = ${}", values.len()));
-        }
-        if let Some(after) = &query.after {
-            values.push(after.as_str().into());
-            sql.push_str(&format!(" AND item_key{order} > ${}", values.len()));
-        }
-        values.push(i64::from(query.limit).into());
-        sql.push_str(&format!(
-            " ORDER BY item_key{order} LIMIT ${}",
-            values.len()
-        ));
-        self.rows(&self.db, &sql, values)
-            .await?
-            .iter()
-            .map(Self::ledger_entry)
-            .collect()
-    }
-
     async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let tx = self.write_tx().await?;
@@ -1531,222 +1423,6 @@ impl OperationRunStore for SqlRunStore {
         Err(StoreError::Unavailable(
             format!("run {id} kept changing; gave up after {CAS_ATTEMPTS} attempts").into(),
         ))
-    }
-
-    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM operation_runs WHERE status <> 'completed' ORDER BY id"
-        );
-        self.load_many(&sql, Vec::new()).await
-    }
-
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
-        let mut clauses = vec!["workspace_id = $1".to_owned()];
-        let mut values: Vec<Value> = vec![query.workspace.value().into()];
-        if let TenantScope::Only(tenants) = &query.scope {
-            if tenants.is_empty() {
-                return Ok(Vec::new());
-            }
-            // Tenant ids are integers from storage, so inlining them is safe.
-            let list: Vec<String> = tenants.iter().map(|t| t.value().to_string()).collect();
-            clauses.push(format!("tenant_id IN ({})", list.join(", ")));
-        }
-        let filters: [(&str, Option<Value>); 5] = [
-            ("tenant_id", query.tenant.map(|t| t.value().into())),
-            (
-                "operation_type",
-                query.operation_type.map(|t| t.key().into()),
-            ),
-            ("status", query.status.map(|s| s.key().into())),
-            ("outcome", query.outcome.map(|o| o.key().into())),
-            ("id <", query.before.map(|b| b.value().into())),
-        ];
-        for (column, value) in filters {
-            if let Some(value) = value {
-                values.push(value);
-                let op = if column.ends_with('<') { "" } else { " =" };
-                clauses.push(format!("{column}{op} ${}", values.len()));
-            }
-        }
-        if query.top_level_only {
-            clauses.push("parent_id IS NULL".to_owned());
-        }
-        values.push(i64::from(query.limit).into());
-        // The page is chosen first (newest ids through the workspace index, stopping at the
-        // limit), then only its rows are joined with their names: left to itself, SQLite's
-        // planner may start from the tenants and sort every run of the workspace.
-        let sql = format!(
-            "SELECT {}, t.slug AS tenant_slug, u.email AS initiator_email \
-             FROM (SELECT {RUN_COLUMNS} FROM operation_runs WHERE {} ORDER BY id DESC LIMIT ${}) r \
-             JOIN tenants t ON t.id = r.tenant_id \
-             LEFT JOIN users u ON u.id = r.initiator_id ORDER BY r.id DESC",
-            run_columns_of("r"),
-            clauses.join(" AND "),
-            values.len()
-        );
-        self.rows(&self.db, &sql, values)
-            .await?
-            .iter()
-            .map(|row| Self::named_run(row, None))
-            .collect()
-    }
-
-    async fn activity(
-        &self,
-        workspace: WorkspaceId,
-        slug: &Slug,
-        completed_since: Timestamp,
-    ) -> Result<TenantActivity, StoreError> {
-        // From the tenant, so a tenant without runs still answers (one row of NULL run
-        // columns) and an unknown slug answers nothing.
-        let sql = format!(
-            "SELECT t.id AS tenant_key, {}, u.email AS initiator_email FROM tenants t \
-             LEFT JOIN operation_runs r ON r.tenant_id = t.id AND r.parent_id IS NULL \
-             AND (r.status <> 'completed' OR r.completed_at >= $3) \
-             LEFT JOIN users u ON u.id = r.initiator_id \
-             WHERE t.workspace_id = $1 AND t.slug = $2 ORDER BY r.id DESC",
-            run_columns_of("r")
-        );
-        let rows = self
-            .rows(
-                &self.db,
-                &sql,
-                vec![
-                    workspace.value().into(),
-                    slug.as_str().into(),
-                    completed_since.as_millis().into(),
-                ],
-            )
-            .await?;
-        let first = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
-        let tenant = Tenant {
-            id: TenantId::new(Self::int(first, "tenant_key")?),
-            workspace,
-            slug: slug.clone(),
-        };
-        let mut runs = Vec::with_capacity(rows.len());
-        for row in &rows {
-            if Self::opt_int(row, "id")?.is_some() {
-                runs.push(Self::named_run(row, Some(slug))?);
-            }
-        }
-        Ok(TenantActivity { tenant, runs })
-    }
-
-    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError> {
-        let sql =
-            format!("SELECT {RUN_COLUMNS} FROM operation_runs WHERE parent_id = $1 ORDER BY id");
-        self.load_many(&sql, vec![parent.value().into()]).await
-    }
-
-    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id, run_id, action, actor_id, outcome, at FROM audit_events WHERE run_id = $1 ORDER BY id",
-                vec![run.value().into()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(AuditEvent {
-                    id: Self::int(r, "id")?,
-                    run: RunId::new(Self::int(r, "run_id")?),
-                    action: Self::text(r, "action")?,
-                    actor: Self::opt_int(r, "actor_id")?.map(UserId::new),
-                    outcome: RunOutcome::parse(&Self::text(r, "outcome")?)?,
-                    at: Timestamp::from_millis(Self::int(r, "at")?),
-                })
-            })
-            .collect()
-    }
-
-    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id, user_id, run_id, operation_type, tenant_id, outcome, created_at, read_at \
-                 FROM notifications WHERE user_id = $1 ORDER BY id DESC",
-                vec![user.value().into()],
-            )
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Notification {
-                    id: Self::int(r, "id")?,
-                    user: UserId::new(Self::int(r, "user_id")?),
-                    run: RunId::new(Self::int(r, "run_id")?),
-                    operation_type: OperationType::parse(&Self::text(r, "operation_type")?)?,
-                    tenant: TenantId::new(Self::int(r, "tenant_id")?),
-                    outcome: RunOutcome::parse(&Self::text(r, "outcome")?)?,
-                    created_at: Timestamp::from_millis(Self::int(r, "created_at")?),
-                    read: Self::opt_int(r, "read_at")?.is_some(),
-                })
-            })
-            .collect()
-    }
-}
-
-#[async_trait]
-impl Directory for SqlRunStore {
-    async fn tenant_by_slug(
-        &self,
-        workspace: WorkspaceId,
-        slug: &Slug,
-    ) -> Result<Tenant, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT id FROM tenants WHERE workspace_id = $1 AND slug = $2",
-                vec![workspace.value().into(), slug.as_str().into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("tenant '{slug}'")))?;
-        Ok(Tenant {
-            id: TenantId::new(Self::int(row, "id")?),
-            workspace,
-            slug: slug.clone(),
-        })
-    }
-
-    async fn tenant(&self, id: TenantId) -> Result<Tenant, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT workspace_id, slug FROM tenants WHERE id = $1",
-                vec![id.value().into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("tenant {id}")))?;
-        Ok(Tenant {
-            id,
-            workspace: WorkspaceId::new(Self::int(row, "workspace_id")?),
-            slug: Slug::parse(&Self::text(row, "slug")?)?,
-        })
-    }
-
-    async fn user(&self, id: UserId) -> Result<User, StoreError> {
-        let rows = self
-            .rows(
-                &self.db,
-                "SELECT workspace_id, email FROM users WHERE id = $1",
-                vec![id.value().into()],
-            )
-            .await?;
-        let row = rows
-            .first()
-            .ok_or_else(|| StoreError::NotFound(format!("user {id}")))?;
-        Ok(User {
-            id,
-            workspace: WorkspaceId::new(Self::int(row, "workspace_id")?),
-            email: Self::text(row, "email")?,
-        })
     }
 }
 

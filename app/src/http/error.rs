@@ -4,6 +4,8 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use opsrun_application::access::AccessError;
+use opsrun_application::auth::AuthError;
+use opsrun_application::catalog::CatalogError;
 use opsrun_application::start::OperationError;
 use opsrun_application::{FamilyStoreError, ProviderError, StoreError};
 
@@ -134,5 +136,25 @@ impl From<FamilyStoreError> for ApiError {
 impl From<ProviderError> for ApiError {
     fn from(error: ProviderError) -> Self {
         Self::internal(error)
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(error: CatalogError) -> Self {
+        match error {
+            CatalogError::Access(e) => e.into(),
+            CatalogError::Invalid { code, message } => Self::Invalid(code, message),
+            CatalogError::FamilyStore(e) => e.into(),
+            CatalogError::Provider(e) => e.into(),
+        }
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(error: AuthError) -> Self {
+        match error {
+            AuthError::Unauthorized => Self::Unauthorized,
+            AuthError::Store(e) => Self::internal(e),
+        }
     }
 }

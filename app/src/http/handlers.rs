@@ -13,10 +13,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use opsrun_application::RunParams;
-use opsrun_application::access::{AccessPolicy, Caller};
-use opsrun_application::ports::{
-    BackupSetStore, BaselineStore, Directory, PolicyProvider, Role, TenantScope,
-};
+use opsrun_application::access::Caller;
 use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE};
 use opsrun_domain::{ItemKey, ItemOutcome, OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::de::DeserializeOwned;
@@ -32,6 +29,21 @@ use super::{ApiDoc, ApiError, AppState};
 /// The name of the cookie the pages carry the token in.
 pub const TOKEN_COOKIE: &str = "opsrun_token";
 
+/// The value of the first page cookie (the one cookie parser of the app).
+pub(crate) fn token_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| {
+            c.trim()
+                .strip_prefix(TOKEN_COOKIE)
+                .and_then(|rest| rest.strip_prefix('='))
+                .map(str::to_owned)
+        })
+}
+
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
@@ -43,43 +55,12 @@ impl FromRequestParts<AppState> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim);
-        let cookie = || {
-            parts
-                .headers
-                .get_all(axum::http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
-                .flat_map(|v| v.split(';'))
-                .filter_map(|c| {
-                    c.trim()
-                        .strip_prefix(&format!("{TOKEN_COOKIE}="))
-                        .map(str::to_owned)
-                })
-                .next()
-        };
+            .and_then(|v| v.strip_prefix("Bearer "));
         let token = match header {
             Some(token) => token.to_owned(),
-            None => cookie().ok_or(ApiError::Unauthorized)?,
+            None => token_cookie(&parts.headers).ok_or(ApiError::Unauthorized)?,
         };
-        if token.is_empty() || token.len() > 200 {
-            return Err(ApiError::Unauthorized);
-        }
-        let hash = opsrun_adapters::sql::sha256_hex(token.as_bytes());
-        let (user, role, tenants) = state
-            .stack
-            .store
-            .token_owner(&hash)
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        let role =
-            Role::parse(&role).ok_or_else(|| ApiError::internal("a token has an unknown role"))?;
-        let scope = match tenants {
-            None => TenantScope::All,
-            Some(ids) => TenantScope::Only(ids.into_iter().collect()),
-        };
-        Ok(Caller { user, role, scope })
+        Ok(state.stack.authenticate.execute(&token).await?)
     }
 }
 
@@ -273,8 +254,8 @@ pub async fn start_operation(
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
     let tenant = slug(&tenant)?;
     let params = run_params(body)?;
-    let started = state.start.execute(&caller, &tenant, params).await?;
-    let summary = state.models.run(&caller, started.run.id()).await?;
+    let started = state.stack.start.execute(&caller, &tenant, params).await?;
+    let summary = state.stack.models.run(&caller, started.run.id()).await?;
     let status = if started.reused {
         StatusCode::OK
     } else {
@@ -308,6 +289,7 @@ pub async fn list_operations(
         v.parse::<i64>().ok().filter(|n| *n > 0).map(RunId::new)
     })?;
     let page = state
+        .stack
         .models
         .collection(&caller, filter, limit(&params)?, before)
         .await?;
@@ -326,7 +308,7 @@ pub async fn get_operation(
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<RunDoc>, ApiError> {
-    let summary = state.models.run(&caller, run_id(&id)?).await?;
+    let summary = state.stack.models.run(&caller, run_id(&id)?).await?;
     Ok(Json(RunDoc::new(&summary, false)))
 }
 
@@ -346,6 +328,7 @@ pub async fn operation_items(
     let outcome = parsed(&params, "outcome", |v| ItemOutcome::parse(v).ok())?;
     let after = parsed(&params, "cursor", |v| ItemKey::parse(v).ok())?;
     let page = state
+        .stack
         .models
         .items(&caller, id, outcome, limit(&params)?, after)
         .await?;
@@ -378,7 +361,7 @@ pub async fn operation_events(
     let id = run_id(&id)?;
     // Subscribe before the first read, so no change between the two is missed.
     let receiver = state.stack.events.subscribe();
-    let first = state.models.run(&caller, id).await?;
+    let first = state.stack.models.run(&caller, id).await?;
     let stream = futures::stream::unfold(
         (state, caller, receiver, Some(first), String::new(), false),
         move |(state, caller, mut receiver, pending, mut last, ended)| async move {
@@ -404,7 +387,7 @@ pub async fn operation_events(
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     _ => {}
                 }
-                match state.models.run(&caller, id).await {
+                match state.stack.models.run(&caller, id).await {
                     Ok(summary) => next = Some(summary),
                     Err(_) => return None,
                 }
@@ -425,8 +408,8 @@ pub async fn cancel_operation(
     Path(id): Path<String>,
 ) -> Result<Json<RunDoc>, ApiError> {
     let id = run_id(&id)?;
-    state.cancel.execute(&caller, id).await?;
-    let summary = state.models.run(&caller, id).await?;
+    state.stack.cancel.execute(&caller, id).await?;
+    let summary = state.stack.models.run(&caller, id).await?;
     Ok(Json(RunDoc::new(&summary, false)))
 }
 
@@ -439,19 +422,14 @@ pub async fn activity(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<RunList>, ApiError> {
-    let feed = state.models.activity(&caller, &slug(&tenant)?).await?;
+    let feed = state
+        .stack
+        .models
+        .activity(&caller, &slug(&tenant)?)
+        .await?;
     Ok(Json(RunList {
         items: feed.iter().map(|s| RunDoc::new(s, false)).collect(),
     }))
-}
-
-async fn visible_tenant(
-    state: &AppState,
-    caller: &Caller,
-    tenant: &str,
-) -> Result<opsrun_application::ports::Tenant, ApiError> {
-    let directory: &dyn Directory = state.stack.store.as_ref();
-    Ok(AccessPolicy::visible_tenant(caller, directory, &slug(tenant)?).await?)
 }
 
 /// Create a backup set (operator).
@@ -465,19 +443,10 @@ pub async fn create_backup_set(
     Path(tenant): Path<String>,
     ApiJson(body): ApiJson<BackupSetBody>,
 ) -> Result<(StatusCode, Json<BackupSetDoc>), ApiError> {
-    let tenant = visible_tenant(&state, &caller, &tenant).await?;
-    AccessPolicy::require(&caller, Role::Operator)?;
-    let name = body.name.trim();
-    if name.is_empty() || name.chars().count() > 100 || name.chars().any(char::is_control) {
-        return Err(ApiError::Invalid(
-            "invalid_name",
-            "name must be 1 to 100 characters of text".to_owned(),
-        ));
-    }
     let set = state
         .stack
-        .families
-        .create_backup_set(tenant.id, name)
+        .catalog
+        .create_backup_set(&caller, &slug(&tenant)?, &body.name)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -498,8 +467,11 @@ pub async fn list_backup_sets(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<BackupSetList>, ApiError> {
-    let tenant = visible_tenant(&state, &caller, &tenant).await?;
-    let sets = state.stack.families.backup_sets(tenant.id).await?;
+    let sets = state
+        .stack
+        .catalog
+        .backup_sets(&caller, &slug(&tenant)?)
+        .await?;
     Ok(Json(BackupSetList {
         items: sets
             .into_iter()
@@ -521,8 +493,11 @@ pub async fn list_baselines(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<BaselineList>, ApiError> {
-    let tenant = visible_tenant(&state, &caller, &tenant).await?;
-    let baselines = state.stack.families.baselines(tenant.id).await?;
+    let baselines = state
+        .stack
+        .catalog
+        .baselines(&caller, &slug(&tenant)?)
+        .await?;
     Ok(Json(BaselineList {
         items: baselines
             .into_iter()
@@ -544,8 +519,11 @@ pub async fn list_policies(
     caller: Caller,
     Path(tenant): Path<String>,
 ) -> Result<Json<PolicyList>, ApiError> {
-    let tenant = visible_tenant(&state, &caller, &tenant).await?;
-    let policies = state.stack.provider.all_policies(tenant.id).await?;
+    let policies = state
+        .stack
+        .catalog
+        .policies(&caller, &slug(&tenant)?)
+        .await?;
     Ok(Json(PolicyList {
         items: policies
             .into_iter()
@@ -566,7 +544,7 @@ pub async fn notifications(
     State(state): State<AppState>,
     caller: Caller,
 ) -> Result<Json<NotificationList>, ApiError> {
-    let list = state.models.notifications(&caller).await?;
+    let list = state.stack.models.notifications(&caller).await?;
     Ok(Json(NotificationList {
         items: list
             .into_iter()

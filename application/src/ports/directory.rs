@@ -3,9 +3,10 @@
 use std::collections::BTreeSet;
 
 use async_trait::async_trait;
-use opsrun_domain::{Slug, TenantId, UserId, WorkspaceId};
+use opsrun_domain::{Slug, TenantId, Timestamp, UserId, WorkspaceId};
 
 use crate::StoreError;
+use crate::auth::TokenHash;
 
 /// A tenant of a workspace.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,10 +104,166 @@ pub trait Directory: Send + Sync {
     /// [`StoreError::NotFound`] when no tenant has this id; [`StoreError::Unavailable`].
     async fn tenant(&self, id: TenantId) -> Result<Tenant, StoreError>;
 
+    /// The tenants of a workspace, by slug.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn tenants_of(&self, workspace: WorkspaceId) -> Result<Vec<Tenant>, StoreError>;
+
     /// The user with this id.
     ///
     /// # Errors
     ///
     /// [`StoreError::NotFound`] when no user has this id; [`StoreError::Unavailable`].
     async fn user(&self, id: UserId) -> Result<User, StoreError>;
+}
+
+/// Who an API token stands for: its user, role and tenant scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenOwner {
+    /// The user.
+    pub user: User,
+    /// The token's role.
+    pub role: Role,
+    /// The tenants the token may see.
+    pub scope: TenantScope,
+}
+
+/// A token to store: only its hash, never its clear text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewToken {
+    /// The user it stands for.
+    pub user: UserId,
+    /// Its hash.
+    pub hash: TokenHash,
+    /// Its role.
+    pub role: Role,
+    /// The tenants it may see.
+    pub scope: TenantScope,
+    /// When it was issued.
+    pub at: Timestamp,
+}
+
+/// API tokens, stored hashed.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait Tokens: Send + Sync {
+    /// Stores a new token.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn add_token(&self, token: NewToken) -> Result<(), StoreError>;
+
+    /// The owner of the token whose hash is `hash`; `None` for an unknown or revoked token.
+    /// The stored hash is compared in constant time.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>, StoreError>;
+}
+
+/// Adds workspaces, tenants and users (the write side of [`Directory`]).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait DirectoryAdmin: Send + Sync {
+    /// The workspace `slug`, created if `create` and missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when it is missing and `create` is false;
+    /// [`StoreError::Unavailable`].
+    async fn workspace(
+        &self,
+        slug: &Slug,
+        create: bool,
+        at: Timestamp,
+    ) -> Result<WorkspaceId, StoreError>;
+
+    /// Every workspace, by id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn workspaces(&self) -> Result<Vec<(WorkspaceId, Slug)>, StoreError>;
+
+    /// Adds a tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], also when the slug is taken in the workspace.
+    async fn add_tenant(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+        at: Timestamp,
+    ) -> Result<Tenant, StoreError>;
+
+    /// The user with this e-mail in the workspace, created if missing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn ensure_user(
+        &self,
+        workspace: WorkspaceId,
+        email: &str,
+        at: Timestamp,
+    ) -> Result<User, StoreError>;
+}
+
+/// How the shipped simulated provider behaves for one tenant (deterministic: the same settings
+/// give the same policies and the same failures every time).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulationSettings {
+    /// How many policies the tenant has.
+    pub policies: i64,
+    /// Milliseconds each provider call sleeps.
+    pub latency_ms: i64,
+    /// Fraction of items that fail, 0 to 1.
+    pub failure_rate: f64,
+    /// Seed choosing which items fail.
+    pub seed: i64,
+}
+
+impl Default for SimulationSettings {
+    fn default() -> Self {
+        Self {
+            policies: 40,
+            latency_ms: 0,
+            failure_rate: 0.0,
+            seed: 1,
+        }
+    }
+}
+
+/// Connects a new tenant to its provider. The shipped provider is the simulated tenant, so
+/// what it takes is its [`SimulationSettings`]; a host with a real provider configures its
+/// own connection there.
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+#[async_trait]
+pub trait TenantSetup: Send + Sync {
+    /// Stores how the tenant's provider behaves.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn configure(
+        &self,
+        tenant: TenantId,
+        settings: SimulationSettings,
+    ) -> Result<(), StoreError>;
+}
+
+/// A source of secure randomness (for tokens).
+#[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
+pub trait Entropy: Send + Sync {
+    /// 32 bytes from a secure random source.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`] when the system has no randomness to give.
+    fn bytes(&self) -> Result<[u8; 32], StoreError>;
 }

@@ -3,24 +3,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, ReasonCode, RunId,
-};
+use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
 
 use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
 use crate::ports::{BackupItemAdded, BackupSetStore, PolicyProvider, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, RunParams};
-
-/// Reason code of a run whose backup set no longer exists.
-pub const REASON_BACKUP_SET_NOT_FOUND: ReasonCode = ReasonCode::from_static("backup_set.not_found");
-/// Reason code of a policy that was already in the set (a skip).
-pub const REASON_ALREADY_PRESENT: ReasonCode =
-    ReasonCode::from_static("backup_set.already_present");
-/// Reason code of a policy the provider does not have.
-pub const REASON_POLICY_NOT_FOUND: ReasonCode = ReasonCode::from_static("policy.not_found");
 
 /// Captures requested policies into a backup set: `succeeded` when captured (`created: 1`),
 /// `skipped` when the set already held the policy, `failed` when it could not be fetched.
@@ -83,7 +74,7 @@ impl CountedWork for AddPoliciesToBackupSet {
             .is_none()
         {
             return Ok(Plan::Blocked(
-                REASON_BACKUP_SET_NOT_FOUND,
+                reasons::BACKUP_SET_NOT_FOUND,
                 format!("backup set {backup_set_id} no longer exists"),
             ));
         }
@@ -107,7 +98,7 @@ impl CountedWork for AddPoliciesToBackupSet {
             }
             return Ok(ItemRecord::skipped(
                 unit.clone(),
-                Some(REASON_ALREADY_PRESENT),
+                Some(reasons::BACKUP_SET_ALREADY_PRESENT),
             ));
         }
         let payload = match self
@@ -116,7 +107,7 @@ impl CountedWork for AddPoliciesToBackupSet {
             .await
         {
             Ok(payload) => payload,
-            Err(e) => return provider_failure(unit, e, &REASON_POLICY_NOT_FOUND),
+            Err(e) => return provider_failure(unit, e, &reasons::POLICY_NOT_FOUND),
         };
         let key = WorkKey {
             run: run.id(),
@@ -125,7 +116,7 @@ impl CountedWork for AddPoliciesToBackupSet {
         Ok(match self.backup_sets.add_item(&key, set, payload).await? {
             BackupItemAdded::Added => ItemRecord::succeeded(unit.clone()).with_deltas(created),
             BackupItemAdded::AlreadyPresent => {
-                ItemRecord::skipped(unit.clone(), Some(REASON_ALREADY_PRESENT))
+                ItemRecord::skipped(unit.clone(), Some(reasons::BACKUP_SET_ALREADY_PRESENT))
             }
         })
     }

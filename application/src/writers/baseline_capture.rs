@@ -3,10 +3,11 @@
 
 use std::sync::Arc;
 
-use opsrun_domain::{InvalidValue, Phase, Phases, ReasonCode, RunId, RunOutcome};
+use opsrun_domain::{InvalidValue, Phase, Phases, RunId, RunOutcome};
 
 use super::{Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped};
 use crate::ports::{BaselineItem, BaselineStore, PolicyProvider};
+use crate::reasons;
 use crate::{OperationRunService, ProviderError, RunParams};
 
 /// The phases of a baseline capture: key and label.
@@ -15,10 +16,6 @@ pub const CAPTURE_PHASES: [(&str, &str); 3] = [
     ("capture_evidence", "Capturing evidence"),
     ("persist_baseline", "Persisting baseline"),
 ];
-
-/// Reason code of a capture that could not fetch some policies.
-pub const REASON_NOT_CAPTURED: ReasonCode =
-    ReasonCode::from_static("baseline.policies_not_captured");
 
 /// The declared capture phases.
 pub(crate) fn capture_phases(list: &[(&str, &str)]) -> Result<Phases, InvalidValue> {
@@ -152,7 +149,10 @@ impl CaptureBaseline {
                 RunOutcome::Failed
             };
             let message = format!("{} policies could not be fetched", captured.missed);
-            (outcome, vec![(REASON_NOT_CAPTURED, message)])
+            (
+                outcome,
+                vec![(reasons::BASELINE_POLICIES_NOT_CAPTURED, message)],
+            )
         };
         let completed = self
             .service

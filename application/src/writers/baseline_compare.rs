@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Component, ComponentState, Components, ItemRecord, OperationRun,
-    ReasonCode, RunId, RunOutcome,
+    RunId, RunOutcome,
 };
 
 use super::baseline_capture::{capture_phases, fetch_all};
@@ -15,12 +15,8 @@ use super::{
     Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
 };
 use crate::ports::{BaselineStore, Finding, FindingKind, PolicyProvider, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, ProviderError, RunParams};
-
-/// Reason code of a compare whose baseline no longer exists.
-pub const REASON_BASELINE_NOT_FOUND: ReasonCode = ReasonCode::from_static("baseline.not_found");
-/// Reason code of a baseline item whose current state could not be fetched.
-pub const REASON_NOT_COMPARED: ReasonCode = ReasonCode::from_static("compare.fetch_failed");
 
 const CAPTURE: &str = "capture";
 const COMPARE: &str = "compare";
@@ -90,7 +86,7 @@ impl CompareBaseline {
                 .complete_run(
                     id,
                     Some(RunOutcome::Blocked),
-                    vec![(REASON_BASELINE_NOT_FOUND, message)],
+                    vec![(reasons::BASELINE_NOT_FOUND, message)],
                 )
                 .await?;
             return Ok(finished(&completed));
@@ -101,7 +97,7 @@ impl CompareBaseline {
         ])
         .map_err(invalid)?;
         self.service.declare_components(id, components).await?;
-        let run = self.service.store().run(id).await?;
+        let run = self.service.queries().run(id).await?;
         let capture_done = matches!(component_state(&run, CAPTURE), Some(ComponentState::Done));
         let mut steps = capture_phases(&CAPTURE_STEPS).map_err(invalid)?;
 
@@ -156,7 +152,7 @@ impl CompareBaseline {
             return Ok(finished(&completed));
         }
         let total = baseline.items.len() as u64;
-        let done = self.service.store().ledger_keys(id).await?;
+        let done = self.service.queries().ledger_keys(id).await?;
         let mut processed = done.len() as u64;
         self.advance(id, COMPARE, ComponentState::Counted { processed, total })
             .await?;
@@ -176,7 +172,7 @@ impl CompareBaseline {
                     Some(body) if *body == item.body => None,
                     Some(_) => Some(FindingKind::Changed),
                     None => {
-                        let failed = ItemRecord::failed(unit, REASON_NOT_COMPARED);
+                        let failed = ItemRecord::failed(unit, reasons::COMPARE_FETCH_FAILED);
                         if record(&self.service, id, failed).await?.is_none() {
                             return Ok(WriterOutcome::Stopped);
                         }

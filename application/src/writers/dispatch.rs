@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use opsrun_domain::{OperationType, ReasonCode};
+use opsrun_domain::OperationType;
 
 use super::{
     AddPoliciesToBackupSet, BackupSetRestoreWorker, BulkBackupSetRestore, CaptureBaseline,
@@ -14,9 +14,7 @@ use crate::ports::{
     ArtifactStore, BackupSetStore, BaselineStore, EvidenceSource, InventoryStore, Job, JobQueue,
     PolicyProvider, RestoreTarget, ReviewPackSource, SnapshotStore,
 };
-
-/// Reason code of a run whose job used up every attempt.
-pub const REASON_ATTEMPTS_EXHAUSTED: ReasonCode = ReasonCode::from_static("run.attempts_exhausted");
+use crate::reasons;
 
 /// The family ports the writers work against.
 #[derive(Clone)]
@@ -129,7 +127,7 @@ impl Writers {
                 self.restore_worker.execute(*parent, item.clone()).await
             }
             Job::Run { run } => {
-                let operation_type = self.service.store().run(*run).await?.operation_type();
+                let operation_type = self.service.queries().run(*run).await?.operation_type();
                 match operation_type {
                     OperationType::InventorySync => self.inventory.execute(*run).await,
                     OperationType::ReviewPackGenerate => self.review_pack.execute(*run).await,
@@ -160,7 +158,7 @@ impl Writers {
                 let message = format!("the run's job failed for good: {last_error}");
                 let completed = self
                     .service
-                    .fail_run(*run, REASON_ATTEMPTS_EXHAUSTED, &message)
+                    .fail_run(*run, reasons::RUN_ATTEMPTS_EXHAUSTED, &message)
                     .await?;
                 Ok(super::finished(&completed))
             }
@@ -219,7 +217,7 @@ mod tests {
 
         assert_eq!(outcome, WriterOutcome::Completed(RunOutcome::Failed));
         let run = h.run(id).await;
-        assert_eq!(run.failures()[0].code, REASON_ATTEMPTS_EXHAUSTED);
+        assert_eq!(run.failures()[0].code, reasons::RUN_ATTEMPTS_EXHAUSTED);
         assert!(run.failures()[0].message.contains("provider unavailable"));
     }
 }

@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, ReasonCode, RunId, SummaryKey,
-    WorkSet,
+    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
 };
 
 use super::{
@@ -13,11 +12,8 @@ use super::{
     run_counted,
 };
 use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, RunParams};
-
-/// Reason code of a dimension the source cannot collect.
-pub const REASON_DIMENSION_NOT_FOUND: ReasonCode =
-    ReasonCode::from_static("evidence.dimension_not_found");
 
 /// Generates an evidence snapshot: collects each dimension, stores it, then seals the snapshot
 /// with its content hash. The snapshot counts as `created: 1`.
@@ -76,7 +72,7 @@ impl CountedWork for GenerateEvidenceSnapshot {
     ) -> Result<ItemRecord, WriterError> {
         let content = match self.source.collect(run.tenant(), unit.as_str()).await {
             Ok(content) => content,
-            Err(e) => return provider_failure(unit, e, &REASON_DIMENSION_NOT_FOUND),
+            Err(e) => return provider_failure(unit, e, &reasons::EVIDENCE_DIMENSION_NOT_FOUND),
         };
         let key = WorkKey {
             run: run.id(),

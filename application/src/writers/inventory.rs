@@ -3,19 +3,15 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, ReasonCode, RunId,
-};
+use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
 
 use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
 use crate::ports::{InventoryStore, PolicyProvider, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, RunParams};
-
-/// Reason code of a policy type the provider does not have.
-pub const REASON_TYPE_NOT_FOUND: ReasonCode = ReasonCode::from_static("inventory.type_not_found");
 
 /// Syncs a tenant's policy inventory, one selected policy type at a time. Each type's record
 /// carries the policies found (`items`) and the inventory changes it made (`created`,
@@ -88,7 +84,7 @@ impl CountedWork for RunInventorySync {
     ) -> Result<ItemRecord, WriterError> {
         let policies = match self.provider.policies(run.tenant(), unit.as_str()).await {
             Ok(policies) => policies,
-            Err(e) => return provider_failure(unit, e, &REASON_TYPE_NOT_FOUND),
+            Err(e) => return provider_failure(unit, e, &reasons::INVENTORY_TYPE_NOT_FOUND),
         };
         let found = policies.len() as u64;
         let key = WorkKey {

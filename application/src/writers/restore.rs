@@ -4,24 +4,15 @@
 
 use std::sync::Arc;
 
-use opsrun_domain::{ItemKey, ItemRecord, ReasonCode, RunId, WorkSet};
+use opsrun_domain::{ItemKey, ItemRecord, RunId, WorkSet};
 
 use super::{
     Plan, WriterError, WriterOutcome, begin, finished, frozen_work_set, plan_units,
     provider_failure, record,
 };
 use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, RunParams};
-
-/// Reason code of an item that vanished from its backup set after the parent froze it.
-pub const REASON_ITEM_MISSING: ReasonCode = ReasonCode::from_static("restore.item_missing");
-/// Reason code of an item whose restore target does not exist.
-pub const REASON_TARGET_MISSING: ReasonCode = ReasonCode::from_static("restore.target_missing");
-/// Reason code of an item whose child job used up every attempt.
-pub const REASON_ATTEMPTS_EXHAUSTED: ReasonCode =
-    ReasonCode::from_static("restore.attempts_exhausted");
-/// Reason code of a restore whose backup set no longer exists.
-pub const REASON_BACKUP_SET_NOT_FOUND: ReasonCode = ReasonCode::from_static("backup_set.not_found");
 
 /// The fan-out parent of `backup_set.restore`.
 #[derive(Clone)]
@@ -69,7 +60,7 @@ impl BulkBackupSetRestore {
             Ok(work_set) => work_set,
             Err(outcome) => return Ok(outcome),
         };
-        let done = self.service.store().ledger_keys(id).await?;
+        let done = self.service.queries().ledger_keys(id).await?;
         let pending: Vec<ItemKey> = work_set
             .units()
             .iter()
@@ -95,7 +86,7 @@ impl BulkBackupSetRestore {
     ) -> Result<Plan, WriterError> {
         let Some(set) = self.backup_sets.backup_set(tenant, backup_set_id).await? else {
             return Ok(Plan::Blocked(
-                REASON_BACKUP_SET_NOT_FOUND,
+                reasons::BACKUP_SET_NOT_FOUND,
                 format!("backup set {backup_set_id} no longer exists"),
             ));
         };
@@ -156,14 +147,14 @@ impl BackupSetRestoreWorker {
         parent: RunId,
         item: ItemKey,
     ) -> Result<WriterOutcome, WriterError> {
-        let run = self.service.store().run(parent).await?;
+        let run = self.service.queries().run(parent).await?;
         if run.is_completed() {
             return Ok(WriterOutcome::Stopped);
         }
         let record_ = match item.as_str().parse::<i64>() {
-            Err(_) => ItemRecord::failed(item.clone(), REASON_ITEM_MISSING),
+            Err(_) => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
             Ok(item_id) => match self.backup_sets.item(item_id).await? {
-                None => ItemRecord::failed(item.clone(), REASON_ITEM_MISSING),
+                None => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
                 Some(backup_item) => {
                     let key = WorkKey {
                         run: parent,
@@ -171,7 +162,7 @@ impl BackupSetRestoreWorker {
                     };
                     match self.target.restore(&key, run.tenant(), &backup_item).await {
                         Ok(()) => ItemRecord::succeeded(item.clone()),
-                        Err(e) => provider_failure(&item, e, &REASON_TARGET_MISSING)?,
+                        Err(e) => provider_failure(&item, e, &reasons::RESTORE_TARGET_MISSING)?,
                     }
                 }
             },
@@ -190,8 +181,11 @@ impl BackupSetRestoreWorker {
         parent: RunId,
         item: ItemKey,
     ) -> Result<WriterOutcome, WriterError> {
-        self.finish_item(parent, ItemRecord::failed(item, REASON_ATTEMPTS_EXHAUSTED))
-            .await
+        self.finish_item(
+            parent,
+            ItemRecord::failed(item, reasons::RESTORE_ATTEMPTS_EXHAUSTED),
+        )
+        .await
     }
 
     async fn finish_item(

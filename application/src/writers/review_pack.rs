@@ -4,8 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, ReasonCode, RunId, SummaryKey,
-    WorkSet,
+    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
 };
 
 use super::{
@@ -13,11 +12,8 @@ use super::{
     run_counted,
 };
 use crate::ports::{ArtifactStore, ReviewPackSource, WorkKey};
+use crate::reasons;
 use crate::{OperationRunService, RunParams};
-
-/// Reason code of a section the source cannot render.
-pub const REASON_SECTION_NOT_FOUND: ReasonCode =
-    ReasonCode::from_static("review_pack.section_not_found");
 
 /// Generates a review pack: renders each section, stores it, then assembles the artifact file
 /// (with its hash) from the sections that succeeded. The artifact counts as `created: 1`.
@@ -81,7 +77,7 @@ impl CountedWork for GenerateReviewPack {
             .await
         {
             Ok(content) => content,
-            Err(e) => return provider_failure(unit, e, &REASON_SECTION_NOT_FOUND),
+            Err(e) => return provider_failure(unit, e, &reasons::REVIEW_PACK_SECTION_NOT_FOUND),
         };
         let key = WorkKey {
             run: run.id(),

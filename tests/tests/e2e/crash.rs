@@ -5,11 +5,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use opsrun_adapters::sql::TenantSettings;
 use opsrun_application::RunParams;
-use opsrun_application::ports::{
-    BackupSetStore, OperationRunStore, Policy, PolicyPayload, WorkKey,
-};
+use opsrun_application::ports::SimulationSettings;
+use opsrun_application::ports::{BackupSetStore, Policy, PolicyPayload, RunQueries, WorkKey};
 use opsrun_domain::{ItemKey, RunId, RunOutcome, RunStatus, SummaryKey};
 use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
 
@@ -42,7 +40,7 @@ fn worker(url: &str, artifacts: &std::path::Path) -> Result<tokio::process::Chil
 
 async fn processed(running: &Running, id: RunId) -> Result<u64, TestError> {
     Ok(running
-        .stack
+        .backend
         .store
         .run(id)
         .await?
@@ -57,7 +55,7 @@ async fn backup_set(
     items: usize,
 ) -> Result<opsrun_application::ports::BackupSet, TestError> {
     let set = running
-        .stack
+        .backend
         .families
         .create_backup_set(running.tenant.id, name)
         .await?;
@@ -72,7 +70,7 @@ async fn backup_set(
             name: format!("{name} {i}"),
         };
         running
-            .stack
+            .backend
             .families
             .add_item(
                 &seed,
@@ -91,7 +89,7 @@ async fn killed_worker_mid_fan_out(url: String) -> Result<(), TestError> {
     // The test process starts runs and watches; only the worker processes execute jobs.
     let running = Running::start_without_workers(
         &url,
-        TenantSettings {
+        SimulationSettings {
             policies: 0,
             latency_ms: 2,
             failure_rate: 0.0,
@@ -138,17 +136,17 @@ async fn killed_worker_mid_fan_out(url: String) -> Result<(), TestError> {
         run.counts().get(SummaryKey::Succeeded),
         Some(CHILDREN as u64)
     );
-    assert_eq!(running.stack.store.ledger(id).await?.len(), CHILDREN);
+    assert_eq!(running.backend.store.ledger(id).await?.len(), CHILDREN);
     assert_eq!(
         running
-            .stack
+            .backend
             .store
             .notifications(running.user.id)
             .await?
             .len(),
         1
     );
-    assert_eq!(running.stack.store.audit_events(id).await?.len(), 1);
+    assert_eq!(running.backend.store.audit_events(id).await?.len(), 1);
     Ok(())
 }
 
@@ -174,7 +172,7 @@ async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
     use opsrun_application::fakes::FakeTenant;
     use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 
-    let running = Running::start_without_workers(&url, TenantSettings::default()).await?;
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
     // A provider that is unavailable on every call: each attempt fails transiently.
     let down = Arc::new(FakeTenant::new(4, &[]));
     for call in 1..=1_000 {
@@ -186,14 +184,14 @@ async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
         WriterSettings::default(),
         WriterPorts {
             provider: down.clone(),
-            inventory: stack.families.clone(),
+            inventory: running.backend.families.clone(),
             review_source: down.clone(),
-            artifacts: stack.families.clone(),
+            artifacts: running.backend.families.clone(),
             evidence_source: down.clone(),
-            snapshots: stack.families.clone(),
-            backup_sets: stack.families.clone(),
+            snapshots: running.backend.families.clone(),
+            backup_sets: running.backend.families.clone(),
             restore_target: down.clone(),
-            baselines: stack.families.clone(),
+            baselines: running.backend.families.clone(),
             queue: Arc::new(stack.queue.clone()),
         },
     );
@@ -224,7 +222,7 @@ async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
     assert_eq!(run.counts().get(SummaryKey::Processed), Some(0));
     assert_eq!(
         running
-            .stack
+            .backend
             .store
             .notifications(running.user.id)
             .await?
@@ -254,7 +252,7 @@ async fn a_job_that_always_fails_ends_its_run_failed_after_its_attempts_on_postg
 async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
     use opsrun_adapters::runtime::{RuntimeSettings, maintain};
 
-    let running = Running::start_without_workers(&url, TenantSettings::default()).await?;
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
     // Started, marked running by a worker that then vanished with its job.
     let id = running.start_run(RunParams::BaselineCapture).await?;
     running.stack.service.mark_running(id).await?;
@@ -274,10 +272,10 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
     .await?;
 
     assert_eq!(stale, vec![id]);
-    let run = running.stack.store.run(id).await?;
+    let run = running.backend.store.run(id).await?;
     assert_eq!(run.outcome(), RunOutcome::Failed);
     assert_eq!(run.failures()[0].code.as_str(), "run.stale");
-    assert!(!running.stack.store.run(fresh).await?.is_completed());
+    assert!(!running.backend.store.run(fresh).await?.is_completed());
     Ok(())
 }
 
@@ -304,7 +302,7 @@ async fn two_worker_processes_on_postgres_share_a_fan_out_exactly() -> Result<()
     };
     let running = Running::start_without_workers(
         &url,
-        TenantSettings {
+        SimulationSettings {
             policies: 0,
             latency_ms: 1,
             failure_rate: 0.0,
@@ -332,10 +330,10 @@ async fn two_worker_processes_on_postgres_share_a_fan_out_exactly() -> Result<()
     assert!(a_alive && b_alive, "both workers ran until the end");
     assert_eq!(run.outcome(), RunOutcome::Succeeded);
     assert_eq!(run.counts().get(SummaryKey::Processed), Some(600));
-    assert_eq!(running.stack.store.ledger(id).await?.len(), 600);
+    assert_eq!(running.backend.store.ledger(id).await?.len(), 600);
     assert_eq!(
         running
-            .stack
+            .backend
             .store
             .notifications(running.user.id)
             .await?

@@ -4,12 +4,16 @@
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
+use opsrun_adapters::backend::{BackendOptions, SqlBackend};
 use opsrun_adapters::queue::QueueSettings;
-use opsrun_adapters::sql::TenantSettings;
 use opsrun_app::http::{AppState, router};
-use opsrun_app::wiring::{Stack, StackOptions};
+use opsrun_app::wiring::Stack;
+use opsrun_application::auth::PlainToken;
+use opsrun_application::ports::{
+    DirectoryAdmin, NewToken, Role, SimulationSettings, TenantScope, Tokens,
+};
 use opsrun_domain::{Slug, Timestamp, WorkspaceId};
-use opsrun_tests::{TestError, fresh_sqlite_file};
+use opsrun_tests::{TestError, add_simulated_tenant, fresh_sqlite_file};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -23,21 +27,31 @@ struct Api {
 }
 
 async fn token(
-    stack: &Stack,
+    backend: &SqlBackend,
     ws: WorkspaceId,
     email: &str,
     token: &str,
     role: &str,
     tenants: Option<&[opsrun_domain::TenantId]>,
 ) -> Result<(), TestError> {
-    let user = stack
+    let user = backend
         .store
         .ensure_user(ws, email, Timestamp::from_millis(0))
         .await?;
-    let hash = opsrun_adapters::sql::sha256_hex(token.as_bytes());
-    stack
+    let hash = PlainToken::parse(token)
+        .ok_or("a test token must be well-formed")?
+        .hash();
+    backend
         .store
-        .add_token(user.id, &hash, role, tenants, Timestamp::from_millis(0))
+        .add_token(NewToken {
+            user: user.id,
+            hash,
+            role: Role::parse(role).ok_or("unknown role")?,
+            scope: tenants.map_or(TenantScope::All, |ids| {
+                TenantScope::Only(ids.iter().copied().collect())
+            }),
+            at: Timestamp::from_millis(0),
+        })
         .await?;
     Ok(())
 }
@@ -45,42 +59,40 @@ async fn token(
 impl Api {
     async fn new() -> Result<Self, TestError> {
         let (dir, url) = fresh_sqlite_file()?;
-        let stack = Stack::open(&StackOptions {
+        let backend = SqlBackend::open(&BackendOptions {
             database_url: url,
             artifacts: dir.path().join("artifacts"),
             queue: QueueSettings::default(),
             max_connections: 8,
         })
         .await?;
-        let ws = stack
+        let ws = backend
             .store
-            .ensure_workspace(&Slug::parse("acme")?, Timestamp::from_millis(0))
+            .workspace(&Slug::parse("acme")?, true, Timestamp::from_millis(0))
             .await?;
-        let settings = TenantSettings {
+        let settings = SimulationSettings {
             policies: 10,
-            ..TenantSettings::default()
+            ..SimulationSettings::default()
         };
-        let contoso = stack
-            .store
-            .add_tenant(
-                ws,
-                &Slug::parse("contoso")?,
-                settings,
-                Timestamp::from_millis(0),
-            )
-            .await?;
-        stack
-            .store
-            .add_tenant(
-                ws,
-                &Slug::parse("fabrikam")?,
-                settings,
-                Timestamp::from_millis(0),
-            )
-            .await?;
-        token(&stack, ws, "owner@example.com", OWNER, "owner", None).await?;
+        let contoso = add_simulated_tenant(
+            &backend.store,
+            &backend.simulated,
+            ws,
+            &Slug::parse("contoso")?,
+            settings,
+        )
+        .await?;
+        add_simulated_tenant(
+            &backend.store,
+            &backend.simulated,
+            ws,
+            &Slug::parse("fabrikam")?,
+            settings,
+        )
+        .await?;
+        token(&backend, ws, "owner@example.com", OWNER, "owner", None).await?;
         token(
-            &stack,
+            &backend,
             ws,
             "operator@example.com",
             OPERATOR,
@@ -88,7 +100,16 @@ impl Api {
             Some(&[contoso.id]),
         )
         .await?;
-        token(&stack, ws, "reader@example.com", READONLY, "readonly", None).await?;
+        token(
+            &backend,
+            ws,
+            "reader@example.com",
+            READONLY,
+            "readonly",
+            None,
+        )
+        .await?;
+        let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
         Ok(Self {
             app: router(AppState::new(stack)),
             _dir: dir,

@@ -3,20 +3,24 @@
 
 use std::time::Duration;
 
+use opsrun_adapters::backend::{BackendOptions, SqlBackend};
 use opsrun_adapters::queue::QueueSettings;
 use opsrun_adapters::simulated::{DIMENSIONS, POLICY_TYPES, SECTIONS, fails, policy_id};
-use opsrun_adapters::sql::TenantSettings;
-use opsrun_app::wiring::{Stack, StackOptions};
-use opsrun_application::ports::{BackupSetStore, BaselineStore, OperationRunStore, Tenant, User};
+use opsrun_app::wiring::Stack;
+use opsrun_application::ports::{
+    BackupSetStore, BaselineStore, DirectoryAdmin, RunQueries, SimulationSettings, Tenant, User,
+};
 use opsrun_application::{RunParams, StartRun};
 use opsrun_domain::{OperationRun, RunId, RunOutcome, Slug, Timestamp};
-use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
+use opsrun_tests::{TestError, add_simulated_tenant, fresh_postgres_database, fresh_sqlite_file};
 
 const SEED: i64 = 42;
 const RATE: f64 = 0.2;
 const POLICIES: i64 = 40;
 
 pub(crate) struct Running {
+    /// The adapters, for checks of what they stored.
+    pub backend: SqlBackend,
     pub stack: Stack,
     pub tenant: Tenant,
     pub user: User,
@@ -26,7 +30,7 @@ pub(crate) struct Running {
 }
 
 impl Running {
-    pub(crate) async fn start(url: &str, settings: TenantSettings) -> Result<Self, TestError> {
+    pub(crate) async fn start(url: &str, settings: SimulationSettings) -> Result<Self, TestError> {
         let mut running = Self::start_without_workers(url, settings).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let queue = running.stack.queue.clone();
@@ -46,10 +50,10 @@ impl Running {
     /// The stack, a tenant and a user, with no workers in this process.
     pub(crate) async fn start_without_workers(
         url: &str,
-        settings: TenantSettings,
+        settings: SimulationSettings,
     ) -> Result<Self, TestError> {
         let dir = tempfile::tempdir()?;
-        let stack = Stack::open(&StackOptions {
+        let backend = SqlBackend::open(&BackendOptions {
             database_url: url.to_owned(),
             artifacts: dir.path().join("artifacts"),
             queue: QueueSettings {
@@ -62,24 +66,25 @@ impl Running {
             max_connections: 16,
         })
         .await?;
-        let workspace = stack
+        let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
+        let workspace = backend
             .store
-            .ensure_workspace(&Slug::parse("demo")?, Timestamp::from_millis(0))
+            .workspace(&Slug::parse("demo")?, true, Timestamp::from_millis(0))
             .await?;
-        let tenant = stack
-            .store
-            .add_tenant(
-                workspace,
-                &Slug::parse("contoso")?,
-                settings,
-                Timestamp::from_millis(0),
-            )
-            .await?;
-        let user = stack
+        let tenant = add_simulated_tenant(
+            &backend.store,
+            &backend.simulated,
+            workspace,
+            &Slug::parse("contoso")?,
+            settings,
+        )
+        .await?;
+        let user = backend
             .store
             .ensure_user(workspace, "ops@example.com", Timestamp::from_millis(0))
             .await?;
         Ok(Self {
+            backend,
             stack,
             tenant,
             user,
@@ -107,7 +112,7 @@ impl Running {
     pub(crate) async fn completed(&self, id: RunId) -> Result<OperationRun, TestError> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
         loop {
-            let run = self.stack.store.run(id).await?;
+            let run = self.backend.store.run(id).await?;
             if run.is_completed() {
                 return Ok(run);
             }
@@ -157,7 +162,7 @@ fn outcome(total: u64, failed: u64) -> RunOutcome {
 async fn every_family(url: String) -> Result<(), TestError> {
     let running = Running::start(
         &url,
-        TenantSettings {
+        SimulationSettings {
             policies: POLICIES,
             latency_ms: 0,
             failure_rate: RATE,
@@ -181,7 +186,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
     assert_eq!(run.outcome(), outcome(8, failed));
     assert_eq!(
         running
-            .stack
+            .backend
             .families
             .inventory_size(running.tenant.id)
             .await?,
@@ -196,7 +201,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
     let failed: u64 = SECTIONS.iter().map(|s| failing(s)).sum();
     let artifact = u64::from(failed < 6);
     assert_eq!(counts(&run), expected(6, failed, &[("created", artifact)]));
-    if let Some(pack) = running.stack.families.review_pack(id).await? {
+    if let Some(pack) = running.backend.families.review_pack(id).await? {
         let bytes = tokio::fs::read(&pack.location).await?;
         assert_eq!(opsrun_adapters::sql::sha256_hex(&bytes), pack.sha256);
         assert_eq!(bytes.len() as u64, pack.bytes);
@@ -212,7 +217,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
         counts(&run),
         expected(5, failed, &[("created", u64::from(failed < 5))])
     );
-    let snapshot = running.stack.families.evidence_snapshot(id).await?;
+    let snapshot = running.backend.families.evidence_snapshot(id).await?;
     assert_eq!(
         snapshot.map(|s| s.dimensions),
         (failed < 5).then_some(5 - failed)
@@ -220,7 +225,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
 
     // backup_set.add_policies: 20 requested policies.
     let set = running
-        .stack
+        .backend
         .families
         .create_backup_set(running.tenant.id, "nightly")
         .await?;
@@ -237,7 +242,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
         counts(&run),
         expected(20, failed, &[("created", 20 - failed)])
     );
-    let items = running.stack.families.items(set.id).await?;
+    let items = running.backend.families.items(set.id).await?;
     assert_eq!(items.len() as u64, 20 - failed);
 
     // backup_set.restore: a fan-out of one child job per item of the set.
@@ -259,7 +264,11 @@ async fn every_family(url: String) -> Result<(), TestError> {
     assert_eq!(counts(&run), vec![]);
     assert_eq!(run.phases().and_then(|p| p.current_index()), Some(2));
     let missed: u64 = (1..=POLICIES).map(|i| failing(&policy_id(i))).sum();
-    let baselines = running.stack.families.baselines(running.tenant.id).await?;
+    let baselines = running
+        .backend
+        .families
+        .baselines(running.tenant.id)
+        .await?;
     assert_eq!(baselines.len(), 1);
     assert_eq!(baselines[0].items.len() as u64, 40 - missed);
 
@@ -278,7 +287,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
     assert_eq!(run.outcome(), RunOutcome::Succeeded);
 
     // One terminal notification per run.
-    let notes = running.stack.store.notifications(running.user.id).await?;
+    let notes = running.backend.store.notifications(running.user.id).await?;
     assert_eq!(notes.len(), 7);
     running.stop().await
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use opsrun_application::ports::{CreateRun, OperationRunStore};
+use opsrun_application::ports::{CreateRun, RunStore};
 use opsrun_application::{RunParams, StoreError, TerminalEffects};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Completion, ItemKey, ItemLedger, ItemRecord, NewRun, OperationRun,
@@ -135,7 +135,7 @@ fn projection(run: &OperationRun) -> String {
 
 struct Case<'a> {
     store: &'a TestStore,
-    runs: Arc<dyn OperationRunStore>,
+    runs: Arc<dyn RunStore>,
     tenant: TenantId,
     model: Model,
     ids: Vec<RunId>,

@@ -1,4 +1,5 @@
-//! Workspaces, tenants (with their simulated-provider settings), users and API tokens.
+//! Workspaces, tenants (with their simulated-provider settings until migration 8 moves them to
+//! `simulated_tenants`), users and API tokens.
 
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{

@@ -50,7 +50,7 @@ pub struct CreateRun {
     pub at: Timestamp,
 }
 
-/// The answer to [`OperationRunStore::create_run`].
+/// The answer to [`RunStore::create_run`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Started {
     /// The new run, or the active run with the same identity.
@@ -67,7 +67,7 @@ pub struct TerminalEffects {
     pub actor: Option<UserId>,
 }
 
-/// The answer to [`OperationRunStore::complete`].
+/// The answer to [`RunStore::complete`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {
     /// The run after the call.
@@ -150,25 +150,14 @@ pub struct LedgerQuery {
     pub limit: u32,
 }
 
-/// Durable store of runs, their ledgers, audit events and notifications.
+/// Reads of runs, their ledgers, audit events and notifications: what read models, access
+/// checks and writers need to look at. Holding it changes nothing.
 ///
-/// Every mutation is atomic and enforces the same rules as the domain model, refusing with the
-/// same [`opsrun_domain::RunError`] (as [`StoreError::Rule`]) in the same order and changing
-/// nothing when it refuses. Every method that names a run answers
-/// [`StoreError::RunNotFound`] when it does not exist, and [`StoreError::Unavailable`] when
-/// the storage fails.
+/// Every method that names a run answers [`StoreError::RunNotFound`] when it does not exist,
+/// and [`StoreError::Unavailable`] when the storage fails.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
-pub trait OperationRunStore: Send + Sync {
-    /// Creates a queued run, or returns the active (queued or running) run with the same
-    /// identity (tenant, type, target) with `reused: true`. Two concurrent calls with one
-    /// identity create at most one run.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError>;
-
+pub trait RunQueries: Send + Sync {
     /// The run with this id.
     ///
     /// # Errors
@@ -182,6 +171,101 @@ pub trait OperationRunStore: Send + Sync {
     ///
     /// [`StoreError::RunNotFound`], [`StoreError::Corrupt`], [`StoreError::Unavailable`].
     async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError>;
+
+    /// The run's frozen work set, once its total is set.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError>;
+
+    /// The keys already in the run's ledger.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;
+
+    /// A page of the run's ledger.
+    ///
+    /// # Errors
+    ///
+    /// The common errors.
+    async fn ledger_entries(
+        &self,
+        query: LedgerQuery,
+    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError>;
+
+    /// Every queued or running run, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// Runs matching `query`, newest (highest id) first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError>;
+
+    /// The tenant `slug` of `workspace` with its top-level runs that are queued or running, or
+    /// completed at or after `completed_since`, newest first, in one query.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the workspace has no such tenant;
+    /// [`StoreError::Unavailable`].
+    async fn activity(
+        &self,
+        workspace: WorkspaceId,
+        slug: &Slug,
+        completed_since: Timestamp,
+    ) -> Result<TenantActivity, StoreError>;
+
+    /// The runs whose parent is `parent`, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// The run's audit events, oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
+
+    /// The user's notifications, newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+}
+
+/// The mutations of runs: the one door through which counts and status change. Only
+/// [`crate::OperationRunService`] holds it (as `Arc<dyn RunStore>`); every other part of the
+/// application reads through [`RunQueries`], so "all count and status mutation goes through the
+/// service" is checked by the compiler.
+///
+/// Every mutation is atomic and enforces the same rules as the domain model, refusing with the
+/// same [`opsrun_domain::RunError`] (as [`StoreError::Rule`]) in the same order and changing
+/// nothing when it refuses. Every method that names a run answers
+/// [`StoreError::RunNotFound`] when it does not exist, and [`StoreError::Unavailable`] when
+/// the storage fails.
+#[async_trait]
+pub trait RunStore: RunQueries {
+    /// Creates a queued run, or returns the active (queued or running) run with the same
+    /// identity (tenant, type, target) with `reused: true`. Two concurrent calls with one
+    /// identity create at most one run.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError>;
 
     /// As [`OperationRun::mark_running`].
     ///
@@ -282,30 +366,6 @@ pub trait OperationRunStore: Send + Sync {
         effects: TerminalEffects,
     ) -> Result<Completed, StoreError>;
 
-    /// The run's frozen work set, once its total is set.
-    ///
-    /// # Errors
-    ///
-    /// The common errors.
-    async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError>;
-
-    /// The keys already in the run's ledger.
-    ///
-    /// # Errors
-    ///
-    /// The common errors.
-    async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;
-
-    /// A page of the run's ledger.
-    ///
-    /// # Errors
-    ///
-    /// The common errors.
-    async fn ledger_entries(
-        &self,
-        query: LedgerQuery,
-    ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError>;
-
     /// As [`OperationRun::reconcile_counts`]: recounts the counters from the ledger in one
     /// unit of work and reports the drift repaired.
     ///
@@ -313,53 +373,41 @@ pub trait OperationRunStore: Send + Sync {
     ///
     /// As the domain method, plus the common errors.
     async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError>;
+}
 
-    /// Every queued or running run, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+#[cfg(any(test, feature = "mocks"))]
+mockall::mock! {
+    /// A mock of the whole run storage (its reads and its mutations), for tests of the service.
+    pub RunStore {}
 
-    /// Runs matching `query`, newest (highest id) first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError>;
+    #[async_trait]
+    impl RunQueries for RunStore {
+        async fn run(&self, id: RunId) -> Result<OperationRun, StoreError>;
+        async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError>;
+        async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError>;
+        async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;
+        async fn ledger_entries( &self, query: LedgerQuery, ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError>;
+        async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+        async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError>;
+        async fn activity( &self, workspace: WorkspaceId, slug: &Slug, completed_since: Timestamp, ) -> Result<TenantActivity, StoreError>;
+        async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;
+        async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
+        async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+    }
 
-    /// The tenant `slug` of `workspace` with its top-level runs that are queued or running, or
-    /// completed at or after `completed_since`, newest first, in one query.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::NotFound`] when the workspace has no such tenant;
-    /// [`StoreError::Unavailable`].
-    async fn activity(
-        &self,
-        workspace: WorkspaceId,
-        slug: &Slug,
-        completed_since: Timestamp,
-    ) -> Result<TenantActivity, StoreError>;
-
-    /// The runs whose parent is `parent`, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;
-
-    /// The run's audit events, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
-
-    /// The user's notifications, newest first.
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Unavailable`].
-    async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+    #[async_trait]
+    impl RunStore for RunStore {
+        async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError>;
+        async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+        async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
+        async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
+        async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
+        async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;
+        async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError>;
+        async fn declare_components( &self, id: RunId, components: Components, ) -> Result<Change, StoreError>;
+        async fn update_component( &self, id: RunId, key: String, state: ComponentState, ) -> Result<Change, StoreError>;
+        async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+        async fn complete( &self, id: RunId, completion: Completion, effects: TerminalEffects, ) -> Result<Completed, StoreError>;
+        async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError>;
+    }
 }

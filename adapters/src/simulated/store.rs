@@ -1,0 +1,122 @@
+//! The simulated provider's own tables: how each simulated tenant behaves (`simulated_tenants`)
+//! and what it restored (`restore_results`).
+
+use async_trait::async_trait;
+use opsrun_application::StoreError;
+use opsrun_application::ports::{SimulationSettings, TenantSetup, WorkKey};
+use opsrun_domain::TenantId;
+use sea_orm::{DatabaseConnection, DbErr, Statement};
+
+use crate::sql::raw;
+
+fn unavailable(error: DbErr) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+/// The settings store of simulated tenants.
+#[derive(Debug, Clone)]
+pub struct SqlSimulatedTenants {
+    db: DatabaseConnection,
+}
+
+impl SqlSimulatedTenants {
+    /// A store over an open, migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self { db }
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
+        Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
+    }
+
+    /// The settings of a simulated tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the tenant is not simulated; [`StoreError::Unavailable`].
+    pub async fn settings(&self, tenant: TenantId) -> Result<SimulationSettings, StoreError> {
+        let rows = raw::rows(
+            &self.db,
+            self.stmt(
+                "SELECT policies, latency_ms, failure_rate, seed FROM simulated_tenants \
+                 WHERE tenant_id = $1",
+                vec![tenant.value().into()],
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
+        let row = rows
+            .first()
+            .ok_or_else(|| StoreError::NotFound(format!("simulated tenant {tenant}")))?;
+        Ok(SimulationSettings {
+            policies: raw::int(row, "policies").map_err(unavailable)?,
+            latency_ms: raw::int(row, "latency_ms").map_err(unavailable)?,
+            failure_rate: row
+                .try_get::<f64>("", "failure_rate")
+                .map_err(unavailable)?,
+            seed: raw::int(row, "seed").map_err(unavailable)?,
+        })
+    }
+}
+
+impl SqlSimulatedTenants {
+    /// Records that the simulated tenant restored backup item `item` for `key`: one row per
+    /// work key, so a retried restore writes nothing twice.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    pub async fn record_restore(
+        &self,
+        key: &WorkKey,
+        item: i64,
+        at: i64,
+    ) -> Result<(), StoreError> {
+        raw::exec(
+            &self.db,
+            self.stmt(
+                "INSERT INTO restore_results (run_id, item_key, backup_item_id, restored_at) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                vec![
+                    key.run.value().into(),
+                    key.item.as_str().into(),
+                    item.into(),
+                    at.into(),
+                ],
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TenantSetup for SqlSimulatedTenants {
+    async fn configure(
+        &self,
+        tenant: TenantId,
+        settings: SimulationSettings,
+    ) -> Result<(), StoreError> {
+        raw::exec(
+            &self.db,
+            self.stmt(
+                "INSERT INTO simulated_tenants (tenant_id, policies, latency_ms, failure_rate, seed) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id) DO UPDATE SET \
+                 policies = excluded.policies, latency_ms = excluded.latency_ms, \
+                 failure_rate = excluded.failure_rate, seed = excluded.seed",
+                vec![
+                    tenant.value().into(),
+                    settings.policies.into(),
+                    settings.latency_ms.into(),
+                    settings.failure_rate.into(),
+                    settings.seed.into(),
+                ],
+            ),
+        )
+        .await
+        .map_err(unavailable)?;
+        Ok(())
+    }
+}
