@@ -25,7 +25,7 @@ use opsrun_domain::{ItemKey, RunId};
 use sea_orm::{DatabaseConnection, DbBackend};
 use serde::{Deserialize, Serialize};
 
-use crate::runtime::{Attempt, attempt};
+use opsrun_application::worker::{Attempt, attempt};
 
 /// Name of the queue of run jobs.
 pub const RUNS_QUEUE: &str = "opsrun.runs";

@@ -7,8 +7,8 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use opsrun_adapters::queue::QueueSettings;
-use opsrun_adapters::runtime::{RuntimeSettings, maintenance_loop};
 use opsrun_application::ports::SimulationSettings;
+use opsrun_application::worker::RuntimeSettings;
 use opsrun_domain::{Slug, Timestamp};
 
 use crate::wiring::{Stack, StackOptions};
@@ -76,7 +76,7 @@ pub enum Command {
     /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
     FailStale {
         /// Seconds without a heartbeat after which a running run is stale.
-        #[arg(long, default_value_t = 600)]
+        #[arg(long, default_value_t = crate::config::STALE_AFTER_SECS)]
         stale_after_secs: u64,
     },
     /// Recount every active run from its ledger (repairing drift) and complete fan-out parents
@@ -111,7 +111,7 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 5)]
     pub max_attempts: u32,
     /// Seconds without a sign of life after which a running run is failed as stale.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, default_value_t = crate::config::STALE_AFTER_SECS)]
     pub stale_after_secs: u64,
     /// Seconds between maintenance passes (stale runs, reconcile).
     #[arg(long, default_value_t = 30)]
@@ -246,11 +246,11 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
                 heartbeat_ms: 2_000,
                 missed_heartbeats: 3,
                 max_attempts: 5,
-                stale_after_secs: 600,
+                stale_after_secs: crate::config::STALE_AFTER_SECS,
                 maintenance_secs: 30,
             };
             let stack = open(&cli, Some(&demo_workers)).await?;
-            crate::demo::run(stack, out).await
+            crate::demo::run(stack, runtime_settings(&demo_workers), out).await
         }
         Command::Migrate => {
             open(&cli, None).await?;
@@ -307,29 +307,13 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         }
         Command::Worker(args) => {
             let stack = open(&cli, Some(args)).await?;
-            let runtime = RuntimeSettings {
-                stale_after: Duration::from_secs(args.stale_after_secs),
-                maintenance_every: Duration::from_secs(args.maintenance_secs.max(1)),
-                max_attempts: args.max_attempts.max(1),
-            };
-            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-            let maintenance = tokio::spawn(maintenance_loop(
-                stack.service.clone(),
-                runtime,
-                async move {
-                    let mut rx = stop_rx;
-                    let _ = rx.wait_for(|stop| *stop).await;
-                },
-                |error| tracing::warn!(%error, "maintenance pass failed"),
-            ));
             tracing::info!("worker started");
-            let result = stack
-                .queue
-                .run_workers(stack.writers.clone(), shutdown_signal())
-                .await;
-            let _ = stop_tx.send(true);
-            let _ = maintenance.await;
-            result.context("the workers stopped on an error")?;
+            crate::runtime::run_until_shutdown(&stack, runtime_settings(args), async {
+                if let Err(error) = shutdown_signal().await {
+                    tracing::warn!(%error, "no signal handler: stopping");
+                }
+            })
+            .await?;
             tracing::info!("worker stopped");
             Ok(())
         }

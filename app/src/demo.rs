@@ -16,6 +16,8 @@ use opsrun_domain::{
     OperationRun, OperationRunProgressContract, ProgressDetail, RunId, Slug, Staleness,
 };
 
+use opsrun_application::worker::RuntimeSettings;
+
 use crate::cli::{CliError, now};
 use crate::render::{counts_line, duration, view_line};
 use crate::wiring::Stack;
@@ -217,7 +219,11 @@ async fn follow(
 /// # Errors
 ///
 /// [`CliError`] when the database or a run fails.
-pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
+pub async fn run(
+    stack: Stack,
+    runtime: RuntimeSettings,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
     let started = std::time::Instant::now();
     let demo = Slug::parse("demo").map_err(anyhow::Error::from)?;
     let workspace = stack
@@ -257,15 +263,12 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     writeln!(out, "opsrun demo: workspace 'demo', tenants 'contoso' (300 policies) and 'fabrikam' (80 policies, 15% of items fail)\n").context("failed to write")?;
 
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let queue = stack.queue.clone();
-    let writers = stack.writers.clone();
+    let workers_stack = stack.clone();
     let workers = tokio::spawn(async move {
-        queue
-            .run_workers(writers, async move {
-                let _ = stopped.await;
-                Ok(())
-            })
-            .await
+        crate::runtime::run_until_shutdown(&workers_stack, runtime, async move {
+            let _ = stopped.await;
+        })
+        .await
     });
 
     let start = |tenant: Tenant, params: RunParams| {
@@ -399,10 +402,7 @@ pub async fn run(stack: Stack, out: &mut dyn Write) -> Result<(), CliError> {
     }
     follow(&stack, &mut display, out, &[]).await?;
     let _ = stop.send(());
-    workers
-        .await
-        .context("the workers panicked")?
-        .context("the workers stopped on an error")?;
+    workers.await.context("the workers panicked")??;
     if let Some(multi) = &display.multi {
         multi.clear().ok();
     }

@@ -9,6 +9,7 @@ pub mod http;
 pub mod ops;
 pub mod pages;
 pub mod render;
+pub mod runtime;
 pub mod serve;
 pub mod wiring;
 

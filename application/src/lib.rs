@@ -21,6 +21,7 @@ pub mod read_models;
 pub mod reasons;
 mod service;
 pub mod start;
+pub mod worker;
 pub mod writers;
 
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};

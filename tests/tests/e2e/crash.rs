@@ -250,7 +250,7 @@ async fn a_job_that_always_fails_ends_its_run_failed_after_its_attempts_on_postg
 }
 
 async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
-    use opsrun_adapters::runtime::{RuntimeSettings, maintain};
+    use opsrun_application::worker::{RuntimeSettings, maintain};
 
     let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
     // Started, marked running by a worker that then vanished with its job.
@@ -262,16 +262,17 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     running.stack.service.mark_running(fresh).await?;
 
-    let (stale, _report) = maintain(
+    let pass = maintain(
         &running.stack.service,
         RuntimeSettings {
             stale_after: Duration::from_secs(1),
-            ..RuntimeSettings::default()
+            maintenance_every: Duration::from_secs(30),
+            max_attempts: 5,
         },
     )
     .await?;
 
-    assert_eq!(stale, vec![id]);
+    assert_eq!(pass.stale, vec![id]);
     let run = running.backend.store.run(id).await?;
     assert_eq!(run.outcome(), RunOutcome::Failed);
     assert_eq!(run.failures()[0].code.as_str(), "run.stale");

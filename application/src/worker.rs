@@ -1,0 +1,82 @@
+//! The runtime policy every worker follows, whatever queue carries its jobs: what one attempt
+//! of a job does (done, retry, or give up with a final outcome), and the maintenance pass that
+//! keeps runs moving (end stale runs, recount from the ledger, complete finished fan-outs).
+//! Adapters only loop: they call these and schedule the next attempt or pass.
+
+use std::time::Duration;
+
+use opsrun_domain::RunId;
+
+use crate::ports::Job;
+use crate::writers::{WriterError, WriterOutcome, Writers};
+use crate::{OperationRunService, ReconcileReport, ServiceError};
+
+/// Settings of the worker runtime. There is no default: the composition root decides them
+/// (once, in its configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuntimeSettings {
+    /// A running run with no sign of life for this long is ended `failed` (`run.stale`).
+    pub stale_after: Duration,
+    /// How often the maintenance pass runs.
+    pub maintenance_every: Duration,
+    /// Attempts a job gets before its run (or child item) ends `failed`.
+    pub max_attempts: u32,
+}
+
+/// What happened to one attempt of a job.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The writer finished its part (the job is done).
+    Done(WriterOutcome),
+    /// The writer failed transiently and attempts remain: retry the job.
+    Retry(WriterError),
+    /// The job used up its attempts (or failed for good): its run or item ended `failed`.
+    GaveUp(WriterOutcome),
+}
+
+/// Runs attempt number `attempt` (1-based) of `job`. A transient failure asks for a retry
+/// while attempts remain; on the last attempt, or on a failure that is not transient, the
+/// job gives up and its run (or child item) ends with a final `failed` outcome.
+///
+/// # Errors
+///
+/// [`WriterError`] when even giving up failed (storage down): the job must be retried.
+pub async fn attempt(
+    writers: &Writers,
+    job: &Job,
+    attempt: u32,
+    max_attempts: u32,
+) -> Result<Attempt, WriterError> {
+    match writers.execute(job).await {
+        Ok(outcome) => Ok(Attempt::Done(outcome)),
+        Err(error) if error.is_transient() && attempt < max_attempts => Ok(Attempt::Retry(error)),
+        Err(error) => {
+            let outcome = writers.give_up(job, &error.to_string()).await?;
+            Ok(Attempt::GaveUp(outcome))
+        }
+    }
+}
+
+/// What one maintenance pass did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Maintenance {
+    /// Runs ended `failed` as stale.
+    pub stale: Vec<RunId>,
+    /// The reconcile pass.
+    pub reconciled: ReconcileReport,
+}
+
+/// One maintenance pass: ends stale runs, then reconciles active ones.
+///
+/// # Errors
+///
+/// [`ServiceError`] when storage fails (the next pass retries).
+pub async fn maintain(
+    service: &OperationRunService,
+    settings: RuntimeSettings,
+) -> Result<Maintenance, ServiceError> {
+    let stale_ms = i64::try_from(settings.stale_after.as_millis()).unwrap_or(i64::MAX);
+    let stale = service.fail_stale_runs(stale_ms).await?;
+    let reconciled = service.reconcile().await?;
+    Ok(Maintenance { stale, reconciled })
+}
