@@ -1,5 +1,5 @@
 //! Storage on SQLite and PostgreSQL with SeaORM: the schema (migrations), the connection
-//! settings, and the SQL implementation of the run store and directory ports.
+//! settings, and the SQL implementation of the run store, directory and token ports.
 //!
 //! Statements are written once for both databases (`$N` placeholders work on both); where a
 //! database needs its own code, the item is named for it.
@@ -10,9 +10,9 @@ mod directory;
 mod families;
 pub mod migration;
 pub(crate) mod raw;
-mod store;
+mod runs;
 mod tokens;
 
 pub use connect::{Backend, connect, migrate};
 pub use families::{SqlFamilies, sha256_hex};
-pub use store::SqlRunStore;
+pub use runs::SqlRunStore;

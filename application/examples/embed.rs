@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use opsrun_application::fakes::{FakeTenant, ManualClock, MemoryFamilies, MemoryQueue};
 use opsrun_application::memory::MemoryRunStore;
 use opsrun_application::ports::{BackupSetStore, RunQueries};
+use opsrun_application::testing::{FakeTenant, ManualClock, MemoryFamilies, MemoryQueue};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 use opsrun_application::{OperationRunService, RunParams, StartRun};
 use opsrun_domain::{OperationRunProgressContract, Slug, WorkspaceId};

@@ -12,8 +12,6 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 mod error;
-#[cfg(any(test, feature = "mocks"))]
-pub mod fakes;
 pub mod memory;
 mod params;
 pub mod ports;
@@ -21,6 +19,8 @@ pub mod read_models;
 pub mod reasons;
 mod service;
 pub mod start;
+#[cfg(any(test, feature = "mocks"))]
+pub mod testing;
 pub mod worker;
 pub mod writers;
 

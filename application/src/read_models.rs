@@ -412,7 +412,7 @@ mod tests {
     use super::*;
     use crate::RunParams;
     use crate::ports::{Role, TenantScope};
-    use crate::writers::harness::Harness;
+    use crate::testing::harness::Harness;
 
     fn models(h: &Harness) -> ReadModels {
         ReadModels::new(h.store.clone(), h.store.clone(), h.clock.clone(), 60_000)

@@ -458,9 +458,9 @@ mod tests {
     };
 
     use super::*;
-    use crate::fakes::{ManualClock, MemoryQueue};
     use crate::memory::MemoryRunStore;
     use crate::ports::{MockJobQueue, MockRunStore, RunQueries};
+    use crate::testing::{ManualClock, MemoryQueue};
 
     fn run(id: i64, total: Option<u64>, processed: Option<u64>) -> OperationRun {
         let mut parts = OperationRun::new(NewRun {

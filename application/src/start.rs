@@ -326,7 +326,7 @@ mod tests {
 
     use super::*;
     use crate::ports::{BackupSetStore, RunQueries};
-    use crate::writers::harness::Harness;
+    use crate::testing::harness::Harness;
 
     fn caller(h: &Harness, role: Role) -> Caller {
         Caller {

@@ -22,12 +22,12 @@ use opsrun_adapters::simulated::policy_id;
 use opsrun_adapters::sql::{SqlRunStore, connect, migrate};
 use opsrun_app::wiring::Stack;
 use opsrun_application::access::Caller;
-use opsrun_application::fakes::MemoryQueue;
 use opsrun_application::ports::{
     BackupSetStore, CreateRun, DirectoryAdmin, Role, RunQueries, RunStore, SimulationSettings,
     TenantScope,
 };
 use opsrun_application::read_models::{CollectionFilter, ReadModels};
+use opsrun_application::testing::MemoryQueue;
 use opsrun_application::{OperationRunService, RunParams, StartRun};
 use opsrun_domain::{ItemKey, ItemRecord, RunId, RunOutcome, Slug, SummaryKey, Timestamp, WorkSet};
 use opsrun_tests::add_simulated_tenant;

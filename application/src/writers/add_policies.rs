@@ -128,8 +128,8 @@ mod tests {
 
     use crate::RunParams;
     use crate::ports::BackupSetStore;
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     async fn setup(h: &Harness, ids: &[&str]) -> (i64, opsrun_domain::RunId) {
         let set = h

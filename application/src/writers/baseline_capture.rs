@@ -195,8 +195,8 @@ mod tests {
 
     use crate::RunParams;
     use crate::ports::BaselineStore;
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     #[tokio::test]
     async fn captures_every_policy_through_three_phases_without_a_total() {

@@ -237,8 +237,8 @@ mod tests {
 
     use crate::RunParams;
     use crate::ports::{BaselineItem, BaselineStore, FindingKind, Policy};
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     /// A baseline of p1..p4 as they are now, plus p99 that the tenant does not have.
     async fn baseline(h: &Harness) -> i64 {

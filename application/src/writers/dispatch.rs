@@ -172,7 +172,7 @@ mod tests {
 
     use super::*;
     use crate::RunParams;
-    use crate::writers::harness::Harness;
+    use crate::testing::harness::Harness;
 
     fn writers(h: &Harness) -> Writers {
         Writers::new(

@@ -108,8 +108,8 @@ mod tests {
     use opsrun_domain::RunOutcome;
 
     use crate::RunParams;
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     #[tokio::test]
     async fn collects_every_dimension_and_seals_a_hashed_snapshot() {

@@ -109,8 +109,8 @@ mod tests {
     use opsrun_domain::{RunOutcome, RunStatus};
 
     use crate::RunParams;
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     fn all_types() -> RunParams {
         RunParams::InventorySync { policy_types: None }

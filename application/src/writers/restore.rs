@@ -214,8 +214,8 @@ mod tests {
 
     use crate::RunParams;
     use crate::ports::{BackupSetStore, Job};
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     async fn setup(h: &Harness, items: usize) -> (i64, opsrun_domain::RunId) {
         let set = h

@@ -115,8 +115,8 @@ mod tests {
     use opsrun_domain::RunOutcome;
 
     use crate::RunParams;
+    use crate::testing::harness::Harness;
     use crate::writers::WriterOutcome;
-    use crate::writers::harness::Harness;
 
     fn all_sections() -> RunParams {
         RunParams::ReviewPackGenerate { sections: None }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use opsrun_adapters::clock::SystemClock;
 use opsrun_adapters::sql::{SqlRunStore, connect};
 use opsrun_application::OperationRunService;
-use opsrun_application::fakes::MemoryQueue;
+use opsrun_application::testing::MemoryQueue;
 use opsrun_domain::{ItemKey, ItemRecord, RunError, RunId};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;

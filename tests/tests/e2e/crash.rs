@@ -169,7 +169,7 @@ async fn a_worker_killed_mid_fan_out_and_restarted_ends_exact_on_postgres() -> R
 async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
     use std::sync::Arc;
 
-    use opsrun_application::fakes::FakeTenant;
+    use opsrun_application::testing::FakeTenant;
     use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 
     let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;

@@ -4,8 +4,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use opsrun_application::fakes::{ManualClock, MemoryQueue};
 use opsrun_application::ports::{CreateRun, LedgerQuery, RunQuery, TenantScope};
+use opsrun_application::testing::{ManualClock, MemoryQueue};
 use opsrun_application::{OperationRunService, RunParams, StoreError, TerminalEffects};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Change, Completion, ItemKey, ItemOutcome, ItemRecord,

@@ -1,0 +1,277 @@
+//! The runs room: the SQL run store. Every count mutation is one guarded statement or one
+//! transaction, enforcing the domain rules atomically and refusing with the same errors.
+//!
+//! The trait impls below are the map; each room file holds one job:
+//! - `lifecycle`: create (one active run per identity), mark running, freeze the total,
+//!   complete exactly once with its outbox rows;
+//! - `record`: record items and increments exactly once (I2–I6);
+//! - `stages`: phases, components and heartbeats;
+//! - `recount`: recount counters from the ledger (reconcile);
+//! - `queries`: every read ([`RunQueries`]);
+//! - `statements`: every SQL rendering of a domain rule, next to the name of its twin;
+//! - `diagnostics`: whole-ledger reads and raw writes for the contract suite.
+
+mod diagnostics;
+mod lifecycle;
+mod queries;
+mod record;
+mod recount;
+mod stages;
+mod statements;
+
+use statements::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use async_trait::async_trait;
+use opsrun_application::ports::{
+    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
+    RunStore, Started, Tenant, TenantActivity, TenantScope, TerminalEffects,
+};
+use opsrun_application::{RunParams, StoreError};
+use opsrun_domain::{
+    AuxDeltas, AuxiliaryKey, Change, Completion, ComponentState, Components, Drift, ItemKey,
+    ItemLedger, ItemOutcome, ItemRecord, LedgerEntry, MAX_COUNT, OperationRun,
+    OperationSummaryKeys, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, Slug, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
+    QueryResult, Statement, Value,
+};
+
+use super::codec::{
+    RUN_COLUMNS, RunRow, decode_params, encode_components, encode_failures, encode_params,
+    encode_phases,
+};
+use super::raw;
+
+/// Rows per multi-row INSERT: far below both databases' bind-parameter limits.
+const CHUNK: usize = 400;
+/// How often an optimistic update is retried when a concurrent writer changed the row.
+const CAS_ATTEMPTS: usize = 64;
+/// The message `opsrun_refuse_record()` raises on PostgreSQL: a one-statement record whose
+/// guard refused after it entered rows, undone by the database.
+const REFUSED: &str = "opsrun.record_refused";
+
+fn unavailable(error: DbErr) -> StoreError {
+    StoreError::Unavailable(Box::new(error))
+}
+
+fn rule(error: RunError) -> StoreError {
+    StoreError::Rule(error)
+}
+
+/// SQL run store over SQLite or PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct SqlRunStore {
+    // Statements sent (BEGIN and COMMIT included): the regression guard of round trips.
+    statements: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    db: DatabaseConnection,
+    backend: DbBackend,
+}
+
+impl SqlRunStore {
+    /// A store over an open, migrated connection.
+    #[must_use]
+    pub fn new(db: DatabaseConnection) -> Self {
+        let backend = db.get_database_backend();
+        Self {
+            statements: std::sync::Arc::default(),
+            db,
+            backend,
+        }
+    }
+
+    /// How many statements this store (and its clones) sent so far, `BEGIN` and `COMMIT`
+    /// included. Tests pin the count per operation so a change that adds a round trip fails.
+    #[must_use]
+    pub fn statements(&self) -> u64 {
+        self.statements.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count(&self) {
+        self.statements
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The connection (for other adapters sharing the pool).
+    #[must_use]
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
+        self.count();
+        Statement::from_sql_and_values(self.backend, sql, values)
+    }
+
+    /// `COLLATE "C"` on PostgreSQL so item keys sort by bytes, as they do on SQLite and in
+    /// the domain model.
+    fn byte_order(&self) -> &'static str {
+        match self.backend {
+            DbBackend::Postgres => " COLLATE \"C\"",
+            _ => "",
+        }
+    }
+
+    /// A write transaction (`BEGIN IMMEDIATE` on SQLite), counted as a statement.
+    async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
+        self.count();
+        raw::begin_write(&self.db).await.map_err(unavailable)
+    }
+
+    async fn load<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        id: RunId,
+    ) -> Result<OperationRun, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM operation_runs WHERE id = $1");
+        let row = RunRow::find_by_statement(self.stmt(&sql, vec![id.value().into()]))
+            .one(conn)
+            .await
+            .map_err(unavailable)?
+            .ok_or(StoreError::RunNotFound(id))?;
+        row.into_run()
+    }
+
+    async fn load_many(
+        &self,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<OperationRun>, StoreError> {
+        RunRow::find_by_statement(self.stmt(sql, values))
+            .all(&self.db)
+            .await
+            .map_err(unavailable)?
+            .into_iter()
+            .map(RunRow::into_run)
+            .collect()
+    }
+
+    pub(super) async fn exec<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<u64, StoreError> {
+        raw::exec(conn, self.stmt(sql, values))
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(super) async fn rows<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Vec<QueryResult>, StoreError> {
+        raw::rows(conn, self.stmt(sql, values))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+        self.count();
+        tx.commit().await.map_err(unavailable)
+    }
+
+    async fn rollback(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+        self.count();
+        tx.rollback().await.map_err(unavailable)
+    }
+
+    pub(super) fn text(row: &QueryResult, col: &str) -> Result<String, StoreError> {
+        raw::text(row, col).map_err(unavailable)
+    }
+
+    pub(super) fn int(row: &QueryResult, col: &str) -> Result<i64, StoreError> {
+        raw::int(row, col).map_err(unavailable)
+    }
+
+    pub(super) fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
+        raw::opt_int(row, col).map_err(unavailable)
+    }
+
+    pub(super) fn opt_text(row: &QueryResult, col: &str) -> Result<Option<String>, StoreError> {
+        row.try_get::<Option<String>>("", col).map_err(unavailable)
+    }
+}
+
+#[async_trait]
+impl RunStore for SqlRunStore {
+    async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError> {
+        self.create(new).await
+    }
+
+    async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.start_running(id, at).await
+    }
+
+    async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError> {
+        self.freeze_total(id, work_set).await
+    }
+
+    async fn record_items(
+        &self,
+        id: RunId,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.record(id, records, at).await
+    }
+
+    async fn increment(
+        &self,
+        id: RunId,
+        increment_key: ItemKey,
+        deltas: AuxDeltas,
+    ) -> Result<Change, StoreError> {
+        self.apply_increment(id, increment_key, deltas).await
+    }
+
+    async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError> {
+        self.update_stages(id, |run| run.declare_phases(phases.clone()))
+            .await
+    }
+
+    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError> {
+        self.update_stages(id, |run| run.enter_phase(&key)).await
+    }
+
+    async fn declare_components(
+        &self,
+        id: RunId,
+        components: Components,
+    ) -> Result<Change, StoreError> {
+        self.update_stages(id, |run| run.declare_components(components.clone()))
+            .await
+    }
+
+    async fn update_component(
+        &self,
+        id: RunId,
+        key: String,
+        state: ComponentState,
+    ) -> Result<Change, StoreError> {
+        self.update_stages(id, |run| run.update_component(&key, state.clone()))
+            .await
+    }
+
+    async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.touch(id, at).await
+    }
+
+    async fn complete(
+        &self,
+        id: RunId,
+        completion: Completion,
+        effects: TerminalEffects,
+    ) -> Result<Completed, StoreError> {
+        self.complete_once(id, completion, effects).await
+    }
+
+    async fn reconcile_counts(&self, id: RunId) -> Result<Option<Drift>, StoreError> {
+        self.recount_from_ledger(id).await
+    }
+}
