@@ -1,13 +1,29 @@
-//! One SQL database with every adapter opened on it: what a composition root wires its use
-//! cases from. It is the only place that knows all the SQL adapters belong together.
+//! The backends a composition root wires its use cases from: every port of the application
+//! implemented on one storage, plus the loop that runs its jobs. [`SqlBackend`] is one SQL
+//! database (SQLite or PostgreSQL) with every SQL adapter opened on it; [`Backend::memory`]
+//! is the in-memory reference implementation. [`Backend`] is what both give the use cases:
+//! ports only, so the edges above them never know which storage they run on.
 
+use std::future::Future;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use opsrun_application::memory::{MemoryFamilies, MemoryRunStore};
+use opsrun_application::ports::{
+    ArtifactStore, BackupSetStore, BaselineStore, Directory, DirectoryAdmin, EvidenceSource,
+    InventoryStore, JobQueue, PolicyProvider, RestoreTarget, ReviewPackSource, RunQueries,
+    RunStore, SnapshotStore, TenantSetup, Tokens,
+};
+use opsrun_application::writers::Writers;
+
 use crate::events::BroadcastEvents;
+use crate::in_process::InProcessQueue;
 use crate::queue::{ApalisQueue, QueueRunError, QueueSettings};
-use crate::simulated::{SimulatedProvider, SqlSimulatedTenants};
+use crate::simulated::{MemorySimulatedTenants, SimulatedProvider, SqlSimulatedTenants};
 use crate::sql::{SqlFamilies, SqlRunStore, connect, migrate};
+
+/// The URL of the in-memory backend.
+pub const MEMORY_URL: &str = "memory://";
 
 /// How to open a [`SqlBackend`].
 #[derive(Clone)]
@@ -48,9 +64,12 @@ pub enum BackendError {
     /// The schema could not be migrated.
     #[error("failed to migrate the schema: {0}")]
     Migrate(sea_orm::DbErr),
-    /// The job queue's tables could not be set up.
-    #[error("failed to set up the job queue: {0}")]
+    /// The job queue's tables could not be set up, or its workers stopped on an error.
+    #[error("job queue: {0}")]
     Queue(#[from] QueueRunError),
+    /// The in-process workers could not run.
+    #[error("workers: {0}")]
+    Workers(String),
 }
 
 /// Every SQL adapter on one database.
@@ -97,7 +116,7 @@ impl SqlBackend {
         Ok(Self {
             store: Arc::new(SqlRunStore::new(db.clone())),
             families: Arc::new(SqlFamilies::new(db, options.artifacts.clone())),
-            provider: Arc::new(SimulatedProvider::new(simulated.as_ref().clone())),
+            provider: Arc::new(SimulatedProvider::new(simulated.clone())),
             simulated,
             queue,
             events,
@@ -115,5 +134,158 @@ pub fn redact(url: &str) -> String {
             format!("{}{}:***{}", &url[..scheme + 3], user, &url[at..])
         }
         _ => url.to_owned(),
+    }
+}
+
+impl SqlBackend {
+    /// The ports of this backend, for wiring use cases.
+    #[must_use]
+    pub fn ports(&self) -> Backend {
+        Backend {
+            store: self.store.clone(),
+            queries: self.store.clone(),
+            directory: self.store.clone(),
+            admin: self.store.clone(),
+            tokens: self.store.clone(),
+            setup: self.simulated.clone(),
+            provider: self.provider.clone(),
+            review_source: self.provider.clone(),
+            evidence_source: self.provider.clone(),
+            restore_target: self.provider.clone(),
+            inventory: self.families.clone(),
+            artifacts: self.families.clone(),
+            snapshots: self.families.clone(),
+            backup_sets: self.families.clone(),
+            baselines: self.families.clone(),
+            queue: Arc::new(self.queue.clone()),
+            workers: WorkerLoop::Durable(Box::new(self.queue.clone())),
+            events: self.events.clone(),
+        }
+    }
+}
+
+/// Every port the use cases need, on one storage, and the loop that runs its jobs.
+#[derive(Clone)]
+pub struct Backend {
+    /// Run mutations (only the run service may hold it).
+    pub store: Arc<dyn RunStore>,
+    /// Run reads.
+    pub queries: Arc<dyn RunQueries>,
+    /// Tenant and user lookups.
+    pub directory: Arc<dyn Directory>,
+    /// Workspaces, tenants and users created.
+    pub admin: Arc<dyn DirectoryAdmin>,
+    /// API tokens.
+    pub tokens: Arc<dyn Tokens>,
+    /// Connecting a new tenant to its (simulated) provider.
+    pub setup: Arc<dyn TenantSetup>,
+    /// The tenants' policy provider.
+    pub provider: Arc<dyn PolicyProvider>,
+    /// Review-pack sections.
+    pub review_source: Arc<dyn ReviewPackSource>,
+    /// Evidence.
+    pub evidence_source: Arc<dyn EvidenceSource>,
+    /// Where restores go.
+    pub restore_target: Arc<dyn RestoreTarget>,
+    /// The policy inventory.
+    pub inventory: Arc<dyn InventoryStore>,
+    /// Review-pack artifacts.
+    pub artifacts: Arc<dyn ArtifactStore>,
+    /// Evidence snapshots.
+    pub snapshots: Arc<dyn SnapshotStore>,
+    /// Backup sets.
+    pub backup_sets: Arc<dyn BackupSetStore>,
+    /// Baselines.
+    pub baselines: Arc<dyn BaselineStore>,
+    /// The job queue jobs are enqueued on.
+    pub queue: Arc<dyn JobQueue>,
+    /// The loop that runs the queue's jobs.
+    pub workers: WorkerLoop,
+    /// Live change notifications.
+    pub events: BroadcastEvents,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend").finish_non_exhaustive()
+    }
+}
+
+impl Backend {
+    /// The in-memory backend: the reference stores, the simulated provider with its state in
+    /// memory, and an in-process queue. Nothing survives the process.
+    #[must_use]
+    pub fn memory(queue: QueueSettings) -> Self {
+        let store = Arc::new(MemoryRunStore::new());
+        let families = Arc::new(MemoryFamilies::new());
+        let simulated = Arc::new(MemorySimulatedTenants::default());
+        let provider = Arc::new(SimulatedProvider::new(simulated.clone()));
+        let jobs = InProcessQueue::new(queue.concurrency, queue.max_attempts, queue.retry_delay);
+        Self {
+            store: store.clone(),
+            queries: store.clone(),
+            directory: store.clone(),
+            admin: store.clone(),
+            tokens: store,
+            setup: simulated,
+            provider: provider.clone(),
+            review_source: provider.clone(),
+            evidence_source: provider.clone(),
+            restore_target: provider,
+            inventory: families.clone(),
+            artifacts: families.clone(),
+            snapshots: families.clone(),
+            backup_sets: families.clone(),
+            baselines: families,
+            queue: Arc::new(jobs.clone()),
+            workers: WorkerLoop::InProcess(jobs),
+            events: BroadcastEvents::new(),
+        }
+    }
+
+    /// Opens the backend `options.database_url` names: [`MEMORY_URL`], or an SQL database.
+    ///
+    /// # Errors
+    ///
+    /// [`BackendError`] when the database cannot be opened or migrated.
+    pub async fn open(options: &BackendOptions) -> Result<Self, BackendError> {
+        if options.database_url == MEMORY_URL {
+            return Ok(Self::memory(options.queue));
+        }
+        Ok(SqlBackend::open(options).await?.ports())
+    }
+}
+
+/// The loop that runs a backend's jobs.
+#[derive(Debug, Clone)]
+pub enum WorkerLoop {
+    /// The durable queue (apalis) in the database (boxed: it is large, and cloned rarely).
+    Durable(Box<ApalisQueue>),
+    /// The in-process queue of the memory backend.
+    InProcess(InProcessQueue),
+}
+
+impl WorkerLoop {
+    /// Runs the workers until `shutdown` resolves; in-flight jobs finish first.
+    ///
+    /// # Errors
+    ///
+    /// When the workers stop on a backend error.
+    pub async fn run<S>(&self, writers: Writers, shutdown: S) -> Result<(), BackendError>
+    where
+        S: Future<Output = ()> + Send + 'static,
+    {
+        match self {
+            Self::Durable(queue) => Ok(queue
+                .run_workers(writers, async move {
+                    shutdown.await;
+                    Ok(())
+                })
+                .await?),
+            Self::InProcess(queue) => queue
+                .run_workers(writers, shutdown)
+                .await
+                .map_err(|e| BackendError::Workers(e.to_string())),
+        }
     }
 }

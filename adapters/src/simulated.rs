@@ -26,17 +26,38 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use opsrun_application::ProviderError;
+use opsrun_application::StoreError;
+use opsrun_application::ports::SimulationSettings;
 use opsrun_application::ports::{
     BackupItem, EvidenceSource, Policy, PolicyPayload, PolicyProvider, RestoreTarget,
     ReviewPackSource, WorkKey,
 };
 use opsrun_domain::TenantId;
 
-use opsrun_application::ports::SimulationSettings;
-
+pub use memory::MemorySimulatedTenants;
 pub use store::SqlSimulatedTenants;
 
+mod memory;
 mod store;
+
+/// Where the simulated provider keeps its own state: each tenant's settings and what it
+/// restored. One implementation per backend (SQL tables, or memory).
+#[async_trait]
+pub trait SimulationStore: Send + Sync {
+    /// The settings of a simulated tenant.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::NotFound`] when the tenant is not simulated; [`StoreError::Unavailable`].
+    async fn settings(&self, tenant: TenantId) -> Result<SimulationSettings, StoreError>;
+
+    /// Records that backup item `item` was restored for `key` (once per key).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn record_restore(&self, key: &WorkKey, item: i64, at: i64) -> Result<(), StoreError>;
+}
 
 /// The policy types every simulated tenant has, in order.
 pub const POLICY_TYPES: [&str; 8] = [
@@ -97,10 +118,10 @@ fn policy(i: i64) -> Policy {
     }
 }
 
-/// The simulated tenants, whose settings are read from the tenants table.
+/// The simulated tenants, whose settings come from a [`SimulationStore`].
 #[derive(Clone)]
 pub struct SimulatedProvider {
-    store: SqlSimulatedTenants,
+    store: Arc<dyn SimulationStore>,
     settings: Arc<Mutex<HashMap<TenantId, SimulationSettings>>>,
 }
 
@@ -113,7 +134,7 @@ impl std::fmt::Debug for SimulatedProvider {
 impl SimulatedProvider {
     /// A provider reading tenant settings from `store`.
     #[must_use]
-    pub fn new(store: SqlSimulatedTenants) -> Self {
+    pub fn new(store: Arc<dyn SimulationStore>) -> Self {
         Self {
             store,
             settings: Arc::new(Mutex::new(HashMap::new())),

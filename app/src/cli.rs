@@ -207,6 +207,8 @@ fn queue_settings(args: Option<&WorkerArgs>) -> QueueSettings {
 }
 
 async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
+    // The in-memory backend is for embedding and tests: a CLI process on it could not share
+    // anything with another, so the command line takes only databases.
     if opsrun_adapters::sql::Backend::of_url(&cli.database_url).is_none() {
         return Err(CliError::Input(format!(
             "unsupported --database-url '{}': use sqlite://FILE?mode=rwc or postgres://...",

@@ -32,13 +32,7 @@ where
         },
         |error| tracing::warn!(%error, "maintenance pass failed"),
     ));
-    let result = stack
-        .queue
-        .run_workers(stack.writers.clone(), async move {
-            shutdown.await;
-            Ok(())
-        })
-        .await;
+    let result = stack.workers.run(stack.writers.clone(), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = maintenance.await;
     result.context("the workers stopped on an error")

@@ -3,10 +3,9 @@
 
 use std::sync::Arc;
 
-use opsrun_adapters::backend::SqlBackend;
+use opsrun_adapters::backend::{Backend, WorkerLoop};
 use opsrun_adapters::clock::{OsEntropy, SystemClock};
 use opsrun_adapters::events::BroadcastEvents;
-use opsrun_adapters::queue::ApalisQueue;
 use opsrun_application::OperationRunService;
 use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts};
 use opsrun_application::auth::Authenticate;
@@ -18,15 +17,15 @@ use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 
 pub use opsrun_adapters::backend::{BackendOptions as StackOptions, redact};
 
-/// Everything the edges use, wired on one database.
+/// Everything the edges use, wired on one backend.
 #[derive(Clone)]
 pub struct Stack {
     /// The run service (maintenance: stale runs, reconcile).
     pub service: OperationRunService,
     /// Every writer (what the workers run).
     pub writers: Writers,
-    /// The durable queue (its worker loop).
-    pub queue: ApalisQueue,
+    /// The loop that runs the backend's jobs.
+    pub workers: WorkerLoop,
     /// Live change notifications (what event streams wait on).
     pub events: BroadcastEvents,
     /// Read models of runs.
@@ -58,87 +57,85 @@ impl std::fmt::Debug for Stack {
 }
 
 impl Stack {
-    /// Opens the database (connect, migrate) and wires everything on it.
+    /// Opens the database the URL names (SQLite or PostgreSQL: connect, migrate) and wires
+    /// everything on it.
     ///
     /// # Errors
     ///
     /// When the database cannot be opened or migrated.
     pub async fn open(options: &StackOptions) -> anyhow::Result<Self> {
-        Ok(Self::wire(
-            &SqlBackend::open(options).await?,
-            stale_after_ms(),
-        ))
+        Ok(Self::wire(&Backend::open(options).await?, stale_after_ms()))
     }
 
-    /// Wires the use cases on an open backend; runs without a sign of life for
+    /// Wires the use cases on a backend's ports; runs without a sign of life for
     /// `stale_after_ms` are shown as stale.
     #[must_use]
-    pub fn wire(backend: &SqlBackend, stale_after_ms: i64) -> Self {
+    pub fn wire(backend: &Backend, stale_after_ms: i64) -> Self {
         let clock = Arc::new(SystemClock);
-        let queue = Arc::new(backend.queue.clone());
-        let service = OperationRunService::new(backend.store.clone(), queue.clone(), clock.clone())
-            .with_events(Arc::new(backend.events.clone()));
+        let service =
+            OperationRunService::new(backend.store.clone(), backend.queue.clone(), clock.clone())
+                .with_events(Arc::new(backend.events.clone()));
         let writers = Writers::new(
             service.clone(),
             WriterSettings::default(),
             WriterPorts {
                 provider: backend.provider.clone(),
-                inventory: backend.families.clone(),
-                review_source: backend.provider.clone(),
-                artifacts: backend.families.clone(),
-                evidence_source: backend.provider.clone(),
-                snapshots: backend.families.clone(),
-                backup_sets: backend.families.clone(),
-                restore_target: backend.provider.clone(),
-                baselines: backend.families.clone(),
-                queue,
+                inventory: backend.inventory.clone(),
+                review_source: backend.review_source.clone(),
+                artifacts: backend.artifacts.clone(),
+                evidence_source: backend.evidence_source.clone(),
+                snapshots: backend.snapshots.clone(),
+                backup_sets: backend.backup_sets.clone(),
+                restore_target: backend.restore_target.clone(),
+                baselines: backend.baselines.clone(),
+                queue: backend.queue.clone(),
             },
         );
         let start = StartOperation::new(
             service.clone(),
             StartPorts {
-                directory: backend.store.clone(),
+                directory: backend.directory.clone(),
                 provider: backend.provider.clone(),
-                review_source: backend.provider.clone(),
-                backup_sets: backend.families.clone(),
-                baselines: backend.families.clone(),
+                review_source: backend.review_source.clone(),
+                backup_sets: backend.backup_sets.clone(),
+                baselines: backend.baselines.clone(),
             },
         );
         Self {
             models: ReadModels::new(
-                backend.store.clone(),
-                backend.store.clone(),
+                backend.queries.clone(),
+                backend.directory.clone(),
                 clock.clone(),
                 stale_after_ms,
             ),
-            queries: backend.store.clone(),
-            directory: backend.store.clone(),
-            admin: backend.store.clone(),
+            queries: backend.queries.clone(),
+            directory: backend.directory.clone(),
+            admin: backend.admin.clone(),
             cancel: CancelOperation::new(service.clone()),
             catalog: TenantCatalog::new(
-                backend.store.clone(),
-                backend.families.clone(),
-                backend.families.clone(),
+                backend.directory.clone(),
+                backend.backup_sets.clone(),
+                backend.baselines.clone(),
                 backend.provider.clone(),
             ),
-            authenticate: Authenticate::new(backend.store.clone()),
+            authenticate: Authenticate::new(backend.tokens.clone()),
             issue_token: IssueToken::new(IssueTokenPorts {
-                directory: backend.store.clone(),
-                admin: backend.store.clone(),
-                tokens: backend.store.clone(),
+                directory: backend.directory.clone(),
+                admin: backend.admin.clone(),
+                tokens: backend.tokens.clone(),
                 entropy: Arc::new(OsEntropy),
                 clock: clock.clone(),
             }),
             add_tenant: AddTenant::new(
-                backend.store.clone(),
-                backend.store.clone(),
-                backend.simulated.clone(),
+                backend.directory.clone(),
+                backend.admin.clone(),
+                backend.setup.clone(),
                 clock,
             ),
             start,
             service,
             writers,
-            queue: backend.queue.clone(),
+            workers: backend.workers.clone(),
             events: backend.events.clone(),
         }
     }

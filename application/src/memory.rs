@@ -5,6 +5,10 @@
 //! Each call holds one lock for its whole mutation, so every call is atomic, like a
 //! transaction in a SQL store. Nothing is durable.
 
+mod families;
+
+pub use families::MemoryFamilies;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
@@ -18,8 +22,8 @@ use opsrun_domain::{
 use crate::auth::TokenHash;
 use crate::ports::{
     AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewToken,
-    Notification, RunQueries, RunQuery, RunStore, SimulationSettings, Started, Tenant,
-    TenantActivity, TenantSetup, TerminalEffects, TokenOwner, Tokens, User,
+    Notification, RunQueries, RunQuery, RunStore, Started, Tenant, TenantActivity, TerminalEffects,
+    TokenOwner, Tokens, User,
 };
 use crate::{RunParams, StoreError};
 
@@ -39,7 +43,6 @@ struct State {
     tenants: Vec<Tenant>,
     users: Vec<User>,
     tokens: Vec<NewToken>,
-    simulation: BTreeMap<TenantId, SimulationSettings>,
 }
 
 impl State {
@@ -591,17 +594,5 @@ impl Tokens for MemoryRunStore {
             role: token.role,
             scope: token.scope.clone(),
         }))
-    }
-}
-
-#[async_trait]
-impl TenantSetup for MemoryRunStore {
-    async fn configure(
-        &self,
-        tenant: TenantId,
-        settings: SimulationSettings,
-    ) -> Result<(), StoreError> {
-        self.lock().simulation.insert(tenant, settings);
-        Ok(())
     }
 }

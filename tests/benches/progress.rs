@@ -348,7 +348,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     })
     .await
     .map_err(|e| format!("{e:#}"))?;
-    let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
+    let stack = Stack::wire(&backend.ports(), opsrun_app::config::STALE_AFTER_MS);
     let db = connect(url, 2).await?;
     let workspace = backend
         .store
@@ -433,7 +433,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
         .map(|i| ItemKey::parse(&format!("q{i}")))
         .collect::<Result<_, _>>()?;
     let began = Instant::now();
-    opsrun_application::ports::JobQueue::enqueue_children(&stack.queue, restore, keys).await?;
+    opsrun_application::ports::JobQueue::enqueue_children(&backend.queue, restore, keys).await?;
     while children_done(&db).await? < before + CHILDREN as i64 {
         if began.elapsed() > Duration::from_secs(600) {
             return Err("the queue baseline did not finish within 10 minutes".into());

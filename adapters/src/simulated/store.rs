@@ -60,6 +60,17 @@ impl SqlSimulatedTenants {
     }
 }
 
+#[async_trait]
+impl super::SimulationStore for SqlSimulatedTenants {
+    async fn settings(&self, tenant: TenantId) -> Result<SimulationSettings, StoreError> {
+        Self::settings(self, tenant).await
+    }
+
+    async fn record_restore(&self, key: &WorkKey, item: i64, at: i64) -> Result<(), StoreError> {
+        Self::record_restore(self, key, item, at).await
+    }
+}
+
 impl SqlSimulatedTenants {
     /// Records that the simulated tenant restored backup item `item` for `key`: one row per
     /// work key, so a retried restore writes nothing twice.

@@ -1,6 +1,15 @@
 //! A manual clock and a queue that keeps its jobs.
 
-use super::*;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use async_trait::async_trait;
+use opsrun_domain::{ItemKey, RunId, Timestamp};
+
+use super::lock;
+use crate::QueueError;
+use crate::ports::{Clock, Job, JobQueue};
 
 /// A clock that moves only when told to, by 1 ms on each reading so instants stay ordered.
 #[derive(Debug, Default)]

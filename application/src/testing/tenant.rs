@@ -1,6 +1,17 @@
 //! A scripted tenant: provider, review and evidence sources, restore target.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use opsrun_domain::{RunId, TenantId};
+
+use super::lock;
+use crate::ports::{
+    BackupItem, EvidenceSource, Policy, PolicyPayload, PolicyProvider, RestoreTarget,
+    ReviewPackSource, WorkKey,
+};
+use crate::{OperationRunService, ProviderError};
 
 /// The policy types of a [`FakeTenant`].
 pub const FAKE_POLICY_TYPES: [&str; 4] = [

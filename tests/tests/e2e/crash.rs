@@ -192,11 +192,11 @@ async fn a_job_that_always_fails(url: String) -> Result<(), TestError> {
             backup_sets: running.backend.families.clone(),
             restore_target: down.clone(),
             baselines: running.backend.families.clone(),
-            queue: Arc::new(stack.queue.clone()),
+            queue: Arc::new(running.backend.queue.clone()),
         },
     );
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let queue = stack.queue.clone();
+    let queue = running.backend.queue.clone();
     let workers = tokio::spawn(async move {
         queue
             .run_workers(writers, async move {

@@ -1,19 +1,18 @@
-//! The HTTP API through `router(..).oneshot(..)`: every route and error code of API.md, on a
-//! fresh SQLite database (no workers: runs stay queued unless a test says otherwise).
+//! The HTTP API through `router(..).oneshot(..)`: every route and error code of API.md, each
+//! case on the in-memory backend, on a fresh SQLite database and on a fresh PostgreSQL
+//! database (no workers: runs stay queued unless a test says otherwise).
 
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
-use opsrun_adapters::backend::{BackendOptions, SqlBackend};
+use opsrun_adapters::backend::{Backend, BackendOptions, SqlBackend};
 use opsrun_adapters::queue::QueueSettings;
 use opsrun_app::http::{AppState, router};
 use opsrun_app::wiring::Stack;
 use opsrun_application::auth::PlainToken;
-use opsrun_application::ports::{
-    DirectoryAdmin, NewToken, Role, SimulationSettings, TenantScope, Tokens,
-};
+use opsrun_application::ports::{NewToken, Role, SimulationSettings, TenantScope};
 use opsrun_domain::{Slug, Timestamp, WorkspaceId};
-use opsrun_tests::{TestError, add_simulated_tenant, fresh_sqlite_file};
+use opsrun_tests::{TestError, fresh_postgres_database};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
@@ -26,8 +25,34 @@ struct Api {
     _dir: tempfile::TempDir,
 }
 
+/// Declares one API case and runs it as three tests, one per backend.
+macro_rules! api_case {
+    ($name:ident, |$api:ident| $body:block) => {
+        mod $name {
+            use super::*;
+
+            async fn case($api: Api) -> Result<(), TestError> $body
+
+            #[tokio::test]
+            async fn memory() -> Result<(), TestError> {
+                Api::run(opsrun_tests::Backend::Memory, case).await
+            }
+
+            #[tokio::test]
+            async fn sqlite() -> Result<(), TestError> {
+                Api::run(opsrun_tests::Backend::Sqlite, case).await
+            }
+
+            #[tokio::test]
+            async fn postgres() -> Result<(), TestError> {
+                Api::run(opsrun_tests::Backend::Postgres, case).await
+            }
+        }
+    };
+}
+
 async fn token(
-    backend: &SqlBackend,
+    backend: &Backend,
     ws: WorkspaceId,
     email: &str,
     token: &str,
@@ -35,14 +60,14 @@ async fn token(
     tenants: Option<&[opsrun_domain::TenantId]>,
 ) -> Result<(), TestError> {
     let user = backend
-        .store
+        .admin
         .ensure_user(ws, email, Timestamp::from_millis(0))
         .await?;
     let hash = PlainToken::parse(token)
         .ok_or("a test token must be well-formed")?
         .hash();
     backend
-        .store
+        .tokens
         .add_token(NewToken {
             user: user.id,
             hash,
@@ -56,43 +81,73 @@ async fn token(
     Ok(())
 }
 
-impl Api {
-    async fn new() -> Result<Self, TestError> {
-        let (dir, url) = fresh_sqlite_file()?;
-        let backend = SqlBackend::open(&BackendOptions {
-            database_url: url,
-            artifacts: dir.path().join("artifacts"),
-            queue: QueueSettings::default(),
-            max_connections: 8,
-        })
+async fn tenant(
+    backend: &Backend,
+    ws: WorkspaceId,
+    slug: &str,
+) -> Result<opsrun_application::ports::Tenant, TestError> {
+    let tenant = backend
+        .admin
+        .add_tenant(ws, &Slug::parse(slug)?, Timestamp::from_millis(0))
         .await?;
-        let ws = backend
-            .store
+    let settings = SimulationSettings {
+        policies: 10,
+        ..SimulationSettings::default()
+    };
+    backend.setup.configure(tenant.id, settings).await?;
+    Ok(tenant)
+}
+
+impl Api {
+    /// Runs `case` against a fresh API on `backend`; says so when PostgreSQL is not
+    /// configured (and not required), so a skip is never silent.
+    async fn run<F, Fut>(backend: opsrun_tests::Backend, case: F) -> Result<(), TestError>
+    where
+        F: FnOnce(Api) -> Fut,
+        Fut: std::future::Future<Output = Result<(), TestError>>,
+    {
+        match Self::new(backend).await? {
+            Some(api) => case(api).await,
+            None => {
+                crate::report_skip();
+                Ok(())
+            }
+        }
+    }
+
+    async fn new(backend: opsrun_tests::Backend) -> Result<Option<Self>, TestError> {
+        let dir = tempfile::tempdir()?;
+        let url = match backend {
+            opsrun_tests::Backend::Memory => None,
+            opsrun_tests::Backend::Sqlite => Some(format!(
+                "sqlite://{}?mode=rwc",
+                dir.path().join("opsrun.db").display()
+            )),
+            opsrun_tests::Backend::Postgres => match fresh_postgres_database().await? {
+                Some(url) => Some(url),
+                None => return Ok(None),
+            },
+        };
+        let ports = match url {
+            None => Backend::memory(QueueSettings::default()),
+            Some(url) => SqlBackend::open(&BackendOptions {
+                database_url: url,
+                artifacts: dir.path().join("artifacts"),
+                queue: QueueSettings::default(),
+                max_connections: 8,
+            })
+            .await?
+            .ports(),
+        };
+        let ws = ports
+            .admin
             .workspace(&Slug::parse("acme")?, true, Timestamp::from_millis(0))
             .await?;
-        let settings = SimulationSettings {
-            policies: 10,
-            ..SimulationSettings::default()
-        };
-        let contoso = add_simulated_tenant(
-            &backend.store,
-            &backend.simulated,
-            ws,
-            &Slug::parse("contoso")?,
-            settings,
-        )
-        .await?;
-        add_simulated_tenant(
-            &backend.store,
-            &backend.simulated,
-            ws,
-            &Slug::parse("fabrikam")?,
-            settings,
-        )
-        .await?;
-        token(&backend, ws, "owner@example.com", OWNER, "owner", None).await?;
+        let contoso = tenant(&ports, ws, "contoso").await?;
+        tenant(&ports, ws, "fabrikam").await?;
+        token(&ports, ws, "owner@example.com", OWNER, "owner", None).await?;
         token(
-            &backend,
+            &ports,
             ws,
             "operator@example.com",
             OPERATOR,
@@ -100,20 +155,12 @@ impl Api {
             Some(&[contoso.id]),
         )
         .await?;
-        token(
-            &backend,
-            ws,
-            "reader@example.com",
-            READONLY,
-            "readonly",
-            None,
-        )
-        .await?;
-        let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
-        Ok(Self {
+        token(&ports, ws, "reader@example.com", READONLY, "readonly", None).await?;
+        let stack = Stack::wire(&ports, opsrun_app::config::STALE_AFTER_MS);
+        Ok(Some(Self {
             app: router(AppState::new(stack)),
             _dir: dir,
-        })
+        }))
     }
 
     async fn call(
@@ -165,10 +212,7 @@ fn code(value: &Value) -> &str {
     value["error"]["code"].as_str().unwrap_or("")
 }
 
-#[tokio::test]
-async fn health_and_openapi_need_no_token() -> Result<(), TestError> {
-    let api = Api::new().await?;
-
+api_case!(health_and_openapi_need_no_token, |api| {
     let (health, _) = api.call("GET", "/healthz", None, None).await?;
     let (status, doc) = api.call("GET", "/api/openapi.json", None, None).await?;
 
@@ -178,12 +222,9 @@ async fn health_and_openapi_need_no_token() -> Result<(), TestError> {
     assert!(doc["paths"]["/api/tenants/{tenant}/operations"]["post"].is_object());
     assert!(doc["components"]["schemas"]["RunDoc"].is_object());
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn api_routes_need_a_known_token() -> Result<(), TestError> {
-    let api = Api::new().await?;
-
+api_case!(api_routes_need_a_known_token, |api| {
     let (missing, body) = api.call("GET", "/api/operations", None, None).await?;
     let (unknown, _) = api.get("/api/operations", "nope").await?;
     let (route, _) = api.get("/api/nothing-here", OWNER).await?;
@@ -193,11 +234,9 @@ async fn api_routes_need_a_known_token() -> Result<(), TestError> {
     assert_eq!(unknown, StatusCode::UNAUTHORIZED);
     assert_eq!(route, StatusCode::NOT_FOUND);
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn starting_answers_202_then_200_reused() -> Result<(), TestError> {
-    let api = Api::new().await?;
+api_case!(starting_answers_202_then_200_reused, |api| {
     let body = json!({"type": "inventory.sync", "params": {"policy_types": ["compliance_policy"]}});
 
     let (first, doc) = api
@@ -219,14 +258,14 @@ async fn starting_answers_202_then_200_reused() -> Result<(), TestError> {
     assert_eq!(again["reused"], true);
     assert_eq!(again["id"], doc["id"]);
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn bad_start_requests_get_stable_codes_and_change_nothing() -> Result<(), TestError> {
-    let api = Api::new().await?;
-    let uri = "/api/tenants/contoso/operations";
-    let big = "x".repeat(70 * 1024);
-    let cases: Vec<(Body, StatusCode, &str)> = vec![
+api_case!(
+    bad_start_requests_get_stable_codes_and_change_nothing,
+    |api| {
+        let uri = "/api/tenants/contoso/operations";
+        let big = "x".repeat(70 * 1024);
+        let cases: Vec<(Body, StatusCode, &str)> = vec![
         (Body::from(r#"{"type": "inventory.sync""#), StatusCode::BAD_REQUEST, "malformed_json"),
         (Body::from(json!({"type": "nope"}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_type"),
         (Body::from(json!({"type": "inventory.sync", "extra": 1}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
@@ -237,26 +276,25 @@ async fn bad_start_requests_get_stable_codes_and_change_nothing() -> Result<(), 
         (Body::from(json!({"type": "baseline.compare", "params": {"baseline_id": 1}}).to_string()), StatusCode::UNPROCESSABLE_ENTITY, "unknown_baseline"),
         (Body::from(json!({"type": "inventory.sync", "params": {"policy_types": [big]}}).to_string()), StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
     ];
-    for (body, status, expected) in cases {
-        let (got, value) = api.call("POST", uri, Some(OWNER), Some(body)).await?;
+        for (body, status, expected) in cases {
+            let (got, value) = api.call("POST", uri, Some(OWNER), Some(body)).await?;
 
-        assert_eq!((got, code(&value)), (status, expected), "{value}");
+            assert_eq!((got, code(&value)), (status, expected), "{value}");
+        }
+        let plain = Request::builder()
+            .method("POST")
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {OWNER}"))
+            .body(Body::from("{}"))?;
+        let response = api.app.clone().oneshot(plain).await?;
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let (_, list) = api.get("/api/operations", OWNER).await?;
+        assert_eq!(list["items"], json!([]));
+        Ok(())
     }
-    let plain = Request::builder()
-        .method("POST")
-        .uri(uri)
-        .header(header::AUTHORIZATION, format!("Bearer {OWNER}"))
-        .body(Body::from("{}"))?;
-    let response = api.app.clone().oneshot(plain).await?;
-    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
-    let (_, list) = api.get("/api/operations", OWNER).await?;
-    assert_eq!(list["items"], json!([]));
-    Ok(())
-}
+);
 
-#[tokio::test]
-async fn roles_and_tenant_scope_are_enforced() -> Result<(), TestError> {
-    let api = Api::new().await?;
+api_case!(roles_and_tenant_scope_are_enforced, |api| {
     let body = json!({"type": "baseline.capture"});
 
     let (readonly, r) = api
@@ -289,11 +327,9 @@ async fn roles_and_tenant_scope_are_enforced() -> Result<(), TestError> {
         (StatusCode::NOT_FOUND, "not_found")
     );
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn cancel_is_owner_only_and_conflicts_when_completed() -> Result<(), TestError> {
-    let api = Api::new().await?;
+api_case!(cancel_is_owner_only_and_conflicts_when_completed, |api| {
     let (_, run) = api
         .post(
             "/api/tenants/contoso/operations",
@@ -323,64 +359,62 @@ async fn cancel_is_owner_only_and_conflicts_when_completed() -> Result<(), TestE
     assert_eq!(notes["items"][0]["outcome"], "cancelled");
     assert_eq!(notes["items"][0]["read"], false);
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn the_collection_pages_with_a_cursor_and_validates_filters() -> Result<(), TestError> {
-    let api = Api::new().await?;
-    for kind in [
-        "baseline.capture",
-        "evidence_snapshot.generate",
-        "review_pack.generate",
-    ] {
-        api.post(
-            "/api/tenants/contoso/operations",
-            OWNER,
-            json!({"type": kind}),
-        )
-        .await?;
+api_case!(
+    the_collection_pages_with_a_cursor_and_validates_filters,
+    |api| {
+        for kind in [
+            "baseline.capture",
+            "evidence_snapshot.generate",
+            "review_pack.generate",
+        ] {
+            api.post(
+                "/api/tenants/contoso/operations",
+                OWNER,
+                json!({"type": kind}),
+            )
+            .await?;
+        }
+
+        let (_, first) = api.get("/api/operations?limit=2", OWNER).await?;
+        let cursor = first["next_cursor"].as_str().unwrap_or("").to_owned();
+        let (_, second) = api
+            .get(&format!("/api/operations?limit=2&cursor={cursor}"), OWNER)
+            .await?;
+        let (_, by_type) = api
+            .get(
+                "/api/operations?type=baseline.capture&tenant=contoso&status=queued",
+                OWNER,
+            )
+            .await?;
+        let (bad_status, b) = api.get("/api/operations?status=paused", OWNER).await?;
+        let (unknown, u) = api.get("/api/operations?sort=asc", OWNER).await?;
+        let (bad_limit, l) = api.get("/api/operations?limit=5000", OWNER).await?;
+
+        assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
+        assert_eq!(first["items"][0]["type"], "review_pack.generate");
+        assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
+        assert_eq!(second["items"][0]["type"], "baseline.capture");
+        assert_eq!(second["next_cursor"], Value::Null);
+        assert_eq!(by_type["items"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            (bad_status, code(&b)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
+        );
+        assert_eq!(
+            (unknown, code(&u)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_parameter")
+        );
+        assert_eq!(
+            (bad_limit, code(&l)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit")
+        );
+        Ok(())
     }
+);
 
-    let (_, first) = api.get("/api/operations?limit=2", OWNER).await?;
-    let cursor = first["next_cursor"].as_str().unwrap_or("").to_owned();
-    let (_, second) = api
-        .get(&format!("/api/operations?limit=2&cursor={cursor}"), OWNER)
-        .await?;
-    let (_, by_type) = api
-        .get(
-            "/api/operations?type=baseline.capture&tenant=contoso&status=queued",
-            OWNER,
-        )
-        .await?;
-    let (bad_status, b) = api.get("/api/operations?status=paused", OWNER).await?;
-    let (unknown, u) = api.get("/api/operations?sort=asc", OWNER).await?;
-    let (bad_limit, l) = api.get("/api/operations?limit=5000", OWNER).await?;
-
-    assert_eq!(first["items"].as_array().map(Vec::len), Some(2));
-    assert_eq!(first["items"][0]["type"], "review_pack.generate");
-    assert_eq!(second["items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(second["items"][0]["type"], "baseline.capture");
-    assert_eq!(second["next_cursor"], Value::Null);
-    assert_eq!(by_type["items"].as_array().map(Vec::len), Some(1));
-    assert_eq!(
-        (bad_status, code(&b)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
-    );
-    assert_eq!(
-        (unknown, code(&u)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "unknown_parameter")
-    );
-    assert_eq!(
-        (bad_limit, code(&l)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_limit")
-    );
-    Ok(())
-}
-
-#[tokio::test]
-async fn tenant_lists_show_what_exists() -> Result<(), TestError> {
-    let api = Api::new().await?;
-
+api_case!(tenant_lists_show_what_exists, |api| {
     let (created, set) = api
         .post(
             "/api/tenants/contoso/backup-sets",
@@ -426,11 +460,9 @@ async fn tenant_lists_show_what_exists() -> Result<(), TestError> {
     );
     assert_eq!(feed["items"], json!([]));
     Ok(())
-}
+});
 
-#[tokio::test]
-async fn a_completed_run_streams_one_progress_event_and_ends() -> Result<(), TestError> {
-    let api = Api::new().await?;
+api_case!(a_completed_run_streams_one_progress_event_and_ends, |api| {
     let (_, run) = api
         .post(
             "/api/tenants/contoso/operations",
@@ -458,4 +490,4 @@ async fn a_completed_run_streams_one_progress_event_and_ends() -> Result<(), Tes
     assert_eq!(text.matches("event: progress").count(), 1);
     assert!(text.contains("\"outcome\":\"cancelled\""));
     Ok(())
-}
+});

@@ -33,7 +33,7 @@ impl Running {
     pub(crate) async fn start(url: &str, settings: SimulationSettings) -> Result<Self, TestError> {
         let mut running = Self::start_without_workers(url, settings).await?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let queue = running.stack.queue.clone();
+        let queue = running.backend.queue.clone();
         let writers = running.stack.writers.clone();
         running.workers = Some(tokio::spawn(async move {
             queue
@@ -66,7 +66,7 @@ impl Running {
             max_connections: 16,
         })
         .await?;
-        let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
+        let stack = Stack::wire(&backend.ports(), opsrun_app::config::STALE_AFTER_MS);
         let workspace = backend
             .store
             .workspace(&Slug::parse("demo")?, true, Timestamp::from_millis(0))
@@ -305,4 +305,114 @@ async fn every_family_runs_through_the_queue_on_postgres() -> Result<(), TestErr
         return Ok(());
     };
     every_family(url).await
+}
+
+/// The in-memory backend runs jobs too: its in-process queue executes a fan-out restore (the
+/// parent and every child job) with the same attempt policy as the durable queue.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Result<(), TestError> {
+    use opsrun_adapters::backend::Backend;
+    use opsrun_application::worker::RuntimeSettings;
+
+    let backend = Backend::memory(QueueSettings::default());
+    let stack = Stack::wire(&backend, opsrun_app::config::STALE_AFTER_MS);
+    let ws = backend
+        .admin
+        .workspace(&Slug::parse("mem")?, true, Timestamp::from_millis(0))
+        .await?;
+    let tenant = backend
+        .admin
+        .add_tenant(ws, &Slug::parse("contoso")?, Timestamp::from_millis(0))
+        .await?;
+    let settings = SimulationSettings {
+        policies: 30,
+        failure_rate: RATE,
+        seed: SEED,
+        ..SimulationSettings::default()
+    };
+    backend.setup.configure(tenant.id, settings).await?;
+    let set = backend
+        .backup_sets
+        .create_backup_set(tenant.id, "mem")
+        .await?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let workers_stack = stack.clone();
+    let workers = tokio::spawn(async move {
+        opsrun_app::runtime::run_until_shutdown(
+            &workers_stack,
+            RuntimeSettings {
+                stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
+                maintenance_every: Duration::from_secs(30),
+                max_attempts: 5,
+            },
+            async move {
+                let _ = stopped.await;
+            },
+        )
+        .await
+    });
+    let start = |params| {
+        stack.service.start_run(StartRun {
+            workspace: ws,
+            tenant: tenant.id,
+            params,
+            initiator: None,
+            parent: None,
+        })
+    };
+    let wait = |id: RunId| {
+        let queries = stack.queries.clone();
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let run = queries.run(id).await?;
+                if run.is_completed() {
+                    return Ok::<_, TestError>(run);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!("run {id} did not complete: {run:?}").into());
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    };
+
+    let add = start(RunParams::BackupSetAddPolicies {
+        backup_set_id: set.id,
+        policy_ids: (1..=30).map(policy_id).collect(),
+    })
+    .await?
+    .run
+    .id();
+    let added = wait(add).await?;
+    let restore = start(RunParams::BackupSetRestore {
+        backup_set_id: set.id,
+        item_ids: None,
+    })
+    .await?
+    .run
+    .id();
+    let restored = wait(restore).await?;
+    let _ = stop.send(());
+    workers.await??;
+
+    let failed_policies = (1..=30)
+        .filter(|i| fails(SEED, RATE, &policy_id(*i)))
+        .count() as u64;
+    let items = backend.backup_sets.items(set.id).await?.len() as u64;
+    assert_eq!(items, 30 - failed_policies);
+    assert_eq!(
+        counts(&added),
+        expected(30, failed_policies, &[("created", items)])
+    );
+    let failed_restores = backend
+        .backup_sets
+        .items(set.id)
+        .await?
+        .iter()
+        .filter(|i| fails(SEED, RATE, &i.id.to_string()))
+        .count() as u64;
+    assert_eq!(counts(&restored), expected(items, failed_restores, &[]));
+    assert_eq!(restored.outcome(), outcome(items, failed_restores));
+    Ok(())
 }

@@ -1,11 +1,30 @@
-//! In-memory family stores.
+//! In-memory family stores: the reference implementation of the family ports, for embedding,
+//! for the app's in-memory backend and for tests. Nothing is durable; review packs are not
+//! written to files (their location is `memory://...`) and their hashes are a 64-bit FNV-1a,
+//! not SHA-256.
 
-use super::*;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
-/// FNV-1a, 64 bit, as hex: a stand-in content hash for the fakes (the production artifact
-/// and snapshot stores use SHA-256).
-#[must_use]
-pub fn fake_hash(bytes: &[u8]) -> String {
+use async_trait::async_trait;
+use opsrun_domain::{ItemKey, RunId, TenantId};
+
+use crate::FamilyStoreError;
+use crate::ports::{
+    ArtifactStore, BackupItem, BackupItemAdded, BackupSet, BackupSetStore, Baseline, BaselineItem,
+    BaselineStore, EvidenceSnapshot, Finding, InventoryChanges, InventoryStore, Policy,
+    PolicyPayload, ReviewPack, SnapshotStore, WorkKey,
+};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every write is computed and then stored under one lock: a poisoned lock holds no
+    // half-applied change.
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// FNV-1a, 64 bit, as hex: a stand-in content hash (the SQL artifact and snapshot stores use
+/// SHA-256).
+fn fake_hash(bytes: &[u8]) -> String {
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in bytes {
         hash ^= u64::from(*byte);

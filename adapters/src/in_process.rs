@@ -1,0 +1,125 @@
+//! An in-process job queue for the in-memory backend: jobs wait in a channel and run on this
+//! process's workers with the same attempt policy as the durable queue
+//! ([`opsrun_application::worker::attempt`]). Nothing survives the process, which is what the
+//! memory backend promises anyway.
+
+use std::future::Future;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opsrun_application::QueueError;
+use opsrun_application::ports::{Job, JobQueue};
+use opsrun_application::worker::{Attempt, attempt};
+use opsrun_application::writers::Writers;
+use opsrun_domain::{ItemKey, RunId};
+use tokio::sync::{Semaphore, mpsc};
+
+/// A queued job and the attempt it is on (1-based).
+type Queued = (Job, u32);
+
+/// The in-process queue.
+#[derive(Clone)]
+pub struct InProcessQueue {
+    sender: mpsc::UnboundedSender<Queued>,
+    receiver: Arc<Mutex<Option<mpsc::UnboundedReceiver<Queued>>>>,
+    concurrency: usize,
+    max_attempts: u32,
+    retry_delay: Duration,
+}
+
+impl std::fmt::Debug for InProcessQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InProcessQueue")
+            .field("concurrency", &self.concurrency)
+            .finish_non_exhaustive()
+    }
+}
+
+impl InProcessQueue {
+    /// A queue whose workers run `concurrency` jobs at once, each with `max_attempts`.
+    #[must_use]
+    pub fn new(concurrency: usize, max_attempts: u32, retry_delay: Duration) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        Self {
+            sender,
+            receiver: Arc::new(Mutex::new(Some(receiver))),
+            concurrency: concurrency.max(1),
+            max_attempts: max_attempts.max(1),
+            retry_delay,
+        }
+    }
+
+    fn send(&self, job: Job, attempt: u32) -> Result<(), QueueError> {
+        self.sender
+            .send((job, attempt))
+            .map_err(|_| QueueError::Unavailable("the in-process queue is closed".into()))
+    }
+
+    /// Runs jobs until `shutdown` resolves; jobs in flight finish first. Only one worker loop
+    /// can run per queue (it owns the channel's receiving end).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when a worker loop already runs on this queue.
+    pub async fn run_workers<S>(&self, writers: Writers, shutdown: S) -> Result<(), QueueError>
+    where
+        S: Future<Output = ()> + Send,
+    {
+        let mut receiver = self
+            .receiver
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .ok_or_else(|| QueueError::Unavailable("the workers already run".into()))?;
+        let slots = Arc::new(Semaphore::new(self.concurrency));
+        let mut running = tokio::task::JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            let queued = tokio::select! {
+                () = &mut shutdown => break,
+                queued = receiver.recv() => queued,
+            };
+            let Some((job, number)) = queued else { break };
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let (writers, queue) = (writers.clone(), self.clone());
+            running.spawn(async move {
+                let _slot = slot;
+                queue.run_one(&writers, job, number).await;
+            });
+        }
+        while running.join_next().await.is_some() {}
+        // Hand the receiver back so a later loop can take the jobs still waiting.
+        *self.receiver.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
+        Ok(())
+    }
+
+    async fn run_one(&self, writers: &Writers, job: Job, number: u32) {
+        match attempt(writers, &job, number, self.max_attempts).await {
+            Ok(Attempt::Done(_) | Attempt::GaveUp(_)) => {}
+            Ok(Attempt::Retry(_)) | Err(_) => {
+                // Transient: try again later (the attempt policy decides when to give up;
+                // a failure even to give up is retried the same way).
+                tokio::time::sleep(self.retry_delay).await;
+                let next = number.saturating_add(1).min(self.max_attempts);
+                let _ = self.send(job, next);
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl JobQueue for InProcessQueue {
+    async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
+        self.send(job, 1)
+    }
+
+    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
+        for item in items {
+            self.send(Job::RestoreChild { parent, item }, 1)?;
+        }
+        Ok(())
+    }
+}
