@@ -4,6 +4,7 @@
 
 use std::future::Future;
 
+use opsrun_application::families::Families;
 use opsrun_application::worker::{RuntimeSettings, maintain};
 use opsrun_application::{OperationRunService, ServiceError};
 
@@ -11,6 +12,7 @@ use opsrun_application::{OperationRunService, ServiceError};
 /// are reported through `on_error` and the loop goes on (the next pass retries).
 pub async fn maintenance_loop<F, E>(
     service: OperationRunService,
+    families: Families,
     settings: RuntimeSettings,
     shutdown: F,
     mut on_error: E,
@@ -25,7 +27,7 @@ pub async fn maintenance_loop<F, E>(
         tokio::select! {
             () = &mut shutdown => return,
             _ = tick.tick() => {
-                if let Err(error) = maintain(&service, settings).await {
+                if let Err(error) = maintain(&service, &families, settings).await {
                     on_error(error);
                 }
             }

@@ -1,4 +1,14 @@
-//! Settings decided once: defaults and thresholds every command shares.
+//! The configuration, decided once: the command line and its environment variables (every
+//! setting has one), the defaults and thresholds every command shares, and the settings the
+//! runtime takes from them. Secrets never reach `Debug`: the database URL prints without its
+//! password.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use opsrun_adapters::queue::QueueSettings;
+use opsrun_application::worker::RuntimeSettings;
 
 /// Seconds without a sign of life after which a running run is stale: surfaces say so, and
 /// the maintenance pass ends it `failed` (`run.stale`). The one place this default is set.
@@ -9,3 +19,279 @@ pub const STALE_AFTER_SECS: u64 = 600;
     reason = "600 s fits an i64 of milliseconds"
 )]
 pub const STALE_AFTER_MS: i64 = (STALE_AFTER_SECS * 1000) as i64;
+
+/// A database URL: shown without its password by `Debug` and [`DatabaseUrl::redacted`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    /// The URL itself, to connect with.
+    #[must_use]
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// The URL without its password, for messages.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        crate::wiring::redact(&self.0)
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "DatabaseUrl({})", self.redacted())
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = std::convert::Infallible;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Ok(Self(text.to_owned()))
+    }
+}
+
+/// Default database: the embedded SQLite file in the current folder.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://opsrun.db?mode=rwc";
+
+/// opsrun runs long operations for many tenants with truthful progress: a determinate bar only
+/// when the work has a deterministic number of units, and a count that never passes its total,
+/// never goes backwards and never counts an item twice, through retries, crashes and many
+/// workers.
+///
+/// Every command migrates the schema on start if needed. Exit status: 0 success, 2 bad usage or
+/// bad input, 1 any other failure.
+#[derive(Debug, Parser)]
+#[command(name = "opsrun", version, about, long_about)]
+pub struct Cli {
+    /// Database: an SQLite file (sqlite://FILE?mode=rwc) or a PostgreSQL URL
+    /// (postgres://USER:PASS@HOST/DB). Swapping one for the other needs no other change.
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    pub database_url: DatabaseUrl,
+
+    /// Folder review-pack artifacts are written to.
+    #[arg(
+        long,
+        env = "OPSRUN_ARTIFACTS",
+        default_value = "artifacts",
+        global = true
+    )]
+    pub artifacts: PathBuf,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create or upgrade the schema (runs, ledger, directory, family tables, job queue).
+    Migrate,
+    /// Seed a demo workspace with two simulated tenants, run every run family with live
+    /// progress, and print a summary. Needs no setup: uses the embedded SQLite file by default.
+    Demo,
+    /// Serve the HTTP API and run job workers in one process, until SIGINT or SIGTERM.
+    ///
+    /// Prints the bound address as the first line of stdout (`listening on http://...`), so
+    /// `--bind 127.0.0.1:0` can be used by scripts.
+    Serve(ServeArgs),
+    /// Run job workers until SIGINT or SIGTERM (for more machines against one PostgreSQL).
+    ///
+    /// In-flight jobs finish before exit; jobs fetched but not started go back to the queue.
+    /// The worker also ends runs whose job is gone (no heartbeat within --stale-after-secs)
+    /// and reconciles counts, every --maintenance-secs.
+    Worker(WorkerArgs),
+    /// Manage simulated tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// List, show, start and cancel operations (as the workspace's owner).
+    #[command(subcommand)]
+    Ops(OpsCommand),
+    /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
+    FailStale {
+        /// Seconds without a heartbeat after which a running run is stale.
+        #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", default_value_t = STALE_AFTER_SECS)]
+        stale_after_secs: u64,
+    },
+    /// Recount every active run from its ledger (repairing drift) and complete fan-out parents
+    /// whose children are all done.
+    Reconcile,
+}
+
+/// Options of `opsrun serve`.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on; port 0 picks a free port.
+    #[arg(long, env = "OPSRUN_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Worker settings of the in-process workers.
+    #[command(flatten)]
+    pub worker: WorkerArgs,
+}
+
+/// Options of `opsrun worker`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkerArgs {
+    /// Jobs run at once per queue.
+    #[arg(long, env = "OPSRUN_WORKERS", default_value_t = 8)]
+    pub workers: usize,
+    /// Milliseconds between worker heartbeats.
+    #[arg(long, env = "OPSRUN_HEARTBEAT_MS", default_value_t = 5_000)]
+    pub heartbeat_ms: u64,
+    /// Missed heartbeats after which a worker is dead and its jobs run again elsewhere.
+    #[arg(long, env = "OPSRUN_MISSED_HEARTBEATS", default_value_t = 3)]
+    pub missed_heartbeats: u32,
+    /// Attempts per job before its run (or fan-out item) ends failed.
+    #[arg(long, env = "OPSRUN_MAX_ATTEMPTS", default_value_t = 5)]
+    pub max_attempts: u32,
+    /// Seconds without a sign of life after which a running run is failed as stale.
+    #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", default_value_t = STALE_AFTER_SECS)]
+    pub stale_after_secs: u64,
+    /// Seconds between maintenance passes (stale runs, reconcile).
+    #[arg(long, env = "OPSRUN_MAINTENANCE_SECS", default_value_t = 30)]
+    pub maintenance_secs: u64,
+}
+
+/// `opsrun tenants ...`.
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Create the workspace if missing and a tenant backed by the simulated provider; prints the
+    /// tenant slug.
+    Add(TenantAddArgs),
+}
+
+/// Options of `opsrun tenants add`.
+#[derive(Debug, Clone, Args)]
+pub struct TenantAddArgs {
+    /// Tenant slug: lowercase letters, digits and '-', 1 to 63 characters, starting with a letter.
+    pub slug: String,
+    /// Workspace slug (created if missing).
+    #[arg(long)]
+    pub workspace: String,
+    /// Number of policies the simulated tenant has, spread over the 8 policy types.
+    #[arg(long, default_value_t = 40)]
+    pub policies: u32,
+    /// Milliseconds each provider call sleeps.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u32,
+    /// Fraction of items that fail (0 to 1), chosen deterministically by --seed.
+    #[arg(long, default_value_t = 0.0)]
+    pub failure_rate: f64,
+    /// Seed that chooses which items fail.
+    #[arg(long, default_value_t = 1)]
+    pub seed: i64,
+}
+
+/// `opsrun ops ...`.
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// List top-level runs, newest first.
+    List(ListArgs),
+    /// Show one run: status, outcome, counts, progress, failed items, timeline.
+    Show {
+        /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Start an operation (or show the active one with the same tenant, type and target).
+    Start(StartArgs),
+    /// Cancel a queued or running run.
+    Cancel {
+        /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+}
+
+/// Options of `opsrun ops list`.
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only this tenant.
+    #[arg(long)]
+    pub tenant: Option<String>,
+    /// Only this status: queued, running or completed.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Workspace slug (default: the only workspace).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// At most this many runs (1 to 200).
+    #[arg(long, default_value_t = 50)]
+    pub limit: u32,
+}
+
+/// Options of `opsrun ops start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The operation type, e.g. inventory.sync.
+    pub operation_type: String,
+    /// The tenant slug.
+    #[arg(long)]
+    pub tenant: String,
+    /// A parameter as key=value; lists are comma-separated (policy_types=a,b).
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Workspace slug (default: the only workspace).
+    #[arg(long)]
+    pub workspace: Option<String>,
+}
+
+/// `opsrun token ...`.
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Create the user if missing and a new API token; prints the token alone.
+    Create(TokenArgs),
+}
+
+/// Options of `opsrun token create`.
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// Workspace slug.
+    #[arg(long)]
+    pub workspace: String,
+    /// The user's e-mail.
+    #[arg(long)]
+    pub email: String,
+    /// readonly, operator or owner.
+    #[arg(long)]
+    pub role: String,
+    /// A tenant the token may see (repeat); none means every tenant of the workspace.
+    #[arg(long = "tenant")]
+    pub tenants: Vec<String>,
+}
+
+/// The runtime settings of the worker options.
+#[must_use]
+pub fn runtime_settings(args: &WorkerArgs) -> RuntimeSettings {
+    RuntimeSettings {
+        stale_after: Duration::from_secs(args.stale_after_secs),
+        maintenance_every: Duration::from_secs(args.maintenance_secs.max(1)),
+        max_attempts: args.max_attempts.max(1),
+    }
+}
+
+/// The queue settings of the worker options (`None`: a command that runs no workers).
+#[must_use]
+pub fn queue_settings(args: Option<&WorkerArgs>) -> QueueSettings {
+    let defaults = QueueSettings::default();
+    match args {
+        None => defaults,
+        Some(a) => QueueSettings {
+            concurrency: a.workers.max(1),
+            batch_size: a.workers.max(1),
+            heartbeat: Duration::from_millis(a.heartbeat_ms.max(100)),
+            missed_heartbeats: a.missed_heartbeats.max(1),
+            max_attempts: a.max_attempts.max(1),
+            ..defaults
+        },
+    }
+}

@@ -2,18 +2,14 @@
 //! composition root and the only one that reads the environment; the HTTP API and pages are
 //! wired here as they land.
 
-pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod demo;
-pub mod http;
-pub mod ops;
-pub mod pages;
 pub mod render;
 pub mod runtime;
-pub mod serve;
+pub mod web;
 pub mod wiring;
 
-pub use cli::{Cli, DEFAULT_DATABASE_URL};
+pub use config::{Cli, DEFAULT_DATABASE_URL};
 
 /// The whole `opsrun` program: logging, command line, exit status. `main.rs` calls it; test
 /// harnesses that need the real program as a separate process call it too.
@@ -62,7 +58,7 @@ pub async fn main_entry() -> std::process::ExitCode {
         }
     };
     let mut stdout = std::io::stdout();
-    match cli::run(cli, &mut stdout).await {
+    match commands::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             #[expect(clippy::print_stderr, reason = "the one line a failed command prints")]

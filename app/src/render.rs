@@ -1,6 +1,6 @@
 //! Progress views as text, for terminals: the same contract every surface follows.
 
-use opsrun_domain::{OperationRun, ProgressDetail, ProgressView, SummaryKey};
+use opsrun_domain::{ComponentStatus, OperationRun, ProgressDetail, ProgressView, SummaryKey};
 
 /// One line describing a view: `37/120 (30%)`, `phase 2/3: Capturing evidence`, ...
 #[must_use]
@@ -22,7 +22,7 @@ pub fn view_line(view: &ProgressView) -> String {
         ),
         ProgressDetail::Composite { components, .. } => components
             .iter()
-            .map(|c| format!("{}: {}", c.label.to_lowercase(), component_state(c)))
+            .map(|c| format!("{}: {}", c.label.to_lowercase(), component_line(c)))
             .collect::<Vec<_>>()
             .join(" · "),
     };
@@ -35,11 +35,12 @@ pub fn view_line(view: &ProgressView) -> String {
     line
 }
 
-fn component_state(component: &opsrun_domain::ComponentView) -> String {
+/// What a component of a composite run shows: `pending`, `done`, or its own progress line.
+#[must_use]
+pub fn component_line(component: &opsrun_domain::ComponentView) -> String {
     match component.state {
-        "pending" => "pending".to_owned(),
-        "done" => "done".to_owned(),
-        _ => view_line(&component.progress),
+        ComponentStatus::Pending | ComponentStatus::Done => component.state.key().to_owned(),
+        ComponentStatus::Active => view_line(&component.progress),
     }
 }
 

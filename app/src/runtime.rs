@@ -25,6 +25,7 @@ where
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let maintenance = tokio::spawn(maintenance_loop(
         stack.service.clone(),
+        stack.families.clone(),
         runtime,
         async move {
             let mut rx = stop_rx;

@@ -10,9 +10,10 @@ use opsrun_application::OperationRunService;
 use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts};
 use opsrun_application::auth::Authenticate;
 use opsrun_application::catalog::TenantCatalog;
+use opsrun_application::families::{Families, Family, RegistryError};
 use opsrun_application::ports::{Directory, DirectoryAdmin, RunQueries};
 use opsrun_application::read_models::ReadModels;
-use opsrun_application::start::{CancelOperation, StartOperation, StartPorts};
+use opsrun_application::start::{CancelOperation, StartOperation};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 
 pub use opsrun_adapters::backend::{BackendOptions as StackOptions, redact};
@@ -24,6 +25,8 @@ pub struct Stack {
     pub service: OperationRunService,
     /// Every writer (what the workers run).
     pub writers: Writers,
+    /// The run families this process knows (labels, parameters, modes).
+    pub families: Families,
     /// The loop that runs the backend's jobs.
     pub workers: WorkerLoop,
     /// Live change notifications (what event streams wait on).
@@ -71,12 +74,42 @@ impl Stack {
     /// `stale_after_ms` are shown as stale.
     #[must_use]
     pub fn wire(backend: &Backend, stale_after_ms: i64) -> Self {
-        let clock = Arc::new(SystemClock);
-        let service =
-            OperationRunService::new(backend.store.clone(), backend.queue.clone(), clock.clone())
-                .with_events(Arc::new(backend.events.clone()));
-        let writers = Writers::new(
-            service.clone(),
+        let service = Self::service(backend);
+        let families = Self::builtins(backend, &service);
+        Self::build(backend, stale_after_ms, service, families)
+    }
+
+    /// As [`Stack::wire`], with a host's own families registered beside the built-ins:
+    /// `extra` builds them from the run service (the one door for their counts).
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] when an extra family's key is taken or malformed.
+    pub fn wire_with(
+        backend: &Backend,
+        stale_after_ms: i64,
+        extra: impl FnOnce(&OperationRunService) -> Vec<Arc<dyn Family>>,
+    ) -> Result<Self, RegistryError> {
+        let service = Self::service(backend);
+        let mut families = Self::builtins(backend, &service);
+        for family in extra(&service) {
+            families.register(family)?;
+        }
+        Ok(Self::build(backend, stale_after_ms, service, families))
+    }
+
+    fn service(backend: &Backend) -> OperationRunService {
+        OperationRunService::new(
+            backend.store.clone(),
+            backend.queue.clone(),
+            Arc::new(SystemClock),
+        )
+        .with_events(Arc::new(backend.events.clone()))
+    }
+
+    fn builtins(backend: &Backend, service: &OperationRunService) -> Families {
+        Families::builtin(
+            service,
             WriterSettings::default(),
             WriterPorts {
                 provider: backend.provider.clone(),
@@ -90,17 +123,19 @@ impl Stack {
                 baselines: backend.baselines.clone(),
                 queue: backend.queue.clone(),
             },
-        );
-        let start = StartOperation::new(
-            service.clone(),
-            StartPorts {
-                directory: backend.directory.clone(),
-                provider: backend.provider.clone(),
-                review_source: backend.review_source.clone(),
-                backup_sets: backend.backup_sets.clone(),
-                baselines: backend.baselines.clone(),
-            },
-        );
+        )
+    }
+
+    fn build(
+        backend: &Backend,
+        stale_after_ms: i64,
+        service: OperationRunService,
+        families: Families,
+    ) -> Self {
+        let clock = Arc::new(SystemClock);
+        let writers = Writers::with_families(service.clone(), families.clone());
+        let start =
+            StartOperation::new(service.clone(), backend.directory.clone(), families.clone());
         Self {
             models: ReadModels::new(
                 backend.queries.clone(),
@@ -135,6 +170,7 @@ impl Stack {
             start,
             service,
             writers,
+            families,
             workers: backend.workers.clone(),
             events: backend.events.clone(),
         }

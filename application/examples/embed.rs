@@ -76,7 +76,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let run = store.run(id).await?;
     report.push(format!(
         "{} ended {} with {:?}",
-        run.operation_type().label(),
+        writers.families().label(run.operation_type()),
         run.outcome().key(),
         run.counts().iter().collect::<Vec<_>>()
     ));

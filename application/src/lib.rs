@@ -12,6 +12,7 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 mod error;
+pub mod families;
 pub mod memory;
 mod params;
 pub mod ports;

@@ -16,14 +16,14 @@ use async_trait::async_trait;
 use opsrun_domain::{
     AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemLedger,
     ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RunError, RunId,
-    RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 
 use crate::auth::TokenHash;
 use crate::ports::{
     AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewToken,
     Notification, RunQueries, RunQuery, RunStore, Started, Tenant, TenantActivity, TerminalEffects,
-    TokenOwner, Tokens, User,
+    TokenOwner, Tokens, User, completion_action,
 };
 use crate::{RunParams, StoreError};
 
@@ -173,12 +173,12 @@ impl MemoryRunStore {
     ) -> Result<T, StoreError> {
         let mut state = self.lock();
         let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
-        // Work on copies so that a refusal leaves the stored entry exactly as it was.
+        // The domain's contract is that a refusal leaves run and ledger unchanged (every check
+        // comes before the first write), so the ledger is changed in place: copying it per
+        // call made recording O(n²). The run is small; it is still applied only on success.
         let mut run = entry.run.clone();
-        let mut ledger = entry.ledger.clone();
-        let value = change(&mut run, &mut ledger)?;
+        let value = change(&mut run, &mut entry.ledger)?;
         entry.run = run;
-        entry.ledger = ledger;
         Ok(value)
     }
 
@@ -244,7 +244,12 @@ impl RunQueries for MemoryRunStore {
             .map(|e| &e.run)
             .filter(|r| r.workspace() == query.workspace && query.scope.allows(r.tenant()))
             .filter(|r| query.tenant.is_none_or(|t| r.tenant() == t))
-            .filter(|r| query.operation_type.is_none_or(|t| r.operation_type() == t))
+            .filter(|r| {
+                query
+                    .operation_type
+                    .as_ref()
+                    .is_none_or(|t| r.operation_type() == t)
+            })
             .filter(|r| query.status.is_none_or(|s| r.status() == s))
             .filter(|r| query.outcome.is_none_or(|o| r.outcome() == o))
             .filter(|r| query.before.is_none_or(|b| r.id() < b))
@@ -321,7 +326,7 @@ impl RunStore for MemoryRunStore {
         let mut state = self.lock();
         let identity = opsrun_domain::identity(
             new.tenant,
-            new.params.operation_type(),
+            &new.params.operation_type(),
             &new.params.target(),
         );
         if let Some(active) = state
@@ -427,11 +432,7 @@ impl RunStore for MemoryRunStore {
         match run.complete(completion) {
             Ok(outcome) => {
                 entry.run = run.clone();
-                let action = if outcome == RunOutcome::Cancelled {
-                    "operation.cancelled"
-                } else {
-                    "operation.completed"
-                };
+                let action = completion_action(outcome);
                 let audit_id = state.audit.len() as i64 + 1;
                 state.audit.push(AuditEvent {
                     id: audit_id,
@@ -447,7 +448,7 @@ impl RunStore for MemoryRunStore {
                         id: notification_id,
                         user,
                         run: id,
-                        operation_type: run.operation_type(),
+                        operation_type: run.operation_type().clone(),
                         tenant: run.tenant(),
                         outcome,
                         created_at: at,

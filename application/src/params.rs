@@ -3,6 +3,8 @@
 
 use opsrun_domain::OperationType;
 
+use crate::families::ParamMap;
+
 /// Most policy ids one `backup_set.add_policies` run may take.
 pub const MAX_POLICY_IDS: usize = 10_000;
 
@@ -42,6 +44,16 @@ pub enum RunParams {
         /// The baseline to compare against.
         baseline_id: i64,
     },
+    /// A host family's parameters: its checked values, stored and shown as they are.
+    Custom {
+        /// The family.
+        operation_type: OperationType,
+        /// What the run works on inside its tenant (with tenant and type, its dedupe
+        /// identity), as the family decided when it parsed the values.
+        target: String,
+        /// The values.
+        values: ParamMap,
+    },
 }
 
 impl RunParams {
@@ -49,13 +61,14 @@ impl RunParams {
     #[must_use]
     pub fn operation_type(&self) -> OperationType {
         match self {
-            Self::InventorySync { .. } => OperationType::InventorySync,
-            Self::ReviewPackGenerate { .. } => OperationType::ReviewPackGenerate,
-            Self::EvidenceSnapshotGenerate => OperationType::EvidenceSnapshotGenerate,
-            Self::BackupSetAddPolicies { .. } => OperationType::BackupSetAddPolicies,
-            Self::BackupSetRestore { .. } => OperationType::BackupSetRestore,
-            Self::BaselineCapture => OperationType::BaselineCapture,
-            Self::BaselineCompare { .. } => OperationType::BaselineCompare,
+            Self::Custom { operation_type, .. } => operation_type.clone(),
+            Self::InventorySync { .. } => OperationType::INVENTORY_SYNC,
+            Self::ReviewPackGenerate { .. } => OperationType::REVIEW_PACK_GENERATE,
+            Self::EvidenceSnapshotGenerate => OperationType::EVIDENCE_SNAPSHOT_GENERATE,
+            Self::BackupSetAddPolicies { .. } => OperationType::BACKUP_SET_ADD_POLICIES,
+            Self::BackupSetRestore { .. } => OperationType::BACKUP_SET_RESTORE,
+            Self::BaselineCapture => OperationType::BASELINE_CAPTURE,
+            Self::BaselineCompare { .. } => OperationType::BASELINE_COMPARE,
         }
     }
 
@@ -72,6 +85,7 @@ impl RunParams {
             Self::BackupSetAddPolicies { backup_set_id, .. }
             | Self::BackupSetRestore { backup_set_id, .. } => format!("backup_set:{backup_set_id}"),
             Self::BaselineCompare { baseline_id } => format!("baseline:{baseline_id}"),
+            Self::Custom { target, .. } => target.clone(),
         }
     }
 }
@@ -91,6 +105,6 @@ mod tests {
         assert_eq!(add.target(), "backup_set:4");
         assert_eq!(compare.target(), "baseline:9");
         assert_eq!(RunParams::BaselineCapture.target(), "tenant");
-        assert_eq!(add.operation_type(), OperationType::BackupSetAddPolicies);
+        assert_eq!(add.operation_type(), OperationType::BACKUP_SET_ADD_POLICIES);
     }
 }

@@ -23,7 +23,7 @@ pub use family::{
 pub use queue::{Job, JobQueue};
 pub use runs::{
     AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
-    RunStore, Started, TenantActivity, TerminalEffects,
+    RunStore, Started, TenantActivity, TerminalEffects, completion_action,
 };
 
 #[cfg(any(test, feature = "mocks"))]

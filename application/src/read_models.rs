@@ -577,7 +577,7 @@ mod tests {
             .collection(
                 &all,
                 CollectionFilter {
-                    operation_type: Some(OperationType::EvidenceSnapshotGenerate),
+                    operation_type: Some(OperationType::EVIDENCE_SNAPSHOT_GENERATE),
                     ..CollectionFilter::default()
                 },
                 10,

@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemRecord,
-    OperationRun, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome, TenantId, UserId,
-    WorkSet, WorkspaceId,
+    OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
+    TenantId, UserId, WorkSet, WorkspaceId,
 };
 
 use crate::ports::{
@@ -417,11 +417,15 @@ impl OperationRunService {
 
     /// Self-healing pass: recounts every active run from its ledger (repairing and reporting
     /// drift), then completes fan-out parents whose items have all reached their end.
+    /// `is_fan_out` says which types are fan-out parents (the family registry knows).
     ///
     /// # Errors
     ///
     /// [`ServiceError::Store`].
-    pub async fn reconcile(&self) -> Result<ReconcileReport, ServiceError> {
+    pub async fn reconcile(
+        &self,
+        is_fan_out: &(dyn Fn(&OperationType) -> bool + Sync),
+    ) -> Result<ReconcileReport, ServiceError> {
         let mut report = ReconcileReport::default();
         for run in self.store.active_runs().await? {
             let id = run.id();
@@ -436,7 +440,7 @@ impl OperationRunService {
                 Err(error) => return Err(error.into()),
             }
             report.recounted += 1;
-            if run.operation_type().is_fan_out()
+            if is_fan_out(run.operation_type())
                 && let Some(completed) = self.maybe_complete_bulk_run(id).await?
                 && completed.won
             {
@@ -467,7 +471,7 @@ mod tests {
             id: RunId::new(id),
             workspace: WorkspaceId::new(1),
             tenant: TenantId::new(1),
-            operation_type: OperationType::BackupSetRestore,
+            operation_type: OperationType::BACKUP_SET_RESTORE,
             target: "backup_set:1".into(),
             initiator: Some(UserId::new(1)),
             parent: None,
@@ -736,7 +740,10 @@ mod tests {
         let params = store.run_params(id).await.unwrap();
         store.put_raw(OperationRun::restore(parts), ledger, params);
 
-        let report = service.reconcile().await.unwrap();
+        let report = service
+            .reconcile(&|t| *t == OperationType::BACKUP_SET_RESTORE)
+            .await
+            .unwrap();
 
         assert_eq!(report.recounted, 1);
         assert_eq!(report.drifted.len(), 1);

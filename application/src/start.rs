@@ -4,15 +4,13 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use opsrun_domain::{OperationRun, RunId, Slug};
+use opsrun_domain::{OperationRun, RunId, Slug, TenantId};
 
 use crate::access::{AccessError, AccessPolicy, Caller};
-use crate::ports::{
-    BackupSetStore, BaselineStore, Directory, PolicyProvider, ReviewPackSource, Role, Started,
-};
+use crate::families::Families;
+use crate::ports::{BackupSetStore, Directory, Role, Started};
 use crate::{
-    FamilyStoreError, MAX_POLICY_IDS, OperationRunService, ProviderError, RunParams, ServiceError,
-    StartRun,
+    FamilyStoreError, OperationRunService, ProviderError, RunParams, ServiceError, StartRun,
 };
 
 /// Most entries a list parameter (`policy_types`, `sections`) may have.
@@ -46,7 +44,7 @@ pub enum OperationError {
     FamilyStore(#[from] FamilyStoreError),
 }
 
-fn invalid(code: &'static str, message: impl Into<String>) -> OperationError {
+pub(crate) fn invalid(code: &'static str, message: impl Into<String>) -> OperationError {
     OperationError::Invalid {
         code,
         message: message.into(),
@@ -54,7 +52,7 @@ fn invalid(code: &'static str, message: impl Into<String>) -> OperationError {
 }
 
 /// Keeps the first occurrence of each entry.
-fn dedup<T: Ord + Clone>(list: &[T]) -> Vec<T> {
+pub(crate) fn dedup<T: Ord + Clone>(list: &[T]) -> Vec<T> {
     let mut seen = BTreeSet::new();
     list.iter()
         .filter(|v| seen.insert((*v).clone()))
@@ -62,7 +60,7 @@ fn dedup<T: Ord + Clone>(list: &[T]) -> Vec<T> {
         .collect()
 }
 
-fn check_list(
+pub(crate) fn check_list(
     name: &str,
     list: &[String],
     known: &BTreeSet<String>,
@@ -85,43 +83,48 @@ fn check_list(
     Ok(list)
 }
 
-/// Starts an operation for a caller: needs `operator`, a visible tenant and valid parameters.
+/// A backup set of the tenant, or `unknown_backup_set` (also when it belongs to another).
+pub(crate) async fn require_backup_set(
+    backup_sets: &dyn BackupSetStore,
+    tenant: TenantId,
+    id: i64,
+) -> Result<(), OperationError> {
+    if backup_sets.backup_set(tenant, id).await?.is_none() {
+        return Err(invalid(
+            "unknown_backup_set",
+            format!("backup set {id} does not exist in this tenant"),
+        ));
+    }
+    Ok(())
+}
+
+/// Starts an operation for a caller: needs `operator`, a visible tenant, a registered family
+/// and parameters its family validates against the tenant.
 #[derive(Clone)]
 pub struct StartOperation {
     service: OperationRunService,
     directory: Arc<dyn Directory>,
-    provider: Arc<dyn PolicyProvider>,
-    review_source: Arc<dyn ReviewPackSource>,
-    backup_sets: Arc<dyn BackupSetStore>,
-    baselines: Arc<dyn BaselineStore>,
+    families: Families,
 }
 
-/// The ports [`StartOperation`] validates parameters against.
-#[derive(Clone)]
-pub struct StartPorts {
-    /// Tenants and users.
-    pub directory: Arc<dyn Directory>,
-    /// Policy types and policies.
-    pub provider: Arc<dyn PolicyProvider>,
-    /// Review-pack sections.
-    pub review_source: Arc<dyn ReviewPackSource>,
-    /// Backup sets and items.
-    pub backup_sets: Arc<dyn BackupSetStore>,
-    /// Baselines.
-    pub baselines: Arc<dyn BaselineStore>,
+impl std::fmt::Debug for StartOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StartOperation").finish_non_exhaustive()
+    }
 }
 
 impl StartOperation {
-    /// The use case over the service and the validation ports.
+    /// The use case over the service, the directory and the family registry.
     #[must_use]
-    pub fn new(service: OperationRunService, ports: StartPorts) -> Self {
+    pub fn new(
+        service: OperationRunService,
+        directory: Arc<dyn Directory>,
+        families: Families,
+    ) -> Self {
         Self {
             service,
-            directory: ports.directory,
-            provider: ports.provider,
-            review_source: ports.review_source,
-            backup_sets: ports.backup_sets,
-            baselines: ports.baselines,
+            directory,
+            families,
         }
     }
 
@@ -139,7 +142,14 @@ impl StartOperation {
     ) -> Result<Started, OperationError> {
         let tenant = AccessPolicy::visible_tenant(caller, self.directory.as_ref(), tenant).await?;
         AccessPolicy::require(caller, Role::Operator)?;
-        let params = self.validate(tenant.id, params).await?;
+        let operation_type = params.operation_type();
+        let family = self.families.get(&operation_type).ok_or_else(|| {
+            invalid(
+                "unknown_type",
+                format!("'{operation_type}' is not an operation type"),
+            )
+        })?;
+        let params = family.validate(tenant.id, params).await?;
         Ok(self
             .service
             .start_run(StartRun {
@@ -150,134 +160,6 @@ impl StartOperation {
                 parent: None,
             })
             .await?)
-    }
-
-    async fn validate(
-        &self,
-        tenant: opsrun_domain::TenantId,
-        params: RunParams,
-    ) -> Result<RunParams, OperationError> {
-        Ok(match params {
-            RunParams::InventorySync {
-                policy_types: Some(types),
-            } => {
-                let known = self
-                    .provider
-                    .policy_types(tenant)
-                    .await?
-                    .into_iter()
-                    .collect();
-                let types = check_list(
-                    "policy_types",
-                    &types,
-                    &known,
-                    MAX_LIST_PARAM,
-                    "unknown_policy_type",
-                )?;
-                RunParams::InventorySync {
-                    policy_types: Some(types),
-                }
-            }
-            RunParams::ReviewPackGenerate {
-                sections: Some(sections),
-            } => {
-                let known = self.review_source.sections().await.into_iter().collect();
-                let sections = check_list(
-                    "sections",
-                    &sections,
-                    &known,
-                    MAX_LIST_PARAM,
-                    "unknown_section",
-                )?;
-                RunParams::ReviewPackGenerate {
-                    sections: Some(sections),
-                }
-            }
-            RunParams::BackupSetAddPolicies {
-                backup_set_id,
-                policy_ids,
-            } => {
-                self.require_backup_set(tenant, backup_set_id).await?;
-                let known = self
-                    .provider
-                    .all_policies(tenant)
-                    .await?
-                    .into_iter()
-                    .map(|p| p.id)
-                    .collect();
-                let policy_ids = check_list(
-                    "policy_ids",
-                    &policy_ids,
-                    &known,
-                    MAX_POLICY_IDS,
-                    "unknown_policy",
-                )?;
-                RunParams::BackupSetAddPolicies {
-                    backup_set_id,
-                    policy_ids,
-                }
-            }
-            RunParams::BackupSetRestore {
-                backup_set_id,
-                item_ids,
-            } => {
-                self.require_backup_set(tenant, backup_set_id).await?;
-                let item_ids = match item_ids {
-                    None => None,
-                    Some(ids) => {
-                        let known: BTreeSet<String> = self
-                            .backup_sets
-                            .items(backup_set_id)
-                            .await?
-                            .into_iter()
-                            .map(|i| i.id.to_string())
-                            .collect();
-                        let texts: Vec<String> = ids.iter().map(i64::to_string).collect();
-                        check_list(
-                            "item_ids",
-                            &texts,
-                            &known,
-                            MAX_POLICY_IDS,
-                            "unknown_backup_item",
-                        )?;
-                        Some(dedup(&ids))
-                    }
-                };
-                RunParams::BackupSetRestore {
-                    backup_set_id,
-                    item_ids,
-                }
-            }
-            RunParams::BaselineCompare { baseline_id } => {
-                if self
-                    .baselines
-                    .baseline(tenant, baseline_id)
-                    .await?
-                    .is_none()
-                {
-                    return Err(invalid(
-                        "unknown_baseline",
-                        format!("baseline {baseline_id} does not exist in this tenant"),
-                    ));
-                }
-                params
-            }
-            other => other,
-        })
-    }
-
-    async fn require_backup_set(
-        &self,
-        tenant: opsrun_domain::TenantId,
-        id: i64,
-    ) -> Result<(), OperationError> {
-        if self.backup_sets.backup_set(tenant, id).await?.is_none() {
-            return Err(invalid(
-                "unknown_backup_set",
-                format!("backup set {id} does not exist in this tenant"),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -325,6 +207,7 @@ mod tests {
     use opsrun_domain::{RunOutcome, Slug, WorkspaceId};
 
     use super::*;
+    use crate::MAX_POLICY_IDS;
     use crate::ports::{BackupSetStore, RunQueries};
     use crate::testing::harness::Harness;
 
@@ -337,16 +220,7 @@ mod tests {
     }
 
     fn start(h: &Harness) -> StartOperation {
-        StartOperation::new(
-            h.service.clone(),
-            StartPorts {
-                directory: h.store.clone(),
-                provider: h.fake.clone(),
-                review_source: h.fake.clone(),
-                backup_sets: h.families.clone(),
-                baselines: h.families.clone(),
-            },
-        )
+        StartOperation::new(h.service.clone(), h.store.clone(), h.families_registry())
     }
 
     fn contoso() -> Slug {

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use opsrun_domain::RunId;
 
+use crate::families::Families;
 use crate::ports::Job;
 use crate::writers::{WriterError, WriterOutcome, Writers};
 use crate::{OperationRunService, ReconcileReport, ServiceError};
@@ -66,17 +67,19 @@ pub struct Maintenance {
     pub reconciled: ReconcileReport,
 }
 
-/// One maintenance pass: ends stale runs, then reconciles active ones.
+/// One maintenance pass: ends stale runs, then reconciles active ones (completing fan-out
+/// parents of `families` whose items are all done).
 ///
 /// # Errors
 ///
 /// [`ServiceError`] when storage fails (the next pass retries).
 pub async fn maintain(
     service: &OperationRunService,
+    families: &Families,
     settings: RuntimeSettings,
 ) -> Result<Maintenance, ServiceError> {
     let stale_ms = i64::try_from(settings.stale_after.as_millis()).unwrap_or(i64::MAX);
     let stale = service.fail_stale_runs(stale_ms).await?;
-    let reconciled = service.reconcile().await?;
+    let reconciled = service.reconcile(&|t| families.is_fan_out(t)).await?;
     Ok(Maintenance { stale, reconciled })
 }

@@ -29,9 +29,10 @@ pub use baseline_compare::CompareBaseline;
 pub use dispatch::{WriterPorts, Writers};
 pub use evidence::GenerateEvidenceSnapshot;
 pub use inventory::RunInventorySync;
-pub use restore::{BackupSetRestoreWorker, BulkBackupSetRestore};
+pub use restore::{BackupSetRestore, BackupSetRestoreWorker, BulkBackupSetRestore};
 pub use review_pack::GenerateReviewPack;
 
+use crate::families::Describe;
 use crate::reasons;
 use crate::{
     FamilyStoreError, OperationRunService, ProviderError, QueueError, RunParams, ServiceError,
@@ -54,8 +55,8 @@ pub enum WriterOutcome {
     ItemRecorded,
 }
 
-/// Why a writer's execution did not finish. Every variant but [`WriterError::WrongFamily`] and
-/// [`WriterError::InvalidUnit`] is transient: the job may be retried, and a retry resumes where
+/// Why a writer's execution did not finish. Every variant but [`WriterError::WrongFamily`],
+/// [`WriterError::InvalidUnit`] and [`WriterError::NoFamily`] is transient: the job may be retried, and a retry resumes where
 /// this one stopped (see [`WriterError::is_transient`]).
 #[derive(Debug, thiserror::Error)]
 pub enum WriterError {
@@ -77,6 +78,14 @@ pub enum WriterError {
     /// A unit named by stored data is not a valid item key.
     #[error("invalid unit: {0}")]
     InvalidUnit(String),
+    /// No family is registered for the run's type in this process.
+    #[error("run {run} has type '{operation_type}', which no registered family runs")]
+    NoFamily {
+        /// The run.
+        run: RunId,
+        /// Its type.
+        operation_type: opsrun_domain::OperationType,
+    },
 }
 
 impl WriterError {
@@ -84,7 +93,10 @@ impl WriterError {
     /// `failed` at once instead of using up its attempts.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        !matches!(self, Self::WrongFamily { .. } | Self::InvalidUnit(_))
+        !matches!(
+            self,
+            Self::WrongFamily { .. } | Self::InvalidUnit(_) | Self::NoFamily { .. }
+        )
     }
 }
 
@@ -122,20 +134,31 @@ impl Default for WriterSettings {
 }
 
 /// What a counted family works on before its total is frozen.
-pub(crate) enum Plan {
+#[derive(Debug)]
+pub enum Plan {
     /// The deterministic work set.
     Work(WorkSet),
     /// The run cannot start; it completes `blocked` with this reason.
     Blocked(ReasonCode, String),
 }
 
-/// The family-specific part of a counted writer.
+/// The family-specific part of a counted family: what its units are and what one unit's work
+/// is. [`crate::families::Counted`] (or a built-in writer) drives it: freeze, resume, record,
+/// finish, complete.
 #[async_trait]
-pub(crate) trait CountedWork: Send + Sync {
+pub trait CountedWork: Describe {
     /// Lists the run's deterministic units (only called before the total is frozen).
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure (the job is retried).
     async fn plan(&self, run: &OperationRun, params: &RunParams) -> Result<Plan, WriterError>;
 
     /// Does one unit's work and returns its final outcome; a transient failure is an error.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure (the job is retried; nothing is recorded).
     async fn process(
         &self,
         run: &OperationRun,
@@ -144,6 +167,10 @@ pub(crate) trait CountedWork: Send + Sync {
     ) -> Result<ItemRecord, WriterError>;
 
     /// Produces the family's result once every unit is recorded (`run` is re-read).
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure (the job is retried).
     async fn finish(
         &self,
         _run: &OperationRun,
@@ -310,7 +337,11 @@ pub(crate) async fn run_counted(
 }
 
 /// A provider answer turned into an item's final outcome, or a transient error.
-pub(crate) fn provider_failure(
+///
+/// # Errors
+///
+/// [`WriterError::Provider`] when the provider is unavailable (transient).
+pub fn provider_failure(
     unit: &ItemKey,
     error: ProviderError,
     not_found: &ReasonCode,
@@ -332,7 +363,7 @@ pub(crate) fn plan_key(text: &str) -> Result<ItemKey, WriterError> {
 
 /// Freezes `units` (deduplicated, first occurrence kept) with a basis label, or blocks the run
 /// when a unit is not a valid item key.
-pub(crate) fn plan_units(
+pub fn plan_units(
     units: impl IntoIterator<Item = String>,
     basis: impl FnOnce(usize) -> String,
 ) -> Plan {

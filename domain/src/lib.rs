@@ -23,7 +23,8 @@ pub use normalizer::{
 };
 pub use operation_type::{OperationType, ProgressMode};
 pub use progress::{
-    ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail, ProgressView, Staleness,
+    ComponentStatus, ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail,
+    ProgressView, Staleness,
 };
 pub use run::{
     Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, OperationRun, RunParts, identity,

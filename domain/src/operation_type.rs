@@ -1,5 +1,6 @@
-//! The seven run families and the progress mode each is designed for.
+//! The operation type (a run family's validated, open key) and the progress modes.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::str::FromStr;
 
@@ -34,106 +35,84 @@ impl ProgressMode {
     }
 }
 
-/// A run family (DESIGN §6).
+/// Longest operation type key.
+pub const MAX_TYPE_KEY_LEN: usize = 64;
+
+/// A run family's type key (DESIGN §6): an open, validated key such as `inventory.sync`. The
+/// application's family registry says which keys exist and what each family is (label,
+/// designed mode, parameters); the domain only needs the key to be well-formed and stable.
+///
+/// A key is 1 to 64 characters: two or more dot-separated segments, each a lowercase ASCII
+/// letter followed by lowercase letters, digits or `_`.
 ///
 /// ```
-/// use opsrun_domain::{OperationType, ProgressMode};
+/// use opsrun_domain::OperationType;
 /// let t: OperationType = "backup_set.restore".parse().unwrap();
-/// assert_eq!(t, OperationType::BackupSetRestore);
+/// assert_eq!(t, OperationType::BACKUP_SET_RESTORE);
 /// assert_eq!(t.key(), "backup_set.restore");
-/// assert_eq!(t.designed_mode(), ProgressMode::Counted);
-/// assert!(t.is_fan_out());
+/// assert!(OperationType::parse("acme.patch_rollout").is_ok());
+/// assert!(OperationType::parse("Inventory.Sync").is_err());
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum OperationType {
-    /// `inventory.sync`: one unit per selected policy type.
-    InventorySync,
-    /// `review_pack.generate`: one unit per pack section.
-    ReviewPackGenerate,
-    /// `evidence_snapshot.generate`: one unit per evidence dimension.
-    EvidenceSnapshotGenerate,
-    /// `backup_set.add_policies`: one unit per distinct policy id requested.
-    BackupSetAddPolicies,
-    /// `backup_set.restore`: a fan-out parent with one child job per backup-set item.
-    BackupSetRestore,
-    /// `baseline.capture`: three phases, no counted total.
-    BaselineCapture,
-    /// `baseline.compare`: two components (capture, compare).
-    BaselineCompare,
-}
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OperationType(Cow<'static, str>);
 
 impl OperationType {
-    /// Every family, in a stable order.
-    pub const ALL: [Self; 7] = [
-        Self::InventorySync,
-        Self::ReviewPackGenerate,
-        Self::EvidenceSnapshotGenerate,
-        Self::BackupSetAddPolicies,
-        Self::BackupSetRestore,
-        Self::BaselineCapture,
-        Self::BaselineCompare,
-    ];
+    /// `inventory.sync`: one unit per selected policy type.
+    pub const INVENTORY_SYNC: Self = Self::from_static("inventory.sync");
+    /// `review_pack.generate`: one unit per pack section.
+    pub const REVIEW_PACK_GENERATE: Self = Self::from_static("review_pack.generate");
+    /// `evidence_snapshot.generate`: one unit per evidence dimension.
+    pub const EVIDENCE_SNAPSHOT_GENERATE: Self = Self::from_static("evidence_snapshot.generate");
+    /// `backup_set.add_policies`: one unit per distinct policy id requested.
+    pub const BACKUP_SET_ADD_POLICIES: Self = Self::from_static("backup_set.add_policies");
+    /// `backup_set.restore`: a fan-out parent with child jobs over its backup-set items.
+    pub const BACKUP_SET_RESTORE: Self = Self::from_static("backup_set.restore");
+    /// `baseline.capture`: three phases, no counted total.
+    pub const BASELINE_CAPTURE: Self = Self::from_static("baseline.capture");
+    /// `baseline.compare`: two components (capture, compare).
+    pub const BASELINE_COMPARE: Self = Self::from_static("baseline.compare");
+
+    /// A key known at compile time (a family's own constant). It must be well-formed; the
+    /// family registry checks it again when the family is registered.
+    #[must_use]
+    pub const fn from_static(key: &'static str) -> Self {
+        Self(Cow::Borrowed(key))
+    }
 
     /// The stable type key.
     #[must_use]
-    pub fn key(self) -> &'static str {
-        match self {
-            Self::InventorySync => "inventory.sync",
-            Self::ReviewPackGenerate => "review_pack.generate",
-            Self::EvidenceSnapshotGenerate => "evidence_snapshot.generate",
-            Self::BackupSetAddPolicies => "backup_set.add_policies",
-            Self::BackupSetRestore => "backup_set.restore",
-            Self::BaselineCapture => "baseline.capture",
-            Self::BaselineCompare => "baseline.compare",
-        }
+    pub fn key(&self) -> &str {
+        &self.0
     }
 
-    /// A human label for lists and notifications.
+    /// Whether `key` is well-formed (see the type's documentation).
     #[must_use]
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::InventorySync => "Inventory sync",
-            Self::ReviewPackGenerate => "Review pack generation",
-            Self::EvidenceSnapshotGenerate => "Evidence snapshot",
-            Self::BackupSetAddPolicies => "Add policies to backup set",
-            Self::BackupSetRestore => "Backup set restore",
-            Self::BaselineCapture => "Baseline capture",
-            Self::BaselineCompare => "Baseline compare",
-        }
-    }
-
-    /// The progress mode the family is designed to show while it runs.
-    #[must_use]
-    pub fn designed_mode(self) -> ProgressMode {
-        match self {
-            Self::InventorySync
-            | Self::ReviewPackGenerate
-            | Self::EvidenceSnapshotGenerate
-            | Self::BackupSetAddPolicies
-            | Self::BackupSetRestore => ProgressMode::Counted,
-            Self::BaselineCapture => ProgressMode::Phased,
-            Self::BaselineCompare => ProgressMode::Composite,
-        }
-    }
-
-    /// Whether the family's items are executed by separate child jobs.
-    #[must_use]
-    pub fn is_fan_out(self) -> bool {
-        self == Self::BackupSetRestore
+    pub fn is_well_formed(key: &str) -> bool {
+        let segment = |s: &str| {
+            let mut chars = s.chars();
+            chars.next().is_some_and(|c| c.is_ascii_lowercase())
+                && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        };
+        !key.is_empty()
+            && key.len() <= MAX_TYPE_KEY_LEN
+            && key.split('.').count() >= 2
+            && key.split('.').all(segment)
     }
 
     /// Parses a type key.
     ///
     /// # Errors
     ///
-    /// [`InvalidValue`] when the key names no family.
+    /// [`InvalidValue`] when the key is not well-formed.
     pub fn parse(key: &str) -> Result<Self, InvalidValue> {
-        Self::ALL
-            .into_iter()
-            .find(|t| t.key() == key)
-            .ok_or_else(|| {
-                InvalidValue::new("operation type", format!("'{key}' is not a known type"))
-            })
+        if !Self::is_well_formed(key) {
+            let shown: String = key.chars().take(MAX_TYPE_KEY_LEN).collect();
+            return Err(InvalidValue::new(
+                "operation type",
+                format!("'{shown}' is not a type key like 'inventory.sync'"),
+            ));
+        }
+        Ok(Self(Cow::Owned(key.to_owned())))
     }
 }
 
@@ -155,10 +134,20 @@ impl fmt::Display for OperationType {
 mod tests {
     use super::*;
 
+    const BUILT_IN: [OperationType; 7] = [
+        OperationType::INVENTORY_SYNC,
+        OperationType::REVIEW_PACK_GENERATE,
+        OperationType::EVIDENCE_SNAPSHOT_GENERATE,
+        OperationType::BACKUP_SET_ADD_POLICIES,
+        OperationType::BACKUP_SET_RESTORE,
+        OperationType::BASELINE_CAPTURE,
+        OperationType::BASELINE_COMPARE,
+    ];
+
     #[test]
     fn every_type_key_round_trips_and_keys_are_distinct() {
-        let mut keys: Vec<_> = OperationType::ALL.iter().map(|t| t.key()).collect();
-        for t in OperationType::ALL {
+        let mut keys: Vec<_> = BUILT_IN.iter().map(|t| t.key().to_owned()).collect();
+        for t in BUILT_IN {
             assert_eq!(OperationType::parse(t.key()), Ok(t));
         }
         keys.sort_unstable();
@@ -173,19 +162,23 @@ mod tests {
     }
 
     #[test]
-    fn only_baseline_families_are_not_counted() {
+    fn malformed_keys_are_refused_and_host_keys_accepted() {
+        let long = format!("a.{}", "b".repeat(MAX_TYPE_KEY_LEN));
+
+        for bad in [
+            "inventory",
+            ".sync",
+            "inventory.",
+            "1nv.sync",
+            "inv.sy nc",
+            "inv..sync",
+            &long,
+        ] {
+            assert!(OperationType::parse(bad).is_err(), "{bad:?}");
+        }
         assert_eq!(
-            OperationType::BaselineCapture.designed_mode(),
-            ProgressMode::Phased
+            OperationType::parse("acme.patch_rollout_2").map(|t| t.key().to_owned()),
+            Ok("acme.patch_rollout_2".to_owned())
         );
-        assert_eq!(
-            OperationType::BaselineCompare.designed_mode(),
-            ProgressMode::Composite
-        );
-        let counted = OperationType::ALL
-            .iter()
-            .filter(|t| t.designed_mode() == ProgressMode::Counted)
-            .count();
-        assert_eq!(counted, 5);
     }
 }

@@ -18,6 +18,41 @@ pub struct PhaseView {
     pub label: String,
 }
 
+/// Where a component of a composite view stands.
+///
+/// ```
+/// use opsrun_domain::ComponentStatus;
+/// assert_eq!(ComponentStatus::Active.key(), "active");
+/// assert_eq!(ComponentStatus::Done, "done");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ComponentStatus {
+    /// Not started.
+    Pending,
+    /// Working: its own progress view says how far.
+    Active,
+    /// Finished.
+    Done,
+}
+
+impl ComponentStatus {
+    /// The wire key: `pending`, `active` or `done`.
+    #[must_use]
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Active => "active",
+            Self::Done => "done",
+        }
+    }
+}
+
+impl PartialEq<&str> for ComponentStatus {
+    fn eq(&self, other: &&str) -> bool {
+        self.key() == *other
+    }
+}
+
 /// One component of a composite view.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ComponentView {
@@ -25,8 +60,8 @@ pub struct ComponentView {
     pub key: String,
     /// Component label.
     pub label: String,
-    /// `pending`, `active` or `done`.
-    pub state: &'static str,
+    /// Where it stands.
+    pub state: ComponentStatus,
     /// The component's own progress.
     pub progress: ProgressView,
 }
@@ -169,7 +204,7 @@ pub struct Staleness {
 /// use opsrun_domain::*;
 /// let mut run = OperationRun::new(NewRun {
 ///     id: RunId::new(1), workspace: WorkspaceId::new(1), tenant: TenantId::new(1),
-///     operation_type: OperationType::InventorySync, target: "tenant".into(),
+///     operation_type: OperationType::INVENTORY_SYNC, target: "tenant".into(),
 ///     initiator: None, parent: None, created_at: Timestamp::from_millis(0),
 /// });
 /// let mut ledger = ItemLedger::new();
@@ -269,27 +304,27 @@ fn component_view(component: &Component) -> ComponentView {
     };
     let (state, progress) = match component.state() {
         ComponentState::Pending => (
-            "pending",
+            ComponentStatus::Pending,
             plain(ProgressDetail::Activity { processed: None }),
         ),
         ComponentState::Done => (
-            "done",
+            ComponentStatus::Done,
             plain(ProgressDetail::None {
                 outcome: RunOutcome::Succeeded,
             }),
         ),
         ComponentState::Activity { processed } => (
-            "active",
+            ComponentStatus::Active,
             plain(ProgressDetail::Activity {
                 processed: *processed,
             }),
         ),
         ComponentState::Counted { processed, total } => (
-            "active",
+            ComponentStatus::Active,
             plain(counted_or_activity(Some(*processed), Some(*total), false)),
         ),
         ComponentState::Phased(phases) => (
-            "active",
+            ComponentStatus::Active,
             plain(phase_view(phases).map_or(
                 ProgressDetail::Activity { processed: None },
                 ProgressDetail::Phased,
@@ -334,7 +369,7 @@ mod tests {
     }
 
     fn counted(total: usize, processed: usize) -> OperationRun {
-        let mut r = run(OperationType::InventorySync);
+        let mut r = run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         let units: Vec<_> = (0..total).map(|i| key(&format!("u{i}"))).collect();
         r.mark_running(t(1)).unwrap();
@@ -353,7 +388,7 @@ mod tests {
     }
 
     fn legacy(edit: impl FnOnce(&mut RunParts)) -> OperationRun {
-        let mut parts = run(OperationType::InventorySync).parts().clone();
+        let mut parts = run(OperationType::INVENTORY_SYNC).parts().clone();
         parts.status = RunStatus::Running;
         edit(&mut parts);
         OperationRun::restore(parts)
@@ -387,7 +422,7 @@ mod tests {
 
     #[test]
     fn row_2_components_win_over_phases_and_counts() {
-        let mut r = run(OperationType::BaselineCompare);
+        let mut r = run(OperationType::BASELINE_COMPARE);
         r.declare_components(
             Components::try_new(vec![
                 crate::Component::try_new("capture", "Capture current state").unwrap(),
@@ -424,7 +459,7 @@ mod tests {
 
     #[test]
     fn row_3_phased_run_shows_phase_index_count_and_label() {
-        let mut r = run(OperationType::BaselineCapture);
+        let mut r = run(OperationType::BASELINE_CAPTURE);
         r.declare_phases(phases()).unwrap();
         r.enter_phase("capture_evidence").unwrap();
 
@@ -460,7 +495,7 @@ mod tests {
 
     #[test]
     fn declared_phases_without_a_current_phase_fall_through() {
-        let mut r = run(OperationType::BaselineCapture);
+        let mut r = run(OperationType::BASELINE_CAPTURE);
         r.declare_phases(phases()).unwrap();
 
         let view = OperationRunProgressContract::resolve(&r);
@@ -507,13 +542,13 @@ mod tests {
 
     #[test]
     fn row_5_no_total_is_activity_with_processed_when_known() {
-        let mut r = run(OperationType::InventorySync);
+        let mut r = run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         r.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(1))
             .unwrap();
 
         let view = OperationRunProgressContract::resolve(&r);
-        let fresh = OperationRunProgressContract::resolve(&run(OperationType::InventorySync));
+        let fresh = OperationRunProgressContract::resolve(&run(OperationType::INVENTORY_SYNC));
 
         assert_eq!(view.detail, ProgressDetail::Activity { processed: Some(1) });
         assert_eq!(fresh.detail, ProgressDetail::Activity { processed: None });

@@ -85,8 +85,8 @@ impl OperationRun {
 
     /// The run family.
     #[must_use]
-    pub fn operation_type(&self) -> OperationType {
-        self.parts.operation_type
+    pub fn operation_type(&self) -> &OperationType {
+        &self.parts.operation_type
     }
 
     /// The target inside the tenant.
@@ -190,7 +190,7 @@ impl OperationRun {
     pub fn identity(&self) -> String {
         identity(
             self.parts.tenant,
-            self.parts.operation_type,
+            &self.parts.operation_type,
             &self.parts.target,
         )
     }
@@ -621,7 +621,7 @@ impl OperationRun {
 
 /// The dedupe identity of a run: tenant, type and target.
 #[must_use]
-pub fn identity(tenant: TenantId, operation_type: OperationType, target: &str) -> String {
+pub fn identity(tenant: TenantId, operation_type: &OperationType, target: &str) -> String {
     format!("{}/{}/{}", tenant.value(), operation_type.key(), target)
 }
 
@@ -660,7 +660,7 @@ mod tests {
     }
 
     fn counted_run(keys: &[&str]) -> (OperationRun, ItemLedger) {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         run.mark_running(t(1)).unwrap();
         run.set_total(&mut ledger, work_set(keys)).unwrap();
@@ -673,7 +673,7 @@ mod tests {
 
     #[test]
     fn a_new_run_is_queued_pending_and_has_no_counts() {
-        let run = new_run(OperationType::InventorySync);
+        let run = new_run(OperationType::INVENTORY_SYNC);
 
         assert_eq!(run.status(), RunStatus::Queued);
         assert_eq!(run.outcome(), RunOutcome::Pending);
@@ -683,7 +683,7 @@ mod tests {
 
     #[test]
     fn mark_running_moves_queued_to_running_once() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
 
         assert_eq!(run.mark_running(t(5)), Ok(Change::Applied));
         assert_eq!(run.mark_running(t(6)), Ok(Change::Unchanged));
@@ -750,7 +750,7 @@ mod tests {
 
     #[test]
     fn total_below_items_already_recorded_is_refused() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         run.record_item(&mut ledger, ItemRecord::succeeded(key("a")), t(1))
             .unwrap();
@@ -772,7 +772,7 @@ mod tests {
 
     #[test]
     fn total_whose_work_set_misses_a_recorded_item_is_refused() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         run.record_item(&mut ledger, ItemRecord::succeeded(key("x")), t(1))
             .unwrap();
@@ -876,7 +876,7 @@ mod tests {
 
     #[test]
     fn a_batch_that_would_pass_the_total_is_refused_whole() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
         let mut ledger = ItemLedger::new();
         run.set_total(&mut ledger, work_set(&["a", "b"])).unwrap();
         // A legacy ledger without its work set can only be bounded by the total itself.
@@ -1074,7 +1074,7 @@ mod tests {
 
     #[test]
     fn queued_runs_can_complete_without_running() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
 
         let outcome = run.cancel(t(1));
 
@@ -1085,7 +1085,7 @@ mod tests {
 
     #[test]
     fn staleness_uses_the_last_heartbeat_and_only_applies_to_running_runs() {
-        let mut run = new_run(OperationType::InventorySync);
+        let mut run = new_run(OperationType::INVENTORY_SYNC);
         assert!(!run.is_stale(t(1_000_000), 10));
         run.mark_running(t(100)).unwrap();
         run.heartbeat(t(500)).unwrap();
@@ -1112,7 +1112,7 @@ mod tests {
     #[test]
     fn phased_runs_cannot_get_a_total_and_counted_runs_cannot_get_phases() {
         let phases = || Phases::try_new(vec![Phase::try_new("p", "P").unwrap()]).unwrap();
-        let mut phased = new_run(OperationType::BaselineCapture);
+        let mut phased = new_run(OperationType::BASELINE_CAPTURE);
         let mut ledger = ItemLedger::new();
         phased.declare_phases(phases()).unwrap();
         let (mut counted, _) = counted_run(&["a"]);
@@ -1127,7 +1127,7 @@ mod tests {
 
     #[test]
     fn entering_phases_goes_forward_only() {
-        let mut run = new_run(OperationType::BaselineCapture);
+        let mut run = new_run(OperationType::BASELINE_CAPTURE);
         run.declare_phases(
             Phases::try_new(vec![
                 Phase::try_new("resolve_scope", "Resolving scope").unwrap(),
@@ -1143,14 +1143,14 @@ mod tests {
             Err(RunError::PhaseRegressed { .. })
         ));
         assert_eq!(
-            new_run(OperationType::InventorySync).enter_phase("x"),
+            new_run(OperationType::INVENTORY_SYNC).enter_phase("x"),
             Err(RunError::UnknownPhase { key: "x".into() })
         );
     }
 
     #[test]
     fn components_are_declared_once_and_updated_forward() {
-        let mut run = new_run(OperationType::BaselineCompare);
+        let mut run = new_run(OperationType::BASELINE_COMPARE);
         let declare = || {
             Components::try_new(vec![
                 Component::try_new("capture", "Capture current state").unwrap(),

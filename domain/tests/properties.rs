@@ -101,7 +101,7 @@ fn new_run() -> OperationRun {
         id: RunId::new(1),
         workspace: WorkspaceId::new(1),
         tenant: TenantId::new(1),
-        operation_type: OperationType::InventorySync,
+        operation_type: OperationType::INVENTORY_SYNC,
         target: "tenant".into(),
         initiator: None,
         parent: None,

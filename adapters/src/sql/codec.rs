@@ -2,6 +2,7 @@
 //! the mapping of a run row back to the domain (a legacy row that breaks a rule is carried with
 //! anomaly notes, never a panic).
 
+use opsrun_application::families::ParamValue;
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
     Component, ComponentState, Components, Failure, OperationRun, OperationType, Phase, Phases,
@@ -143,6 +144,40 @@ enum ParamsDto {
     BaselineCompare { baseline_id: i64 },
 }
 
+/// A host family's parameters as stored: its type, target and checked values.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CustomParamsDto {
+    #[serde(rename = "type")]
+    operation_type: String,
+    target: String,
+    values: serde_json::Map<String, serde_json::Value>,
+}
+
+fn param_to_json(value: &ParamValue) -> serde_json::Value {
+    match value {
+        ParamValue::Null => serde_json::Value::Null,
+        ParamValue::Int(i) => serde_json::Value::from(*i),
+        ParamValue::Text(t) => serde_json::Value::from(t.clone()),
+        ParamValue::List(items) => items.iter().map(param_to_json).collect(),
+    }
+}
+
+fn json_to_param(value: &serde_json::Value) -> Result<ParamValue, StoreError> {
+    Ok(match value {
+        serde_json::Value::Null => ParamValue::Null,
+        serde_json::Value::String(t) => ParamValue::Text(t.clone()),
+        serde_json::Value::Number(n) => ParamValue::Int(
+            n.as_i64()
+                .ok_or_else(|| StoreError::Corrupt(format!("parameter value {n}")))?,
+        ),
+        serde_json::Value::Array(items) => {
+            ParamValue::List(items.iter().map(json_to_param).collect::<Result<_, _>>()?)
+        }
+        other => return Err(StoreError::Corrupt(format!("parameter value {other}"))),
+    })
+}
+
 /// The run's parameters as JSON.
 pub(crate) fn encode_params(params: &RunParams) -> String {
     let dto = match params.clone() {
@@ -165,6 +200,21 @@ pub(crate) fn encode_params(params: &RunParams) -> String {
         },
         RunParams::BaselineCapture => ParamsDto::BaselineCapture,
         RunParams::BaselineCompare { baseline_id } => ParamsDto::BaselineCompare { baseline_id },
+        RunParams::Custom {
+            operation_type,
+            target,
+            values,
+        } => {
+            let dto = CustomParamsDto {
+                operation_type: operation_type.key().to_owned(),
+                target,
+                values: values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), param_to_json(v)))
+                    .collect(),
+            };
+            return serde_json::to_string(&dto).unwrap_or_default();
+        }
     };
     // Serializing a plain enum of strings and numbers cannot fail.
     serde_json::to_string(&dto).unwrap_or_default()
@@ -172,7 +222,24 @@ pub(crate) fn encode_params(params: &RunParams) -> String {
 
 /// Parameters from their JSON.
 pub(crate) fn decode_params(json: &str) -> Result<RunParams, StoreError> {
-    let dto: ParamsDto = serde_json::from_str(json).map_err(|e| corrupt("run parameters", e))?;
+    let dto: ParamsDto = match serde_json::from_str(json) {
+        Ok(dto) => dto,
+        // Not a built-in family's parameters: a host family's, or corrupt.
+        Err(builtin) => {
+            let Ok(custom) = serde_json::from_str::<CustomParamsDto>(json) else {
+                return Err(corrupt("run parameters", builtin));
+            };
+            return Ok(RunParams::Custom {
+                operation_type: OperationType::parse(&custom.operation_type)?,
+                target: custom.target,
+                values: custom
+                    .values
+                    .iter()
+                    .map(|(k, v)| Ok((k.clone(), json_to_param(v)?)))
+                    .collect::<Result<_, StoreError>>()?,
+            });
+        }
+    };
     Ok(match dto {
         ParamsDto::InventorySync { policy_types } => RunParams::InventorySync { policy_types },
         ParamsDto::ReviewPackGenerate { sections } => RunParams::ReviewPackGenerate { sections },

@@ -26,7 +26,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use opsrun_application::ports::{
     AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
-    RunStore, Started, Tenant, TenantActivity, TenantScope, TerminalEffects,
+    RunStore, Started, Tenant, TenantActivity, TenantScope, TerminalEffects, completion_action,
 };
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{

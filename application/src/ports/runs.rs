@@ -67,6 +67,17 @@ pub struct TerminalEffects {
     pub actor: Option<UserId>,
 }
 
+/// The audit action of a winning completion with `outcome`: `operation.cancelled` for a
+/// cancellation, `operation.completed` otherwise. Every store writes these names from here.
+#[must_use]
+pub fn completion_action(outcome: RunOutcome) -> &'static str {
+    if outcome == RunOutcome::Cancelled {
+        "operation.cancelled"
+    } else {
+        "operation.completed"
+    }
+}
+
 /// The answer to [`RunStore::complete`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Completed {

@@ -106,6 +106,26 @@ impl Harness {
             .collect()
     }
 
+    /// The built-in families over this harness's ports.
+    pub(crate) fn families_registry(&self) -> crate::families::Families {
+        crate::families::Families::builtin(
+            &self.service,
+            WriterSettings::default(),
+            crate::writers::WriterPorts {
+                provider: self.fake.clone(),
+                inventory: self.families.clone(),
+                review_source: self.fake.clone(),
+                artifacts: self.families.clone(),
+                evidence_source: self.fake.clone(),
+                snapshots: self.families.clone(),
+                backup_sets: self.families.clone(),
+                restore_target: self.fake.clone(),
+                baselines: self.families.clone(),
+                queue: self.queue.clone(),
+            },
+        )
+    }
+
     pub(crate) fn inventory(&self) -> RunInventorySync {
         RunInventorySync::new(
             self.service.clone(),

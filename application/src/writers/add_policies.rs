@@ -9,9 +9,14 @@ use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
+use crate::MAX_POLICY_IDS;
+use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{BackupItemAdded, BackupSetStore, PolicyProvider, WorkKey};
 use crate::reasons;
+use crate::start::OperationError;
+use crate::start::{check_list, require_backup_set};
 use crate::{OperationRunService, RunParams};
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
 /// Captures requested policies into a backup set: `succeeded` when captured (`created: 1`),
 /// `skipped` when the set already held the policy, `failed` when it could not be fetched.
@@ -119,6 +124,94 @@ impl CountedWork for AddPoliciesToBackupSet {
                 ItemRecord::skipped(unit.clone(), Some(reasons::BACKUP_SET_ALREADY_PRESENT))
             }
         })
+    }
+}
+
+#[async_trait]
+impl Describe for AddPoliciesToBackupSet {
+    fn operation_type(&self) -> OperationType {
+        OperationType::BACKUP_SET_ADD_POLICIES
+    }
+
+    fn label(&self) -> &'static str {
+        "Add policies to backup set"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec {
+                name: "backup_set_id",
+                kind: ParamKind::Int,
+                required: true,
+                help: "the backup set to add to",
+            },
+            ParamSpec {
+                name: "policy_ids",
+                kind: ParamKind::TextList,
+                required: true,
+                help: "the policies to capture (1 to 10,000 distinct ids)",
+            },
+        ]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::BackupSetAddPolicies {
+            backup_set_id: values.required_int("backup_set_id")?,
+            policy_ids: values.required_texts("policy_ids")?,
+        })
+    }
+
+    async fn validate(
+        &self,
+        tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::BackupSetAddPolicies {
+            backup_set_id,
+            policy_ids,
+        } = params
+        else {
+            return Ok(params);
+        };
+        require_backup_set(self.backup_sets.as_ref(), tenant, backup_set_id).await?;
+        let known = self
+            .provider
+            .all_policies(tenant)
+            .await?
+            .into_iter()
+            .map(|p| p.id)
+            .collect();
+        let policy_ids = check_list(
+            "policy_ids",
+            &policy_ids,
+            &known,
+            MAX_POLICY_IDS,
+            "unknown_policy",
+        )?;
+        Ok(RunParams::BackupSetAddPolicies {
+            backup_set_id,
+            policy_ids,
+        })
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[
+            reasons::BACKUP_SET_NOT_FOUND,
+            reasons::BACKUP_SET_ALREADY_PRESENT,
+            reasons::POLICY_NOT_FOUND,
+        ];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for AddPoliciesToBackupSet {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

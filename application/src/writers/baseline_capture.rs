@@ -6,9 +6,12 @@ use std::sync::Arc;
 use opsrun_domain::{InvalidValue, Phase, Phases, RunId, RunOutcome};
 
 use super::{Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped};
+use crate::families::{Describe, Family, ParamError, ParamValues};
 use crate::ports::{BaselineItem, BaselineStore, PolicyProvider};
 use crate::reasons;
 use crate::{OperationRunService, ProviderError, RunParams};
+use async_trait::async_trait;
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode};
 
 /// The phases of a baseline capture: key and label.
 pub const CAPTURE_PHASES: [(&str, &str); 3] = [
@@ -186,6 +189,37 @@ impl Advance {
         service.set_phase(id, CAPTURE_PHASES[index].0).await?;
         self.current = Some(index);
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Describe for CaptureBaseline {
+    fn operation_type(&self) -> OperationType {
+        OperationType::BASELINE_CAPTURE
+    }
+
+    fn label(&self) -> &'static str {
+        "Baseline capture"
+    }
+
+    fn parse_params(&self, _values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::BaselineCapture)
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[reasons::BASELINE_POLICIES_NOT_CAPTURED];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for CaptureBaseline {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Phased
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

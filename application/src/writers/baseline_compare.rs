@@ -14,9 +14,13 @@ use super::baseline_capture::{capture_phases, fetch_all};
 use super::{
     Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
 };
+use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{BaselineStore, Finding, FindingKind, PolicyProvider, WorkKey};
 use crate::reasons;
+use crate::start::OperationError;
 use crate::{OperationRunService, ProviderError, RunParams};
+use async_trait::async_trait;
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
 const CAPTURE: &str = "capture";
 const COMPARE: &str = "compare";
@@ -226,6 +230,71 @@ impl CompareBaseline {
     ) -> Result<(), WriterError> {
         self.service.update_component(id, component, state).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Describe for CompareBaseline {
+    fn operation_type(&self) -> OperationType {
+        OperationType::BASELINE_COMPARE
+    }
+
+    fn label(&self) -> &'static str {
+        "Baseline compare"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        &[ParamSpec {
+            name: "baseline_id",
+            kind: ParamKind::Int,
+            required: true,
+            help: "the baseline to compare the tenant against",
+        }]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::BaselineCompare {
+            baseline_id: values.required_int("baseline_id")?,
+        })
+    }
+
+    async fn validate(
+        &self,
+        tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::BaselineCompare { baseline_id } = params else {
+            return Ok(params);
+        };
+        if self
+            .baselines
+            .baseline(tenant, baseline_id)
+            .await?
+            .is_none()
+        {
+            return Err(OperationError::Invalid {
+                code: "unknown_baseline",
+                message: format!("baseline {baseline_id} does not exist in this tenant"),
+            });
+        }
+        Ok(params)
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] =
+            &[reasons::BASELINE_NOT_FOUND, reasons::COMPARE_FETCH_FAILED];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for CompareBaseline {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Composite
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

@@ -1,15 +1,16 @@
-//! Dispatching jobs to the writer of their run's family.
+//! Dispatching jobs to the family of their run, and the one list of the built-in families.
 
 use std::sync::Arc;
 
-use opsrun_domain::OperationType;
+use opsrun_domain::{OperationType, RunId};
 
 use super::{
-    AddPoliciesToBackupSet, BackupSetRestoreWorker, BulkBackupSetRestore, CaptureBaseline,
-    CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack, RunInventorySync, WriterError,
-    WriterOutcome, WriterSettings,
+    AddPoliciesToBackupSet, BackupSetRestore, BackupSetRestoreWorker, BulkBackupSetRestore,
+    CaptureBaseline, CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack,
+    RunInventorySync, WriterError, WriterOutcome, WriterSettings,
 };
 use crate::OperationRunService;
+use crate::families::{Families, Family};
 use crate::ports::{
     ArtifactStore, BackupSetStore, BaselineStore, EvidenceSource, InventoryStore, Job, JobQueue,
     PolicyProvider, RestoreTarget, ReviewPackSource, SnapshotStore,
@@ -41,82 +42,119 @@ pub struct WriterPorts {
     pub queue: Arc<dyn JobQueue>,
 }
 
-/// Every writer, and the one entry point a worker calls for a job.
+/// Every family a worker runs, and the one entry point a worker calls for a job.
 #[derive(Clone)]
 pub struct Writers {
     service: OperationRunService,
-    inventory: RunInventorySync,
-    review_pack: GenerateReviewPack,
-    evidence: GenerateEvidenceSnapshot,
-    add_policies: AddPoliciesToBackupSet,
-    bulk_restore: BulkBackupSetRestore,
-    restore_worker: BackupSetRestoreWorker,
-    capture: CaptureBaseline,
-    compare: CompareBaseline,
+    families: Families,
 }
 
 impl std::fmt::Debug for Writers {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Writers").finish_non_exhaustive()
+        f.debug_struct("Writers")
+            .field("families", &self.families)
+            .finish_non_exhaustive()
     }
 }
 
-impl Writers {
-    /// All writers over one service and the family ports.
+impl Families {
+    /// The seven built-in families over one service and the family ports, registered through
+    /// [`Families::register`] like a host's own.
     #[must_use]
-    pub fn new(service: OperationRunService, settings: WriterSettings, ports: WriterPorts) -> Self {
-        Self {
-            inventory: RunInventorySync::new(
+    pub fn builtin(
+        service: &OperationRunService,
+        settings: WriterSettings,
+        ports: WriterPorts,
+    ) -> Self {
+        let builtins: [Arc<dyn Family>; 7] = [
+            Arc::new(RunInventorySync::new(
                 service.clone(),
                 settings,
                 ports.provider.clone(),
                 ports.inventory,
-            ),
-            review_pack: GenerateReviewPack::new(
+            )),
+            Arc::new(GenerateReviewPack::new(
                 service.clone(),
                 settings,
                 ports.review_source,
                 ports.artifacts,
-            ),
-            evidence: GenerateEvidenceSnapshot::new(
+            )),
+            Arc::new(GenerateEvidenceSnapshot::new(
                 service.clone(),
                 settings,
                 ports.evidence_source,
                 ports.snapshots,
-            ),
-            add_policies: AddPoliciesToBackupSet::new(
+            )),
+            Arc::new(AddPoliciesToBackupSet::new(
                 service.clone(),
                 settings,
                 ports.provider.clone(),
                 ports.backup_sets.clone(),
-            ),
-            bulk_restore: BulkBackupSetRestore::new(
-                service.clone(),
-                ports.backup_sets.clone(),
-                ports.queue,
-            ),
-            restore_worker: BackupSetRestoreWorker::new(
-                service.clone(),
-                ports.backup_sets,
-                ports.restore_target,
-            ),
-            capture: CaptureBaseline::new(
+            )),
+            Arc::new(BackupSetRestore::new(
+                BulkBackupSetRestore::new(service.clone(), ports.backup_sets.clone(), ports.queue),
+                BackupSetRestoreWorker::new(
+                    service.clone(),
+                    ports.backup_sets,
+                    ports.restore_target,
+                ),
+            )),
+            Arc::new(CaptureBaseline::new(
                 service.clone(),
                 settings,
                 ports.provider.clone(),
                 ports.baselines.clone(),
-            ),
-            compare: CompareBaseline::new(
+            )),
+            Arc::new(CompareBaseline::new(
                 service.clone(),
                 settings,
                 ports.provider,
                 ports.baselines,
-            ),
-            service,
+            )),
+        ];
+        let mut families = Self::new();
+        for family in builtins {
+            // The built-in keys are distinct constants: registering them cannot collide.
+            let _ = families.register(family);
         }
+        families
+    }
+}
+
+impl Writers {
+    /// The built-in families over one service and the family ports.
+    #[must_use]
+    pub fn new(service: OperationRunService, settings: WriterSettings, ports: WriterPorts) -> Self {
+        let families = Families::builtin(&service, settings, ports);
+        Self::with_families(service, families)
     }
 
-    /// Executes (or resumes) a job with the writer of its run's family.
+    /// The families of `families` (the built-ins and a host's own) over one service.
+    #[must_use]
+    pub fn with_families(service: OperationRunService, families: Families) -> Self {
+        Self { service, families }
+    }
+
+    /// The registry.
+    #[must_use]
+    pub fn families(&self) -> &Families {
+        &self.families
+    }
+
+    fn family_of(
+        &self,
+        run: RunId,
+        operation_type: &OperationType,
+    ) -> Result<&Arc<dyn Family>, WriterError> {
+        self.families
+            .get(operation_type)
+            .ok_or_else(|| WriterError::NoFamily {
+                run,
+                operation_type: operation_type.clone(),
+            })
+    }
+
+    /// Executes (or resumes) a job with the family of its run.
     ///
     /// # Errors
     ///
@@ -124,27 +162,34 @@ impl Writers {
     pub async fn execute(&self, job: &Job) -> Result<WriterOutcome, WriterError> {
         match job {
             Job::RestoreChild { parent, item } => {
-                self.restore_worker.execute(*parent, item.clone()).await
+                let operation_type = self
+                    .service
+                    .queries()
+                    .run(*parent)
+                    .await?
+                    .operation_type()
+                    .clone();
+                self.family_of(*parent, &operation_type)?
+                    .execute_child(*parent, item.clone())
+                    .await
             }
             Job::Run { run } => {
-                let operation_type = self.service.queries().run(*run).await?.operation_type();
-                match operation_type {
-                    OperationType::InventorySync => self.inventory.execute(*run).await,
-                    OperationType::ReviewPackGenerate => self.review_pack.execute(*run).await,
-                    OperationType::EvidenceSnapshotGenerate => self.evidence.execute(*run).await,
-                    OperationType::BackupSetAddPolicies => self.add_policies.execute(*run).await,
-                    OperationType::BackupSetRestore => self.bulk_restore.execute(*run).await,
-                    OperationType::BaselineCapture => self.capture.execute(*run).await,
-                    OperationType::BaselineCompare => self.compare.execute(*run).await,
-                }
+                let operation_type = self
+                    .service
+                    .queries()
+                    .run(*run)
+                    .await?
+                    .operation_type()
+                    .clone();
+                self.family_of(*run, &operation_type)?.execute(*run).await
             }
         }
     }
 
     /// Ends what a job was doing with a final failure, when the job used up its attempts or
     /// failed for good: a run job's run ends `failed` with `run.attempts_exhausted`; a child
-    /// job's item is recorded `failed` with `restore.attempts_exhausted` (and the parent
-    /// completes if it was the last). Never leaves a run `running`.
+    /// job's item is recorded `failed` by its family (`restore.attempts_exhausted`, and the
+    /// parent completes if it was the last). Never leaves a run `running`.
     ///
     /// # Errors
     ///
@@ -152,7 +197,16 @@ impl Writers {
     pub async fn give_up(&self, job: &Job, last_error: &str) -> Result<WriterOutcome, WriterError> {
         match job {
             Job::RestoreChild { parent, item } => {
-                self.restore_worker.give_up(*parent, item.clone()).await
+                let operation_type = self
+                    .service
+                    .queries()
+                    .run(*parent)
+                    .await?
+                    .operation_type()
+                    .clone();
+                self.family_of(*parent, &operation_type)?
+                    .give_up_child(*parent, item.clone())
+                    .await
             }
             Job::Run { run } => {
                 let message = format!("the run's job failed for good: {last_error}");

@@ -11,9 +11,11 @@ use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
+use crate::families::{Describe, Family, ParamError, ParamValues};
 use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
 use crate::reasons;
 use crate::{OperationRunService, RunParams};
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode};
 
 /// Generates an evidence snapshot: collects each dimension, stores it, then seals the snapshot
 /// with its content hash. The snapshot counts as `created: 1`.
@@ -100,6 +102,37 @@ impl CountedWork for GenerateEvidenceSnapshot {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Describe for GenerateEvidenceSnapshot {
+    fn operation_type(&self) -> OperationType {
+        OperationType::EVIDENCE_SNAPSHOT_GENERATE
+    }
+
+    fn label(&self) -> &'static str {
+        "Evidence snapshot"
+    }
+
+    fn parse_params(&self, _values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::EvidenceSnapshotGenerate)
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[reasons::EVIDENCE_DIMENSION_NOT_FOUND];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for GenerateEvidenceSnapshot {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

@@ -9,9 +9,13 @@ use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
+use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{InventoryStore, PolicyProvider, WorkKey};
 use crate::reasons;
+use crate::start::OperationError;
+use crate::start::{MAX_LIST_PARAM, check_list};
 use crate::{OperationRunService, RunParams};
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
 /// Syncs a tenant's policy inventory, one selected policy type at a time. Each type's record
 /// carries the policies found (`items`) and the inventory changes it made (`created`,
@@ -101,6 +105,77 @@ impl CountedWork for RunInventorySync {
             .with(AuxiliaryKey::Updated, changes.updated)
             .with(AuxiliaryKey::Deleted, changes.deleted);
         Ok(ItemRecord::succeeded(unit.clone()).with_deltas(deltas))
+    }
+}
+
+#[async_trait]
+impl Describe for RunInventorySync {
+    fn operation_type(&self) -> OperationType {
+        OperationType::INVENTORY_SYNC
+    }
+
+    fn label(&self) -> &'static str {
+        "Inventory sync"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        &[ParamSpec {
+            name: "policy_types",
+            kind: ParamKind::TextList,
+            required: false,
+            help: "policy types to sync (default: every type the tenant has)",
+        }]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::InventorySync {
+            policy_types: values.texts("policy_types"),
+        })
+    }
+
+    async fn validate(
+        &self,
+        tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::InventorySync {
+            policy_types: Some(types),
+        } = params
+        else {
+            return Ok(params);
+        };
+        let known = self
+            .provider
+            .policy_types(tenant)
+            .await?
+            .into_iter()
+            .collect();
+        let types = check_list(
+            "policy_types",
+            &types,
+            &known,
+            MAX_LIST_PARAM,
+            "unknown_policy_type",
+        )?;
+        Ok(RunParams::InventorySync {
+            policy_types: Some(types),
+        })
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[reasons::INVENTORY_TYPE_NOT_FOUND];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for RunInventorySync {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

@@ -13,6 +13,14 @@ use super::{
 use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
 use crate::reasons;
 use crate::{OperationRunService, RunParams};
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+
+use crate::MAX_POLICY_IDS;
+use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
+use crate::start::{OperationError, check_list, dedup, require_backup_set};
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
 /// The fan-out parent of `backup_set.restore`.
 #[derive(Clone)]
@@ -205,6 +213,138 @@ impl BackupSetRestoreWorker {
             Some(completed) => finished(&completed),
             None => WriterOutcome::ItemRecorded,
         })
+    }
+}
+
+/// The `backup_set.restore` family: the fan-out parent ([`BulkBackupSetRestore`]) and the
+/// worker of its child jobs ([`BackupSetRestoreWorker`]) as one registered value.
+#[derive(Clone)]
+pub struct BackupSetRestore {
+    parent: BulkBackupSetRestore,
+    worker: BackupSetRestoreWorker,
+}
+
+impl BackupSetRestore {
+    /// The family of a parent and its child worker.
+    #[must_use]
+    pub fn new(parent: BulkBackupSetRestore, worker: BackupSetRestoreWorker) -> Self {
+        Self { parent, worker }
+    }
+}
+
+#[async_trait]
+impl Describe for BackupSetRestore {
+    fn operation_type(&self) -> OperationType {
+        OperationType::BACKUP_SET_RESTORE
+    }
+
+    fn label(&self) -> &'static str {
+        "Backup set restore"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        &[
+            ParamSpec {
+                name: "backup_set_id",
+                kind: ParamKind::Int,
+                required: true,
+                help: "the backup set to restore from",
+            },
+            ParamSpec {
+                name: "item_ids",
+                kind: ParamKind::IntList,
+                required: false,
+                help: "the backup items to restore (default: every item of the set)",
+            },
+        ]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::BackupSetRestore {
+            backup_set_id: values.required_int("backup_set_id")?,
+            item_ids: values.ints("item_ids"),
+        })
+    }
+
+    async fn validate(
+        &self,
+        tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::BackupSetRestore {
+            backup_set_id,
+            item_ids,
+        } = params
+        else {
+            return Ok(params);
+        };
+        let backup_sets = self.parent.backup_sets.as_ref();
+        require_backup_set(backup_sets, tenant, backup_set_id).await?;
+        let item_ids = match item_ids {
+            None => None,
+            Some(ids) => {
+                let known: BTreeSet<String> = backup_sets
+                    .items(backup_set_id)
+                    .await?
+                    .into_iter()
+                    .map(|i| i.id.to_string())
+                    .collect();
+                let texts: Vec<String> = ids.iter().map(i64::to_string).collect();
+                check_list(
+                    "item_ids",
+                    &texts,
+                    &known,
+                    MAX_POLICY_IDS,
+                    "unknown_backup_item",
+                )?;
+                Some(dedup(&ids))
+            }
+        };
+        Ok(RunParams::BackupSetRestore {
+            backup_set_id,
+            item_ids,
+        })
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[
+            reasons::BACKUP_SET_NOT_FOUND,
+            reasons::RESTORE_ITEM_MISSING,
+            reasons::RESTORE_TARGET_MISSING,
+            reasons::RESTORE_ATTEMPTS_EXHAUSTED,
+        ];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for BackupSetRestore {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    fn fan_out(&self) -> bool {
+        true
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        self.parent.execute(run).await
+    }
+
+    async fn execute_child(
+        &self,
+        parent: RunId,
+        item: ItemKey,
+    ) -> Result<WriterOutcome, WriterError> {
+        self.worker.execute(parent, item).await
+    }
+
+    async fn give_up_child(
+        &self,
+        parent: RunId,
+        item: ItemKey,
+    ) -> Result<WriterOutcome, WriterError> {
+        self.worker.give_up(parent, item).await
     }
 }
 

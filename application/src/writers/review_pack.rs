@@ -11,9 +11,13 @@ use super::{
     CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
     run_counted,
 };
+use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{ArtifactStore, ReviewPackSource, WorkKey};
 use crate::reasons;
+use crate::start::OperationError;
+use crate::start::{MAX_LIST_PARAM, check_list};
 use crate::{OperationRunService, RunParams};
+use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
 /// Generates a review pack: renders each section, stores it, then assembles the artifact file
 /// (with its hash) from the sections that succeeded. The artifact counts as `created: 1`.
@@ -107,6 +111,72 @@ impl CountedWork for GenerateReviewPack {
             )
             .await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl Describe for GenerateReviewPack {
+    fn operation_type(&self) -> OperationType {
+        OperationType::REVIEW_PACK_GENERATE
+    }
+
+    fn label(&self) -> &'static str {
+        "Review pack generation"
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        &[ParamSpec {
+            name: "sections",
+            kind: ParamKind::TextList,
+            required: false,
+            help: "sections to include (default: every section)",
+        }]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::ReviewPackGenerate {
+            sections: values.texts("sections"),
+        })
+    }
+
+    async fn validate(
+        &self,
+        _tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::ReviewPackGenerate {
+            sections: Some(sections),
+        } = params
+        else {
+            return Ok(params);
+        };
+        let known = self.source.sections().await.into_iter().collect();
+        let sections = check_list(
+            "sections",
+            &sections,
+            &known,
+            MAX_LIST_PARAM,
+            "unknown_section",
+        )?;
+        Ok(RunParams::ReviewPackGenerate {
+            sections: Some(sections),
+        })
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        const REASONS: &[ReasonCode] = &[reasons::REVIEW_PACK_SECTION_NOT_FOUND];
+        REASONS
+    }
+}
+
+#[async_trait]
+impl Family for GenerateReviewPack {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        Self::execute(self, run).await
     }
 }
 

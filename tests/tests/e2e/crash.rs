@@ -264,6 +264,7 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
 
     let pass = maintain(
         &running.stack.service,
+        &running.stack.families,
         RuntimeSettings {
             stale_after: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),

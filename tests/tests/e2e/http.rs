@@ -7,7 +7,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode, header};
 use opsrun_adapters::backend::{Backend, BackendOptions, SqlBackend};
 use opsrun_adapters::queue::QueueSettings;
-use opsrun_app::http::{AppState, router};
+use opsrun_app::web::{AppState, router};
 use opsrun_app::wiring::Stack;
 use opsrun_application::auth::PlainToken;
 use opsrun_application::ports::{NewToken, Role, SimulationSettings, TenantScope};

@@ -150,8 +150,11 @@ impl Case<'_> {
         let (expected, actual) = match op {
             Op::Start(kind) => {
                 let params = params(*kind);
-                let identity =
-                    opsrun_domain::identity(self.tenant, params.operation_type(), &params.target());
+                let identity = opsrun_domain::identity(
+                    self.tenant,
+                    &params.operation_type(),
+                    &params.target(),
+                );
                 let active =
                     self.model.runs.iter().position(|(run, _)| {
                         run.status().is_active() && run.identity() == identity

@@ -8,7 +8,7 @@ impl SqlRunStore {
     pub(super) async fn create(&self, new: CreateRun) -> Result<Started, StoreError> {
         let operation_type = new.params.operation_type();
         let target = new.params.target();
-        let identity = opsrun_domain::identity(new.tenant, operation_type, &target);
+        let identity = opsrun_domain::identity(new.tenant, &operation_type, &target);
         let insert = format!(
             "INSERT INTO operation_runs (workspace_id, tenant_id, operation_type, target, identity, \
              initiator_id, parent_id, status, outcome, params, failures, created_at) \
@@ -201,11 +201,7 @@ impl SqlRunStore {
                 self.rollback(tx).await?;
                 continue;
             }
-            let action = if outcome == RunOutcome::Cancelled {
-                "operation.cancelled"
-            } else {
-                "operation.completed"
-            };
+            let action = completion_action(outcome);
             self.exec(
                 &tx,
                 "INSERT INTO audit_events (run_id, action, actor_id, outcome, at) VALUES ($1, $2, $3, $4, $5)",

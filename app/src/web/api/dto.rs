@@ -104,7 +104,7 @@ impl From<&ProgressView> for ProgressDoc {
                         .map(|c| ComponentDoc {
                             key: c.key.clone(),
                             label: c.label.clone(),
-                            state: c.state.to_owned(),
+                            state: c.state.key().to_owned(),
                             progress: ProgressDoc::from(&c.progress),
                         })
                         .collect(),
@@ -338,58 +338,4 @@ pub struct PolicyDoc {
 pub struct PolicyList {
     /// In provider order.
     pub items: Vec<PolicyDoc>,
-}
-
-/// Parameters per type, parsed strictly (unknown fields are refused).
-pub mod params {
-    use serde::Deserialize;
-
-    /// `inventory.sync`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct InventorySync {
-        /// Policy types; default all.
-        pub policy_types: Option<Vec<String>>,
-    }
-
-    /// `review_pack.generate`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct ReviewPack {
-        /// Sections; default all.
-        pub sections: Option<Vec<String>>,
-    }
-
-    /// Types without parameters.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Nothing {}
-
-    /// `backup_set.add_policies`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct AddPolicies {
-        /// The backup set.
-        pub backup_set_id: i64,
-        /// Policy ids.
-        pub policy_ids: Vec<String>,
-    }
-
-    /// `backup_set.restore`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Restore {
-        /// The backup set.
-        pub backup_set_id: i64,
-        /// Items; default every item of the set.
-        pub item_ids: Option<Vec<i64>>,
-    }
-
-    /// `baseline.compare`.
-    #[derive(Debug, Deserialize)]
-    #[serde(deny_unknown_fields)]
-    pub struct Compare {
-        /// The baseline.
-        pub baseline_id: i64,
-    }
 }

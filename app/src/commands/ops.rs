@@ -1,107 +1,21 @@
-//! `opsrun ops ...` and `opsrun token create`: the API's operations, for a terminal. The
-//! terminal acts as the workspace's owner, through the same use cases and access policy.
+//! `opsrun ops ...`: the API's operations, for a terminal. The terminal acts as the
+//! workspace's owner, through the same use cases and access policy.
 
 use std::io::Write;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
 use opsrun_application::RunParams;
 use opsrun_application::access::{AccessError, Caller};
-use opsrun_application::admin::{AdminError, TokenRequest};
+use opsrun_application::families::{Families, ParamError, ParamKind, ParamMap, ParamValue};
 use opsrun_application::ports::{Role, TenantScope, User};
 use opsrun_application::read_models::CollectionFilter;
 use opsrun_application::start::OperationError;
 use opsrun_domain::{OperationType, RunId, RunStatus, Slug, Timestamp, WorkspaceId};
 
-use crate::cli::{CliError, now};
+use super::{CliError, input, now};
+use crate::config::OpsCommand;
 use crate::render::{counts_line, duration, view_line};
 use crate::wiring::Stack;
-
-/// `opsrun ops ...`.
-#[derive(Debug, Subcommand)]
-pub enum OpsCommand {
-    /// List top-level runs, newest first.
-    List(ListArgs),
-    /// Show one run: status, outcome, counts, progress, failed items, timeline.
-    Show {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long)]
-        workspace: Option<String>,
-    },
-    /// Start an operation (or show the active one with the same tenant, type and target).
-    Start(StartArgs),
-    /// Cancel a queued or running run.
-    Cancel {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long)]
-        workspace: Option<String>,
-    },
-}
-
-/// Options of `opsrun ops list`.
-#[derive(Debug, Args)]
-pub struct ListArgs {
-    /// Only this tenant.
-    #[arg(long)]
-    pub tenant: Option<String>,
-    /// Only this status: queued, running or completed.
-    #[arg(long)]
-    pub status: Option<String>,
-    /// Workspace slug (default: the only workspace).
-    #[arg(long)]
-    pub workspace: Option<String>,
-    /// At most this many runs (1 to 200).
-    #[arg(long, default_value_t = 50)]
-    pub limit: u32,
-}
-
-/// Options of `opsrun ops start`.
-#[derive(Debug, Args)]
-pub struct StartArgs {
-    /// The operation type, e.g. inventory.sync.
-    pub operation_type: String,
-    /// The tenant slug.
-    #[arg(long)]
-    pub tenant: String,
-    /// A parameter as key=value; lists are comma-separated (policy_types=a,b).
-    #[arg(long = "param")]
-    pub params: Vec<String>,
-    /// Workspace slug (default: the only workspace).
-    #[arg(long)]
-    pub workspace: Option<String>,
-}
-
-/// `opsrun token ...`.
-#[derive(Debug, Subcommand)]
-pub enum TokenCommand {
-    /// Create the user if missing and a new API token; prints the token alone.
-    Create(TokenArgs),
-}
-
-/// Options of `opsrun token create`.
-#[derive(Debug, Args)]
-pub struct TokenArgs {
-    /// Workspace slug.
-    #[arg(long)]
-    pub workspace: String,
-    /// The user's e-mail.
-    #[arg(long)]
-    pub email: String,
-    /// readonly, operator or owner.
-    #[arg(long)]
-    pub role: String,
-    /// A tenant the token may see (repeat); none means every tenant of the workspace.
-    #[arg(long = "tenant")]
-    pub tenants: Vec<String>,
-}
-
-fn input(message: impl Into<String>) -> CliError {
-    CliError::Input(message.into())
-}
 
 async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, CliError> {
     let all = stack
@@ -149,84 +63,68 @@ fn access(error: AccessError) -> CliError {
     }
 }
 
-fn list(value: &str) -> Vec<String> {
+fn list(value: &str) -> Vec<&str> {
     value
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(str::to_owned)
         .collect()
 }
 
-fn int(key: &str, value: &str) -> Result<i64, CliError> {
+fn int(key: &str, value: &str) -> Result<ParamValue, CliError> {
     value
         .parse()
+        .map(ParamValue::Int)
         .map_err(|_| input(format!("--param {key}={value}: not a whole number")))
 }
 
-/// Parses `key=value` parameters for an operation type.
+/// Parses `key=value` parameters for an operation type: the values are read by the kind the
+/// type's family declares for each name (lists are comma-separated), then checked by the
+/// registry like every edge's.
 ///
 /// # Errors
 ///
 /// [`CliError::Input`] for an unknown type, an unknown or repeated key, a bad value or a
 /// missing required key.
-pub fn parse_params(operation_type: &str, pairs: &[String]) -> Result<RunParams, CliError> {
-    let operation_type = OperationType::parse(operation_type).map_err(|e| input(e.to_string()))?;
-    let mut map = std::collections::BTreeMap::new();
+pub fn parse_params(
+    families: &Families,
+    operation_type: &str,
+    pairs: &[String],
+) -> Result<RunParams, CliError> {
+    let family = OperationType::parse(operation_type)
+        .ok()
+        .and_then(|t| families.get(&t))
+        .ok_or_else(|| input(ParamError::unknown_type(operation_type).to_string()))?;
+    let mut values = ParamMap::new();
     for pair in pairs {
         let (k, v) = pair
             .split_once('=')
             .ok_or_else(|| input(format!("--param '{pair}': expected key=value")))?;
-        if map.insert(k.to_owned(), v.to_owned()).is_some() {
+        let kind = family.params().iter().find(|s| s.name == k).map(|s| s.kind);
+        let value = match kind {
+            // An unknown name is refused by the registry with the family's own message.
+            None | Some(ParamKind::Text) => ParamValue::Text(v.to_owned()),
+            Some(ParamKind::Int) => int(k, v)?,
+            Some(ParamKind::TextList) => ParamValue::List(
+                list(v)
+                    .into_iter()
+                    .map(|t| ParamValue::Text(t.to_owned()))
+                    .collect(),
+            ),
+            Some(ParamKind::IntList) => ParamValue::List(
+                list(v)
+                    .into_iter()
+                    .map(|i| int(k, i))
+                    .collect::<Result<_, _>>()?,
+            ),
+        };
+        if values.insert(k.to_owned(), value).is_some() {
             return Err(input(format!("--param {k} given twice")));
         }
     }
-    let allowed: &[&str] = match operation_type {
-        OperationType::InventorySync => &["policy_types"],
-        OperationType::ReviewPackGenerate => &["sections"],
-        OperationType::BackupSetAddPolicies => &["backup_set_id", "policy_ids"],
-        OperationType::BackupSetRestore => &["backup_set_id", "item_ids"],
-        OperationType::BaselineCompare => &["baseline_id"],
-        OperationType::EvidenceSnapshotGenerate | OperationType::BaselineCapture => &[],
-    };
-    if let Some(unknown) = map.keys().find(|k| !allowed.contains(&k.as_str())) {
-        return Err(input(format!(
-            "{operation_type} takes no parameter '{unknown}'"
-        )));
-    }
-    let required = |key: &str| {
-        map.get(key)
-            .ok_or_else(|| input(format!("{operation_type} needs --param {key}=...")))
-    };
-    Ok(match operation_type {
-        OperationType::InventorySync => RunParams::InventorySync {
-            policy_types: map.get("policy_types").map(|v| list(v)),
-        },
-        OperationType::ReviewPackGenerate => RunParams::ReviewPackGenerate {
-            sections: map.get("sections").map(|v| list(v)),
-        },
-        OperationType::EvidenceSnapshotGenerate => RunParams::EvidenceSnapshotGenerate,
-        OperationType::BackupSetAddPolicies => RunParams::BackupSetAddPolicies {
-            backup_set_id: int("backup_set_id", required("backup_set_id")?)?,
-            policy_ids: list(required("policy_ids")?),
-        },
-        OperationType::BackupSetRestore => RunParams::BackupSetRestore {
-            backup_set_id: int("backup_set_id", required("backup_set_id")?)?,
-            item_ids: map
-                .get("item_ids")
-                .map(|v| {
-                    list(v)
-                        .iter()
-                        .map(|i| int("item_ids", i))
-                        .collect::<Result<Vec<_>, _>>()
-                })
-                .transpose()?,
-        },
-        OperationType::BaselineCapture => RunParams::BaselineCapture,
-        OperationType::BaselineCompare => RunParams::BaselineCompare {
-            baseline_id: int("baseline_id", required("baseline_id")?)?,
-        },
-    })
+    families
+        .parse_params(operation_type, values)
+        .map_err(|e| input(e.to_string()))
 }
 
 fn time(t: Timestamp) -> String {
@@ -361,7 +259,7 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             Ok(())
         }
         OpsCommand::Start(args) => {
-            let params = parse_params(&args.operation_type, &args.params)?;
+            let params = parse_params(&stack.families, &args.operation_type, &args.params)?;
             let tenant = Slug::parse(&args.tenant).map_err(|e| input(format!("--tenant: {e}")))?;
             let caller = owner(stack, args.workspace.as_deref()).await?;
             let started = stack
@@ -408,64 +306,33 @@ fn operation(error: OperationError) -> CliError {
     }
 }
 
-/// Runs `token create`: prints the new token alone.
-///
-/// # Errors
-///
-/// [`CliError`].
-pub async fn create_token(
-    stack: &Stack,
-    args: &TokenArgs,
-    out: &mut dyn Write,
-) -> Result<(), CliError> {
-    let role = Role::parse(&args.role)
-        .ok_or_else(|| input("--role must be readonly, operator or owner"))?;
-    let workspace = Slug::parse(&args.workspace).map_err(|e| input(format!("--workspace: {e}")))?;
-    let tenants = args
-        .tenants
-        .iter()
-        .map(|t| Slug::parse(t).map_err(|e| input(format!("--tenant: {e}"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let token = stack
-        .issue_token
-        .execute(TokenRequest {
-            workspace,
-            create_workspace: true,
-            email: args.email.clone(),
-            role,
-            tenants,
-        })
-        .await
-        .map_err(admin)?;
-    writeln!(out, "{}", token.expose()).context("failed to write")?;
-    Ok(())
-}
-
-/// An administration refusal is bad input (exit 2); a storage failure is a failure (exit 1).
-pub(crate) fn admin(error: AdminError) -> CliError {
-    match error {
-        AdminError::Invalid(message) => input(message),
-        AdminError::Store(e) => CliError::Failure(anyhow::Error::new(e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use opsrun_adapters::backend::Backend;
+    use opsrun_adapters::queue::QueueSettings;
+
     use super::*;
+
+    fn families() -> Families {
+        let stack = Stack::wire(&Backend::memory(QueueSettings::default()), 1_000);
+        stack.families.clone()
+    }
 
     #[test]
     fn params_are_parsed_per_type_and_unknown_keys_are_refused() {
+        let families = families();
         let add = parse_params(
+            &families,
             "backup_set.add_policies",
             &[
                 "backup_set_id=3".into(),
                 "policy_ids=pol-00001, pol-00002".into(),
             ],
         );
-        let unknown = parse_params("inventory.sync", &["sections=a".into()]);
-        let missing = parse_params("baseline.compare", &[]);
-        let bad_type = parse_params("inventory.Sync", &[]);
-        let not_a_number = parse_params("baseline.compare", &["baseline_id=x".into()]);
+        let unknown = parse_params(&families, "inventory.sync", &["sections=a".into()]);
+        let missing = parse_params(&families, "baseline.compare", &[]);
+        let bad_type = parse_params(&families, "inventory.Sync", &[]);
+        let not_a_number = parse_params(&families, "baseline.compare", &["baseline_id=x".into()]);
 
         assert!(matches!(
             add,

@@ -18,8 +18,9 @@ use opsrun_domain::{
 
 use opsrun_application::worker::RuntimeSettings;
 
-use crate::cli::{CliError, now};
-use crate::render::{counts_line, duration, view_line};
+use super::{CliError, now, open};
+use crate::config::{Cli, STALE_AFTER_SECS, WorkerArgs, runtime_settings};
+use crate::render::{component_line, counts_line, duration, view_line};
 use crate::wiring::Stack;
 
 /// A run the demo follows.
@@ -135,10 +136,7 @@ impl Display {
                         }
                         for (sub, component) in tracked.components.iter().zip(components) {
                             sub.set_prefix(format!("  └ {}", component.label));
-                            sub.set_message(match component.state {
-                                "pending" | "done" => component.state.to_owned(),
-                                _ => view_line(&component.progress),
-                            });
+                            sub.set_message(component_line(component));
                         }
                     }
                     _ => {
@@ -212,6 +210,24 @@ async fn follow(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// `opsrun demo` with the demo's worker settings.
+///
+/// # Errors
+///
+/// [`CliError`] when the database or a run fails.
+pub(super) async fn command(cli: &Cli, out: &mut dyn Write) -> Result<(), CliError> {
+    let demo_workers = WorkerArgs {
+        workers: 8,
+        heartbeat_ms: 2_000,
+        missed_heartbeats: 3,
+        max_attempts: 5,
+        stale_after_secs: STALE_AFTER_SECS,
+        maintenance_secs: 30,
+    };
+    let stack = open(cli, Some(&demo_workers)).await?;
+    run(stack, runtime_settings(&demo_workers), out).await
 }
 
 /// Runs the demo.

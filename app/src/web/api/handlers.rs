@@ -6,63 +6,26 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::http::request::Parts;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use opsrun_application::RunParams;
 use opsrun_application::access::Caller;
+use opsrun_application::families::{Families, ParamMap, ParamValue};
 use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE};
 use opsrun_domain::{ItemKey, ItemOutcome, OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::de::DeserializeOwned;
 use utoipa::OpenApi;
 
+use super::ApiDoc;
 use super::dto::{
     BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, ErrorBody, ItemDoc,
     ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList, RunDoc, RunList, RunPage,
-    StartBody, params, rfc3339,
+    StartBody, rfc3339,
 };
-use super::{ApiDoc, ApiError, AppState};
-
-/// The name of the cookie the pages carry the token in.
-pub const TOKEN_COOKIE: &str = "opsrun_token";
-
-/// The value of the first page cookie (the one cookie parser of the app).
-pub(crate) fn token_cookie(headers: &axum::http::HeaderMap) -> Option<String> {
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| {
-            c.trim()
-                .strip_prefix(TOKEN_COOKIE)
-                .and_then(|rest| rest.strip_prefix('='))
-                .map(str::to_owned)
-        })
-}
-
-impl FromRequestParts<AppState> for Caller {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        let token = match header {
-            Some(token) => token.to_owned(),
-            None => token_cookie(&parts.headers).ok_or(ApiError::Unauthorized)?,
-        };
-        Ok(state.stack.authenticate.execute(&token).await?)
-    }
-}
+use crate::web::{ApiError, AppState};
 
 /// JSON bodies with the API's error codes: 400 malformed, 413 too large, 415 not JSON, 422
 /// well-formed but invalid (unknown field, wrong type).
@@ -178,65 +141,52 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("no such route".to_owned())
 }
 
-fn run_params(body: StartBody) -> Result<RunParams, ApiError> {
-    let operation_type = OperationType::parse(&body.operation_type).map_err(|_| {
+/// A JSON parameter value as the families take it: integers, texts and lists of them.
+fn param_value(name: &str, value: &serde_json::Value) -> Result<ParamValue, ApiError> {
+    let refuse = || {
         ApiError::Invalid(
-            "unknown_type",
+            "invalid_params",
             format!(
-                "'{}' is not an operation type",
-                body.operation_type.chars().take(64).collect::<String>()
+                "parameter '{}' must be an integer, a text or a list of them",
+                name.chars().take(64).collect::<String>()
             ),
         )
-    })?;
-    let value = body
-        .params
-        .unwrap_or_else(|| serde_json::Value::Object(serde_json::Map::new()));
-    fn strict<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, ApiError> {
-        serde_json::from_value(value)
-            .map_err(|e| ApiError::Invalid("invalid_params", e.to_string()))
-    }
-    Ok(match operation_type {
-        OperationType::InventorySync => {
-            let p: params::InventorySync = strict(value)?;
-            RunParams::InventorySync {
-                policy_types: p.policy_types,
-            }
-        }
-        OperationType::ReviewPackGenerate => {
-            let p: params::ReviewPack = strict(value)?;
-            RunParams::ReviewPackGenerate {
-                sections: p.sections,
-            }
-        }
-        OperationType::EvidenceSnapshotGenerate => {
-            let _: params::Nothing = strict(value)?;
-            RunParams::EvidenceSnapshotGenerate
-        }
-        OperationType::BackupSetAddPolicies => {
-            let p: params::AddPolicies = strict(value)?;
-            RunParams::BackupSetAddPolicies {
-                backup_set_id: p.backup_set_id,
-                policy_ids: p.policy_ids,
-            }
-        }
-        OperationType::BackupSetRestore => {
-            let p: params::Restore = strict(value)?;
-            RunParams::BackupSetRestore {
-                backup_set_id: p.backup_set_id,
-                item_ids: p.item_ids,
-            }
-        }
-        OperationType::BaselineCapture => {
-            let _: params::Nothing = strict(value)?;
-            RunParams::BaselineCapture
-        }
-        OperationType::BaselineCompare => {
-            let p: params::Compare = strict(value)?;
-            RunParams::BaselineCompare {
-                baseline_id: p.baseline_id,
-            }
-        }
+    };
+    Ok(match value {
+        serde_json::Value::Null => ParamValue::Null,
+        serde_json::Value::String(t) => ParamValue::Text(t.clone()),
+        serde_json::Value::Number(n) => ParamValue::Int(n.as_i64().ok_or_else(refuse)?),
+        serde_json::Value::Array(items) => ParamValue::List(
+            items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::Array(_) => Err(refuse()),
+                    other => param_value(name, other),
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        serde_json::Value::Bool(_) | serde_json::Value::Object(_) => return Err(refuse()),
     })
+}
+
+/// The body's parameters, parsed by the registry for the body's type (every family alike).
+fn run_params(families: &Families, body: StartBody) -> Result<RunParams, ApiError> {
+    let values = match body.params {
+        None | Some(serde_json::Value::Null) => ParamMap::new(),
+        Some(serde_json::Value::Object(map)) => map
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), param_value(k, v)?)))
+            .collect::<Result<_, ApiError>>()?,
+        Some(_) => {
+            return Err(ApiError::Invalid(
+                "invalid_params",
+                "params must be an object".to_owned(),
+            ));
+        }
+    };
+    families
+        .parse_params(&body.operation_type, values)
+        .map_err(|e| ApiError::Invalid(e.code(), e.to_string()))
 }
 
 /// Start an operation: 202 with a new run, or 200 with the already active run (`reused`).
@@ -253,7 +203,7 @@ pub async fn start_operation(
     ApiJson(body): ApiJson<StartBody>,
 ) -> Result<(StatusCode, Json<RunDoc>), ApiError> {
     let tenant = slug(&tenant)?;
-    let params = run_params(body)?;
+    let params = run_params(&state.stack.families, body)?;
     let started = state.stack.start.execute(&caller, &tenant, params).await?;
     let summary = state.stack.models.run(&caller, started.run.id()).await?;
     let status = if started.reused {

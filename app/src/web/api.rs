@@ -1,34 +1,13 @@
-//! The HTTP API: JSON over axum, bearer-token auth, server-sent events for live progress, and
-//! the OpenAPI document generated from the handlers' types.
+//! The JSON API: its routes, and the OpenAPI document generated from the handlers' types.
 
 pub mod dto;
-mod error;
 pub(crate) mod handlers;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use utoipa::OpenApi;
 
-pub use error::ApiError;
-
-use crate::wiring::Stack;
-
-/// Largest accepted request body.
-pub const BODY_LIMIT: usize = 64 * 1024;
-/// What every handler shares: the use cases and read models of a wired [`Stack`].
-#[derive(Clone)]
-pub struct AppState {
-    pub(crate) stack: Stack,
-}
-
-impl AppState {
-    /// The state over a wired stack.
-    #[must_use]
-    pub fn new(stack: Stack) -> Self {
-        Self { stack }
-    }
-}
+use super::AppState;
 
 /// The OpenAPI document.
 #[derive(OpenApi)]
@@ -81,8 +60,8 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The router of the API.
-pub fn router(state: AppState) -> Router {
+/// The API's routes.
+pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
         .route("/api/openapi.json", get(handlers::openapi))
@@ -115,8 +94,4 @@ pub fn router(state: AppState) -> Router {
             get(handlers::list_policies),
         )
         .route("/api/notifications", get(handlers::notifications))
-        .merge(crate::pages::routes())
-        .fallback(handlers::not_found)
-        .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .with_state(state)
 }

@@ -9,7 +9,7 @@ use opsrun_application::catalog::CatalogError;
 use opsrun_application::start::OperationError;
 use opsrun_application::{FamilyStoreError, ProviderError, StoreError};
 
-use super::dto::{ErrorBody, ErrorDetail};
+use super::api::dto::{ErrorBody, ErrorDetail};
 
 /// Everything a handler can answer instead of a result.
 #[derive(Debug)]

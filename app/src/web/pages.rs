@@ -14,15 +14,16 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use opsrun_application::access::Caller;
+use opsrun_application::families::Families;
 use opsrun_application::ports::Role;
 use opsrun_application::read_models::{CollectionFilter, RunSummary};
 use opsrun_domain::{OperationType, ProgressDetail, RunId, RunOutcome, RunStatus, Slug};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::http::dto::rfc3339;
-use crate::http::handlers::TOKEN_COOKIE;
-use crate::http::{ApiError, AppState};
+use super::api::dto::rfc3339;
+use super::auth::{TOKEN_COOKIE, token_cookie};
+use super::{ApiError, AppState};
 
 /// The Content-Security-Policy of every page.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
@@ -46,11 +47,11 @@ pub struct Widget {
 }
 
 impl Widget {
-    fn of(summary: &RunSummary) -> Self {
+    fn of(summary: &RunSummary, families: &Families) -> Self {
         let view = &summary.progress;
         let mut w = Self {
             mode: view.mode().key().to_owned(),
-            label: summary.run.operation_type().label().to_owned(),
+            label: families.label(summary.run.operation_type()),
             outcome: summary.run.outcome().key().to_owned(),
             stale: view.stale,
             anomaly: view.anomaly,
@@ -74,13 +75,7 @@ impl Widget {
             ProgressDetail::Composite { components, .. } => {
                 w.components = components
                     .iter()
-                    .map(|c| {
-                        let state = match c.state {
-                            "pending" | "done" => c.state.to_owned(),
-                            _ => crate::render::view_line(&c.progress),
-                        };
-                        (c.label.clone(), state)
-                    })
+                    .map(|c| (c.label.clone(), crate::render::component_line(c)))
                     .collect();
             }
             ProgressDetail::Activity { processed } => {
@@ -106,15 +101,15 @@ pub struct PageRun {
 }
 
 impl PageRun {
-    fn of(summary: &RunSummary) -> Self {
+    fn of(summary: &RunSummary, families: &Families) -> Self {
         Self {
             id: summary.run.id().value(),
-            label: summary.run.operation_type().label().to_owned(),
+            label: families.label(summary.run.operation_type()),
             status: summary.run.status().key().to_owned(),
             tenant: summary.tenant.to_string(),
             view_url: summary.view_url.clone(),
             created_at: rfc3339(summary.run.created_at()),
-            widget: Widget::of(summary),
+            widget: Widget::of(summary, families),
         }
     }
 }
@@ -182,7 +177,7 @@ fn html(page: &impl Template) -> Response {
 
 /// The session token from the cookie.
 fn session_token(headers: &HeaderMap) -> Option<String> {
-    crate::http::handlers::token_cookie(headers)
+    token_cookie(headers)
 }
 
 /// The CSRF token of a session: only someone holding the session token can compute it.
@@ -309,7 +304,10 @@ async fn shell(
         tenants: chrome.tenants,
         csrf: chrome.csrf,
         tenant: slug.to_string(),
-        runs: feed.iter().map(PageRun::of).collect(),
+        runs: feed
+            .iter()
+            .map(|s| PageRun::of(s, &state.stack.families))
+            .collect(),
     })
 }
 
@@ -357,10 +355,16 @@ async fn collection(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
-        runs: page.items.iter().map(PageRun::of).collect(),
-        types: OperationType::ALL
+        runs: page
+            .items
             .iter()
-            .map(|t| t.key().to_owned())
+            .map(|s| PageRun::of(s, &state.stack.families))
+            .collect(),
+        types: state
+            .stack
+            .families
+            .iter()
+            .map(|f| f.operation_type().key().to_owned())
             .collect(),
         statuses: RunStatus::ALL.iter().map(|s| s.key().to_owned()).collect(),
         outcomes: RunOutcome::ALL.iter().map(|o| o.key().to_owned()).collect(),
@@ -403,7 +407,7 @@ async fn detail(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
-        r: PageRun::of(&detail.summary),
+        r: PageRun::of(&detail.summary, &state.stack.families),
         initiator: detail.summary.initiator.clone(),
         basis: detail.summary.progress.basis.clone(),
         counts: run
@@ -471,7 +475,7 @@ async fn cancel(
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
-        include_str!("../static/app.css"),
+        include_str!("../../static/app.css"),
     )
         .into_response()
 }
@@ -479,7 +483,7 @@ async fn stylesheet() -> Response {
 async fn script() -> Response {
     (
         [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
-        include_str!("../static/live.js"),
+        include_str!("../../static/live.js"),
     )
         .into_response()
 }

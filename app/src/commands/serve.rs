@@ -2,10 +2,40 @@
 
 use anyhow::Context;
 
-use crate::cli::{WorkerArgs, runtime_settings, shutdown_signal};
-use crate::http::{AppState, router};
+use super::{CliError, input, open, shutdown_signal, write_line};
+use crate::config::{Cli, ServeArgs, WorkerArgs, runtime_settings};
 use crate::runtime::run_until_shutdown;
+use crate::web::{AppState, router};
 use crate::wiring::Stack;
+
+/// Binds, prints the bound address as the first line, then serves until a signal.
+///
+/// # Errors
+///
+/// [`CliError::Input`] for a bad `--bind`; a failure when binding or serving fails.
+pub(super) async fn command(
+    cli: &Cli,
+    args: &ServeArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<(), CliError> {
+    let addr: std::net::SocketAddr = args.bind.parse().map_err(|_| {
+        input(format!(
+            "--bind '{}' is not an address like 127.0.0.1:8080",
+            args.bind
+        ))
+    })?;
+    let stack = open(cli, Some(&args.worker)).await?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to bind {addr}"))?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the bound address")?;
+    write_line(out, &format!("listening on http://{bound}"))?;
+    out.flush().context("failed to write to stdout")?;
+    serve(stack, listener, &args.worker).await?;
+    Ok(())
+}
 
 /// Serves until SIGINT or SIGTERM, then stops accepting requests, lets in-flight jobs finish
 /// and returns.

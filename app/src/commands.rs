@@ -1,0 +1,100 @@
+//! The subcommands, one file each; [`run`] dispatches a parsed command line to them.
+
+mod demo;
+mod error;
+mod maintenance;
+mod migrate;
+mod ops;
+mod serve;
+mod tenants;
+mod token;
+mod worker;
+
+use anyhow::Context;
+use opsrun_domain::Timestamp;
+
+pub use error::CliError;
+pub use ops::parse_params;
+
+use crate::config::{Cli, Command, TenantsCommand, TokenCommand, WorkerArgs, queue_settings};
+use crate::wiring::{Stack, StackOptions};
+
+/// Bad input: exit 2 with `message`.
+pub(crate) fn input(message: impl Into<String>) -> CliError {
+    CliError::Input(message.into())
+}
+
+/// Writes one line of a command's output.
+pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> Result<(), CliError> {
+    writeln!(out, "{line}")
+        .context("failed to write to stdout")
+        .map_err(CliError::from)
+}
+
+/// Opens the database the command line names and wires everything on it.
+async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
+    // The in-memory backend is for embedding and tests: a CLI process on it could not share
+    // anything with another, so the command line takes only databases.
+    if opsrun_adapters::sql::Backend::of_url(cli.database_url.expose()).is_none() {
+        return Err(input(format!(
+            "unsupported --database-url '{}': use sqlite://FILE?mode=rwc or postgres://...",
+            cli.database_url.redacted()
+        )));
+    }
+    Ok(Stack::open(&StackOptions {
+        database_url: cli.database_url.expose().to_owned(),
+        artifacts: cli.artifacts.clone(),
+        queue: queue_settings(worker),
+        max_connections: 16,
+    })
+    .await?)
+}
+
+/// Now, from the system clock (the one place the app reads it).
+pub(crate) fn now() -> Timestamp {
+    use opsrun_application::ports::Clock;
+    opsrun_adapters::clock::SystemClock.now()
+}
+
+/// Runs a parsed command line; what it prints on success goes to `out`.
+///
+/// # Errors
+///
+/// [`CliError`] with the exit status and the line for stderr.
+pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError> {
+    match &cli.command {
+        Command::Demo => demo::command(&cli, out).await,
+        Command::Migrate => migrate::command(&cli, out).await,
+        Command::Tenants(TenantsCommand::Add(args)) => tenants::add(&cli, args, out).await,
+        Command::Serve(args) => serve::command(&cli, args, out).await,
+        Command::Worker(args) => worker::command(&cli, args).await,
+        Command::Token(TokenCommand::Create(args)) => {
+            let stack = open(&cli, None).await?;
+            token::create_token(&stack, args, out).await
+        }
+        Command::Ops(command) => {
+            let stack = open(&cli, None).await?;
+            ops::run(&stack, command, out).await
+        }
+        Command::FailStale { stale_after_secs } => {
+            maintenance::fail_stale(&cli, *stale_after_secs, out).await
+        }
+        Command::Reconcile => maintenance::reconcile(&cli, out).await,
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub(crate) async fn shutdown_signal() -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            result = tokio::signal::ctrl_c() => result,
+            _ = term.recv() => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        tokio::signal::ctrl_c().await
+    }
+}

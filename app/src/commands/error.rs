@@ -1,0 +1,38 @@
+//! How a command fails: bad input (exit 2) or anything else (exit 1), with its one line.
+
+use std::process::ExitCode;
+
+/// A command's failure, with its exit status.
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input: exit 2.
+    Input(String),
+    /// Anything else: exit 1.
+    Failure(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliError {
+    fn from(error: anyhow::Error) -> Self {
+        Self::Failure(error)
+    }
+}
+
+impl CliError {
+    /// The exit status.
+    #[must_use]
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            Self::Input(_) => ExitCode::from(2),
+            Self::Failure(_) => ExitCode::from(1),
+        }
+    }
+
+    /// The one line printed on stderr.
+    #[must_use]
+    pub fn line(&self) -> String {
+        match self {
+            Self::Input(message) => format!("opsrun: {message}"),
+            Self::Failure(error) => format!("opsrun: {error:#}"),
+        }
+    }
+}

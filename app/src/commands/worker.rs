@@ -1,0 +1,22 @@
+//! `opsrun worker`: job workers and the maintenance loop, until SIGINT or SIGTERM.
+
+use super::{CliError, open, shutdown_signal};
+use crate::config::{Cli, WorkerArgs, runtime_settings};
+
+/// Runs the workers until a signal.
+///
+/// # Errors
+///
+/// [`CliError`] when the database cannot be opened or the workers stop on an error.
+pub(super) async fn command(cli: &Cli, args: &WorkerArgs) -> Result<(), CliError> {
+    let stack = open(cli, Some(args)).await?;
+    tracing::info!("worker started");
+    crate::runtime::run_until_shutdown(&stack, runtime_settings(args), async {
+        if let Err(error) = shutdown_signal().await {
+            tracing::warn!(%error, "no signal handler: stopping");
+        }
+    })
+    .await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

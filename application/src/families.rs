@@ -1,0 +1,338 @@
+//! Run families as one public contract: a family is one value implementing [`Family`] (its type
+//! key, label, designed mode, parameters, validation, writer and reason codes), registered in a
+//! [`Families`] registry. The seven built-ins are registered through exactly the same API a host
+//! uses for its own ([`Families::register`]); start validation, dispatch and the edges'
+//! parameter parsing all go through the registry, so adding a family edits no `match`.
+//!
+//! A host's counted family implements [`CountedWork`] (plan the units, process one) and is
+//! registered as [`Counted`], the generic driver that freezes, resumes, records and completes.
+
+mod params;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use opsrun_domain::{ItemKey, OperationType, ProgressMode, ReasonCode, RunId, TenantId};
+
+pub use params::{ParamError, ParamKind, ParamMap, ParamSpec, ParamValue, ParamValues};
+
+use crate::start::OperationError;
+use crate::writers::{CountedWork, WriterError, WriterOutcome, WriterSettings, run_counted};
+use crate::{OperationRunService, RunParams};
+
+/// What a run family is, apart from how it runs: the part every edge needs.
+#[async_trait]
+pub trait Describe: Send + Sync {
+    /// The family's type key.
+    fn operation_type(&self) -> OperationType;
+
+    /// A human label for lists and notifications, e.g. "Inventory sync".
+    fn label(&self) -> &'static str;
+
+    /// The parameters the family takes (for the edges' parsing and their help).
+    fn params(&self) -> &'static [ParamSpec] {
+        &[]
+    }
+
+    /// The family's parameters from values the registry already checked against
+    /// [`Describe::params`] (names known, kinds right, required ones present).
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError`] when the values are well-typed but still invalid.
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError>;
+
+    /// Validates parameters against what the tenant has, before a run is created; may
+    /// normalize them (e.g. remove repeated entries). Nothing is changed when it refuses.
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Invalid`] with a stable code, or a port failure.
+    async fn validate(
+        &self,
+        _tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        Ok(params)
+    }
+
+    /// Every reason code the family's runs and items may carry.
+    fn reasons(&self) -> &'static [ReasonCode] {
+        &[]
+    }
+}
+
+/// A run family: what it is ([`Describe`]) and how it runs.
+#[async_trait]
+pub trait Family: Describe {
+    /// The progress mode its runs are designed to show.
+    fn designed_mode(&self) -> ProgressMode;
+
+    /// Whether its items are executed by child jobs (a fan-out parent completes when the last
+    /// child records its item, and the reconcile pass completes parents whose items are done).
+    fn fan_out(&self) -> bool {
+        false
+    }
+
+    /// Executes (or resumes) a run of this family.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`]; when [`WriterError::is_transient`], the job is retried.
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError>;
+
+    /// Executes one child item of a fan-out parent of this family.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError::WrongFamily`] for a family without children (the default).
+    async fn execute_child(
+        &self,
+        parent: RunId,
+        _item: ItemKey,
+    ) -> Result<WriterOutcome, WriterError> {
+        Err(WriterError::WrongFamily { run: parent })
+    }
+
+    /// Records a child item `failed` for good after its job used up its attempts.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError::WrongFamily`] for a family without children (the default).
+    async fn give_up_child(
+        &self,
+        parent: RunId,
+        _item: ItemKey,
+    ) -> Result<WriterOutcome, WriterError> {
+        Err(WriterError::WrongFamily { run: parent })
+    }
+}
+
+/// The generic driver of a counted family: it freezes the work set the work plans, resumes
+/// from the ledger, records each unit's final outcome exactly once, heartbeats, stops when the
+/// run is cancelled, then finishes and completes the run.
+pub struct Counted<W> {
+    service: OperationRunService,
+    settings: WriterSettings,
+    work: W,
+}
+
+impl<W> std::fmt::Debug for Counted<W> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Counted").finish_non_exhaustive()
+    }
+}
+
+impl<W: CountedWork> Counted<W> {
+    /// The family running `work` through `service`.
+    #[must_use]
+    pub fn new(service: OperationRunService, settings: WriterSettings, work: W) -> Self {
+        Self {
+            service,
+            settings,
+            work,
+        }
+    }
+}
+
+#[async_trait]
+impl<W: CountedWork> Describe for Counted<W> {
+    fn operation_type(&self) -> OperationType {
+        self.work.operation_type()
+    }
+
+    fn label(&self) -> &'static str {
+        self.work.label()
+    }
+
+    fn params(&self) -> &'static [ParamSpec] {
+        self.work.params()
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        self.work.parse_params(values)
+    }
+
+    async fn validate(
+        &self,
+        tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        self.work.validate(tenant, params).await
+    }
+
+    fn reasons(&self) -> &'static [ReasonCode] {
+        self.work.reasons()
+    }
+}
+
+#[async_trait]
+impl<W: CountedWork> Family for Counted<W> {
+    fn designed_mode(&self) -> ProgressMode {
+        ProgressMode::Counted
+    }
+
+    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        run_counted(&self.service, self.settings, &self.work, run).await
+    }
+}
+
+/// Why a family could not be registered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// Another family has this type key.
+    #[error("a family with type '{0}' is already registered")]
+    Duplicate(OperationType),
+    /// The type key is not well-formed.
+    #[error("'{0}' is not a well-formed type key")]
+    Malformed(String),
+}
+
+/// The registry: every family a process runs, by type key.
+#[derive(Clone, Default)]
+pub struct Families {
+    by_type: BTreeMap<OperationType, Arc<dyn Family>>,
+}
+
+impl std::fmt::Debug for Families {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_type.keys()).finish()
+    }
+}
+
+impl Families {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Registers a family.
+    ///
+    /// # Errors
+    ///
+    /// [`RegistryError`] for a taken or malformed type key; nothing is registered then.
+    pub fn register(&mut self, family: Arc<dyn Family>) -> Result<(), RegistryError> {
+        let key = family.operation_type();
+        if !OperationType::is_well_formed(key.key()) {
+            return Err(RegistryError::Malformed(key.key().to_owned()));
+        }
+        if self.by_type.contains_key(&key) {
+            return Err(RegistryError::Duplicate(key));
+        }
+        self.by_type.insert(key, family);
+        Ok(())
+    }
+
+    /// The family of `operation_type`, if one is registered.
+    #[must_use]
+    pub fn get(&self, operation_type: &OperationType) -> Option<&Arc<dyn Family>> {
+        self.by_type.get(operation_type)
+    }
+
+    /// Every registered family, by type key.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<dyn Family>> {
+        self.by_type.values()
+    }
+
+    /// The label of `operation_type`; its key when no family is registered for it (a run of
+    /// a family this process does not run is still shown).
+    #[must_use]
+    pub fn label(&self, operation_type: &OperationType) -> String {
+        self.get(operation_type)
+            .map_or_else(|| operation_type.key().to_owned(), |f| f.label().to_owned())
+    }
+
+    /// Whether runs of `operation_type` are fan-out parents.
+    #[must_use]
+    pub fn is_fan_out(&self, operation_type: &OperationType) -> bool {
+        self.get(operation_type).is_some_and(|f| f.fan_out())
+    }
+
+    /// Parses an edge's parameters for the type `key` names: the family must be registered,
+    /// every name must be one it takes, each value of its kind, and the required ones present.
+    ///
+    /// # Errors
+    ///
+    /// [`ParamError`] with code `unknown_type` or `invalid_params`.
+    pub fn parse_params(&self, key: &str, values: ParamMap) -> Result<RunParams, ParamError> {
+        let family = OperationType::parse(key)
+            .ok()
+            .and_then(|t| self.get(&t).cloned())
+            .ok_or_else(|| ParamError::unknown_type(key))?;
+        let values = ParamValues::check(family.operation_type(), family.params(), values)?;
+        family.parse_params(&values)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::harness::Harness;
+
+    #[test]
+    fn the_built_in_families_are_registered_with_their_modes() {
+        let h = Harness::new(4, &[]);
+
+        let families = h.families_registry();
+
+        let modes: Vec<(String, ProgressMode)> = families
+            .iter()
+            .map(|f| (f.operation_type().key().to_owned(), f.designed_mode()))
+            .collect();
+        assert_eq!(modes.len(), 7);
+        let counted = modes
+            .iter()
+            .filter(|(_, m)| *m == ProgressMode::Counted)
+            .count();
+        assert_eq!(counted, 5);
+        assert!(modes.contains(&("baseline.capture".to_owned(), ProgressMode::Phased)));
+        assert!(modes.contains(&("baseline.compare".to_owned(), ProgressMode::Composite)));
+        assert!(families.is_fan_out(&OperationType::BACKUP_SET_RESTORE));
+        assert!(!families.is_fan_out(&OperationType::INVENTORY_SYNC));
+    }
+
+    #[test]
+    fn a_second_family_with_a_taken_key_is_refused() {
+        let h = Harness::new(4, &[]);
+        let mut families = h.families_registry();
+        let again = h.families_registry();
+        let inventory = again.get(&OperationType::INVENTORY_SYNC).cloned().unwrap();
+
+        let result = families.register(inventory);
+
+        assert_eq!(
+            result,
+            Err(RegistryError::Duplicate(OperationType::INVENTORY_SYNC))
+        );
+    }
+
+    #[test]
+    fn edge_parameters_are_checked_against_the_family() {
+        let h = Harness::new(4, &[]);
+        let families = h.families_registry();
+        let text = |s: &str| ParamValue::Text(s.to_owned());
+
+        let unknown_type = families.parse_params("nosuch.family", ParamMap::new());
+        let unknown_name = families.parse_params(
+            "inventory.sync",
+            ParamMap::from([("sections".to_owned(), ParamValue::List(vec![text("a")]))]),
+        );
+        let missing = families.parse_params("baseline.compare", ParamMap::new());
+        let wrong_kind = families.parse_params(
+            "baseline.compare",
+            ParamMap::from([("baseline_id".to_owned(), text("x"))]),
+        );
+        let ok = families.parse_params(
+            "baseline.compare",
+            ParamMap::from([("baseline_id".to_owned(), ParamValue::Int(3))]),
+        );
+
+        assert_eq!(unknown_type.unwrap_err().code(), "unknown_type");
+        for refused in [unknown_name, missing, wrong_kind] {
+            assert_eq!(refused.unwrap_err().code(), "invalid_params");
+        }
+        assert_eq!(ok, Ok(RunParams::BaselineCompare { baseline_id: 3 }));
+    }
+}
