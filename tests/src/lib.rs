@@ -4,6 +4,8 @@
 //! throwaway cluster and sets it). Without it, PostgreSQL cases print that they did not run;
 //! with `OPSRUN_REQUIRE_POSTGRES=1` (CI) a missing server fails them instead.
 
+pub mod host_family;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 

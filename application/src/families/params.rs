@@ -6,6 +6,8 @@ use std::collections::BTreeMap;
 
 use opsrun_domain::OperationType;
 
+use crate::RunParams;
+
 /// Longest parameter text shown back in an error message.
 const SHOWN: usize = 64;
 
@@ -76,6 +78,24 @@ pub struct ParamSpec {
     pub required: bool,
     /// One line for help texts.
     pub help: &'static str,
+}
+
+impl ParamSpec {
+    /// A parameter `name` of `kind`, required or not, with one line of help.
+    #[must_use]
+    pub const fn new(
+        name: &'static str,
+        kind: ParamKind,
+        required: bool,
+        help: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            kind,
+            required,
+            help,
+        }
+    }
 }
 
 /// Why parameters were refused. Nothing was started.
@@ -162,6 +182,34 @@ impl ParamValues {
             operation_type,
             values,
         })
+    }
+
+    /// A host family's stored values, as its writer reads them back (they were checked when
+    /// the run was started); `None` for a built-in family's typed parameters.
+    #[must_use]
+    pub fn of(params: &RunParams) -> Option<Self> {
+        match params {
+            RunParams::Custom {
+                operation_type,
+                values,
+                ..
+            } => Some(Self {
+                operation_type: operation_type.clone(),
+                values: values.clone(),
+            }),
+            _ => None,
+        }
+    }
+
+    /// These values as a host family's parameters, working on `target` inside the tenant
+    /// (with tenant and type, the run's dedupe identity).
+    #[must_use]
+    pub fn to_custom(&self, target: impl Into<String>) -> RunParams {
+        RunParams::Custom {
+            operation_type: self.operation_type.clone(),
+            target: target.into(),
+            values: self.values.clone(),
+        }
     }
 
     /// The family these values are for.

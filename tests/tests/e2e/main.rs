@@ -4,6 +4,7 @@
 mod browser;
 mod cli;
 mod crash;
+mod host;
 mod http;
 mod runtime;
 mod serve;
