@@ -7,7 +7,14 @@
 //! A host's counted family implements [`CountedWork`] (plan the units, process one) and is
 //! registered as [`Counted`], the generic driver that freezes, resumes, records and completes.
 
+mod add_policies;
+mod baseline_capture;
+mod baseline_compare;
+mod evidence;
+mod inventory;
 mod params;
+mod restore;
+mod review_pack;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +22,19 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use opsrun_domain::{ItemKey, OperationType, ProgressMode, ReasonCode, RunId, TenantId};
 
+pub use add_policies::AddPoliciesToBackupSet;
+pub use baseline_capture::{CAPTURE_PHASES, CaptureBaseline};
+pub use baseline_compare::CompareBaseline;
+pub use evidence::GenerateEvidenceSnapshot;
+pub use inventory::RunInventorySync;
 pub use params::{ParamError, ParamKind, ParamMap, ParamSpec, ParamValue, ParamValues};
+pub use restore::{BackupSetRestore, BackupSetRestoreWorker, BulkBackupSetRestore};
+pub use review_pack::GenerateReviewPack;
 
 use crate::start::OperationError;
-use crate::writers::{CountedWork, WriterError, WriterOutcome, WriterSettings, run_counted};
+use crate::writers::{
+    CountedWork, WriterError, WriterOutcome, WriterPorts, WriterSettings, run_counted,
+};
 use crate::{OperationRunService, RunParams};
 
 /// What a run family is, apart from how it runs: the part every edge needs.
@@ -175,6 +191,70 @@ impl<W: CountedWork> Family for Counted<W> {
 
     async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
         run_counted(&self.service, self.settings, &self.work, run).await
+    }
+}
+
+impl Families {
+    /// The seven built-in families over one service and the family ports, registered through
+    /// [`Families::register`] like a host's own.
+    #[must_use]
+    pub fn builtin(
+        service: &OperationRunService,
+        settings: WriterSettings,
+        ports: WriterPorts,
+    ) -> Self {
+        let builtins: [Arc<dyn Family>; 7] = [
+            Arc::new(RunInventorySync::new(
+                service.clone(),
+                settings,
+                ports.provider.clone(),
+                ports.inventory,
+            )),
+            Arc::new(GenerateReviewPack::new(
+                service.clone(),
+                settings,
+                ports.review_source,
+                ports.artifacts,
+            )),
+            Arc::new(GenerateEvidenceSnapshot::new(
+                service.clone(),
+                settings,
+                ports.evidence_source,
+                ports.snapshots,
+            )),
+            Arc::new(AddPoliciesToBackupSet::new(
+                service.clone(),
+                settings,
+                ports.provider.clone(),
+                ports.backup_sets.clone(),
+            )),
+            Arc::new(BackupSetRestore::new(
+                BulkBackupSetRestore::new(service.clone(), ports.backup_sets.clone(), ports.queue),
+                BackupSetRestoreWorker::new(
+                    service.clone(),
+                    ports.backup_sets,
+                    ports.restore_target,
+                ),
+            )),
+            Arc::new(CaptureBaseline::new(
+                service.clone(),
+                settings,
+                ports.provider.clone(),
+                ports.baselines.clone(),
+            )),
+            Arc::new(CompareBaseline::new(
+                service.clone(),
+                settings,
+                ports.provider,
+                ports.baselines,
+            )),
+        ];
+        let mut families = Self::new();
+        for family in builtins {
+            // The built-in keys are distinct constants: registering them cannot collide.
+            let _ = families.register(family);
+        }
+        families
     }
 }
 

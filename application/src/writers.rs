@@ -1,4 +1,6 @@
-//! One writer per run family (DESIGN §6), and the driver they share.
+//! What every family's writer shares: the counted driver, the writer errors and outcomes,
+//! and the dispatch of jobs to the family of their run. The families themselves, one file
+//! each, are in [`crate::families`].
 //!
 //! Every writer is resumable: it reads the run's frozen work set back instead of recomputing
 //! it, skips items already in the ledger, records each item's final outcome exactly once,
@@ -6,14 +8,7 @@
 //! (provider or storage unavailable) return an error so the job is retried; they are never
 //! recorded as outcomes.
 
-mod add_policies;
-mod baseline_capture;
-mod baseline_compare;
 mod dispatch;
-mod evidence;
-mod inventory;
-mod restore;
-mod review_pack;
 
 use std::collections::BTreeSet;
 
@@ -23,14 +18,7 @@ use opsrun_domain::{
     Timestamp, WorkSet,
 };
 
-pub use add_policies::AddPoliciesToBackupSet;
-pub use baseline_capture::{CAPTURE_PHASES, CaptureBaseline};
-pub use baseline_compare::CompareBaseline;
 pub use dispatch::{WriterPorts, Writers};
-pub use evidence::GenerateEvidenceSnapshot;
-pub use inventory::RunInventorySync;
-pub use restore::{BackupSetRestore, BackupSetRestoreWorker, BulkBackupSetRestore};
-pub use review_pack::GenerateReviewPack;
 
 use crate::families::Describe;
 use crate::reasons;

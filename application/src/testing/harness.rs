@@ -10,11 +10,11 @@ use crate::memory::MemoryRunStore;
 use crate::ports::{Job, RunQueries, Tenant, User};
 use crate::{OperationRunService, RunParams, StartRun};
 
-use crate::writers::{
+use crate::families::{
     AddPoliciesToBackupSet, BackupSetRestoreWorker, BulkBackupSetRestore, CaptureBaseline,
-    CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack, RunInventorySync, WriterError,
-    WriterOutcome, WriterSettings,
+    CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack, RunInventorySync,
 };
+use crate::writers::{WriterError, WriterOutcome, WriterSettings};
 
 pub(crate) struct Harness {
     pub(crate) store: Arc<MemoryRunStore>,

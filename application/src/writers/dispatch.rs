@@ -1,14 +1,10 @@
-//! Dispatching jobs to the family of their run, and the one list of the built-in families.
+//! Dispatching jobs to the family of their run.
 
 use std::sync::Arc;
 
 use opsrun_domain::{OperationType, RunId};
 
-use super::{
-    AddPoliciesToBackupSet, BackupSetRestore, BackupSetRestoreWorker, BulkBackupSetRestore,
-    CaptureBaseline, CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack,
-    RunInventorySync, WriterError, WriterOutcome, WriterSettings,
-};
+use super::{WriterError, WriterOutcome, WriterSettings};
 use crate::OperationRunService;
 use crate::families::{Families, Family};
 use crate::ports::{
@@ -54,70 +50,6 @@ impl std::fmt::Debug for Writers {
         f.debug_struct("Writers")
             .field("families", &self.families)
             .finish_non_exhaustive()
-    }
-}
-
-impl Families {
-    /// The seven built-in families over one service and the family ports, registered through
-    /// [`Families::register`] like a host's own.
-    #[must_use]
-    pub fn builtin(
-        service: &OperationRunService,
-        settings: WriterSettings,
-        ports: WriterPorts,
-    ) -> Self {
-        let builtins: [Arc<dyn Family>; 7] = [
-            Arc::new(RunInventorySync::new(
-                service.clone(),
-                settings,
-                ports.provider.clone(),
-                ports.inventory,
-            )),
-            Arc::new(GenerateReviewPack::new(
-                service.clone(),
-                settings,
-                ports.review_source,
-                ports.artifacts,
-            )),
-            Arc::new(GenerateEvidenceSnapshot::new(
-                service.clone(),
-                settings,
-                ports.evidence_source,
-                ports.snapshots,
-            )),
-            Arc::new(AddPoliciesToBackupSet::new(
-                service.clone(),
-                settings,
-                ports.provider.clone(),
-                ports.backup_sets.clone(),
-            )),
-            Arc::new(BackupSetRestore::new(
-                BulkBackupSetRestore::new(service.clone(), ports.backup_sets.clone(), ports.queue),
-                BackupSetRestoreWorker::new(
-                    service.clone(),
-                    ports.backup_sets,
-                    ports.restore_target,
-                ),
-            )),
-            Arc::new(CaptureBaseline::new(
-                service.clone(),
-                settings,
-                ports.provider.clone(),
-                ports.baselines.clone(),
-            )),
-            Arc::new(CompareBaseline::new(
-                service.clone(),
-                settings,
-                ports.provider,
-                ports.baselines,
-            )),
-        ];
-        let mut families = Self::new();
-        for family in builtins {
-            // The built-in keys are distinct constants: registering them cannot collide.
-            let _ = families.register(family);
-        }
-        families
     }
 }
 

@@ -7,13 +7,13 @@ use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
 };
 
-use super::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
 use crate::families::{Describe, Family, ParamError, ParamValues};
 use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
 use crate::reasons;
+use crate::writers::{
+    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
+    run_counted,
+};
 use crate::{OperationRunService, RunParams};
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode};
 

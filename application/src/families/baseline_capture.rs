@@ -5,10 +5,12 @@ use std::sync::Arc;
 
 use opsrun_domain::{InvalidValue, Phase, Phases, RunId, RunOutcome};
 
-use super::{Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped};
 use crate::families::{Describe, Family, ParamError, ParamValues};
 use crate::ports::{BaselineItem, BaselineStore, PolicyProvider};
 use crate::reasons;
+use crate::writers::{
+    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped,
+};
 use crate::{OperationRunService, ProviderError, RunParams};
 use async_trait::async_trait;
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode};

@@ -7,15 +7,15 @@ use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
 };
 
-use super::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
 use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{ArtifactStore, ReviewPackSource, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{MAX_LIST_PARAM, check_list};
+use crate::writers::{
+    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
+    run_counted,
+};
 use crate::{OperationRunService, RunParams};
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 

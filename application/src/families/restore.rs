@@ -6,12 +6,12 @@ use std::sync::Arc;
 
 use opsrun_domain::{ItemKey, ItemRecord, RunId, WorkSet};
 
-use super::{
+use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
+use crate::reasons;
+use crate::writers::{
     Plan, WriterError, WriterOutcome, begin, finished, frozen_work_set, plan_units,
     provider_failure, record,
 };
-use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
-use crate::reasons;
 use crate::{OperationRunService, RunParams};
 use std::collections::BTreeSet;
 

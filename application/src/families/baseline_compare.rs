@@ -11,13 +11,13 @@ use opsrun_domain::{
 };
 
 use super::baseline_capture::{capture_phases, fetch_all};
-use super::{
-    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
-};
 use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{BaselineStore, Finding, FindingKind, PolicyProvider, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
+use crate::writers::{
+    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
+};
 use crate::{OperationRunService, ProviderError, RunParams};
 use async_trait::async_trait;
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
@@ -162,7 +162,7 @@ impl CompareBaseline {
             .await?;
         let mut pulse = Pulse::new(&self.service, self.settings);
         for item in &baseline.items {
-            let unit = super::plan_key(&item.policy.id)?;
+            let unit = crate::writers::plan_key(&item.policy.id)?;
             if done.contains(&unit) {
                 continue;
             }

@@ -5,15 +5,15 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
 
-use super::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
 use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{InventoryStore, PolicyProvider, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{MAX_LIST_PARAM, check_list};
+use crate::writers::{
+    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
+    run_counted,
+};
 use crate::{OperationRunService, RunParams};
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 

@@ -5,16 +5,16 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
 
-use super::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
 use crate::MAX_POLICY_IDS;
 use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{BackupItemAdded, BackupSetStore, PolicyProvider, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{check_list, require_backup_set};
+use crate::writers::{
+    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
+    run_counted,
+};
 use crate::{OperationRunService, RunParams};
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
 
