@@ -150,6 +150,15 @@ impl<W: CountedWork> Counted<W> {
             work,
         }
     }
+
+    /// Executes (or resumes) a run of this family.
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] on a transient failure; a retry resumes from the ledger.
+    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
+        run_counted(&self.service, self.settings, &self.work, run).await
+    }
 }
 
 #[async_trait]
@@ -190,7 +199,7 @@ impl<W: CountedWork> Family for Counted<W> {
     }
 
     async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        run_counted(&self.service, self.settings, &self.work, run).await
+        Self::execute(self, run).await
     }
 }
 
@@ -204,29 +213,25 @@ impl Families {
         ports: WriterPorts,
     ) -> Self {
         let builtins: [Arc<dyn Family>; 7] = [
-            Arc::new(RunInventorySync::new(
+            Arc::new(Counted::new(
                 service.clone(),
                 settings,
-                ports.provider.clone(),
-                ports.inventory,
+                RunInventorySync::new(ports.provider.clone(), ports.inventory),
             )),
-            Arc::new(GenerateReviewPack::new(
+            Arc::new(Counted::new(
                 service.clone(),
                 settings,
-                ports.review_source,
-                ports.artifacts,
+                GenerateReviewPack::new(ports.review_source, ports.artifacts),
             )),
-            Arc::new(GenerateEvidenceSnapshot::new(
+            Arc::new(Counted::new(
                 service.clone(),
                 settings,
-                ports.evidence_source,
-                ports.snapshots,
+                GenerateEvidenceSnapshot::new(ports.evidence_source, ports.snapshots),
             )),
-            Arc::new(AddPoliciesToBackupSet::new(
+            Arc::new(Counted::new(
                 service.clone(),
                 settings,
-                ports.provider.clone(),
-                ports.backup_sets.clone(),
+                AddPoliciesToBackupSet::new(ports.provider.clone(), ports.backup_sets.clone()),
             )),
             Arc::new(BackupSetRestore::new(
                 BulkBackupSetRestore::new(service.clone(), ports.backup_sets.clone(), ports.queue),

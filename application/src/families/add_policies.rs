@@ -3,55 +3,35 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
+use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun};
 
 use crate::MAX_POLICY_IDS;
-use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
+use crate::RunParams;
+use crate::families::{Describe, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{BackupItemAdded, BackupSetStore, PolicyProvider, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{check_list, require_backup_set};
-use crate::writers::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
-use crate::{OperationRunService, RunParams};
-use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
+use crate::writers::{CountedWork, Plan, WriterError, plan_units, provider_failure};
+use opsrun_domain::{OperationType, ReasonCode, TenantId};
 
 /// Captures requested policies into a backup set: `succeeded` when captured (`created: 1`),
 /// `skipped` when the set already held the policy, `failed` when it could not be fetched.
 #[derive(Clone)]
 pub struct AddPoliciesToBackupSet {
-    service: OperationRunService,
-    settings: WriterSettings,
     provider: Arc<dyn PolicyProvider>,
     backup_sets: Arc<dyn BackupSetStore>,
 }
 
 impl AddPoliciesToBackupSet {
-    /// A writer over the given ports.
+    /// The family's work over the given ports; registered as `Counted::new(service, settings,
+    /// work)`, the counted driver.
     #[must_use]
-    pub fn new(
-        service: OperationRunService,
-        settings: WriterSettings,
-        provider: Arc<dyn PolicyProvider>,
-        backup_sets: Arc<dyn BackupSetStore>,
-    ) -> Self {
+    pub fn new(provider: Arc<dyn PolicyProvider>, backup_sets: Arc<dyn BackupSetStore>) -> Self {
         Self {
-            service,
-            settings,
             provider,
             backup_sets,
         }
-    }
-
-    /// Executes (or resumes) the run.
-    ///
-    /// # Errors
-    ///
-    /// [`WriterError`] on a transient failure; a retry resumes.
-    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        run_counted(&self.service, self.settings, self, run).await
     }
 
     fn set_id(run: &OperationRun, params: &RunParams) -> Result<i64, WriterError> {
@@ -201,17 +181,6 @@ impl Describe for AddPoliciesToBackupSet {
             reasons::POLICY_NOT_FOUND,
         ];
         REASONS
-    }
-}
-
-#[async_trait]
-impl Family for AddPoliciesToBackupSet {
-    fn designed_mode(&self) -> ProgressMode {
-        ProgressMode::Counted
-    }
-
-    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        Self::execute(self, run).await
     }
 }
 

@@ -4,53 +4,30 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
+    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, SummaryKey, WorkSet,
 };
 
-use crate::families::{Describe, Family, ParamError, ParamValues};
+use crate::families::{Describe, ParamError, ParamValues};
 use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
 use crate::reasons;
-use crate::writers::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
+use crate::writers::{CountedWork, Plan, WriterError, plan_units, provider_failure};
 use crate::{OperationRunService, RunParams};
-use opsrun_domain::{OperationType, ProgressMode, ReasonCode};
+use opsrun_domain::{OperationType, ReasonCode};
 
 /// Generates an evidence snapshot: collects each dimension, stores it, then seals the snapshot
 /// with its content hash. The snapshot counts as `created: 1`.
 #[derive(Clone)]
 pub struct GenerateEvidenceSnapshot {
-    service: OperationRunService,
-    settings: WriterSettings,
     source: Arc<dyn EvidenceSource>,
     snapshots: Arc<dyn SnapshotStore>,
 }
 
 impl GenerateEvidenceSnapshot {
-    /// A writer over the given ports.
+    /// The family's work over the given ports; registered as `Counted::new(service, settings,
+    /// work)`, the counted driver.
     #[must_use]
-    pub fn new(
-        service: OperationRunService,
-        settings: WriterSettings,
-        source: Arc<dyn EvidenceSource>,
-        snapshots: Arc<dyn SnapshotStore>,
-    ) -> Self {
-        Self {
-            service,
-            settings,
-            source,
-            snapshots,
-        }
-    }
-
-    /// Executes (or resumes) the run.
-    ///
-    /// # Errors
-    ///
-    /// [`WriterError`] on a transient failure; a retry resumes.
-    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        run_counted(&self.service, self.settings, self, run).await
+    pub fn new(source: Arc<dyn EvidenceSource>, snapshots: Arc<dyn SnapshotStore>) -> Self {
+        Self { source, snapshots }
     }
 }
 
@@ -122,17 +99,6 @@ impl Describe for GenerateEvidenceSnapshot {
     fn reasons(&self) -> &'static [ReasonCode] {
         const REASONS: &[ReasonCode] = &[reasons::EVIDENCE_DIMENSION_NOT_FOUND];
         REASONS
-    }
-}
-
-#[async_trait]
-impl Family for GenerateEvidenceSnapshot {
-    fn designed_mode(&self) -> ProgressMode {
-        ProgressMode::Counted
-    }
-
-    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        Self::execute(self, run).await
     }
 }
 

@@ -3,55 +3,35 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId};
+use opsrun_domain::{AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun};
 
-use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
+use crate::RunParams;
+use crate::families::{Describe, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{InventoryStore, PolicyProvider, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{MAX_LIST_PARAM, check_list};
-use crate::writers::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
-use crate::{OperationRunService, RunParams};
-use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
+use crate::writers::{CountedWork, Plan, WriterError, plan_units, provider_failure};
+use opsrun_domain::{OperationType, ReasonCode, TenantId};
 
 /// Syncs a tenant's policy inventory, one selected policy type at a time. Each type's record
 /// carries the policies found (`items`) and the inventory changes it made (`created`,
 /// `updated`, `deleted`).
 #[derive(Clone)]
 pub struct RunInventorySync {
-    service: OperationRunService,
-    settings: WriterSettings,
     provider: Arc<dyn PolicyProvider>,
     inventory: Arc<dyn InventoryStore>,
 }
 
 impl RunInventorySync {
-    /// A writer over the given ports.
+    /// The family's work over the given ports; registered as `Counted::new(service, settings,
+    /// work)`, the counted driver.
     #[must_use]
-    pub fn new(
-        service: OperationRunService,
-        settings: WriterSettings,
-        provider: Arc<dyn PolicyProvider>,
-        inventory: Arc<dyn InventoryStore>,
-    ) -> Self {
+    pub fn new(provider: Arc<dyn PolicyProvider>, inventory: Arc<dyn InventoryStore>) -> Self {
         Self {
-            service,
-            settings,
             provider,
             inventory,
         }
-    }
-
-    /// Executes (or resumes) the run.
-    ///
-    /// # Errors
-    ///
-    /// [`WriterError`] on a transient failure; a retry resumes.
-    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        run_counted(&self.service, self.settings, self, run).await
     }
 }
 
@@ -165,17 +145,6 @@ impl Describe for RunInventorySync {
     fn reasons(&self) -> &'static [ReasonCode] {
         const REASONS: &[ReasonCode] = &[reasons::INVENTORY_TYPE_NOT_FOUND];
         REASONS
-    }
-}
-
-#[async_trait]
-impl Family for RunInventorySync {
-    fn designed_mode(&self) -> ProgressMode {
-        ProgressMode::Counted
-    }
-
-    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        Self::execute(self, run).await
     }
 }
 

@@ -4,55 +4,32 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, RunId, SummaryKey, WorkSet,
+    AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, SummaryKey, WorkSet,
 };
 
-use crate::families::{Describe, Family, ParamError, ParamKind, ParamSpec, ParamValues};
+use crate::families::{Describe, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{ArtifactStore, ReviewPackSource, WorkKey};
 use crate::reasons;
 use crate::start::OperationError;
 use crate::start::{MAX_LIST_PARAM, check_list};
-use crate::writers::{
-    CountedWork, Plan, WriterError, WriterOutcome, WriterSettings, plan_units, provider_failure,
-    run_counted,
-};
+use crate::writers::{CountedWork, Plan, WriterError, plan_units, provider_failure};
 use crate::{OperationRunService, RunParams};
-use opsrun_domain::{OperationType, ProgressMode, ReasonCode, TenantId};
+use opsrun_domain::{OperationType, ReasonCode, TenantId};
 
 /// Generates a review pack: renders each section, stores it, then assembles the artifact file
 /// (with its hash) from the sections that succeeded. The artifact counts as `created: 1`.
 #[derive(Clone)]
 pub struct GenerateReviewPack {
-    service: OperationRunService,
-    settings: WriterSettings,
     source: Arc<dyn ReviewPackSource>,
     artifacts: Arc<dyn ArtifactStore>,
 }
 
 impl GenerateReviewPack {
-    /// A writer over the given ports.
+    /// The family's work over the given ports; registered as `Counted::new(service, settings,
+    /// work)`, the counted driver.
     #[must_use]
-    pub fn new(
-        service: OperationRunService,
-        settings: WriterSettings,
-        source: Arc<dyn ReviewPackSource>,
-        artifacts: Arc<dyn ArtifactStore>,
-    ) -> Self {
-        Self {
-            service,
-            settings,
-            source,
-            artifacts,
-        }
-    }
-
-    /// Executes (or resumes) the run.
-    ///
-    /// # Errors
-    ///
-    /// [`WriterError`] on a transient failure; a retry resumes.
-    pub async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        run_counted(&self.service, self.settings, self, run).await
+    pub fn new(source: Arc<dyn ReviewPackSource>, artifacts: Arc<dyn ArtifactStore>) -> Self {
+        Self { source, artifacts }
     }
 }
 
@@ -166,17 +143,6 @@ impl Describe for GenerateReviewPack {
     fn reasons(&self) -> &'static [ReasonCode] {
         const REASONS: &[ReasonCode] = &[reasons::REVIEW_PACK_SECTION_NOT_FOUND];
         REASONS
-    }
-}
-
-#[async_trait]
-impl Family for GenerateReviewPack {
-    fn designed_mode(&self) -> ProgressMode {
-        ProgressMode::Counted
-    }
-
-    async fn execute(&self, run: RunId) -> Result<WriterOutcome, WriterError> {
-        Self::execute(self, run).await
     }
 }
 

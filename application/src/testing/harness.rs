@@ -12,7 +12,7 @@ use crate::{OperationRunService, RunParams, StartRun};
 
 use crate::families::{
     AddPoliciesToBackupSet, BackupSetRestoreWorker, BulkBackupSetRestore, CaptureBaseline,
-    CompareBaseline, GenerateEvidenceSnapshot, GenerateReviewPack, RunInventorySync,
+    CompareBaseline, Counted, GenerateEvidenceSnapshot, GenerateReviewPack, RunInventorySync,
 };
 use crate::writers::{WriterError, WriterOutcome, WriterSettings};
 
@@ -126,39 +126,35 @@ impl Harness {
         )
     }
 
-    pub(crate) fn inventory(&self) -> RunInventorySync {
-        RunInventorySync::new(
+    pub(crate) fn inventory(&self) -> Counted<RunInventorySync> {
+        Counted::new(
             self.service.clone(),
             WriterSettings::default(),
-            self.fake.clone(),
-            self.families.clone(),
+            RunInventorySync::new(self.fake.clone(), self.families.clone()),
         )
     }
 
-    pub(crate) fn review_pack(&self) -> GenerateReviewPack {
-        GenerateReviewPack::new(
+    pub(crate) fn review_pack(&self) -> Counted<GenerateReviewPack> {
+        Counted::new(
             self.service.clone(),
             WriterSettings::default(),
-            self.fake.clone(),
-            self.families.clone(),
+            GenerateReviewPack::new(self.fake.clone(), self.families.clone()),
         )
     }
 
-    pub(crate) fn evidence(&self) -> GenerateEvidenceSnapshot {
-        GenerateEvidenceSnapshot::new(
+    pub(crate) fn evidence(&self) -> Counted<GenerateEvidenceSnapshot> {
+        Counted::new(
             self.service.clone(),
             WriterSettings::default(),
-            self.fake.clone(),
-            self.families.clone(),
+            GenerateEvidenceSnapshot::new(self.fake.clone(), self.families.clone()),
         )
     }
 
-    pub(crate) fn add_policies(&self) -> AddPoliciesToBackupSet {
-        AddPoliciesToBackupSet::new(
+    pub(crate) fn add_policies(&self) -> Counted<AddPoliciesToBackupSet> {
+        Counted::new(
             self.service.clone(),
             WriterSettings::default(),
-            self.fake.clone(),
-            self.families.clone(),
+            AddPoliciesToBackupSet::new(self.fake.clone(), self.families.clone()),
         )
     }
 

@@ -73,16 +73,20 @@ impl Writers {
         &self.families
     }
 
-    fn family_of(
-        &self,
-        run: RunId,
-        operation_type: &OperationType,
-    ) -> Result<&Arc<dyn Family>, WriterError> {
+    /// The family of run `run` (a child job's parent).
+    async fn family_of(&self, run: RunId) -> Result<&Arc<dyn Family>, WriterError> {
+        let operation_type: OperationType = self
+            .service
+            .queries()
+            .run(run)
+            .await?
+            .operation_type()
+            .clone();
         self.families
-            .get(operation_type)
-            .ok_or_else(|| WriterError::NoFamily {
+            .get(&operation_type)
+            .ok_or(WriterError::NoFamily {
                 run,
-                operation_type: operation_type.clone(),
+                operation_type,
             })
     }
 
@@ -94,27 +98,12 @@ impl Writers {
     pub async fn execute(&self, job: &Job) -> Result<WriterOutcome, WriterError> {
         match job {
             Job::RestoreChild { parent, item } => {
-                let operation_type = self
-                    .service
-                    .queries()
-                    .run(*parent)
+                self.family_of(*parent)
                     .await?
-                    .operation_type()
-                    .clone();
-                self.family_of(*parent, &operation_type)?
                     .execute_child(*parent, item.clone())
                     .await
             }
-            Job::Run { run } => {
-                let operation_type = self
-                    .service
-                    .queries()
-                    .run(*run)
-                    .await?
-                    .operation_type()
-                    .clone();
-                self.family_of(*run, &operation_type)?.execute(*run).await
-            }
+            Job::Run { run } => self.family_of(*run).await?.execute(*run).await,
         }
     }
 
@@ -129,14 +118,8 @@ impl Writers {
     pub async fn give_up(&self, job: &Job, last_error: &str) -> Result<WriterOutcome, WriterError> {
         match job {
             Job::RestoreChild { parent, item } => {
-                let operation_type = self
-                    .service
-                    .queries()
-                    .run(*parent)
+                self.family_of(*parent)
                     .await?
-                    .operation_type()
-                    .clone();
-                self.family_of(*parent, &operation_type)?
                     .give_up_child(*parent, item.clone())
                     .await
             }

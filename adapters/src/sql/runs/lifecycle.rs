@@ -56,22 +56,7 @@ impl SqlRunStore {
     ) -> Result<Change, StoreError> {
         let sql = "UPDATE operation_runs SET status = 'running', started_at = $2, heartbeat_at = $2 \
             WHERE id = $1 AND status = 'queued'";
-        if self
-            .exec(
-                &self.db,
-                sql,
-                vec![id.value().into(), at.as_millis().into()],
-            )
-            .await?
-            == 1
-        {
-            return Ok(Change::Applied);
-        }
-        let run = self.load(&self.db, id).await?;
-        if run.is_completed() {
-            return Err(rule(RunError::RunAlreadyCompleted));
-        }
-        Ok(Change::Unchanged)
+        self.guarded_stamp(sql, id, at).await
     }
 
     /// As [`RunStore::set_total`]: I1 as one guarded statement.

@@ -46,6 +46,18 @@ impl SqlRunStore {
     pub(super) async fn touch(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
         let sql = "UPDATE operation_runs SET heartbeat_at = $2 WHERE id = $1 \
             AND status <> 'completed' AND (heartbeat_at IS NULL OR heartbeat_at < $2)";
+        self.guarded_stamp(sql, id, at).await
+    }
+
+    /// Runs a guarded one-row `UPDATE` of run `$1` at time `$2`. Domain twin: the answers of
+    /// `OperationRun::mark_running` and `OperationRun::heartbeat`: `Applied` when the guard
+    /// matched, `RunAlreadyCompleted` on a completed run, `Unchanged` otherwise.
+    pub(super) async fn guarded_stamp(
+        &self,
+        sql: &str,
+        id: RunId,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
         if self
             .exec(
                 &self.db,
