@@ -5,13 +5,9 @@ use async_trait::async_trait;
 use opsrun_application::StoreError;
 use opsrun_application::ports::{SimulationSettings, TenantSetup, WorkKey};
 use opsrun_domain::TenantId;
-use sea_orm::{DatabaseConnection, DbErr, Statement};
+use sea_orm::{DatabaseConnection, Statement};
 
 use crate::sql::raw;
-
-fn unavailable(error: DbErr) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
 
 /// The settings store of simulated tenants.
 #[derive(Debug, Clone)]
@@ -45,17 +41,17 @@ impl SqlSimulatedTenants {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(raw::SqlError::from)?;
         let row = rows
             .first()
             .ok_or_else(|| StoreError::NotFound(format!("simulated tenant {tenant}")))?;
         Ok(SimulationSettings {
-            policies: raw::int(row, "policies").map_err(unavailable)?,
-            latency_ms: raw::int(row, "latency_ms").map_err(unavailable)?,
+            policies: raw::int(row, "policies").map_err(raw::SqlError::from)?,
+            latency_ms: raw::int(row, "latency_ms").map_err(raw::SqlError::from)?,
             failure_rate: row
                 .try_get::<f64>("", "failure_rate")
-                .map_err(unavailable)?,
-            seed: raw::int(row, "seed").map_err(unavailable)?,
+                .map_err(raw::SqlError::from)?,
+            seed: raw::int(row, "seed").map_err(raw::SqlError::from)?,
         })
     }
 }
@@ -98,7 +94,7 @@ impl SqlSimulatedTenants {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(raw::SqlError::from)?;
         Ok(())
     }
 }
@@ -127,7 +123,7 @@ impl TenantSetup for SqlSimulatedTenants {
             ),
         )
         .await
-        .map_err(unavailable)?;
+        .map_err(raw::SqlError::from)?;
         Ok(())
     }
 }

@@ -12,14 +12,8 @@ use opsrun_application::ports::{
     Policy, PolicyPayload, ReviewPack, SnapshotStore, WorkKey,
 };
 use opsrun_domain::{ItemKey, RunId, TenantId};
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, QueryResult, Statement, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, QueryResult, Statement, Value};
 use sha2::{Digest, Sha256};
-
-fn unavailable(error: DbErr) -> FamilyStoreError {
-    FamilyStoreError::Unavailable(Box::new(error))
-}
 
 fn io(error: std::io::Error) -> FamilyStoreError {
     FamilyStoreError::Unavailable(Box::new(error))
@@ -69,7 +63,7 @@ impl SqlFamilies {
     ) -> Result<u64, FamilyStoreError> {
         raw::exec(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)
+            .map_err(raw::sql)
     }
 
     async fn rows<C: ConnectionTrait>(
@@ -80,19 +74,19 @@ impl SqlFamilies {
     ) -> Result<Vec<QueryResult>, FamilyStoreError> {
         raw::rows(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)
+            .map_err(raw::sql)
     }
 
     async fn write_tx(&self) -> Result<sea_orm::DatabaseTransaction, FamilyStoreError> {
-        raw::begin_write(&self.db).await.map_err(unavailable)
+        raw::begin_write(&self.db).await.map_err(raw::sql)
     }
 
     fn text(row: &QueryResult, col: &str) -> Result<String, FamilyStoreError> {
-        raw::text(row, col).map_err(unavailable)
+        raw::text(row, col).map_err(raw::sql)
     }
 
     fn int(row: &QueryResult, col: &str) -> Result<i64, FamilyStoreError> {
-        raw::int(row, col).map_err(unavailable)
+        raw::int(row, col).map_err(raw::sql)
     }
 
     fn backup_item(row: &QueryResult) -> Result<BackupItem, FamilyStoreError> {
@@ -107,7 +101,7 @@ impl SqlFamilies {
             body: Self::text(row, "body")?,
             added_by: row
                 .try_get::<Option<i64>>("", "added_by_run")
-                .map_err(unavailable)?
+                .map_err(raw::SqlError::from)?
                 .map(RunId::new),
         })
     }
@@ -237,7 +231,7 @@ impl InventoryStore for SqlFamilies {
                 updated: u64::try_from(Self::int(row, "updated")?).unwrap_or(0),
                 deleted: u64::try_from(Self::int(row, "deleted")?).unwrap_or(0),
             };
-            tx.rollback().await.map_err(unavailable)?;
+            tx.rollback().await.map_err(raw::SqlError::from)?;
             return Ok(changes);
         }
         let stored: std::collections::BTreeMap<String, String> = self
@@ -299,7 +293,7 @@ impl InventoryStore for SqlFamilies {
             ],
         )
         .await?;
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(raw::SqlError::from)?;
         Ok(changes)
     }
 }
@@ -600,7 +594,7 @@ impl BaselineStore for SqlFamilies {
                 .await?;
             }
         }
-        tx.commit().await.map_err(unavailable)?;
+        tx.commit().await.map_err(raw::SqlError::from)?;
         let rows = self
             .rows(
                 &self.db,

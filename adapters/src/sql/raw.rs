@@ -1,10 +1,37 @@
-//! The few raw-SQL steps both SQL stores take (statements, rows, write transactions, typed
-//! columns), written once; each store maps [`DbErr`] to its own error type.
+//! The few raw-SQL steps every SQL store takes (statements, rows, write transactions, typed
+//! columns), written once, and the one translation of driver errors at the SQL boundary:
+//! [`SqlError`] converts into each port's error type, so a store writes `map_err(raw::sql)`
+//! (or `?` on a [`SqlError`]) and never its own wrapper.
+
+use opsrun_application::{FamilyStoreError, StoreError};
 
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbErr, QueryResult,
     SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
 };
+
+/// A driver error at the SQL boundary. The port errors take it as `Unavailable`: a failed
+/// statement is storage that is down or refusing, never a rule the domain decides.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub(crate) struct SqlError(#[from] DbErr);
+
+impl From<SqlError> for StoreError {
+    fn from(error: SqlError) -> Self {
+        Self::Unavailable(Box::new(error.0))
+    }
+}
+
+impl From<SqlError> for FamilyStoreError {
+    fn from(error: SqlError) -> Self {
+        Self::Unavailable(Box::new(error.0))
+    }
+}
+
+/// A driver error as the caller's port error (`map_err(raw::sql)`).
+pub(crate) fn sql<E: From<SqlError>>(error: DbErr) -> E {
+    E::from(SqlError(error))
+}
 
 /// Runs `stmt` on `conn`; the number of rows it changed.
 pub(crate) async fn exec<C: ConnectionTrait>(conn: &C, stmt: Statement) -> Result<u64, DbErr> {

@@ -36,7 +36,7 @@ use opsrun_domain::{
     RunOutcome, Slug, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr, FromQueryResult,
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, FromQueryResult,
     QueryResult, Statement, Value,
 };
 
@@ -53,10 +53,6 @@ const CAS_ATTEMPTS: usize = 64;
 /// The message `opsrun_refuse_record()` raises on PostgreSQL: a one-statement record whose
 /// guard refused after it entered rows, undone by the database.
 const REFUSED: &str = "opsrun.record_refused";
-
-fn unavailable(error: DbErr) -> StoreError {
-    StoreError::Unavailable(Box::new(error))
-}
 
 fn rule(error: RunError) -> StoreError {
     StoreError::Rule(error)
@@ -118,7 +114,7 @@ impl SqlRunStore {
     /// A write transaction (`BEGIN IMMEDIATE` on SQLite), counted as a statement.
     async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
         self.count();
-        raw::begin_write(&self.db).await.map_err(unavailable)
+        raw::begin_write(&self.db).await.map_err(raw::sql)
     }
 
     async fn load<C: ConnectionTrait>(
@@ -130,7 +126,7 @@ impl SqlRunStore {
         let row = RunRow::find_by_statement(self.stmt(&sql, vec![id.value().into()]))
             .one(conn)
             .await
-            .map_err(unavailable)?
+            .map_err(raw::SqlError::from)?
             .ok_or(StoreError::RunNotFound(id))?;
         row.into_run()
     }
@@ -143,7 +139,7 @@ impl SqlRunStore {
         RunRow::find_by_statement(self.stmt(sql, values))
             .all(&self.db)
             .await
-            .map_err(unavailable)?
+            .map_err(raw::SqlError::from)?
             .into_iter()
             .map(RunRow::into_run)
             .collect()
@@ -157,7 +153,7 @@ impl SqlRunStore {
     ) -> Result<u64, StoreError> {
         raw::exec(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)
+            .map_err(raw::sql)
     }
 
     pub(super) async fn rows<C: ConnectionTrait>(
@@ -168,33 +164,33 @@ impl SqlRunStore {
     ) -> Result<Vec<QueryResult>, StoreError> {
         raw::rows(conn, self.stmt(sql, values))
             .await
-            .map_err(unavailable)
+            .map_err(raw::sql)
     }
 
     async fn commit(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
         self.count();
-        tx.commit().await.map_err(unavailable)
+        tx.commit().await.map_err(raw::sql)
     }
 
     async fn rollback(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
         self.count();
-        tx.rollback().await.map_err(unavailable)
+        tx.rollback().await.map_err(raw::sql)
     }
 
     pub(super) fn text(row: &QueryResult, col: &str) -> Result<String, StoreError> {
-        raw::text(row, col).map_err(unavailable)
+        raw::text(row, col).map_err(raw::sql)
     }
 
     pub(super) fn int(row: &QueryResult, col: &str) -> Result<i64, StoreError> {
-        raw::int(row, col).map_err(unavailable)
+        raw::int(row, col).map_err(raw::sql)
     }
 
     pub(super) fn opt_int(row: &QueryResult, col: &str) -> Result<Option<i64>, StoreError> {
-        raw::opt_int(row, col).map_err(unavailable)
+        raw::opt_int(row, col).map_err(raw::sql)
     }
 
     pub(super) fn opt_text(row: &QueryResult, col: &str) -> Result<Option<String>, StoreError> {
-        row.try_get::<Option<String>>("", col).map_err(unavailable)
+        row.try_get::<Option<String>>("", col).map_err(raw::sql)
     }
 }
 

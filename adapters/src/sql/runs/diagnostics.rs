@@ -56,7 +56,7 @@ impl SqlRunStore {
     pub(super) fn ledger_entry(row: &QueryResult) -> Result<(ItemKey, LedgerEntry), StoreError> {
         let reason = row
             .try_get::<Option<String>>("", "reason")
-            .map_err(unavailable)?
+            .map_err(raw::SqlError::from)?
             .map(|r| ReasonCode::parse(&r))
             .transpose()?;
         Ok((

@@ -10,7 +10,7 @@ impl SqlRunStore {
         slug: Option<&Slug>,
     ) -> Result<NamedRun, StoreError> {
         let run = RunRow::from_query_result(row, "")
-            .map_err(unavailable)?
+            .map_err(raw::SqlError::from)?
             .into_run()?;
         let tenant = match slug {
             Some(slug) => slug.clone(),
@@ -18,7 +18,7 @@ impl SqlRunStore {
         };
         let initiator = row
             .try_get::<Option<String>>("", "initiator_email")
-            .map_err(unavailable)?;
+            .map_err(raw::SqlError::from)?;
         Ok(NamedRun {
             run,
             tenant,

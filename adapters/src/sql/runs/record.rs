@@ -158,7 +158,7 @@ impl SqlRunStore {
             Ok(Some(row)) => row,
             Ok(None) => return Ok(None),
             Err(error) if error.to_string().contains(REFUSED) => return Ok(None),
-            Err(error) => return Err(unavailable(error)),
+            Err(error) => return Err(raw::sql(error)),
         };
         if Self::int(&row, "open")? == 0 || Self::int(&row, "outside")? > 0 {
             return Ok(None);
