@@ -27,6 +27,8 @@ use serde::{Deserialize, Serialize};
 
 use opsrun_application::worker::{Attempt, attempt};
 
+use crate::sql::Backend;
+
 /// Name of the queue of run jobs.
 pub const RUNS_QUEUE: &str = "opsrun.runs";
 /// Name of the queue of fan-out child jobs.
@@ -112,6 +114,49 @@ pub struct QueueSettings {
     pub max_attempts: u32,
     /// First retry delay (doubling up to 30 s, with jitter).
     pub retry_delay: Duration,
+}
+
+/// The shortest worker liveness window (heartbeat × missed heartbeats) a SQLite queue can
+/// measure: apalis-sqlite compares `last_seen` in whole seconds, so a shorter window marks
+/// live workers dead and runs their jobs a second time.
+pub const MIN_LIVENESS_SQLITE: Duration = Duration::from_secs(3);
+/// The shortest liveness window on PostgreSQL (its timestamps are precise; below a second a
+/// busy worker's heartbeat can miss its window under load).
+pub const MIN_LIVENESS_POSTGRES: Duration = Duration::from_secs(1);
+
+impl QueueSettings {
+    /// How long a silent worker stays alive: heartbeat × missed heartbeats.
+    #[must_use]
+    pub fn liveness_window(&self) -> Duration {
+        self.heartbeat.saturating_mul(self.missed_heartbeats.max(1))
+    }
+
+    /// Whether the settings are safe on `backend`.
+    ///
+    /// # Errors
+    ///
+    /// A sentence for the operator when the liveness window is shorter than the backend can
+    /// measure ([`MIN_LIVENESS_SQLITE`], [`MIN_LIVENESS_POSTGRES`]).
+    pub fn check(&self, backend: Backend) -> Result<(), String> {
+        let least = match backend {
+            Backend::Sqlite => MIN_LIVENESS_SQLITE,
+            Backend::Postgres => MIN_LIVENESS_POSTGRES,
+        };
+        let window = self.liveness_window();
+        if window < least {
+            return Err(format!(
+                "--heartbeat-ms x --missed-heartbeats is {} ms; on {} it must be at least {} ms \
+                 (a shorter window marks live workers dead and runs their jobs twice)",
+                window.as_millis(),
+                match backend {
+                    Backend::Sqlite => "SQLite",
+                    Backend::Postgres => "PostgreSQL",
+                },
+                least.as_millis()
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Default for QueueSettings {
@@ -260,6 +305,11 @@ impl ApalisQueue {
         settings: QueueSettings,
     ) -> Result<Self, QueueRunError> {
         let setup = |e: &dyn std::fmt::Display| QueueRunError::Setup(e.to_string());
+        let backend = match db.get_database_backend() {
+            DbBackend::Postgres => Backend::Postgres,
+            _ => Backend::Sqlite,
+        };
+        settings.check(backend).map_err(|e| setup(&e))?;
         let storages = match db.get_database_backend() {
             DbBackend::Postgres => {
                 let pool = db.get_postgres_connection_pool();

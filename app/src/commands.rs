@@ -35,16 +35,21 @@ pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> Result<(),
 async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
     // The in-memory backend is for embedding and tests: a CLI process on it could not share
     // anything with another, so the command line takes only databases.
-    if opsrun_adapters::sql::Backend::of_url(cli.database_url.expose()).is_none() {
+    let Some(backend) = opsrun_adapters::sql::Backend::of_url(cli.database_url.expose()) else {
         return Err(input(format!(
             "unsupported --database-url '{}': use sqlite://FILE?mode=rwc or postgres://...",
             cli.database_url.redacted()
         )));
+    };
+    let queue = queue_settings(worker);
+    // Refused before anything is opened, so bad settings change nothing.
+    if worker.is_some() {
+        queue.check(backend).map_err(input)?;
     }
     Ok(Stack::open(&StackOptions {
         database_url: cli.database_url.expose().to_owned(),
         artifacts: cli.artifacts.clone(),
-        queue: queue_settings(worker),
+        queue,
         max_connections: 16,
     })
     .await?)

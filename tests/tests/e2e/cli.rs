@@ -99,3 +99,27 @@ async fn tenants_add_prints_the_slug_and_refuses_a_duplicate() -> Result<(), Tes
     assert_eq!(listed.1.lines().count(), 1, "only the header: {}", listed.1);
     Ok(())
 }
+
+/// apalis-sqlite measures worker liveness in whole seconds: a window under 3 s would mark live
+/// workers dead and run their jobs twice, so `worker` and `serve` refuse it before opening
+/// anything (the database file is not even created).
+#[tokio::test]
+async fn a_liveness_window_sqlite_cannot_measure_is_refused() -> Result<(), TestError> {
+    let (dir, url) = fresh_sqlite_file()?;
+    let short = ["--heartbeat-ms", "500", "--missed-heartbeats", "2"];
+
+    let (worker, _, worker_err) = run(&url, &[&["worker"][..], &short].concat()).await?;
+    let (serve, _, serve_err) = run(
+        &url,
+        &[&["serve", "--bind", "127.0.0.1:0"][..], &short].concat(),
+    )
+    .await?;
+
+    for (code, stderr) in [(worker, &worker_err), (serve, &serve_err)] {
+        assert_eq!(code, 2, "{stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("at least 3000 ms"), "{stderr}");
+    }
+    assert!(!dir.path().join("opsrun.db").exists());
+    Ok(())
+}

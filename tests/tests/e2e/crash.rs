@@ -27,9 +27,9 @@ fn worker(url: &str, artifacts: &std::path::Path) -> Result<tokio::process::Chil
                 "--workers",
                 "4",
                 "--heartbeat-ms",
-                "500",
+                "1000",
                 "--missed-heartbeats",
-                "2",
+                "3",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

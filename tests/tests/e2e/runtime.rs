@@ -59,7 +59,7 @@ impl Running {
             queue: QueueSettings {
                 poll_interval: Duration::from_millis(20),
                 heartbeat: Duration::from_secs(1),
-                missed_heartbeats: 2,
+                missed_heartbeats: 3,
                 retry_delay: Duration::from_millis(20),
                 ..QueueSettings::default()
             },
