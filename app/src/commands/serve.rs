@@ -51,14 +51,15 @@ pub async fn serve(
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runtime = runtime_settings(worker);
     let workers_stack = stack.clone();
+    let workers_stop = stop_rx.clone();
     let workers = tokio::spawn(async move {
         run_until_shutdown(&workers_stack, runtime, async move {
-            let mut rx = stop_rx;
+            let mut rx = workers_stop;
             let _ = rx.wait_for(|stop| *stop).await;
         })
         .await
     });
-    let app = router(AppState::new(stack));
+    let app = router(AppState::with_shutdown(stack, stop_rx));
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = shutdown_signal().await;
         let _ = stop_tx.send(true);

@@ -1,17 +1,50 @@
 //! What every handler and page shares.
 
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
 use crate::wiring::Stack;
 
-/// What every handler shares: the use cases and read models of a wired [`Stack`].
+/// What every handler shares: the use cases and read models of a wired [`Stack`], and the
+/// server's shutdown signal (event streams end on it, so a shutdown never waits for clients).
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) stack: Stack,
+    shutdown: watch::Receiver<bool>,
+    // Keeps the channel of a state without a server's signal open (it never fires).
+    _own: Option<Arc<watch::Sender<bool>>>,
 }
 
 impl AppState {
-    /// The state over a wired stack.
+    /// The state over a wired stack, for a server that never shuts its streams down (tests
+    /// that call the router directly).
     #[must_use]
     pub fn new(stack: Stack) -> Self {
-        Self { stack }
+        let (sender, shutdown) = watch::channel(false);
+        Self {
+            stack,
+            shutdown,
+            _own: Some(Arc::new(sender)),
+        }
+    }
+
+    /// The state over a wired stack; `shutdown` turns `true` when the server stops.
+    #[must_use]
+    pub fn with_shutdown(stack: Stack, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            stack,
+            shutdown,
+            _own: None,
+        }
+    }
+
+    /// Resolves once the server is shutting down (never, for a state without a signal).
+    pub(crate) async fn shutting_down(&self) {
+        let mut shutdown = self.shutdown.clone();
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            // The server dropped its signal without shutting down: wait for ever.
+            std::future::pending::<()>().await;
+        }
     }
 }

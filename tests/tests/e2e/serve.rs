@@ -183,3 +183,70 @@ async fn serve_runs_every_family_through_the_api_on_postgres() -> Result<(), Tes
     };
     every_family_through_the_api(url).await
 }
+
+/// SIGTERM with an event stream open: the stream gets a `shutdown` event and ends, and the
+/// server exits 0 promptly instead of waiting for the client (it used to take 20-74 s). With
+/// one worker, the first run holds it and the followed run stays queued, so the only thing
+/// left to wait for at shutdown is the stream (and the short in-flight job).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_ends_open_event_streams_and_exits_promptly() -> Result<(), TestError> {
+    let (_db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "8",
+            "--latency-ms",
+            "250",
+        ],
+    )
+    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let (mut server, base) = crate::start_server(&url, dir.path(), "1").await?;
+    let client = reqwest::Client::new();
+    start(&client, &base, &token, json!({"type": "inventory.sync"})).await?;
+    let queued = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "evidence_snapshot.generate"}),
+    )
+    .await?;
+    let response = client
+        .get(format!("{base}/api/operations/{queued}/events"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .error_for_status()?;
+    let mut body = response.bytes_stream();
+    let first = tokio::time::timeout(Duration::from_secs(10), body.next())
+        .await?
+        .ok_or("the stream sent nothing")??;
+    assert!(String::from_utf8_lossy(&first).contains("event: progress"));
+
+    let pid = server.id().ok_or("no pid")?;
+    tokio::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .await?;
+    let began = tokio::time::Instant::now();
+    let mut rest = String::new();
+    while let Ok(Some(chunk)) = tokio::time::timeout(Duration::from_secs(10), body.next()).await {
+        rest.push_str(&String::from_utf8_lossy(&chunk?));
+    }
+    let status = tokio::time::timeout(Duration::from_secs(10), server.wait()).await??;
+    let took = began.elapsed();
+
+    assert!(rest.contains("event: shutdown"), "{rest}");
+    assert!(status.success(), "serve exited with {status}");
+    assert!(took < Duration::from_secs(10), "exit took {took:?}");
+    Ok(())
+}

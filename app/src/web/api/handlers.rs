@@ -298,7 +298,7 @@ pub async fn operation_items(
 }
 
 /// Live progress: a `progress` event with the run document on every change; the stream ends
-/// after the terminal event.
+/// after the terminal event, or with a `shutdown` event when the server stops.
 #[utoipa::path(get, path = "/api/operations/{id}/events", params(("id" = i64, Path)),
     responses((status = 200, content_type = "text/event-stream", description = "progress events"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
@@ -331,8 +331,18 @@ pub async fn operation_events(
                     }
                 }
                 // Wait for a change of this run. The 2 s re-read covers what no notification
-                // reaches (another process on SQLite, a lagging subscriber).
-                match tokio::time::timeout(Duration::from_secs(2), receiver.recv()).await {
+                // reaches (another process on SQLite, a lagging subscriber). A shutting-down
+                // server ends the stream with a last event, so it never waits for clients.
+                let changed = tokio::select! {
+                    () = state.shutting_down() => {
+                        let event = Event::default()
+                            .event("shutdown")
+                            .data(r#"{"reason":"the server is shutting down; reconnect to follow the run"}"#);
+                        return Some((Ok(event), (state, caller, receiver, None, last, true)));
+                    }
+                    changed = tokio::time::timeout(Duration::from_secs(2), receiver.recv()) => changed,
+                };
+                match changed {
                     Ok(Ok(changed)) if changed != id => continue,
                     Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
                     _ => {}
