@@ -11,12 +11,13 @@ use std::sync::Arc;
 use opsrun_application::memory::{MemoryFamilies, MemoryRunStore};
 use opsrun_application::ports::{
     ArtifactStore, BackupSetStore, BaselineStore, Directory, DirectoryAdmin, EvidenceSource,
-    InventoryStore, JobQueue, PolicyProvider, RestoreTarget, ReviewPackSource, RunQueries,
-    RunStore, SnapshotStore, TenantSetup, Tokens,
+    HealthProbe, InventoryStore, JobQueue, PolicyProvider, RestoreTarget, ReviewPackSource,
+    RunQueries, RunStore, SnapshotStore, TenantSetup, Tokens,
 };
 use opsrun_application::writers::Writers;
 
 use crate::events::BroadcastEvents;
+use crate::health::{MemoryHealth, SqlHealth};
 use crate::in_process::InProcessQueue;
 use crate::queue::{ApalisQueue, QueueRunError, QueueSettings};
 use crate::simulated::{MemorySimulatedTenants, SimulatedProvider, SqlSimulatedTenants};
@@ -87,6 +88,8 @@ pub struct SqlBackend {
     pub queue: ApalisQueue,
     /// Live change notifications (fed by the service and, on PostgreSQL, by other processes).
     pub events: BroadcastEvents,
+    // The pool, for the readiness probe.
+    db: sea_orm::DatabaseConnection,
 }
 
 impl std::fmt::Debug for SqlBackend {
@@ -115,11 +118,12 @@ impl SqlBackend {
         events.listen(&db);
         Ok(Self {
             store: Arc::new(SqlRunStore::new(db.clone())),
-            families: Arc::new(SqlFamilies::new(db, options.artifacts.clone())),
+            families: Arc::new(SqlFamilies::new(db.clone(), options.artifacts.clone())),
             provider: Arc::new(SimulatedProvider::new(simulated.clone())),
             simulated,
             queue,
             events,
+            db,
         })
     }
 }
@@ -160,6 +164,7 @@ impl SqlBackend {
             queue: Arc::new(self.queue.clone()),
             workers: WorkerLoop::Durable(Box::new(self.queue.clone())),
             events: self.events.clone(),
+            health: Arc::new(SqlHealth::new(self.db.clone(), self.queue.clone())),
         }
     }
 }
@@ -203,6 +208,8 @@ pub struct Backend {
     pub workers: WorkerLoop,
     /// Live change notifications.
     pub events: BroadcastEvents,
+    /// Readiness: the store accepts a write, the workers are alive.
+    pub health: Arc<dyn HealthProbe>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -238,6 +245,7 @@ impl Backend {
             backup_sets: families.clone(),
             baselines: families,
             queue: Arc::new(jobs.clone()),
+            health: Arc::new(MemoryHealth::new(jobs.clone())),
             workers: WorkerLoop::InProcess(jobs),
             events: BroadcastEvents::new(),
         }

@@ -26,6 +26,7 @@ pub struct InProcessQueue {
     concurrency: usize,
     max_attempts: u32,
     retry_delay: Duration,
+    running: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for InProcessQueue {
@@ -47,7 +48,14 @@ impl InProcessQueue {
             concurrency: concurrency.max(1),
             max_attempts: max_attempts.max(1),
             retry_delay,
+            running: Arc::default(),
         }
+    }
+
+    /// Whether a worker loop runs on this queue now.
+    #[must_use]
+    pub fn is_running(&self) -> bool {
+        self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     fn send(&self, job: Job, attempt: u32) -> Result<(), QueueError> {
@@ -72,6 +80,8 @@ impl InProcessQueue {
             .unwrap_or_else(PoisonError::into_inner)
             .take()
             .ok_or_else(|| QueueError::Unavailable("the workers already run".into()))?;
+        self.running
+            .store(true, std::sync::atomic::Ordering::SeqCst);
         let slots = Arc::new(Semaphore::new(self.concurrency));
         let mut running = tokio::task::JoinSet::new();
         tokio::pin!(shutdown);
@@ -91,6 +101,8 @@ impl InProcessQueue {
             });
         }
         while running.join_next().await.is_some() {}
+        self.running
+            .store(false, std::sync::atomic::Ordering::SeqCst);
         // Hand the receiver back so a later loop can take the jobs still waiting.
         *self.receiver.lock().unwrap_or_else(PoisonError::into_inner) = Some(receiver);
         Ok(())

@@ -5,6 +5,7 @@
 pub mod backend;
 pub mod clock;
 pub mod events;
+pub mod health;
 pub mod in_process;
 pub mod queue;
 pub mod runtime;

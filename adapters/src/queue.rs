@@ -22,7 +22,7 @@ use opsrun_application::QueueError;
 use opsrun_application::ports::{Job, JobQueue};
 use opsrun_application::writers::Writers;
 use opsrun_domain::{ItemKey, RunId};
-use sea_orm::{DatabaseConnection, DbBackend};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 use serde::{Deserialize, Serialize};
 
 use opsrun_application::worker::{Attempt, attempt};
@@ -202,6 +202,8 @@ pub struct ApalisQueue {
     storages: Storages,
     settings: QueueSettings,
     db: DatabaseConnection,
+    // The names of the workers this process runs (set when they start), for readiness.
+    workers: Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl std::fmt::Debug for ApalisQueue {
@@ -344,7 +346,57 @@ impl ApalisQueue {
             storages,
             settings,
             db: db.clone(),
+            workers: Arc::default(),
         })
+    }
+
+    /// Whether this process's workers are alive: each has said so (its `last_seen` in the
+    /// queue's worker table) within its liveness window. An empty answer means they have not
+    /// started.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the worker table cannot be read.
+    pub async fn worker_ages(&self) -> Result<Vec<(String, Option<Duration>)>, QueueError> {
+        let names = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let sql = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                "SELECT CAST(EXTRACT(EPOCH FROM (now() - last_seen)) * 1000 AS BIGINT) AS age_ms \
+                 FROM apalis.workers WHERE id = $1"
+            }
+            _ => {
+                "SELECT (CAST(strftime('%s', 'now') AS INTEGER) - last_seen) * 1000 AS age_ms \
+                 FROM Workers WHERE id = $1"
+            }
+        };
+        let mut ages = Vec::with_capacity(names.len());
+        for name in names {
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    self.db.get_database_backend(),
+                    sql,
+                    vec![name.clone().into()],
+                ))
+                .await
+                .map_err(unavailable)?;
+            let age = rows
+                .first()
+                .and_then(|r| r.try_get::<i64>("", "age_ms").ok())
+                .map(|ms| Duration::from_millis(u64::try_from(ms.max(0)).unwrap_or(0)));
+            ages.push((name, age));
+        }
+        Ok(ages)
+    }
+
+    /// The settings the workers run with.
+    #[must_use]
+    pub fn settings(&self) -> QueueSettings {
+        self.settings
     }
 
     fn max_attempts(&self) -> usize {
@@ -383,6 +435,11 @@ impl ApalisQueue {
                 let (runs, children) = ($runs, $children);
                 let (s1, s2, b1, b2) = (state.clone(), state, backoff.clone(), backoff);
                 let (n1, n2) = (worker_name("runs"), worker_name("children"));
+                *self
+                    .workers
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    vec![n1.clone(), n2.clone()];
                 Monitor::new()
                     .register(move |_| {
                         WorkerBuilder::new(n1.clone())

@@ -11,6 +11,7 @@ use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts};
 use opsrun_application::auth::Authenticate;
 use opsrun_application::catalog::TenantCatalog;
 use opsrun_application::families::{Families, Family, RegistryError};
+use opsrun_application::health::Readiness;
 use opsrun_application::ports::{Directory, DirectoryAdmin, RunQueries};
 use opsrun_application::read_models::ReadModels;
 use opsrun_application::start::{CancelOperation, StartOperation};
@@ -51,6 +52,8 @@ pub struct Stack {
     pub issue_token: IssueToken,
     /// Adding tenants.
     pub add_tenant: AddTenant,
+    /// Whether this process is ready (store accepts a write, workers alive).
+    pub readiness: Readiness,
 }
 
 impl std::fmt::Debug for Stack {
@@ -167,6 +170,7 @@ impl Stack {
                 backend.setup.clone(),
                 clock,
             ),
+            readiness: Readiness::new(backend.health.clone()),
             start,
             service,
             writers,

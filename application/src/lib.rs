@@ -13,6 +13,7 @@ pub mod auth;
 pub mod catalog;
 mod error;
 pub mod families;
+pub mod health;
 pub mod memory;
 mod params;
 pub mod ports;

@@ -5,6 +5,7 @@ mod clock;
 mod directory;
 mod events;
 mod family;
+mod health;
 mod queue;
 mod runs;
 
@@ -20,6 +21,7 @@ pub use family::{
     InventoryStore, Policy, PolicyPayload, PolicyProvider, RestoreTarget, ReviewPack,
     ReviewPackSource, SnapshotStore, WorkKey,
 };
+pub use health::{HealthCheck, HealthProbe};
 pub use queue::{Job, JobQueue};
 pub use runs::{
     AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
@@ -38,6 +40,8 @@ pub use family::{
     MockInventoryStore, MockPolicyProvider, MockRestoreTarget, MockReviewPackSource,
     MockSnapshotStore,
 };
+#[cfg(any(test, feature = "mocks"))]
+pub use health::MockHealthProbe;
 #[cfg(any(test, feature = "mocks"))]
 pub use queue::MockJobQueue;
 #[cfg(any(test, feature = "mocks"))]

@@ -15,6 +15,7 @@ use super::AppState;
     info(title = "opsrun", description = "Operation runs with truthful progress."),
     paths(
         handlers::healthz,
+        handlers::readyz,
         handlers::start_operation,
         handlers::list_operations,
         handlers::get_operation,
@@ -30,6 +31,8 @@ use super::AppState;
     ),
     components(schemas(
         dto::ErrorBody,
+        dto::ReadinessDoc,
+        dto::CheckDoc,
         dto::RunDoc,
         dto::RunPage,
         dto::RunList,
@@ -64,6 +67,7 @@ impl utoipa::Modify for BearerAuth {
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/readyz", get(handlers::readyz))
         .route("/api/openapi.json", get(handlers::openapi))
         .route("/api/operations", get(handlers::list_operations))
         .route("/api/operations/{id}", get(handlers::get_operation))

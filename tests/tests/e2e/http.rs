@@ -491,3 +491,15 @@ api_case!(a_completed_run_streams_one_progress_event_and_ends, |api| {
     assert!(text.contains("\"outcome\":\"cancelled\""));
     Ok(())
 });
+
+api_case!(readiness_names_each_check_and_needs_no_token, |api| {
+    let (status, doc) = api.call("GET", "/readyz", None, None).await?;
+
+    // No workers run in these tests: the store takes a write, the workers are not started.
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(doc["status"], "not_ready");
+    assert_eq!(doc["checks"]["store"]["ok"], true);
+    assert_eq!(doc["checks"]["workers"]["ok"], false);
+    assert_eq!(doc["checks"]["workers"]["detail"], "not started");
+    Ok(())
+});

@@ -250,3 +250,60 @@ async fn sigterm_ends_open_event_streams_and_exits_promptly() -> Result<(), Test
     assert!(took < Duration::from_secs(10), "exit took {took:?}");
     Ok(())
 }
+
+async fn readyz(client: &reqwest::Client, base: &str) -> Result<(u16, Value), TestError> {
+    let response = client
+        .get(format!("{base}/readyz"))
+        .timeout(Duration::from_secs(20))
+        .send()
+        .await?;
+    Ok((response.status().as_u16(), response.json().await?))
+}
+
+/// `/readyz` tells the truth: 200 once the workers run and the store takes a write; 503 naming
+/// the store while another process holds SQLite's write lock (an operator's `BEGIN IMMEDIATE`);
+/// 200 again once it is released. `/healthz` answers 200 throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn readiness_follows_a_held_sqlite_write_lock() -> Result<(), TestError> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+
+    let (_db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    output(&url, dir.path(), &["migrate"]).await?;
+    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut ready = readyz(&client, &base).await?;
+    while ready.0 != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        ready = readyz(&client, &base).await?;
+    }
+
+    let operator = opsrun_adapters::sql::connect(&url, 1).await?;
+    let lock = operator
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    let held = readyz(&client, &base).await?;
+    let health = client.get(format!("{base}/healthz")).send().await?.status();
+    lock.rollback().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut after = readyz(&client, &base).await?;
+    while after.0 != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        after = readyz(&client, &base).await?;
+    }
+    let _ = server.start_kill();
+
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    assert_eq!(ready.1["checks"]["store"]["ok"], true);
+    assert_eq!(ready.1["checks"]["workers"]["ok"], true);
+    assert_eq!(held.0, 503, "{}", held.1);
+    assert_eq!(held.1["status"], "not_ready");
+    assert_eq!(held.1["checks"]["store"]["ok"], false);
+    assert_eq!(health.as_u16(), 200);
+    assert_eq!(after.0, 200, "{}", after.1);
+    Ok(())
+}

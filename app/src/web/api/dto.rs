@@ -277,6 +277,24 @@ pub struct StartBody {
     pub params: Option<serde_json::Value>,
 }
 
+/// One readiness check.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CheckDoc {
+    /// Whether it passed.
+    pub ok: bool,
+    /// What was seen.
+    pub detail: String,
+}
+
+/// Readiness: `ready` only when every check passed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ReadinessDoc {
+    /// `ready` or `not_ready`.
+    pub status: String,
+    /// Each check by name (`store`, `workers`).
+    pub checks: std::collections::BTreeMap<String, CheckDoc>,
+}
+
 /// Create a backup set.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -21,9 +21,9 @@ use utoipa::OpenApi;
 
 use super::ApiDoc;
 use super::dto::{
-    BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, ErrorBody, ItemDoc,
-    ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList, RunDoc, RunList, RunPage,
-    StartBody, rfc3339,
+    BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, CheckDoc, ErrorBody,
+    ItemDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList, ReadinessDoc,
+    RunDoc, RunList, RunPage, StartBody, rfc3339,
 };
 use crate::web::{ApiError, AppState};
 
@@ -122,6 +122,37 @@ fn parsed<T>(
 #[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: 200 when this process's store accepts a write and its workers are alive, 503
+/// naming the check that failed otherwise (for load balancers and orchestrators; `/healthz`
+/// only says the process answers).
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = ReadinessDoc, description = "ready"),
+    (status = 503, body = ReadinessDoc, description = "not ready")))]
+pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessDoc>) {
+    let report = state.stack.readiness.check().await;
+    let status = if report.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let doc = ReadinessDoc {
+        status: if report.ready { "ready" } else { "not_ready" }.to_owned(),
+        checks: report
+            .checks
+            .into_iter()
+            .map(|c| {
+                (
+                    c.name.to_owned(),
+                    CheckDoc {
+                        ok: c.ok,
+                        detail: c.detail,
+                    },
+                )
+            })
+            .collect(),
+    };
+    (status, Json(doc))
 }
 
 /// The OpenAPI 3 document.

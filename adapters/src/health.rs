@@ -1,0 +1,130 @@
+//! Readiness probes of the backends: the store accepts a write, and this process's workers are
+//! alive. Every check is bounded in time; one that does not answer in time has failed.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use opsrun_application::ports::{HealthCheck, HealthProbe};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+use crate::in_process::InProcessQueue;
+use crate::queue::ApalisQueue;
+
+/// How long a check may take.
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
+
+fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> HealthCheck {
+    HealthCheck {
+        name,
+        ok,
+        detail: detail.into(),
+    }
+}
+
+/// The probe of a SQL backend.
+#[derive(Clone)]
+pub struct SqlHealth {
+    db: DatabaseConnection,
+    queue: ApalisQueue,
+}
+
+impl std::fmt::Debug for SqlHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqlHealth").finish_non_exhaustive()
+    }
+}
+
+impl SqlHealth {
+    /// The probe of a database and the queue whose workers this process runs.
+    #[must_use]
+    pub fn new(db: DatabaseConnection, queue: ApalisQueue) -> Self {
+        Self { db, queue }
+    }
+
+    async fn store(&self) -> HealthCheck {
+        // A real write of one row of its own (a full disk or a held lock fails it), in the
+        // statement's own transaction.
+        let stmt = Statement::from_sql_and_values(
+            self.db.get_database_backend(),
+            "INSERT INTO opsrun_readiness (id, checked_at) VALUES (1, $1) \
+             ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
+            vec![crate::clock::now_millis().into()],
+        );
+        match tokio::time::timeout(CHECK_TIMEOUT, self.db.execute_raw(stmt)).await {
+            Ok(Ok(_)) => check("store", true, "accepts a write"),
+            Ok(Err(e)) => check("store", false, format!("a write failed: {e}")),
+            Err(_) => check(
+                "store",
+                false,
+                format!(
+                    "a write did not finish within {} s",
+                    CHECK_TIMEOUT.as_secs()
+                ),
+            ),
+        }
+    }
+
+    async fn workers(&self) -> HealthCheck {
+        // SQLite measures last_seen in whole seconds: allow one more.
+        let window = self.queue.settings().liveness_window() + Duration::from_secs(1);
+        let ages = match tokio::time::timeout(CHECK_TIMEOUT, self.queue.worker_ages()).await {
+            Ok(Ok(ages)) => ages,
+            Ok(Err(e)) => return check("workers", false, format!("cannot read them: {e}")),
+            Err(_) => return check("workers", false, "their table did not answer in time"),
+        };
+        if ages.is_empty() {
+            return check("workers", false, "not started");
+        }
+        let dead: Vec<String> = ages
+            .iter()
+            .filter(|(_, age)| age.is_none_or(|a| a > window))
+            .map(|(name, age)| match age {
+                Some(a) => format!("{name} silent for {} s", a.as_secs()),
+                None => format!("{name} not registered"),
+            })
+            .collect();
+        if dead.is_empty() {
+            check("workers", true, format!("{} alive", ages.len()))
+        } else {
+            check("workers", false, dead.join("; "))
+        }
+    }
+}
+
+#[async_trait]
+impl HealthProbe for SqlHealth {
+    async fn checks(&self) -> Vec<HealthCheck> {
+        let (store, workers) = tokio::join!(self.store(), self.workers());
+        vec![store, workers]
+    }
+}
+
+/// The probe of the in-memory backend: its store always accepts a write; its workers are alive
+/// while their loop runs.
+#[derive(Debug, Clone)]
+pub struct MemoryHealth {
+    queue: InProcessQueue,
+}
+
+impl MemoryHealth {
+    /// The probe of an in-process queue.
+    #[must_use]
+    pub fn new(queue: InProcessQueue) -> Self {
+        Self { queue }
+    }
+}
+
+#[async_trait]
+impl HealthProbe for MemoryHealth {
+    async fn checks(&self) -> Vec<HealthCheck> {
+        let running = self.queue.is_running();
+        vec![
+            check("store", true, "in memory"),
+            check(
+                "workers",
+                running,
+                if running { "running" } else { "not started" },
+            ),
+        ]
+    }
+}
