@@ -114,7 +114,13 @@ pub struct QueueSettings {
     pub max_attempts: u32,
     /// First retry delay (doubling up to 30 s, with jitter).
     pub retry_delay: Duration,
+    /// How long the queue may stay unusable (workers failing and restarting) before the
+    /// workers give up and the process exits non-zero.
+    pub give_up_after: Duration,
 }
+
+/// A monitor run that lasted this long was healthy: a failure after it starts a new backoff.
+const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
 /// The shortest worker liveness window (heartbeat × missed heartbeats) a SQLite queue can
 /// measure: apalis-sqlite compares `last_seen` in whole seconds, so a shorter window marks
@@ -169,6 +175,7 @@ impl Default for QueueSettings {
             poll_interval: Duration::from_millis(100),
             max_attempts: 5,
             retry_delay: Duration::from_millis(500),
+            give_up_after: Duration::from_secs(600),
         }
     }
 }
@@ -406,13 +413,71 @@ impl ApalisQueue {
     /// Runs the workers of both queues until `shutdown` resolves, then lets in-flight jobs
     /// finish (fetched but unstarted jobs go back to the queue) and returns.
     ///
+    /// The workers are supervised: when one stops on a backend error (a poll or a heartbeat
+    /// that failed, e.g. behind another process's long write lock, or while PostgreSQL
+    /// restarts), every worker of this process is stopped and started again after a backoff
+    /// (1 s doubling to 30 s), for as long as it takes, each restart logged. Only when the
+    /// queue stays unusable for [`QueueSettings::give_up_after`] do they give up, so that
+    /// the process exits non-zero and its service manager restarts it.
+    ///
     /// # Errors
     ///
-    /// [`QueueRunError::Worker`] when a worker stopped on a backend error.
+    /// [`QueueRunError::Worker`] when the queue stayed unusable past the limit.
     pub async fn run_workers<S>(&self, writers: Writers, shutdown: S) -> Result<(), QueueRunError>
     where
         S: Future<Output = std::io::Result<()>> + Send + 'static,
     {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let forward = tokio::spawn(async move {
+            // A failed signal handler stops the workers too: nothing could stop them later.
+            let _ = shutdown.await;
+            let _ = stop_tx.send(true);
+        });
+        let stopped = || *stop_rx.borrow();
+        let mut backoff = Duration::from_secs(1);
+        let mut failing_since: Option<tokio::time::Instant> = None;
+        let result = loop {
+            let began = tokio::time::Instant::now();
+            let ended = self.run_monitor(writers.clone(), stop_rx.clone()).await;
+            if stopped() {
+                break Ok(());
+            }
+            let error = match ended {
+                Ok(None) => "the workers ended".to_owned(),
+                Ok(Some(error)) => error,
+                Err(error) => error.to_string(),
+            };
+            // A run that lasted a while was healthy: the failure is a new one.
+            if began.elapsed() > HEALTHY_RUN {
+                failing_since = None;
+                backoff = Duration::from_secs(1);
+            }
+            let since = *failing_since.get_or_insert(began);
+            if since.elapsed() >= self.settings.give_up_after {
+                break Err(QueueRunError::Worker(format!(
+                    "the queue stayed unusable for {} s: {error}",
+                    since.elapsed().as_secs()
+                )));
+            }
+            tracing::warn!(%error, retry_in_ms = backoff.as_millis(), "workers stopped; restarting them");
+            let mut stop = stop_rx.clone();
+            tokio::select! {
+                () = tokio::time::sleep(backoff) => {}
+                _ = stop.wait_for(|s| *s) => break Ok(()),
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+        };
+        forward.abort();
+        result
+    }
+
+    /// One run of the monitor with both workers, until `stop` or until a worker stops on an
+    /// error (then every worker is stopped, and the error is the answer).
+    async fn run_monitor(
+        &self,
+        writers: Writers,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> Result<Option<String>, QueueRunError> {
         let state = WorkerState {
             writers,
             max_attempts: self.settings.max_attempts.max(1),
@@ -470,11 +535,32 @@ impl ApalisQueue {
                 children.with_pubsub().poll_with_interval(poll)
             ),
         };
+        // A worker that stops on an error stops the whole monitor: its sibling would otherwise
+        // go on alone, and nothing would ever restart the dead one.
+        let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let seen = failure.clone();
+        let context = monitor.context();
+        let monitor = monitor.should_restart(move |worker, error| {
+            tracing::warn!(worker = worker.name(), %error, "a worker stopped on an error");
+            seen.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get_or_insert_with(|| format!("{}: {error}", worker.name()));
+            let _ = context.shutdown();
+            false
+        });
+        let mut stop = stop;
         monitor
             .shutdown_timeout(Duration::from_secs(60))
-            .run_with_signal(shutdown)
+            .run_with_signal(async move {
+                let _ = stop.wait_for(|s| *s).await;
+                Ok(())
+            })
             .await
-            .map_err(|e| QueueRunError::Worker(e.to_string()))
+            .map_err(|e| QueueRunError::Worker(e.to_string()))?;
+        Ok(failure
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take())
     }
 
     /// The database the queue lives in.

@@ -152,6 +152,10 @@ pub struct WorkerArgs {
     /// Seconds without a sign of life after which a running run is failed as stale.
     #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", default_value_t = STALE_AFTER_SECS)]
     pub stale_after_secs: u64,
+    /// Seconds the queue may stay unusable (workers failing and restarting with backoff)
+    /// before the process gives up and exits non-zero, for its service manager to restart it.
+    #[arg(long, env = "OPSRUN_GIVE_UP_AFTER_SECS", default_value_t = 600)]
+    pub give_up_after_secs: u64,
     /// Seconds between maintenance passes (stale runs, reconcile).
     #[arg(long, env = "OPSRUN_MAINTENANCE_SECS", default_value_t = 30)]
     pub maintenance_secs: u64,
@@ -291,6 +295,7 @@ pub fn queue_settings(args: Option<&WorkerArgs>) -> QueueSettings {
             heartbeat: Duration::from_millis(a.heartbeat_ms.max(100)),
             missed_heartbeats: a.missed_heartbeats.max(1),
             max_attempts: a.max_attempts.max(1),
+            give_up_after: Duration::from_secs(a.give_up_after_secs.max(1)),
             ..defaults
         },
     }

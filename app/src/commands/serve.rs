@@ -52,16 +52,27 @@ pub async fn serve(
     let runtime = runtime_settings(worker);
     let workers_stack = stack.clone();
     let workers_stop = stop_rx.clone();
+    // Workers that give up (their store stayed unusable) stop the server too, so the process
+    // exits non-zero and its service manager restarts it, instead of serving without workers.
+    let gave_up = std::sync::Arc::new(tokio::sync::Notify::new());
+    let workers_gave_up = gave_up.clone();
     let workers = tokio::spawn(async move {
-        run_until_shutdown(&workers_stack, runtime, async move {
+        let result = run_until_shutdown(&workers_stack, runtime, async move {
             let mut rx = workers_stop;
             let _ = rx.wait_for(|stop| *stop).await;
         })
-        .await
+        .await;
+        if result.is_err() {
+            workers_gave_up.notify_one();
+        }
+        result
     });
     let app = router(AppState::with_shutdown(stack, stop_rx));
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = shutdown_signal().await;
+        tokio::select! {
+            _ = shutdown_signal() => {}
+            () = gave_up.notified() => {}
+        }
         let _ = stop_tx.send(true);
     });
     let served = server.await.context("the HTTP server failed");

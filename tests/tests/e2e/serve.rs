@@ -307,3 +307,78 @@ async fn readiness_follows_a_held_sqlite_write_lock() -> Result<(), TestError> {
     assert_eq!(after.0, 200, "{}", after.1);
     Ok(())
 }
+
+/// One long SQLite lock used to kill the workers for good (apalis logged "worker future ended
+/// with error" and nothing restarted them: every new run stayed queued). Another connection
+/// holds `BEGIN IMMEDIATE` for 40 s, longer than the 30 s busy timeout, while `serve` runs;
+/// once it is released, a new run starts and finishes with exact counts. A second `serve`
+/// allowed only 5 s of an unusable queue gives up instead and exits non-zero (for its service
+/// manager to restart it), rather than serving on without workers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_heal_after_a_long_external_sqlite_lock() -> Result<(), TestError> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+
+    let (_db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "16",
+        ],
+    )
+    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let mut impatient = crate::opsrun(&url, dir.path())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--give-up-after-secs",
+            "5",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let client = reqwest::Client::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while readyz(&client, &base).await?.0 != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let operator = opsrun_adapters::sql::connect(&url, 1).await?;
+    let lock = operator
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    tokio::time::sleep(Duration::from_secs(40)).await;
+    lock.rollback().await?;
+    let id = start(&client, &base, &token, json!({"type": "inventory.sync"})).await?;
+    let docs = follow(&client, &base, &token, id).await?;
+    let _ = server.start_kill();
+    let gave_up = tokio::time::timeout(Duration::from_secs(60), impatient.wait()).await??;
+
+    assert!(
+        !gave_up.success(),
+        "the impatient serve exited with {gave_up}"
+    );
+    let last = docs.last().ok_or("no progress event")?;
+    assert_eq!(last["status"], "completed", "{last}");
+    assert_eq!(last["outcome"], "succeeded", "{last}");
+    assert_eq!(
+        last["summary_counts"]["total"], 8,
+        "{}",
+        last["summary_counts"]
+    );
+    assert_eq!(last["summary_counts"]["processed"], 8);
+    Ok(())
+}
