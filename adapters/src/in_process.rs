@@ -27,6 +27,8 @@ pub struct InProcessQueue {
     max_attempts: u32,
     retry_delay: Duration,
     running: Arc<std::sync::atomic::AtomicBool>,
+    // Runs whose job waits or runs now.
+    live: Arc<Mutex<std::collections::BTreeSet<RunId>>>,
 }
 
 impl std::fmt::Debug for InProcessQueue {
@@ -49,6 +51,7 @@ impl InProcessQueue {
             max_attempts: max_attempts.max(1),
             retry_delay,
             running: Arc::default(),
+            live: Arc::default(),
         }
     }
 
@@ -58,7 +61,14 @@ impl InProcessQueue {
         self.running.load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    fn live(&self) -> std::sync::MutexGuard<'_, std::collections::BTreeSet<RunId>> {
+        self.live.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn send(&self, job: Job, attempt: u32) -> Result<(), QueueError> {
+        if let Job::Run { run } = &job {
+            self.live().insert(*run);
+        }
         self.sender
             .send((job, attempt))
             .map_err(|_| QueueError::Unavailable("the in-process queue is closed".into()))
@@ -110,7 +120,11 @@ impl InProcessQueue {
 
     async fn run_one(&self, writers: &Writers, job: Job, number: u32) {
         match attempt(writers, &job, number, self.max_attempts).await {
-            Ok(Attempt::Done(_) | Attempt::GaveUp(_)) => {}
+            Ok(Attempt::Done(_) | Attempt::GaveUp(_)) => {
+                if let Job::Run { run } = &job {
+                    self.live().remove(run);
+                }
+            }
             Ok(Attempt::Retry(_)) | Err(_) => {
                 // Transient: try again later (the attempt policy decides when to give up;
                 // a failure even to give up is retried the same way).
@@ -126,6 +140,10 @@ impl InProcessQueue {
 impl JobQueue for InProcessQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
         self.send(job, 1)
+    }
+
+    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
+        Ok(self.live().contains(&run))
     }
 
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {

@@ -615,6 +615,36 @@ impl JobQueue for ApalisQueue {
                 .map_err(unavailable),
         }
     }
+
+    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
+        // A job lives while it waits, runs, or failed an attempt with attempts left; `Done`,
+        // `Killed` and a `Failed` job out of attempts will never run again. The payload is
+        // the job's JSON (`{"run": ID}`) as bytes.
+        let sql = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                "SELECT 1 AS live FROM apalis.jobs WHERE job_type = $1 \
+                 AND (status IN ('Pending', 'Queued', 'Running') \
+                      OR (status = 'Failed' AND attempts < max_attempts)) \
+                 AND (convert_from(job, 'UTF8')::jsonb ->> 'run') = $2 LIMIT 1"
+            }
+            _ => {
+                "SELECT 1 AS live FROM Jobs WHERE job_type = $1 \
+                 AND (status IN ('Pending', 'Queued', 'Running') \
+                      OR (status = 'Failed' AND attempts < max_attempts)) \
+                 AND json_extract(CAST(job AS TEXT), '$.run') = CAST($2 AS INTEGER) LIMIT 1"
+            }
+        };
+        let rows = self
+            .db
+            .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                self.db.get_database_backend(),
+                sql,
+                vec![RUNS_QUEUE.into(), run.value().to_string().into()],
+            ))
+            .await
+            .map_err(unavailable)?;
+        Ok(!rows.is_empty())
+    }
 }
 
 /// The queue as the port.

@@ -13,6 +13,9 @@ use opsrun_application::worker::RuntimeSettings;
 /// Seconds without a sign of life after which a running run is stale: surfaces say so, and
 /// the maintenance pass ends it `failed` (`run.stale`). The one place this default is set.
 pub const STALE_AFTER_SECS: u64 = 600;
+/// A queued run without a job for this long gets a new one (a run just created gets its job a
+/// moment later; this leaves that moment alone).
+pub const REQUEUE_AFTER_SECS: u64 = 60;
 /// [`STALE_AFTER_SECS`] in milliseconds, as the read models take it.
 #[expect(
     clippy::cast_possible_wrap,
@@ -277,6 +280,7 @@ pub struct TokenArgs {
 #[must_use]
 pub fn runtime_settings(args: &WorkerArgs) -> RuntimeSettings {
     RuntimeSettings {
+        requeue_after: Duration::from_secs(REQUEUE_AFTER_SECS),
         stale_after: Duration::from_secs(args.stale_after_secs),
         maintenance_every: Duration::from_secs(args.maintenance_secs.max(1)),
         max_attempts: args.max_attempts.max(1),

@@ -415,6 +415,32 @@ impl OperationRunService {
         Ok(failed)
     }
 
+    /// Gives a queued run whose job is gone (lost, dead-lettered, deleted) a new job, so no run
+    /// waits for ever. Only runs queued for longer than `older_than_ms` are looked at (a run
+    /// just created may not have its job yet). Returns the runs given a new job.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`], [`ServiceError::Queue`].
+    pub async fn requeue_lost_runs(&self, older_than_ms: i64) -> Result<Vec<RunId>, ServiceError> {
+        let now = self.clock.now();
+        let mut requeued = Vec::new();
+        for run in self.queries.active_runs().await? {
+            if run.status() != opsrun_domain::RunStatus::Queued
+                || now.millis_since(run.created_at()) <= older_than_ms
+            {
+                continue;
+            }
+            let id = run.id();
+            if self.queue.has_run_job(id).await? {
+                continue;
+            }
+            self.queue.enqueue(Job::Run { run: id }).await?;
+            requeued.push(id);
+        }
+        Ok(requeued)
+    }
+
     /// Self-healing pass: recounts every active run from its ledger (repairing and reporting
     /// drift), then completes fan-out parents whose items have all reached their end.
     /// `is_fan_out` says which types are fan-out parents (the family registry knows).
@@ -757,6 +783,29 @@ mod tests {
             RunOutcome::Succeeded
         );
         assert_eq!(store.notifications(UserId::new(1)).await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_queued_run_whose_job_is_gone_gets_one_new_job() {
+        let store = Arc::new(MemoryRunStore::new());
+        let clock = Arc::new(ManualClock::at(1_000));
+        let queue = Arc::new(MemoryQueue::new());
+        let service = OperationRunService::new(store.clone(), queue.clone(), clock.clone());
+        store.add_tenant(WorkspaceId::new(1), Slug::parse("contoso").unwrap());
+        store.add_user(WorkspaceId::new(1), "ops@example.com");
+        let id = service.start_run(request()).await.unwrap().run.id();
+        let lost = queue.pop();
+        clock.advance(10_000);
+
+        let young = service.requeue_lost_runs(60_000).await.unwrap();
+        let requeued = service.requeue_lost_runs(5_000).await.unwrap();
+        let again = service.requeue_lost_runs(5_000).await.unwrap();
+
+        assert_eq!(lost, Some(Job::Run { run: id }));
+        assert!(young.is_empty());
+        assert_eq!(requeued, vec![id]);
+        assert!(again.is_empty());
+        assert_eq!(queue.len(), 1);
     }
 
     #[tokio::test]

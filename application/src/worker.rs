@@ -22,6 +22,8 @@ pub struct RuntimeSettings {
     pub maintenance_every: Duration,
     /// Attempts a job gets before its run (or child item) ends `failed`.
     pub max_attempts: u32,
+    /// A queued run without a job for longer than this is given a new one.
+    pub requeue_after: Duration,
 }
 
 /// What happened to one attempt of a job.
@@ -63,11 +65,14 @@ pub async fn attempt(
 pub struct Maintenance {
     /// Runs ended `failed` as stale.
     pub stale: Vec<RunId>,
+    /// Queued runs whose job was gone, given a new one.
+    pub requeued: Vec<RunId>,
     /// The reconcile pass.
     pub reconciled: ReconcileReport,
 }
 
-/// One maintenance pass: ends stale runs, then reconciles active ones (completing fan-out
+/// One maintenance pass: ends stale runs, gives queued runs whose job is gone a new job, then
+/// reconciles active ones (completing fan-out
 /// parents of `families` whose items are all done).
 ///
 /// # Errors
@@ -80,6 +85,12 @@ pub async fn maintain(
 ) -> Result<Maintenance, ServiceError> {
     let stale_ms = i64::try_from(settings.stale_after.as_millis()).unwrap_or(i64::MAX);
     let stale = service.fail_stale_runs(stale_ms).await?;
+    let requeue_ms = i64::try_from(settings.requeue_after.as_millis()).unwrap_or(i64::MAX);
+    let requeued = service.requeue_lost_runs(requeue_ms).await?;
     let reconciled = service.reconcile(&|t| families.is_fan_out(t)).await?;
-    Ok(Maintenance { stale, reconciled })
+    Ok(Maintenance {
+        stale,
+        requeued,
+        reconciled,
+    })
 }

@@ -41,4 +41,12 @@ pub trait JobQueue: Send + Sync {
     ///
     /// [`QueueError::Unavailable`] when the jobs could not be stored; none was enqueued.
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError>;
+
+    /// Whether a [`Job::Run`] of `run` still waits, runs or will be retried (not done, not
+    /// dead-lettered, not lost).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the queue cannot be read.
+    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError>;
 }

@@ -80,6 +80,10 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
+    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
+        Ok(lock(&self.jobs).iter().any(|j| *j == Job::Run { run }))
+    }
+
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
         self.enqueue_calls.fetch_add(1, Ordering::SeqCst);
         let mut jobs = lock(&self.jobs);

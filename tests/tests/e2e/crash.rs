@@ -266,6 +266,7 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
         &running.stack.service,
         &running.stack.families,
         RuntimeSettings {
+            requeue_after: Duration::from_secs(opsrun_app::config::REQUEUE_AFTER_SECS),
             stale_after: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
             max_attempts: 5,
@@ -343,4 +344,81 @@ async fn two_worker_processes_on_postgres_share_a_fan_out_exactly() -> Result<()
         1
     );
     Ok(())
+}
+
+/// No run waits for ever: a queued run whose job row is gone (deleted here, as a lost or
+/// pruned job would be) gets a new job from the maintenance pass, and then runs to the end.
+/// A run whose job still waits gets no second one.
+async fn a_queued_run_whose_job_is_lost_runs_after_maintenance(
+    url: String,
+) -> Result<(), TestError> {
+    use opsrun_application::ports::JobQueue;
+    use opsrun_application::worker::{RuntimeSettings, maintain};
+    use sea_orm::ConnectionTrait;
+
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let lost = running
+        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .await?;
+    let waiting = running.start_run(RunParams::BaselineCapture).await?;
+    let db = opsrun_adapters::sql::connect(&url, 1).await?;
+    let delete = if url.starts_with("postgres") {
+        format!(
+            "DELETE FROM apalis.jobs WHERE (convert_from(job, 'UTF8')::jsonb ->> 'run') = '{}'",
+            lost.value()
+        )
+    } else {
+        format!(
+            "DELETE FROM Jobs WHERE json_extract(CAST(job AS TEXT), '$.run') = {}",
+            lost.value()
+        )
+    };
+    let deleted = db.execute_unprepared(&delete).await?.rows_affected();
+    let queue = running.backend.queue.clone();
+    let before = (
+        queue.has_run_job(lost).await?,
+        queue.has_run_job(waiting).await?,
+    );
+
+    let pass = maintain(
+        &running.stack.service,
+        &running.stack.families,
+        RuntimeSettings {
+            requeue_after: Duration::ZERO,
+            stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
+            maintenance_every: Duration::from_secs(30),
+            max_attempts: 5,
+        },
+    )
+    .await?;
+    let after = queue.has_run_job(lost).await?;
+    let running = running.with_workers();
+    let run = running.completed(lost).await?;
+    let other = running.completed(waiting).await?;
+    running.stop().await?;
+
+    assert_eq!(deleted, 1);
+    assert_eq!(before, (false, true));
+    assert_eq!(pass.requeued, vec![lost]);
+    assert!(after);
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    assert_eq!(other.outcome(), RunOutcome::Succeeded);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_run_whose_job_is_lost_runs_after_maintenance_on_sqlite() -> Result<(), TestError>
+{
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_queued_run_whose_job_is_lost_runs_after_maintenance(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_queued_run_whose_job_is_lost_runs_after_maintenance_on_postgres() -> Result<(), TestError>
+{
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_queued_run_whose_job_is_lost_runs_after_maintenance(url).await
 }

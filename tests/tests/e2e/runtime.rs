@@ -31,7 +31,14 @@ pub(crate) struct Running {
 
 impl Running {
     pub(crate) async fn start(url: &str, settings: SimulationSettings) -> Result<Self, TestError> {
-        let mut running = Self::start_without_workers(url, settings).await?;
+        Ok(Self::start_without_workers(url, settings)
+            .await?
+            .with_workers())
+    }
+
+    /// The same, with the queue's workers now running in this process.
+    pub(crate) fn with_workers(self) -> Self {
+        let mut running = self;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let queue = running.backend.queue.clone();
         let writers = running.stack.writers.clone();
@@ -44,7 +51,7 @@ impl Running {
                 .await
         }));
         running.stop = Some(stop);
-        Ok(running)
+        running
     }
 
     /// The stack, a tenant and a user, with no workers in this process.
@@ -341,6 +348,7 @@ async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Res
         opsrun_app::runtime::run_until_shutdown(
             &workers_stack,
             RuntimeSettings {
+                requeue_after: Duration::from_secs(opsrun_app::config::REQUEUE_AFTER_SECS),
                 stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
                 maintenance_every: Duration::from_secs(30),
                 max_attempts: 5,
