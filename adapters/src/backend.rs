@@ -11,8 +11,8 @@ use std::sync::Arc;
 use opsrun_application::memory::{MemoryFamilies, MemoryRunStore};
 use opsrun_application::ports::{
     ArtifactStore, BackupSetStore, BaselineStore, Directory, DirectoryAdmin, EvidenceSource,
-    HealthProbe, InventoryStore, JobQueue, PolicyProvider, RestoreTarget, ReviewPackSource,
-    RunQueries, RunStore, SnapshotStore, TenantSetup, Tokens,
+    HealthProbe, InventoryStore, JobQueue, PolicyProvider, RestoreTarget, Retention,
+    ReviewPackSource, RunQueries, RunStore, SnapshotStore, TenantSetup, Tokens,
 };
 use opsrun_application::writers::Writers;
 
@@ -20,6 +20,7 @@ use crate::events::BroadcastEvents;
 use crate::health::{MemoryHealth, SqlHealth};
 use crate::in_process::InProcessQueue;
 use crate::queue::{ApalisQueue, QueueRunError, QueueSettings};
+use crate::retention::SqlRetention;
 use crate::simulated::{MemorySimulatedTenants, SimulatedProvider, SqlSimulatedTenants};
 use crate::sql::{SqlFamilies, SqlRunStore, connect, migrate};
 
@@ -165,6 +166,7 @@ impl SqlBackend {
             workers: WorkerLoop::Durable(Box::new(self.queue.clone())),
             events: self.events.clone(),
             health: Arc::new(SqlHealth::new(self.db.clone(), self.queue.clone())),
+            retention: Arc::new(SqlRetention::new(self.db.clone())),
         }
     }
 }
@@ -210,6 +212,8 @@ pub struct Backend {
     pub events: BroadcastEvents,
     /// Readiness: the store accepts a write, the workers are alive.
     pub health: Arc<dyn HealthProbe>,
+    /// What the maintenance pass prunes.
+    pub retention: Arc<dyn Retention>,
 }
 
 impl std::fmt::Debug for Backend {
@@ -233,7 +237,8 @@ impl Backend {
             queries: store.clone(),
             directory: store.clone(),
             admin: store.clone(),
-            tokens: store,
+            tokens: store.clone(),
+            retention: store,
             setup: simulated,
             provider: provider.clone(),
             review_source: provider.clone(),

@@ -8,6 +8,7 @@ pub mod events;
 pub mod health;
 pub mod in_process;
 pub mod queue;
+pub mod retention;
 pub mod runtime;
 pub mod simulated;
 pub mod sql;

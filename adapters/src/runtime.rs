@@ -4,7 +4,10 @@
 
 use std::future::Future;
 
+use std::sync::Arc;
+
 use opsrun_application::families::Families;
+use opsrun_application::ports::Retention;
 use opsrun_application::worker::{RuntimeSettings, maintain};
 use opsrun_application::{OperationRunService, ServiceError};
 
@@ -13,6 +16,7 @@ use opsrun_application::{OperationRunService, ServiceError};
 pub async fn maintenance_loop<F, E>(
     service: OperationRunService,
     families: Families,
+    retention: Arc<dyn Retention>,
     settings: RuntimeSettings,
     shutdown: F,
     mut on_error: E,
@@ -27,7 +31,7 @@ pub async fn maintenance_loop<F, E>(
         tokio::select! {
             () = &mut shutdown => return,
             _ = tick.tick() => {
-                if let Err(error) = maintain(&service, &families, settings).await {
+                if let Err(error) = maintain(&service, &families, retention.as_ref(), settings).await {
                     on_error(error);
                 }
             }

@@ -159,6 +159,10 @@ pub struct WorkerArgs {
     /// before the process gives up and exits non-zero, for its service manager to restart it.
     #[arg(long, env = "OPSRUN_GIVE_UP_AFTER_SECS", default_value_t = 600)]
     pub give_up_after_secs: u64,
+    /// Days finished queue jobs, gone workers' rows and notifications are kept before the
+    /// maintenance pass prunes them (in batches of 1,000 per kind and pass).
+    #[arg(long, env = "OPSRUN_RETENTION_DAYS", default_value_t = 14)]
+    pub retention_days: u64,
     /// Seconds between maintenance passes (stale runs, reconcile).
     #[arg(long, env = "OPSRUN_MAINTENANCE_SECS", default_value_t = 30)]
     pub maintenance_secs: u64,
@@ -281,6 +285,7 @@ pub struct TokenArgs {
 pub fn runtime_settings(args: &WorkerArgs) -> RuntimeSettings {
     RuntimeSettings {
         requeue_after: Duration::from_secs(REQUEUE_AFTER_SECS),
+        retain_for: Duration::from_secs(args.retention_days.max(1).saturating_mul(86_400)),
         stale_after: Duration::from_secs(args.stale_after_secs),
         maintenance_every: Duration::from_secs(args.maintenance_secs.max(1)),
         max_attempts: args.max_attempts.max(1),

@@ -26,6 +26,7 @@ where
     let maintenance = tokio::spawn(maintenance_loop(
         stack.service.clone(),
         stack.families.clone(),
+        stack.retention.clone(),
         runtime,
         async move {
             let mut rx = stop_rx;

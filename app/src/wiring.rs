@@ -12,7 +12,7 @@ use opsrun_application::auth::Authenticate;
 use opsrun_application::catalog::TenantCatalog;
 use opsrun_application::families::{Families, Family, RegistryError};
 use opsrun_application::health::Readiness;
-use opsrun_application::ports::{Directory, DirectoryAdmin, RunQueries};
+use opsrun_application::ports::{Directory, DirectoryAdmin, Retention, RunQueries};
 use opsrun_application::read_models::ReadModels;
 use opsrun_application::start::{CancelOperation, StartOperation};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
@@ -54,6 +54,8 @@ pub struct Stack {
     pub add_tenant: AddTenant,
     /// Whether this process is ready (store accepts a write, workers alive).
     pub readiness: Readiness,
+    /// What the maintenance pass prunes.
+    pub retention: Arc<dyn Retention>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -171,6 +173,7 @@ impl Stack {
                 clock,
             ),
             readiness: Readiness::new(backend.health.clone()),
+            retention: backend.retention.clone(),
             start,
             service,
             writers,

@@ -22,8 +22,8 @@ use opsrun_domain::{
 use crate::auth::TokenHash;
 use crate::ports::{
     AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewToken,
-    Notification, RunQueries, RunQuery, RunStore, Started, Tenant, TenantActivity, TerminalEffects,
-    TokenOwner, Tokens, User, completion_action,
+    Notification, Pruned, Retention, RunQueries, RunQuery, RunStore, Started, Tenant,
+    TenantActivity, TerminalEffects, TokenOwner, Tokens, User, completion_action,
 };
 use crate::{RunParams, StoreError};
 
@@ -516,6 +516,26 @@ impl Directory for MemoryRunStore {
             .collect();
         tenants.sort_by(|a, b| a.slug.as_str().cmp(b.slug.as_str()));
         Ok(tenants)
+    }
+}
+
+#[async_trait]
+impl Retention for MemoryRunStore {
+    async fn prune(&self, before: Timestamp, batch: u32) -> Result<Pruned, StoreError> {
+        let mut state = self.lock();
+        let old: Vec<i64> = state
+            .notifications
+            .iter()
+            .filter(|n| n.created_at < before)
+            .take(batch as usize)
+            .map(|n| n.id)
+            .collect();
+        state.notifications.retain(|n| !old.contains(&n.id));
+        // The memory store keeps no queue jobs or worker rows.
+        Ok(Pruned {
+            notifications: old.len() as u64,
+            ..Pruned::default()
+        })
     }
 }
 

@@ -7,6 +7,7 @@ mod events;
 mod family;
 mod health;
 mod queue;
+mod retention;
 mod runs;
 
 pub use clock::Clock;
@@ -23,6 +24,7 @@ pub use family::{
 };
 pub use health::{HealthCheck, HealthProbe};
 pub use queue::{Job, JobQueue};
+pub use retention::{Pruned, Retention};
 pub use runs::{
     AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
     RunStore, Started, TenantActivity, TerminalEffects, completion_action,
@@ -44,5 +46,7 @@ pub use family::{
 pub use health::MockHealthProbe;
 #[cfg(any(test, feature = "mocks"))]
 pub use queue::MockJobQueue;
+#[cfg(any(test, feature = "mocks"))]
+pub use retention::MockRetention;
 #[cfg(any(test, feature = "mocks"))]
 pub use runs::{MockRunQueries, MockRunStore};

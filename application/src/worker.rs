@@ -5,10 +5,10 @@
 
 use std::time::Duration;
 
-use opsrun_domain::RunId;
+use opsrun_domain::{RunId, Timestamp};
 
 use crate::families::Families;
-use crate::ports::Job;
+use crate::ports::{Job, Pruned, Retention};
 use crate::writers::{WriterError, WriterOutcome, Writers};
 use crate::{OperationRunService, ReconcileReport, ServiceError};
 
@@ -24,7 +24,12 @@ pub struct RuntimeSettings {
     pub max_attempts: u32,
     /// A queued run without a job for longer than this is given a new one.
     pub requeue_after: Duration,
+    /// Finished queue jobs, gone workers' rows and notifications older than this are pruned.
+    pub retain_for: Duration,
 }
+
+/// Rows of each kind one maintenance pass prunes at most.
+pub const PRUNE_BATCH: u32 = 1_000;
 
 /// What happened to one attempt of a job.
 #[derive(Debug)]
@@ -67,12 +72,14 @@ pub struct Maintenance {
     pub stale: Vec<RunId>,
     /// Queued runs whose job was gone, given a new one.
     pub requeued: Vec<RunId>,
+    /// What retention pruned.
+    pub pruned: Pruned,
     /// The reconcile pass.
     pub reconciled: ReconcileReport,
 }
 
-/// One maintenance pass: ends stale runs, gives queued runs whose job is gone a new job, then
-/// reconciles active ones (completing fan-out
+/// One maintenance pass: ends stale runs, gives queued runs whose job is gone a new job,
+/// reconciles active ones, and prunes what retention allows (completing fan-out
 /// parents of `families` whose items are all done).
 ///
 /// # Errors
@@ -81,6 +88,7 @@ pub struct Maintenance {
 pub async fn maintain(
     service: &OperationRunService,
     families: &Families,
+    retention: &dyn Retention,
     settings: RuntimeSettings,
 ) -> Result<Maintenance, ServiceError> {
     let stale_ms = i64::try_from(settings.stale_after.as_millis()).unwrap_or(i64::MAX);
@@ -88,9 +96,14 @@ pub async fn maintain(
     let requeue_ms = i64::try_from(settings.requeue_after.as_millis()).unwrap_or(i64::MAX);
     let requeued = service.requeue_lost_runs(requeue_ms).await?;
     let reconciled = service.reconcile(&|t| families.is_fan_out(t)).await?;
+    let retain_ms = i64::try_from(settings.retain_for.as_millis()).unwrap_or(i64::MAX);
+    let before =
+        Timestamp::from_millis(service.clock().now().as_millis().saturating_sub(retain_ms));
+    let pruned = retention.prune(before, PRUNE_BATCH).await?;
     Ok(Maintenance {
         stale,
         requeued,
+        pruned,
         reconciled,
     })
 }

@@ -225,6 +225,7 @@ pub(super) async fn command(cli: &Cli, out: &mut dyn Write) -> Result<(), CliErr
         max_attempts: 5,
         stale_after_secs: STALE_AFTER_SECS,
         give_up_after_secs: 600,
+        retention_days: 14,
         maintenance_secs: 30,
     };
     let stack = open(cli, Some(&demo_workers)).await?;

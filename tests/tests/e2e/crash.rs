@@ -6,9 +6,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use opsrun_application::RunParams;
+use opsrun_application::ports::Clock;
 use opsrun_application::ports::SimulationSettings;
 use opsrun_application::ports::{BackupSetStore, Policy, PolicyPayload, RunQueries, WorkKey};
-use opsrun_domain::{ItemKey, RunId, RunOutcome, RunStatus, SummaryKey};
+use opsrun_domain::{ItemKey, RunId, RunOutcome, RunStatus, SummaryKey, Timestamp};
 use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
 
 use crate::runtime::Running;
@@ -265,8 +266,10 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
     let pass = maintain(
         &running.stack.service,
         &running.stack.families,
+        running.stack.retention.as_ref(),
         RuntimeSettings {
             requeue_after: Duration::from_secs(opsrun_app::config::REQUEUE_AFTER_SECS),
+            retain_for: Duration::from_secs(14 * 86_400),
             stale_after: Duration::from_secs(1),
             maintenance_every: Duration::from_secs(30),
             max_attempts: 5,
@@ -383,8 +386,10 @@ async fn a_queued_run_whose_job_is_lost_runs_after_maintenance(
     let pass = maintain(
         &running.stack.service,
         &running.stack.families,
+        running.stack.retention.as_ref(),
         RuntimeSettings {
             requeue_after: Duration::ZERO,
+            retain_for: Duration::from_secs(14 * 86_400),
             stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
             maintenance_every: Duration::from_secs(30),
             max_attempts: 5,
@@ -421,4 +426,54 @@ async fn a_queued_run_whose_job_is_lost_runs_after_maintenance_on_postgres() -> 
         return Ok(());
     };
     a_queued_run_whose_job_is_lost_runs_after_maintenance(url).await
+}
+
+/// Retention prunes what no run needs: a finished run's `Done` jobs, the rows of workers that
+/// stopped, and old notifications, in bounded batches; a queued run's waiting job is kept, and
+/// a second pass finds nothing left.
+async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), TestError> {
+    use opsrun_application::ports::{JobQueue, Pruned};
+
+    let running = Running::start(&url, SimulationSettings::default()).await?;
+    let done = running
+        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .await?;
+    running.completed(done).await?;
+    let (backend, stack, user) = (
+        running.backend.clone(),
+        running.stack.clone(),
+        running.user.clone(),
+    );
+    let waiting = running.start_run(RunParams::BaselineCapture).await?;
+    running.stop().await?;
+    let later =
+        Timestamp::from_millis(opsrun_adapters::clock::SystemClock.now().as_millis() + 86_400_000);
+
+    let first = stack.retention.prune(later, 1_000).await?;
+    let second = stack.retention.prune(later, 1_000).await?;
+    let kept = backend.queue.has_run_job(waiting).await?;
+    let notes = backend.store.notifications(user.id).await?;
+
+    assert_eq!(first.jobs, 1, "{first:?}");
+    assert_eq!(first.workers, 2, "{first:?}");
+    assert_eq!(first.notifications, 1, "{first:?}");
+    assert_eq!(second, Pruned::default());
+    assert!(kept);
+    assert!(notes.is_empty());
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_prunes_only_what_no_run_needs_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    retention_prunes_only_what_no_run_needs(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retention_prunes_only_what_no_run_needs_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    retention_prunes_only_what_no_run_needs(url).await
 }

@@ -81,6 +81,7 @@ async fn a_host_family_runs_through_the_real_queue_beside_the_built_ins() -> Res
             &workers_stack,
             RuntimeSettings {
                 requeue_after: Duration::from_secs(opsrun_app::config::REQUEUE_AFTER_SECS),
+                retain_for: Duration::from_secs(14 * 86_400),
                 stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
                 maintenance_every: Duration::from_secs(30),
                 max_attempts: 3,

@@ -349,6 +349,7 @@ async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Res
             &workers_stack,
             RuntimeSettings {
                 requeue_after: Duration::from_secs(opsrun_app::config::REQUEUE_AFTER_SECS),
+                retain_for: Duration::from_secs(14 * 86_400),
                 stale_after: Duration::from_secs(opsrun_app::config::STALE_AFTER_SECS),
                 maintenance_every: Duration::from_secs(30),
                 max_attempts: 5,
