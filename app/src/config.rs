@@ -132,6 +132,14 @@ pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
     #[arg(long, env = "OPSRUN_BIND", default_value = "127.0.0.1:8080")]
     pub bind: String,
+    /// Most connections open at once; one more is closed at accept. Keep it below the
+    /// process's open-file limit (`ulimit -n`, systemd's LimitNOFILE).
+    #[arg(long, env = "OPSRUN_MAX_CONNECTIONS", default_value_t = 8_192)]
+    pub max_connections: usize,
+    /// Seconds a connection has to send a request's headers (also while idle between
+    /// requests); a slower one is closed.
+    #[arg(long, env = "OPSRUN_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
     /// Worker settings of the in-process workers.
     #[command(flatten)]
     pub worker: WorkerArgs,

@@ -5,22 +5,37 @@ pub mod api;
 mod auth;
 mod error;
 pub mod pages;
+pub mod server;
 mod state;
+
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use error::ApiError;
 pub use state::AppState;
 
 /// Largest accepted request body.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// A request body must arrive within this.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A request other than an event stream must be answered within this (503 otherwise).
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The router of the API and the pages.
 pub fn router(state: AppState) -> Router {
     api::routes()
         .merge(pages::routes())
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            REQUEST_TIMEOUT,
+        ))
+        .merge(api::stream_routes())
         .fallback(api::handlers::not_found)
+        .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
 }

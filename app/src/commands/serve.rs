@@ -5,6 +5,7 @@ use anyhow::Context;
 use super::{CliError, input, open, shutdown_signal, write_line};
 use crate::config::{Cli, ServeArgs, WorkerArgs, runtime_settings};
 use crate::runtime::run_until_shutdown;
+use crate::web::server::HttpLimits;
 use crate::web::{AppState, router};
 use crate::wiring::Stack;
 
@@ -33,7 +34,12 @@ pub(super) async fn command(
         .context("failed to read the bound address")?;
     write_line(out, &format!("listening on http://{bound}"))?;
     out.flush().context("failed to write to stdout")?;
-    serve(stack, listener, &args.worker).await?;
+    let limits = HttpLimits {
+        header_read_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),
+        max_connections: args.max_connections.max(1),
+        shutdown_grace: std::time::Duration::from_secs(10),
+    };
+    serve(stack, listener, &args.worker, limits).await?;
     Ok(())
 }
 
@@ -47,6 +53,7 @@ pub async fn serve(
     stack: Stack,
     listener: tokio::net::TcpListener,
     worker: &WorkerArgs,
+    limits: HttpLimits,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runtime = runtime_settings(worker);
@@ -68,14 +75,15 @@ pub async fn serve(
         result
     });
     let app = router(AppState::with_shutdown(stack, stop_rx));
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let served = crate::web::server::serve(listener, app, limits, async move {
         tokio::select! {
             _ = shutdown_signal() => {}
             () = gave_up.notified() => {}
         }
         let _ = stop_tx.send(true);
-    });
-    let served = server.await.context("the HTTP server failed");
+    })
+    .await
+    .context("the HTTP server failed");
     workers.await.context("the workers panicked")??;
     served
 }

@@ -63,7 +63,15 @@ impl utoipa::Modify for BearerAuth {
     }
 }
 
-/// The API's routes.
+/// The API's event streams (long-lived: no request timeout).
+pub(super) fn stream_routes() -> Router<AppState> {
+    Router::new().route(
+        "/api/operations/{id}/events",
+        get(handlers::operation_events),
+    )
+}
+
+/// The API's other routes.
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
@@ -72,10 +80,6 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/operations", get(handlers::list_operations))
         .route("/api/operations/{id}", get(handlers::get_operation))
         .route("/api/operations/{id}/items", get(handlers::operation_items))
-        .route(
-            "/api/operations/{id}/events",
-            get(handlers::operation_events),
-        )
         .route(
             "/api/operations/{id}/cancel",
             post(handlers::cancel_operation),

@@ -382,3 +382,94 @@ async fn workers_heal_after_a_long_external_sqlite_lock() -> Result<(), TestErro
     assert_eq!(last["summary_counts"]["processed"], 8);
     Ok(())
 }
+
+/// The soft open-file limit of this process (the server inherits it).
+fn open_file_limit() -> usize {
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|limits| {
+            limits
+                .lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_owned))
+        })
+        .and_then(|soft| soft.parse().ok())
+        .unwrap_or(1_024)
+}
+
+/// Slowloris: thousands of half-open connections (headers begun, never finished) used to
+/// exhaust the server's file descriptors and time `/healthz` out for the whole hold. Now a fresh
+/// connection is answered at once while they are held, and every stalled one is closed after
+/// the header timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn half_open_connections_do_not_starve_the_server() -> Result<(), TestError> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let (_db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    output(&url, dir.path(), &["migrate"]).await?;
+    let mut server = crate::opsrun(&url, dir.path())
+        .args([
+            "serve",
+            "--bind",
+            "127.0.0.1:0",
+            "--header-timeout-secs",
+            "3",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()?;
+    let stdout = server.stdout.take().ok_or("no stdout")?;
+    let first = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout))
+        .next_line()
+        .await?
+        .ok_or("serve printed nothing")?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or("no address")?
+        .to_owned();
+    let addr = base.trim_start_matches("http://").to_owned();
+    // Both ends of every connection live in this machine's open-file budget.
+    let held = 3_000.min(open_file_limit() / 2 - 200);
+    let mut stalled = Vec::with_capacity(held);
+    for _ in 0..held {
+        let mut socket = tokio::net::TcpStream::connect(&addr).await?;
+        socket
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-a: ")
+            .await?;
+        stalled.push(socket);
+    }
+
+    let asked = tokio::time::Instant::now();
+    let health = reqwest::Client::new()
+        .get(format!("{base}/healthz"))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await?
+        .status();
+    let answered_in = asked.elapsed();
+    let closed = tokio::time::timeout(
+        Duration::from_secs(60),
+        futures::future::join_all(stalled.iter_mut().map(|socket| async move {
+            let mut buffer = [0u8; 256];
+            // Closed: end of stream, or a reset.
+            loop {
+                match socket.read(&mut buffer).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(_) => {}
+                }
+            }
+        })),
+    )
+    .await?;
+    let _ = server.start_kill();
+
+    assert!(
+        held >= 1_000,
+        "only {held} connections fit this machine's limits"
+    );
+    assert_eq!(health.as_u16(), 200);
+    assert!(answered_in < Duration::from_secs(2), "{answered_in:?}");
+    assert_eq!(closed.iter().filter(|c| **c).count(), held);
+    Ok(())
+}
