@@ -473,3 +473,182 @@ async fn half_open_connections_do_not_starve_the_server() -> Result<(), TestErro
     assert_eq!(closed.iter().filter(|c| **c).count(), held);
     Ok(())
 }
+
+/// A private PostgreSQL cluster this test may restart (the shared one serves other tests).
+struct PrivateCluster {
+    bin: std::path::PathBuf,
+    dir: tempfile::TempDir,
+    url: String,
+}
+
+impl PrivateCluster {
+    fn as_postgres(&self, tool: &str) -> std::process::Command {
+        let mut command = std::process::Command::new("runuser");
+        command
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join(tool));
+        command
+    }
+
+    /// `None` when this machine cannot run one (not root, or no PostgreSQL binaries).
+    fn start() -> Result<Option<Self>, TestError> {
+        let root = std::fs::read_to_string("/proc/self/status")?
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"));
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|mut dirs| dirs.find_map(|d| d.ok().map(|d| d.path().join("bin"))));
+        let (true, Some(bin)) = (root, bin) else {
+            return Ok(None);
+        };
+        let dir = tempfile::tempdir()?;
+        std::process::Command::new("chown")
+            .args(["postgres", &dir.path().display().to_string()])
+            .status()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let cluster = Self {
+            url: format!("postgres://postgres@127.0.0.1:{port}/postgres"),
+            bin,
+            dir,
+        };
+        let data = cluster.dir.path().join("data");
+        let ok = cluster
+            .as_postgres("initdb")
+            .args(["-A", "trust", "-U", "postgres", "--no-sync", "-D"])
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success()
+            && cluster.pg_ctl(&[
+                "start",
+                "-o",
+                &format!(
+                    "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+                    cluster.dir.path().display()
+                ),
+            ])?;
+        if !ok {
+            return Err("the private PostgreSQL cluster did not start".into());
+        }
+        Ok(Some(cluster))
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<bool, TestError> {
+        let data = self.dir.path().join("data");
+        Ok(self
+            .as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(&data)
+            .arg("-l")
+            .arg(self.dir.path().join("log"))
+            .arg("-w")
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()?
+            .success())
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let _ = self.pg_ctl(&["-m", "immediate", "stop"]);
+    }
+}
+
+/// PostgreSQL restarts (`pg_ctl restart -m fast`) in the middle of a fan-out: the workers lose
+/// their connections, restart, and the run ends with exact counts; a run started afterwards
+/// finishes too. Needs root (PostgreSQL runs as its own user): NOT RUN otherwise, and a failure
+/// under `OPSRUN_REQUIRE_ROOT_TESTS=1` (CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn workers_heal_after_a_postgres_restart() -> Result<(), TestError> {
+    let Some(cluster) = PrivateCluster::start()? else {
+        if std::env::var("OPSRUN_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            return Err(
+                "OPSRUN_REQUIRE_ROOT_TESTS=1 but no private PostgreSQL can run here".into(),
+            );
+        }
+        eprintln!("NOT RUN: the PostgreSQL restart test needs root and PostgreSQL binaries");
+        return Ok(());
+    };
+    let url = cluster.url.clone();
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "60",
+            "--latency-ms",
+            "40",
+        ],
+    )
+    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let client = reqwest::Client::new();
+    let set: Value = client
+        .post(format!("{base}/api/tenants/contoso/backup-sets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "nightly"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let ids: Vec<String> = (1..=60).map(|i| format!("pol-{i:05}")).collect();
+    let add = start(&client, &base, &token, json!({"type": "backup_set.add_policies", "params": {"backup_set_id": set["id"], "policy_ids": ids}})).await?;
+    follow(&client, &base, &token, add).await?;
+    let restore = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "backup_set.restore", "params": {"backup_set_id": set["id"]}}),
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let restarted = cluster.pg_ctl(&["-m", "fast", "restart"])?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let doc = loop {
+        let doc: Value = match client
+            .get(format!("{base}/api/operations/{restore}"))
+            .bearer_auth(&token)
+            .send()
+            .await
+        {
+            Ok(response) => response.json().await.unwrap_or(Value::Null),
+            Err(_) => Value::Null,
+        };
+        if doc["status"] == "completed" || tokio::time::Instant::now() > deadline {
+            break doc;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let after = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "evidence_snapshot.generate"}),
+    )
+    .await?;
+    let after_docs = follow(&client, &base, &token, after).await?;
+    let _ = server.start_kill();
+
+    assert!(restarted);
+    assert_eq!(doc["status"], "completed", "{doc}");
+    assert_eq!(
+        doc["summary_counts"],
+        json!({"total": 60, "processed": 60, "succeeded": 60}),
+        "{doc}"
+    );
+    assert_eq!(
+        after_docs.last().map(|d| d["outcome"].clone()),
+        Some(json!("succeeded"))
+    );
+    Ok(())
+}
