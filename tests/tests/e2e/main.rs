@@ -122,9 +122,19 @@ pub(crate) async fn start_server(
     dir: &std::path::Path,
     workers: &str,
 ) -> Result<(tokio::process::Child, String), TestError> {
+    start_server_with(url, dir, &["--workers", workers]).await
+}
+
+/// As [`start_server`], with `args` after `serve --bind 127.0.0.1:0`.
+pub(crate) async fn start_server_with(
+    url: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+) -> Result<(tokio::process::Child, String), TestError> {
     use tokio::io::AsyncBufReadExt;
     let mut server = opsrun(url, dir)
-        .args(["serve", "--bind", "127.0.0.1:0", "--workers", workers])
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()?;

@@ -184,6 +184,61 @@ async fn serve_runs_every_family_through_the_api_on_postgres() -> Result<(), Tes
     every_family_through_the_api(url).await
 }
 
+/// `serve` on a fresh SQLite database with tenant `contoso` of workspace `acme` (created with
+/// `tenant` as its extra `tenants add` options) and an owner token.
+struct Contoso {
+    server: tokio::process::Child,
+    base: String,
+    token: String,
+    url: String,
+    dir: tempfile::TempDir,
+    _db: tempfile::TempDir,
+}
+
+async fn contoso_server(tenant: &[&str], serve: &[&str]) -> Result<Contoso, TestError> {
+    let (db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    let add = [
+        &["tenants", "add", "contoso", "--workspace", "acme"][..],
+        tenant,
+    ]
+    .concat();
+    output(&url, dir.path(), &add).await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let (server, base) = crate::start_server_with(&url, dir.path(), serve).await?;
+    Ok(Contoso {
+        server,
+        base,
+        token,
+        url,
+        dir,
+        _db: db,
+    })
+}
+
+/// Another connection holding SQLite's write lock, as an operator's `BEGIN IMMEDIATE` does.
+async fn hold_write_lock(url: &str) -> Result<sea_orm::DatabaseTransaction, TestError> {
+    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
+    let operator = opsrun_adapters::sql::connect(url, 1).await?;
+    Ok(operator
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?)
+}
+
+/// Polls `/readyz` until it answers 200 (or 30 s pass); the last answer.
+async fn until_ready(client: &reqwest::Client, base: &str) -> Result<(u16, Value), TestError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let mut answer = readyz(client, base).await?;
+    while answer.0 != 200 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        answer = readyz(client, base).await?;
+    }
+    Ok(answer)
+}
+
 /// SIGTERM with an event stream open: the stream gets a `shutdown` event and ends, and the
 /// server exits 0 promptly instead of waiting for the client (it used to take 20-74 s). With
 /// one worker, the first run holds it and the followed run stays queued, so the only thing
@@ -191,26 +246,18 @@ async fn serve_runs_every_family_through_the_api_on_postgres() -> Result<(), Tes
 #[cfg(unix)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigterm_ends_open_event_streams_and_exits_promptly() -> Result<(), TestError> {
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "8",
-            "--latency-ms",
-            "250",
-        ],
+    let Contoso {
+        mut server,
+        base,
+        token,
+        url: _url,
+        dir: _dir,
+        _db,
+    } = contoso_server(
+        &["--policies", "8", "--latency-ms", "250"],
+        &["--workers", "1"],
     )
     .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
-    let (mut server, base) = crate::start_server(&url, dir.path(), "1").await?;
     let client = reqwest::Client::new();
     start(&client, &base, &token, json!({"type": "inventory.sync"})).await?;
     let queued = start(
@@ -265,36 +312,22 @@ async fn readyz(client: &reqwest::Client, base: &str) -> Result<(u16, Value), Te
 /// 200 again once it is released. `/healthz` answers 200 throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_follows_a_held_sqlite_write_lock() -> Result<(), TestError> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(&url, dir.path(), &["migrate"]).await?;
-    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let Contoso {
+        mut server,
+        base,
+        url,
+        token: _token,
+        dir: _dir,
+        _db,
+    } = contoso_server(&[], &["--workers", "2"]).await?;
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut ready = readyz(&client, &base).await?;
-    while ready.0 != 200 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        ready = readyz(&client, &base).await?;
-    }
+    let ready = until_ready(&client, &base).await?;
 
-    let operator = opsrun_adapters::sql::connect(&url, 1).await?;
-    let lock = operator
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?;
+    let lock = hold_write_lock(&url).await?;
     let held = readyz(&client, &base).await?;
     let health = client.get(format!("{base}/healthz")).send().await?.status();
     lock.rollback().await?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    let mut after = readyz(&client, &base).await?;
-    while after.0 != 200 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        after = readyz(&client, &base).await?;
-    }
+    let after = until_ready(&client, &base).await?;
     let _ = server.start_kill();
 
     assert_eq!(ready.0, 200, "{}", ready.1);
@@ -316,26 +349,14 @@ async fn readiness_follows_a_held_sqlite_write_lock() -> Result<(), TestError> {
 /// manager to restart it), rather than serving on without workers.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn workers_heal_after_a_long_external_sqlite_lock() -> Result<(), TestError> {
-    use sea_orm::{SqliteTransactionMode, TransactionOptions, TransactionTrait};
-
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "16",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
-    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let Contoso {
+        mut server,
+        base,
+        token,
+        url,
+        dir,
+        _db,
+    } = contoso_server(&["--policies", "16"], &["--workers", "2"]).await?;
     let mut impatient = crate::opsrun(&url, dir.path())
         .args([
             "serve",
@@ -348,18 +369,9 @@ async fn workers_heal_after_a_long_external_sqlite_lock() -> Result<(), TestErro
         .stderr(std::process::Stdio::null())
         .spawn()?;
     let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while readyz(&client, &base).await?.0 != 200 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    until_ready(&client, &base).await?;
 
-    let operator = opsrun_adapters::sql::connect(&url, 1).await?;
-    let lock = operator
-        .begin_with_options(TransactionOptions {
-            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
-            ..TransactionOptions::default()
-        })
-        .await?;
+    let lock = hold_write_lock(&url).await?;
     tokio::time::sleep(Duration::from_secs(40)).await;
     lock.rollback().await?;
     let id = start(&client, &base, &token, json!({"type": "inventory.sync"})).await?;
