@@ -400,6 +400,41 @@ impl ApalisQueue {
         Ok(ages)
     }
 
+    /// Puts the jobs that this process's (now stopped) workers had fetched or were running
+    /// back to `Pending`, so the restarted workers take them at once. Safe: the writers resume
+    /// from the ledger, so a job that had half run counts nothing twice.
+    async fn release_jobs_of_stopped_workers(&self) -> Result<u64, QueueError> {
+        let names = self
+            .workers
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        let sql = match self.db.get_database_backend() {
+            DbBackend::Postgres => {
+                "UPDATE apalis.jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE lock_by = $1 AND status IN ('Queued', 'Running')"
+            }
+            _ => {
+                "UPDATE Jobs SET status = 'Pending', lock_by = NULL, lock_at = NULL \
+                 WHERE lock_by = $1 AND status IN ('Queued', 'Running')"
+            }
+        };
+        let mut released = 0;
+        for name in names {
+            released += self
+                .db
+                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                    self.db.get_database_backend(),
+                    sql,
+                    vec![name.into()],
+                ))
+                .await
+                .map_err(unavailable)?
+                .rows_affected();
+        }
+        Ok(released)
+    }
+
     /// The settings the workers run with.
     #[must_use]
     pub fn settings(&self) -> QueueSettings {
@@ -451,6 +486,15 @@ impl ApalisQueue {
             if began.elapsed() > HEALTHY_RUN {
                 failing_since = None;
                 backoff = Duration::from_secs(1);
+            }
+            // The stopped workers' in-flight jobs are orphans now: hand them back at once
+            // instead of waiting for another worker to notice their silence.
+            match self.release_jobs_of_stopped_workers().await {
+                Ok(0) => {}
+                Ok(released) => tracing::info!(released, "jobs of the stopped workers handed back"),
+                Err(error) => {
+                    tracing::warn!(%error, "could not hand back the stopped workers' jobs yet")
+                }
             }
             let since = *failing_since.get_or_insert(began);
             if since.elapsed() >= self.settings.give_up_after {

@@ -439,13 +439,26 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
         .start_run(RunParams::EvidenceSnapshotGenerate)
         .await?;
     running.completed(done).await?;
-    let (backend, stack, user) = (
+    let (backend, stack, user, tenant) = (
         running.backend.clone(),
         running.stack.clone(),
         running.user.clone(),
+        running.tenant.clone(),
     );
-    let waiting = running.start_run(RunParams::BaselineCapture).await?;
+    // Started only once no worker runs, so its job is sure to be waiting.
     running.stop().await?;
+    let waiting = stack
+        .service
+        .start_run(opsrun_application::StartRun {
+            workspace: tenant.workspace,
+            tenant: tenant.id,
+            params: RunParams::BaselineCapture,
+            initiator: Some(user.id),
+            parent: None,
+        })
+        .await?
+        .run
+        .id();
     let later =
         Timestamp::from_millis(opsrun_adapters::clock::SystemClock.now().as_millis() + 86_400_000);
 
