@@ -53,21 +53,53 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
             "unsupported database URL '{url}': use sqlite://FILE?mode=rwc or postgres://..."
         ))
     })?;
+    if backend == Backend::Sqlite {
+        return connect_sqlite(url, max_connections).await;
+    }
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
-    if backend == Backend::Sqlite {
-        options.map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(SqliteJournalMode::Wal)
-                .synchronous(SqliteSynchronous::Normal)
-                .busy_timeout(Duration::from_secs(30))
-                .foreign_keys(true)
-        });
-    }
     Database::connect(options).await
+}
+
+/// The SQLite pool. A connection is never handed out again while the driver still counts it
+/// inside a transaction: when SQLite rolls a transaction back by itself (a full disk), the
+/// driver's `ROLLBACK` fails and it would go on believing the transaction open, so the next
+/// `BEGIN` would become a `SAVEPOINT` of nothing and acknowledged writes would be lost. Such a
+/// connection is closed on release instead.
+async fn connect_sqlite(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    use sea_orm::sqlx::sqlite::{
+        SqliteConnectOptions, SqlitePoolOptions, SqliteTransactionManager,
+    };
+    use sqlx_core::transaction::TransactionManager;
+
+    let options = url
+        .parse::<SqliteConnectOptions>()
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(30))
+        .foreign_keys(true);
+    let pool = SqlitePoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(30))
+        .after_release(|conn, _| {
+            let clean = SqliteTransactionManager::get_transaction_depth(conn) == 0;
+            Box::pin(async move {
+                if !clean {
+                    tracing::warn!("closing a SQLite connection left inside a transaction");
+                }
+                Ok(clean)
+            })
+        })
+        .connect_with(options)
+        .await
+        .map_err(|e| DbErr::Conn(sea_orm::RuntimeErr::SqlxError(e.into())))?;
+    Ok(sea_orm::SqlxSqliteConnector::from_sqlx_sqlite_pool(pool))
 }
 
 /// Creates or upgrades the schema.

@@ -665,3 +665,163 @@ async fn workers_heal_after_a_postgres_restart() -> Result<(), TestError> {
     );
     Ok(())
 }
+
+/// Whether this process runs as root (the fault tests that mount or run services need it).
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
+        status
+            .lines()
+            .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+    })
+}
+
+/// A full disk: the SQLite file lives on a 16 MiB tmpfs that another file fills up. While it is
+/// full, writes fail (never a 2xx that is then lost) and `/readyz` says so; once space is freed,
+/// every write acknowledged with 201 is in the file (read by a fresh connection), and a new run
+/// completes. Needs root to mount: NOT RUN otherwise, a failure under
+/// `OPSRUN_REQUIRE_ROOT_TESTS=1` (CI).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_full_disk_loses_no_acknowledged_write() -> Result<(), TestError> {
+    use sea_orm::ConnectionTrait;
+
+    if !is_root() {
+        if std::env::var("OPSRUN_REQUIRE_ROOT_TESTS").as_deref() == Ok("1") {
+            return Err("OPSRUN_REQUIRE_ROOT_TESTS=1 but this test cannot mount a tmpfs".into());
+        }
+        eprintln!("NOT RUN: the full-disk test needs root to mount a tmpfs");
+        return Ok(());
+    }
+    let disk = tempfile::tempdir()?;
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+        .arg(disk.path())
+        .status()?
+        .success();
+    assert!(mounted, "mount tmpfs failed");
+    let unmount = scopeguard(disk.path().to_owned());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        disk.path().join("opsrun.db").display()
+    );
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &[
+            "tenants",
+            "add",
+            "contoso",
+            "--workspace",
+            "acme",
+            "--policies",
+            "8",
+        ],
+    )
+    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
+    let client = reqwest::Client::new();
+    until_ready(&client, &base).await?;
+    let create = |name: String| {
+        let (client, base, token) = (client.clone(), base.clone(), token.clone());
+        async move {
+            client
+                .post(format!("{base}/api/tenants/contoso/backup-sets"))
+                .bearer_auth(&token)
+                .timeout(Duration::from_secs(60))
+                .json(&json!({ "name": name }))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0)
+        }
+    };
+    let mut acknowledged = Vec::new();
+    for i in 0..5 {
+        let name = format!("before-{i}");
+        if create(name.clone()).await == 201 {
+            acknowledged.push(name);
+        }
+    }
+    // Fill the disk to the last byte.
+    let filler = disk.path().join("filler");
+    let _ = std::process::Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", filler.display()),
+            "bs=64k",
+        ])
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    let mut refused = 0;
+    for i in 0..20 {
+        let name = format!("full-{i}");
+        match create(name.clone()).await {
+            201 => acknowledged.push(name),
+            _ => refused += 1,
+        }
+    }
+    let full = readyz(&client, &base).await?;
+    std::fs::remove_file(&filler)?;
+    for i in 0..5 {
+        let name = format!("after-{i}");
+        if create(name.clone()).await == 201 {
+            acknowledged.push(name);
+        }
+    }
+    let run = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "evidence_snapshot.generate"}),
+    )
+    .await?;
+    let docs = follow(&client, &base, &token, run).await?;
+    let ready = until_ready(&client, &base).await?;
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    let fresh = opsrun_adapters::sql::connect(&url, 1).await?;
+    let stored: Vec<String> = fresh
+        .query_all_raw(sea_orm::Statement::from_string(
+            fresh.get_database_backend(),
+            "SELECT name FROM backup_sets",
+        ))
+        .await?
+        .iter()
+        .filter_map(|r| r.try_get::<String>("", "name").ok())
+        .collect();
+    fresh.close().await?;
+    drop(unmount);
+
+    assert!(refused > 0, "the full disk refused no write");
+    assert_eq!(full.0, 503, "{}", full.1);
+    for name in &acknowledged {
+        assert!(
+            stored.contains(name),
+            "{name} was acknowledged but is not in the file"
+        );
+    }
+    assert!(acknowledged.iter().any(|n| n.starts_with("after-")));
+    assert_eq!(
+        docs.last().map(|d| d["outcome"].clone()),
+        Some(json!("succeeded"))
+    );
+    assert_eq!(ready.0, 200, "{}", ready.1);
+    Ok(())
+}
+
+/// Unmounts the tmpfs when dropped.
+struct Unmount(std::path::PathBuf);
+
+fn scopeguard(path: std::path::PathBuf) -> Unmount {
+    Unmount(path)
+}
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .args(["-l"])
+            .arg(&self.0)
+            .status();
+    }
+}
