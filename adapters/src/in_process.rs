@@ -142,8 +142,12 @@ impl JobQueue for InProcessQueue {
         self.send(job, 1)
     }
 
-    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
-        Ok(self.live().contains(&run))
+    async fn live_run_jobs(
+        &self,
+        runs: &[RunId],
+    ) -> Result<std::collections::BTreeSet<RunId>, QueueError> {
+        let live = self.live();
+        Ok(runs.iter().copied().filter(|r| live.contains(r)).collect())
     }
 
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {

@@ -660,34 +660,51 @@ impl JobQueue for ApalisQueue {
         }
     }
 
-    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
+    async fn live_run_jobs(
+        &self,
+        runs: &[RunId],
+    ) -> Result<std::collections::BTreeSet<RunId>, QueueError> {
         // A job lives while it waits, runs, or failed an attempt with attempts left; `Done`,
         // `Killed` and a `Failed` job out of attempts will never run again. The payload is
-        // the job's JSON (`{"run": ID}`) as bytes.
-        let sql = match self.db.get_database_backend() {
-            DbBackend::Postgres => {
-                "SELECT 1 AS live FROM apalis.jobs WHERE job_type = $1 \
-                 AND (status IN ('Pending', 'Queued', 'Running') \
-                      OR (status = 'Failed' AND attempts < max_attempts)) \
-                 AND (convert_from(job, 'UTF8')::jsonb ->> 'run') = $2 LIMIT 1"
-            }
-            _ => {
-                "SELECT 1 AS live FROM Jobs WHERE job_type = $1 \
-                 AND (status IN ('Pending', 'Queued', 'Running') \
-                      OR (status = 'Failed' AND attempts < max_attempts)) \
-                 AND json_extract(CAST(job AS TEXT), '$.run') = CAST($2 AS INTEGER) LIMIT 1"
-            }
-        };
-        let rows = self
-            .db
-            .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                self.db.get_database_backend(),
-                sql,
-                vec![RUNS_QUEUE.into(), run.value().to_string().into()],
-            ))
-            .await
-            .map_err(unavailable)?;
-        Ok(!rows.is_empty())
+        // the job's JSON (`{"run": ID}`) as bytes. One statement per 400 runs.
+        let backend = self.db.get_database_backend();
+        let mut live = std::collections::BTreeSet::new();
+        for chunk in runs.chunks(400) {
+            let list: Vec<String> = (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = match backend {
+                DbBackend::Postgres => format!(
+                    "SELECT CAST(convert_from(job, 'UTF8')::jsonb ->> 'run' AS BIGINT) AS run \
+                     FROM apalis.jobs WHERE job_type = $1 \
+                     AND (status IN ('Pending', 'Queued', 'Running') \
+                          OR (status = 'Failed' AND attempts < max_attempts)) \
+                     AND (convert_from(job, 'UTF8')::jsonb ->> 'run') IN ({})",
+                    list.join(", ")
+                ),
+                _ => format!(
+                    "SELECT CAST(json_extract(CAST(job AS TEXT), '$.run') AS INTEGER) AS run \
+                     FROM Jobs WHERE job_type = $1 \
+                     AND (status IN ('Pending', 'Queued', 'Running') \
+                          OR (status = 'Failed' AND attempts < max_attempts)) \
+                     AND CAST(json_extract(CAST(job AS TEXT), '$.run') AS TEXT) IN ({})",
+                    list.join(", ")
+                ),
+            };
+            let mut values: Vec<sea_orm::Value> = vec![RUNS_QUEUE.into()];
+            values.extend(chunk.iter().map(|r| r.value().to_string().into()));
+            let rows = self
+                .db
+                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                    backend, sql, values,
+                ))
+                .await
+                .map_err(unavailable)?;
+            live.extend(
+                rows.iter()
+                    .filter_map(|r| r.try_get::<i64>("", "run").ok())
+                    .map(RunId::new),
+            );
+        }
+        Ok(live)
     }
 }
 

@@ -424,17 +424,21 @@ impl OperationRunService {
     /// [`ServiceError::Store`], [`ServiceError::Queue`].
     pub async fn requeue_lost_runs(&self, older_than_ms: i64) -> Result<Vec<RunId>, ServiceError> {
         let now = self.clock.now();
+        let waiting: Vec<RunId> = self
+            .queries
+            .active_runs()
+            .await?
+            .iter()
+            .filter(|run| {
+                run.status() == opsrun_domain::RunStatus::Queued
+                    && now.millis_since(run.created_at()) > older_than_ms
+            })
+            .map(OperationRun::id)
+            .collect();
+        // One lookup for the whole backlog, not one round trip per queued run.
+        let live = self.queue.live_run_jobs(&waiting).await?;
         let mut requeued = Vec::new();
-        for run in self.queries.active_runs().await? {
-            if run.status() != opsrun_domain::RunStatus::Queued
-                || now.millis_since(run.created_at()) <= older_than_ms
-            {
-                continue;
-            }
-            let id = run.id();
-            if self.queue.has_run_job(id).await? {
-                continue;
-            }
+        for id in waiting.into_iter().filter(|id| !live.contains(id)) {
             self.queue.enqueue(Job::Run { run: id }).await?;
             requeued.push(id);
         }

@@ -1,5 +1,7 @@
 //! The durable job queue port.
 
+use std::collections::BTreeSet;
+
 use async_trait::async_trait;
 use opsrun_domain::{ItemKey, RunId};
 
@@ -42,11 +44,20 @@ pub trait JobQueue: Send + Sync {
     /// [`QueueError::Unavailable`] when the jobs could not be stored; none was enqueued.
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError>;
 
-    /// Whether a [`Job::Run`] of `run` still waits, runs or will be retried (not done, not
-    /// dead-lettered, not lost).
+    /// Which of `runs` have a [`Job::Run`] that still waits, runs or will be retried (not
+    /// done, not dead-lettered, not lost), looked up in as few round trips as the queue can.
     ///
     /// # Errors
     ///
     /// [`QueueError::Unavailable`] when the queue cannot be read.
-    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError>;
+    async fn live_run_jobs(&self, runs: &[RunId]) -> Result<BTreeSet<RunId>, QueueError>;
+
+    /// Whether `run` has a live [`Job::Run`] (see [`JobQueue::live_run_jobs`]).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the queue cannot be read.
+    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
+        Ok(self.live_run_jobs(&[run]).await?.contains(&run))
+    }
 }

@@ -80,8 +80,16 @@ impl JobQueue for MemoryQueue {
         Ok(())
     }
 
-    async fn has_run_job(&self, run: RunId) -> Result<bool, QueueError> {
-        Ok(lock(&self.jobs).iter().any(|j| *j == Job::Run { run }))
+    async fn live_run_jobs(
+        &self,
+        runs: &[RunId],
+    ) -> Result<std::collections::BTreeSet<RunId>, QueueError> {
+        let jobs = lock(&self.jobs);
+        Ok(runs
+            .iter()
+            .copied()
+            .filter(|run| jobs.iter().any(|j| *j == Job::Run { run: *run }))
+            .collect())
     }
 
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
