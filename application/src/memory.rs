@@ -14,7 +14,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemLedger,
+    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemLedger,
     ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RunError, RunId,
     RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
@@ -379,6 +379,15 @@ impl RunStore for MemoryRunStore {
         self.with_entry(id, |run, ledger| run.record_items(ledger, records, at))
     }
 
+    async fn claim_item(
+        &self,
+        id: RunId,
+        key: ItemKey,
+        _at: Timestamp,
+    ) -> Result<Claim, StoreError> {
+        self.with_entry(id, |run, ledger| run.claim_item(ledger, &key))
+    }
+
     async fn increment(
         &self,
         id: RunId,
@@ -429,7 +438,7 @@ impl RunStore for MemoryRunStore {
         let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
         let mut run = entry.run.clone();
         let at = completion.at;
-        match run.complete(completion) {
+        match run.complete_settling(&mut entry.ledger, completion) {
             Ok(outcome) => {
                 entry.run = run.clone();
                 let action = completion_action(outcome);

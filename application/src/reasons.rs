@@ -12,6 +12,9 @@ pub const RUN_ENQUEUE_FAILED: ReasonCode = ReasonCode::from_static("run.enqueue_
 pub const RUN_STALE: ReasonCode = ReasonCode::from_static("run.stale");
 /// A run whose job used up every attempt.
 pub const RUN_ATTEMPTS_EXHAUSTED: ReasonCode = ReasonCode::from_static("run.attempts_exhausted");
+/// An item whose provider call had started when its run was cancelled: recorded `skipped`
+/// by the cancel, because its side effect may have happened.
+pub const RUN_CANCELLED_IN_FLIGHT: ReasonCode = ReasonCode::from_static("run.cancelled_in_flight");
 /// A run whose planned unit is not a valid item key.
 pub const RUN_INVALID_UNIT: ReasonCode = ReasonCode::from_static("run.invalid_unit");
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use opsrun_domain::{
-    AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemRecord,
+    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemRecord,
     OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
     TenantId, UserId, WorkSet, WorkspaceId,
 };
@@ -215,6 +215,19 @@ impl OperationRunService {
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 
+    /// Claims `key` right before its provider call (the last cancellation check before a side
+    /// effect); see [`RunStore::claim_item`]. Publishes nothing: a claim moves no count.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`] (`RunAlreadyCompleted`, `ItemNotInWorkSet`, ...).
+    pub async fn claim_item(&self, id: RunId, key: &ItemKey) -> Result<Claim, ServiceError> {
+        Ok(self
+            .store
+            .claim_item(id, key.clone(), self.clock.now())
+            .await?)
+    }
+
     /// Applies a run-level auxiliary increment once per `increment_key`. Only auxiliary keys
     /// can be expressed in [`AuxDeltas`].
     ///
@@ -308,6 +321,7 @@ impl OperationRunService {
             outcome,
             failures: Vec::new(),
             at: self.clock.now(),
+            in_flight: None,
         };
         for (code, message) in failures {
             completion = completion.with_failure(code, message);
@@ -348,7 +362,10 @@ impl OperationRunService {
         id: RunId,
         actor: Option<UserId>,
     ) -> Result<Completed, ServiceError> {
-        let completion = Completion::decided(RunOutcome::Cancelled, self.clock.now());
+        // Items whose provider calls already started are counted with the cancel: after it
+        // no record can enter, and their side effects may have happened.
+        let completion = Completion::decided(RunOutcome::Cancelled, self.clock.now())
+            .settling_in_flight(crate::reasons::RUN_CANCELLED_IN_FLIGHT);
         let completed = self
             .store
             .complete(id, completion, TerminalEffects { actor })

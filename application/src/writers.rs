@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    ItemKey, ItemRecord, OperationRun, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
-    Timestamp, WorkSet,
+    Claim, ItemKey, ItemRecord, OperationRun, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, Timestamp, WorkSet,
 };
 
 pub use dispatch::{WriterPorts, Writers};
@@ -276,6 +276,32 @@ pub(crate) fn finished(completed: &crate::ports::Completed) -> WriterOutcome {
     }
 }
 
+/// What a writer may do with an item it is about to hand to the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Go {
+    /// Call the provider: the item is claimed, so a cancel from now on counts it.
+    Call,
+    /// Already recorded (a re-run job): nothing to do for this item.
+    Recorded,
+    /// The run was completed (cancelled, failed as stale): stop without calling.
+    Stop,
+}
+
+/// Claims `unit` of run `id` right before its provider call: the cancellation check that
+/// sits closest to the side effect.
+pub(crate) async fn claim(
+    service: &OperationRunService,
+    id: RunId,
+    unit: &ItemKey,
+) -> Result<Go, WriterError> {
+    match service.claim_item(id, unit).await {
+        Ok(Claim::Claimed) => Ok(Go::Call),
+        Ok(Claim::AlreadyRecorded) => Ok(Go::Recorded),
+        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => Ok(Go::Stop),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Records one item; `Ok(None)` when the run was completed meanwhile.
 pub(crate) async fn record(
     service: &OperationRunService,
@@ -306,8 +332,10 @@ pub(crate) async fn run_counted(
     let done: BTreeSet<ItemKey> = service.queries().ledger_keys(id).await?;
     let mut pulse = Pulse::new(service, settings);
     for unit in work_set.units().iter().filter(|u| !done.contains(*u)) {
-        if is_stopped(service, id).await? {
-            return Ok(WriterOutcome::Stopped);
+        match claim(service, id, unit).await? {
+            Go::Call => {}
+            Go::Recorded => continue,
+            Go::Stop => return Ok(WriterOutcome::Stopped),
         }
         let item = work.process(&run, &params, unit).await?;
         if record(service, id, item).await?.is_none() {

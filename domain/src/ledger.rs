@@ -230,6 +230,20 @@ pub struct ItemLedger {
     pub(crate) work_set: Option<WorkSet>,
     pub(crate) entries: BTreeMap<ItemKey, LedgerEntry>,
     pub(crate) increments: BTreeMap<ItemKey, AuxDeltas>,
+    // Items a worker announced it is about to hand to the provider (see
+    // `OperationRun::claim_item`); kept only while the run is open.
+    pub(crate) claims: BTreeSet<ItemKey>,
+}
+
+/// What claiming an item before its provider call answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Claim {
+    /// The item may be handed to the provider now; if the run is cancelled before its record,
+    /// the cancellation counts it as in flight.
+    Claimed,
+    /// The item is already in the ledger: its work is done, the provider must not be called
+    /// again.
+    AlreadyRecorded,
 }
 
 impl ItemLedger {
@@ -251,7 +265,23 @@ impl ItemLedger {
             work_set,
             entries,
             increments,
+            claims: BTreeSet::new(),
         }
+    }
+
+    /// The same ledger with the stored claims of items handed to the provider.
+    #[must_use]
+    pub fn with_claims(mut self, claims: impl IntoIterator<Item = ItemKey>) -> Self {
+        self.claims.extend(claims);
+        self
+    }
+
+    /// Items claimed for a provider call and not recorded yet: the calls that may be in
+    /// flight.
+    pub fn in_flight(&self) -> impl Iterator<Item = &ItemKey> {
+        self.claims
+            .iter()
+            .filter(|k| !self.entries.contains_key(*k))
     }
 
     /// The frozen work set, once a total is set.

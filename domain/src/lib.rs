@@ -17,7 +17,7 @@ mod summary;
 
 pub use error::{InvalidValue, RunError};
 pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
-pub use ledger::{AuxDeltas, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
+pub use ledger::{AuxDeltas, Claim, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
 pub use normalizer::{
     DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer,
 };

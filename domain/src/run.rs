@@ -7,7 +7,7 @@ mod parts;
 pub use parts::{Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, RunParts};
 
 use crate::{
-    AuxDeltas, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome, ItemRecord,
+    AuxDeltas, Claim, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome, ItemRecord,
     LedgerEntry, OperationType, Phases, RecordOutcome, RunError, RunId, RunOutcome, RunStatus,
     SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
@@ -541,6 +541,67 @@ impl OperationRun {
         Ok(outcome)
     }
 
+    /// Completes the run as [`Self::complete`] does, first recording the items in flight as
+    /// `skipped` when the completion asks for it ([`Completion::in_flight`]): every item a
+    /// worker claimed for a provider call, is in the work set and is not recorded. Their
+    /// provider calls may have happened; after completion no record can enter (I6), so this
+    /// is the last moment they can be counted. The claims are dropped with the completion.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::complete`] and [`Self::record_items`].
+    pub fn complete_settling(
+        &mut self,
+        ledger: &mut ItemLedger,
+        completion: Completion,
+    ) -> Result<RunOutcome, RunError> {
+        self.ensure_open()?;
+        if completion.outcome == Some(RunOutcome::Pending) {
+            return Err(RunError::InvalidTransition {
+                from: self.parts.status,
+                to: RunStatus::Completed,
+            });
+        }
+        let mut settled = self.clone();
+        if let Some(reason) = &completion.in_flight {
+            let records: Vec<ItemRecord> = ledger
+                .in_flight()
+                .filter(|k| ledger.work_set.as_ref().is_none_or(|w| w.contains(k)))
+                .map(|k| ItemRecord::skipped(k.clone(), Some(reason.clone())))
+                .collect();
+            if !records.is_empty() {
+                settled.record_items(ledger, records, completion.at)?;
+            }
+        }
+        let outcome = settled.complete(completion)?;
+        *self = settled;
+        ledger.claims.clear();
+        Ok(outcome)
+    }
+
+    /// Claims `key` for a provider call: the last check before a side effect. A completed
+    /// (cancelled) run refuses, so no provider call starts after a cancel; an item already
+    /// recorded answers [`Claim::AlreadyRecorded`], so a re-run job does not repeat its call.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`], [`RunError::ItemNotInWorkSet`].
+    pub fn claim_item(&self, ledger: &mut ItemLedger, key: &ItemKey) -> Result<Claim, RunError> {
+        self.ensure_open()?;
+        if ledger.contains(key) {
+            return Ok(Claim::AlreadyRecorded);
+        }
+        if let Some(work_set) = &ledger.work_set
+            && !work_set.contains(key)
+        {
+            return Err(RunError::ItemNotInWorkSet {
+                item_key: key.clone(),
+            });
+        }
+        ledger.claims.insert(key.clone());
+        Ok(Claim::Claimed)
+    }
+
     /// Cancels the run: completes it with outcome `cancelled`.
     ///
     /// # Errors
@@ -669,6 +730,66 @@ mod tests {
 
     fn get(run: &OperationRun, k: SummaryKey) -> Option<u64> {
         run.counts().get(k)
+    }
+
+    #[test]
+    fn a_claim_is_refused_after_cancel_and_answers_already_recorded_for_a_recorded_item() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.record_items(&mut ledger, vec![ItemRecord::succeeded(key("a"))], t(2))
+            .unwrap();
+
+        assert_eq!(
+            run.claim_item(&mut ledger, &key("a")),
+            Ok(Claim::AlreadyRecorded)
+        );
+        assert_eq!(run.claim_item(&mut ledger, &key("b")), Ok(Claim::Claimed));
+        assert_eq!(run.claim_item(&mut ledger, &key("b")), Ok(Claim::Claimed));
+        assert_eq!(
+            run.claim_item(&mut ledger, &key("z")),
+            Err(RunError::ItemNotInWorkSet { item_key: key("z") })
+        );
+        run.cancel(t(3)).unwrap();
+        assert_eq!(
+            run.claim_item(&mut ledger, &key("b")),
+            Err(RunError::RunAlreadyCompleted)
+        );
+    }
+
+    #[test]
+    fn a_settling_cancel_counts_the_items_in_flight_as_skipped_and_nothing_else() {
+        let (mut run, mut ledger) = counted_run(&["a", "b", "c", "d"]);
+        run.claim_item(&mut ledger, &key("a")).unwrap();
+        run.claim_item(&mut ledger, &key("b")).unwrap();
+        run.record_items(&mut ledger, vec![ItemRecord::succeeded(key("a"))], t(2))
+            .unwrap();
+
+        let completion = Completion::decided(RunOutcome::Cancelled, t(5))
+            .settling_in_flight(reason("cancelled_in_flight"));
+        assert_eq!(
+            run.complete_settling(&mut ledger, completion),
+            Ok(RunOutcome::Cancelled)
+        );
+
+        assert_eq!(get(&run, SummaryKey::Processed), Some(2));
+        assert_eq!(get(&run, SummaryKey::Succeeded), Some(1));
+        assert_eq!(get(&run, SummaryKey::Skipped), Some(1));
+        let b = ledger.get(&key("b")).unwrap();
+        assert_eq!(b.outcome, ItemOutcome::Skipped);
+        assert_eq!(b.reason, Some(reason("cancelled_in_flight")));
+        assert_eq!(ledger.in_flight().count(), 0);
+        assert_eq!(ledger.recount(), *run.counts());
+    }
+
+    #[test]
+    fn a_completion_that_does_not_settle_leaves_claims_uncounted() {
+        let (mut run, mut ledger) = counted_run(&["a", "b"]);
+        run.claim_item(&mut ledger, &key("a")).unwrap();
+
+        let failed = Completion::decided(RunOutcome::Failed, t(5));
+        run.complete_settling(&mut ledger, failed).unwrap();
+
+        assert_eq!(get(&run, SummaryKey::Processed), Some(0));
+        assert!(ledger.get(&key("a")).is_none());
     }
 
     #[test]

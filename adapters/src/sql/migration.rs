@@ -10,6 +10,7 @@ mod m20261127_000006_notify_run_changes;
 mod m20261127_000007_record_refusal;
 mod m20261202_000008_simulated_tenants;
 mod m20261202_000009_readiness;
+mod m20261202_000010_item_claims;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261127_000007_record_refusal::Migration),
             Box::new(m20261202_000008_simulated_tenants::Migration),
             Box::new(m20261202_000009_readiness::Migration),
+            Box::new(m20261202_000010_item_claims::Migration),
         ]
     }
 }

@@ -5,12 +5,14 @@
 //! - `lifecycle`: create (one active run per identity), mark running, freeze the total,
 //!   complete exactly once with its outbox rows;
 //! - `record`: record items and increments exactly once (I2–I6);
+//! - `claims`: claim an item before its provider call; a cancel counts those in flight;
 //! - `stages`: phases, components and heartbeats;
 //! - `recount`: recount counters from the ledger (reconcile);
 //! - `queries`: every read ([`RunQueries`]);
 //! - `statements`: every SQL rendering of a domain rule, next to the name of its twin;
 //! - `diagnostics`: whole-ledger reads and raw writes for the contract suite.
 
+mod claims;
 mod diagnostics;
 mod lifecycle;
 mod queries;
@@ -107,6 +109,15 @@ impl SqlRunStore {
     fn byte_order(&self) -> &'static str {
         match self.backend {
             DbBackend::Postgres => " COLLATE \"C\"",
+            _ => "",
+        }
+    }
+
+    /// The row lock a writer takes on the run before touching its items (PostgreSQL; SQLite
+    /// serializes every write already).
+    fn run_lock(&self) -> &'static str {
+        match self.backend {
+            DbBackend::Postgres => " FOR UPDATE",
             _ => "",
         }
     }
@@ -215,6 +226,15 @@ impl RunStore for SqlRunStore {
         at: Timestamp,
     ) -> Result<RecordOutcome, StoreError> {
         self.record(id, records, at).await
+    }
+
+    async fn claim_item(
+        &self,
+        id: RunId,
+        key: ItemKey,
+        at: Timestamp,
+    ) -> Result<opsrun_domain::Claim, StoreError> {
+        self.claim(id, key, at).await
     }
 
     async fn increment(

@@ -204,7 +204,9 @@ mod tests {
 
         assert_eq!(outcome, WriterOutcome::Stopped);
         assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
-        assert_eq!(Harness::processed(&h.counts(id).await), 3);
+        // The call that was in flight when the cancel landed is counted with it.
+        assert_eq!(Harness::processed(&h.counts(id).await), 4);
+        assert_eq!(h.cancelled_in_flight(id).await, 1);
         assert_eq!(h.families.snapshot(id), None);
     }
 }

@@ -279,7 +279,9 @@ mod tests {
         let run = h.run(id).await;
         assert_eq!(run.status(), RunStatus::Completed);
         assert_eq!(run.outcome(), RunOutcome::Cancelled);
-        assert_eq!(Harness::processed(&h.counts(id).await), 2);
+        // The call that was in flight when the cancel landed is counted with it.
+        assert_eq!(Harness::processed(&h.counts(id).await), 3);
+        assert_eq!(h.cancelled_in_flight(id).await, 1);
         assert_eq!(h.notifications().await, 1);
     }
 

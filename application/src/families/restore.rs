@@ -9,7 +9,7 @@ use opsrun_domain::{ItemKey, ItemRecord, RunId, WorkSet};
 use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
 use crate::reasons;
 use crate::writers::{
-    Plan, WriterError, WriterOutcome, begin, finished, frozen_work_set, plan_units,
+    Go, Plan, WriterError, WriterOutcome, begin, claim, finished, frozen_work_set, plan_units,
     provider_failure, record,
 };
 use crate::{OperationRunService, RunParams};
@@ -164,6 +164,13 @@ impl BackupSetRestoreWorker {
             Ok(item_id) => match self.backup_sets.item(item_id).await? {
                 None => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
                 Some(backup_item) => {
+                    match claim(&self.service, parent, &item).await? {
+                        Go::Call => {}
+                        // Recorded by an earlier attempt that may have stopped before the
+                        // parent's completion check: make that check, not the call.
+                        Go::Recorded => return self.complete_parent(parent).await,
+                        Go::Stop => return Ok(WriterOutcome::Stopped),
+                    }
                     let key = WorkKey {
                         run: parent,
                         item: item.clone(),
@@ -209,6 +216,11 @@ impl BackupSetRestoreWorker {
         if !outcome.all_recorded {
             return Ok(WriterOutcome::ItemRecorded);
         }
+        self.complete_parent(parent).await
+    }
+
+    /// Completes the parent when every item is recorded (I7).
+    async fn complete_parent(&self, parent: RunId) -> Result<WriterOutcome, WriterError> {
         Ok(match self.service.maybe_complete_bulk_run(parent).await? {
             Some(completed) => finished(&completed),
             None => WriterOutcome::ItemRecorded,

@@ -259,7 +259,9 @@ mod tests {
 
         assert_eq!(outcome, WriterOutcome::Stopped);
         assert_eq!(h.run(id).await.outcome(), RunOutcome::Cancelled);
-        assert_eq!(Harness::processed(&h.counts(id).await), 1);
+        // The call that was in flight when the cancel landed is counted with it.
+        assert_eq!(Harness::processed(&h.counts(id).await), 2);
+        assert_eq!(h.cancelled_in_flight(id).await, 1);
         assert_eq!(h.families.pack(id), None);
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, Change, Completion, ComponentState, Components, Drift, ItemKey, ItemOutcome,
+    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemOutcome,
     ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome, RunId, RunOutcome,
     RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
@@ -305,6 +305,17 @@ pub trait RunStore: RunQueries {
         at: Timestamp,
     ) -> Result<RecordOutcome, StoreError>;
 
+    /// As [`OperationRun::claim_item`]: the claim is stored so that a cancel which wins later
+    /// counts the item as in flight ([`OperationRun::complete_settling`]). A claim and a
+    /// completion are serialized on the run: a claim that returns `Claimed` is seen by every
+    /// completion after it.
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp)
+    -> Result<Claim, StoreError>;
+
     /// As [`OperationRun::increment`].
     ///
     /// # Errors
@@ -361,7 +372,7 @@ pub trait RunStore: RunQueries {
     /// As the domain method, plus the common errors.
     async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
 
-    /// As [`OperationRun::complete`], exactly once: the call that completes the run gets
+    /// As [`OperationRun::complete_settling`], exactly once: the call that completes the run gets
     /// `won: true`, and in the same unit of work writes one audit event
     /// (`operation.completed`, or `operation.cancelled` for a cancellation) and, when
     /// the run has an initiator, one notification to the initiator. A call on a completed run changes nothing
@@ -412,6 +423,7 @@ mockall::mock! {
         async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
         async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
         async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
+        async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;
         async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
         async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;
         async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError>;

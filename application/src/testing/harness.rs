@@ -205,6 +205,23 @@ impl Harness {
         Ok(last)
     }
 
+    /// The run's items a cancel counted as in flight (`skipped`, `run.cancelled_in_flight`).
+    pub(crate) async fn cancelled_in_flight(&self, id: RunId) -> usize {
+        use crate::ports::{LedgerQuery, RunQueries};
+        self.store
+            .ledger_entries(LedgerQuery {
+                run: id,
+                outcome: Some(opsrun_domain::ItemOutcome::Skipped),
+                after: None,
+                limit: u32::MAX,
+            })
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|(_, e)| e.reason == Some(crate::reasons::RUN_CANCELLED_IN_FLIGHT))
+            .count()
+    }
+
     pub(crate) fn processed(counts: &[(&'static str, u64)]) -> u64 {
         counts
             .iter()

@@ -47,6 +47,10 @@ pub struct Completion {
     pub failures: Vec<Failure>,
     /// When the run completed.
     pub at: Timestamp,
+    /// When set, items claimed for a provider call and not yet recorded are recorded as
+    /// `skipped` with this reason in the same step (a cancel: their provider calls may have
+    /// happened, and a completed run can take no late record).
+    pub in_flight: Option<ReasonCode>,
 }
 
 impl Completion {
@@ -57,6 +61,7 @@ impl Completion {
             outcome: None,
             failures: Vec::new(),
             at,
+            in_flight: None,
         }
     }
 
@@ -67,7 +72,16 @@ impl Completion {
             outcome: Some(outcome),
             failures: Vec::new(),
             at,
+            in_flight: None,
         }
+    }
+
+    /// Records the items in flight as `skipped` with `reason` when completing (see
+    /// [`Self::in_flight`]).
+    #[must_use]
+    pub fn settling_in_flight(mut self, reason: ReasonCode) -> Self {
+        self.in_flight = Some(reason);
+        self
     }
 
     /// Adds a failure summary line.

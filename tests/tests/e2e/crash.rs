@@ -490,3 +490,119 @@ async fn retention_prunes_only_what_no_run_needs_on_postgres() -> Result<(), Tes
     };
     retention_prunes_only_what_no_run_needs(url).await
 }
+
+/// Cancel takes effect before side effects: a restore cancelled while its children are inside
+/// slow provider calls ends with counts that agree with what the provider did. Every restore
+/// the provider performed is a `succeeded` item or an item the cancel counted as in flight
+/// (`skipped`, `run.cancelled_in_flight`); every `succeeded` item was restored; no provider call
+/// starts after the cancel.
+async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<(), TestError> {
+    use opsrun_application::reasons::RUN_CANCELLED_IN_FLIGHT;
+    use opsrun_domain::ItemOutcome;
+    use sea_orm::ConnectionTrait;
+
+    let running = Running::start(
+        &url,
+        SimulationSettings {
+            policies: 0,
+            // Workers spend nearly all their time inside the provider call, so the cancel
+            // finds calls in flight.
+            latency_ms: 150,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let set = backup_set(&running, "slow", 400).await?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while processed(&running, id).await? < 10 {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the restore made no progress".into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let cancelled = running.stack.service.cancel_run(id, None).await?;
+    // Let every call that was in flight end at the provider (each takes 150 ms).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let db = opsrun_adapters::sql::connect(&url, 1).await?;
+    let restored_rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT item_key FROM restore_results WHERE run_id = {}",
+                id.value()
+            ),
+        ))
+        .await?;
+    let mut restored = std::collections::BTreeSet::new();
+    for row in &restored_rows {
+        restored.insert(ItemKey::parse(&row.try_get::<String>("", "item_key")?)?);
+    }
+    let run = running.backend.store.run(id).await?;
+    let ledger = running.backend.store.ledger(id).await?;
+    running.stop().await?;
+
+    assert!(cancelled.won);
+    assert_eq!(run.outcome(), RunOutcome::Cancelled);
+    assert_eq!(run, cancelled.run, "nothing moved after the cancel");
+    let succeeded: std::collections::BTreeSet<ItemKey> = ledger
+        .entries()
+        .filter(|(_, e)| e.outcome == ItemOutcome::Succeeded)
+        .map(|(k, _)| k.clone())
+        .collect();
+    let in_flight: std::collections::BTreeSet<ItemKey> = ledger
+        .entries()
+        .filter(|(_, e)| {
+            e.outcome == ItemOutcome::Skipped && e.reason == Some(RUN_CANCELLED_IN_FLIGHT)
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert_eq!(ledger.len(), succeeded.len() + in_flight.len());
+    assert!(
+        !in_flight.is_empty(),
+        "the cancel found no call in flight: nothing was tested"
+    );
+    assert!(
+        succeeded.is_subset(&restored),
+        "a succeeded item the provider never restored"
+    );
+    let unaccounted: Vec<&ItemKey> = restored
+        .iter()
+        .filter(|k| !succeeded.contains(*k) && !in_flight.contains(*k))
+        .collect();
+    assert!(
+        unaccounted.is_empty(),
+        "the provider restored {} item(s) the counts do not show: {unaccounted:?}",
+        unaccounted.len()
+    );
+    assert_eq!(
+        run.counts().get(SummaryKey::Processed),
+        Some(ledger.len() as u64)
+    );
+    assert_eq!(
+        run.counts().get(SummaryKey::Skipped),
+        Some(in_flight.len() as u64)
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_mid_fan_out_agrees_with_the_provider_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_cancel_mid_fan_out_agrees_with_the_provider(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_mid_fan_out_agrees_with_the_provider_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_cancel_mid_fan_out_agrees_with_the_provider(url).await
+}

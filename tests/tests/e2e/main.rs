@@ -125,7 +125,15 @@ pub(crate) async fn start_server(
     start_server_with(url, dir, &["--workers", workers]).await
 }
 
-/// As [`start_server`], with `args` after `serve --bind 127.0.0.1:0`.
+/// The last lines the server started in `dir` wrote to its log.
+pub(crate) fn server_log(dir: &std::path::Path) -> String {
+    let log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// As [`start_server`], with `args` after `serve --bind 127.0.0.1:0`. The server's log goes to
+/// `serve.log` in `dir` (see [`server_log`]), so a failing test can show what it said.
 pub(crate) async fn start_server_with(
     url: &str,
     dir: &std::path::Path,
@@ -136,7 +144,7 @@ pub(crate) async fn start_server_with(
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
         .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
+        .stderr(std::fs::File::create(dir.join("serve.log"))?)
         .spawn()?;
     let stdout = server.stdout.take().ok_or("no stdout")?;
     let first = tokio::io::BufReader::new(stdout)

@@ -653,7 +653,12 @@ async fn workers_heal_after_a_postgres_restart() -> Result<(), TestError> {
     let _ = server.start_kill();
 
     assert!(restarted);
-    assert_eq!(doc["status"], "completed", "{doc}");
+    assert_eq!(
+        doc["status"],
+        "completed",
+        "{doc}\nserver log:\n{}",
+        crate::server_log(dir.path())
+    );
     assert_eq!(
         doc["summary_counts"],
         json!({"total": 60, "processed": 60, "succeeded": 60}),

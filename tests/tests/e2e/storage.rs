@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use opsrun_application::ports::{CreateRun, LedgerQuery, RunQuery, TenantScope};
 use opsrun_application::testing::{ManualClock, MemoryQueue};
-use opsrun_application::{OperationRunService, RunParams, StoreError, TerminalEffects};
+use opsrun_application::{OperationRunService, RunParams, StoreError, TerminalEffects, reasons};
 use opsrun_domain::{
-    AuxDeltas, AuxiliaryKey, Change, Completion, ItemKey, ItemOutcome, ItemRecord,
+    AuxDeltas, AuxiliaryKey, Change, Claim, Completion, ItemKey, ItemOutcome, ItemRecord,
     OperationRunProgressContract, ProgressMode, ReasonCode, RecordOutcome, RunError, RunId,
     RunOutcome, RunStatus, SummaryKey, Timestamp, WorkSet,
 };
@@ -845,6 +845,129 @@ contract!(stages_move_forward_only, |store| {
     assert_eq!(view.phase().map(|p| (p.index, p.count)), Some((2, 2)));
     Ok(())
 });
+
+contract!(
+    a_cancel_counts_the_claimed_items_in_flight_and_refuses_later_claims,
+    |store| {
+        let id = start(&store, "contoso", restore_params(), true).await?;
+        let runs = store.store();
+        let units = keys(4)?;
+        runs.set_total(id, work_set(&units)?).await?;
+        runs.mark_running(id, t(2)).await?;
+
+        assert_eq!(
+            runs.claim_item(id, units[0].clone(), t(3)).await?,
+            Claim::Claimed
+        );
+        assert_eq!(
+            runs.claim_item(id, units[1].clone(), t(3)).await?,
+            Claim::Claimed
+        );
+        assert_eq!(
+            runs.claim_item(id, units[1].clone(), t(4)).await?,
+            Claim::Claimed
+        );
+        runs.record_items(id, vec![ItemRecord::succeeded(units[0].clone())], t(5))
+            .await?;
+        assert_eq!(
+            runs.claim_item(id, units[0].clone(), t(6)).await?,
+            Claim::AlreadyRecorded
+        );
+        let outside = rule(runs.claim_item(id, key("not-a-unit")?, t(6)).await)?;
+        assert_eq!(
+            outside,
+            RunError::ItemNotInWorkSet {
+                item_key: key("not-a-unit")?
+            }
+        );
+
+        let cancel = Completion::decided(RunOutcome::Cancelled, t(7))
+            .settling_in_flight(reasons::RUN_CANCELLED_IN_FLIGHT);
+        let done = runs
+            .complete(id, cancel, TerminalEffects { actor: None })
+            .await?;
+
+        assert!(done.won);
+        let run = runs.run(id).await?;
+        assert_eq!(run, done.run);
+        assert_eq!(run.outcome(), RunOutcome::Cancelled);
+        assert_eq!(run.counts().get(SummaryKey::Total), Some(4));
+        assert_eq!(run.counts().get(SummaryKey::Processed), Some(2));
+        assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(1));
+        assert_eq!(run.counts().get(SummaryKey::Skipped), Some(1));
+        let ledger = store.ledger(id).await?;
+        assert_eq!(ledger.len(), 2);
+        let in_flight = ledger.get(&units[1]).ok_or("in-flight item not recorded")?;
+        assert_eq!(in_flight.outcome, ItemOutcome::Skipped);
+        assert_eq!(in_flight.reason, Some(reasons::RUN_CANCELLED_IN_FLIGHT));
+        assert_eq!(ledger.recount(), *run.counts());
+        for late in [
+            rule(runs.claim_item(id, units[2].clone(), t(8)).await)?,
+            rule(
+                runs.record_items(id, vec![ItemRecord::succeeded(units[1].clone())], t(8))
+                    .await,
+            )?,
+        ] {
+            assert_eq!(late, RunError::RunAlreadyCompleted);
+        }
+        Ok(())
+    }
+);
+
+contract!(
+    claims_racing_a_cancel_are_each_counted_or_refused,
+    |store| {
+        let id = start(&store, "contoso", restore_params(), true).await?;
+        let runs = store.store();
+        let units = keys(120)?;
+        runs.set_total(id, work_set(&units)?).await?;
+        runs.mark_running(id, t(2)).await?;
+        // Eight claimers walk disjoint stripes of the work set while a cancel lands among them.
+        let mut claimers = Vec::new();
+        for stripe in 0..8 {
+            let runs = runs.clone();
+            let mine: Vec<ItemKey> = units.iter().skip(stripe).step_by(8).cloned().collect();
+            claimers.push(tokio::spawn(async move {
+                let mut claimed = Vec::new();
+                for unit in mine {
+                    match runs.claim_item(id, unit.clone(), t(3)).await {
+                        Ok(Claim::Claimed) => claimed.push(unit),
+                        Ok(Claim::AlreadyRecorded) => {
+                            return Err::<Vec<ItemKey>, TestError>("nothing was recorded".into());
+                        }
+                        Err(StoreError::Rule(RunError::RunAlreadyCompleted)) => break,
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                Ok(claimed)
+            }));
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        let cancel = Completion::decided(RunOutcome::Cancelled, t(7))
+            .settling_in_flight(reasons::RUN_CANCELLED_IN_FLIGHT);
+        runs.complete(id, cancel, TerminalEffects { actor: None })
+            .await?;
+        let mut claimed = BTreeSet::new();
+        for claimer in claimers {
+            claimed.extend(claimer.await??);
+        }
+
+        // Every claim that was granted is counted, and nothing else is.
+        let run = runs.run(id).await?;
+        let ledger = store.ledger(id).await?;
+        let counted: BTreeSet<ItemKey> = ledger.entries().map(|(k, _)| k.clone()).collect();
+        assert_eq!(counted, claimed);
+        assert_eq!(
+            run.counts().get(SummaryKey::Processed),
+            Some(claimed.len() as u64)
+        );
+        assert_eq!(
+            run.counts().get(SummaryKey::Skipped),
+            Some(claimed.len() as u64)
+        );
+        Ok(())
+    }
+);
 
 contract!(unknown_runs_are_not_found, |store| {
     let runs = store.store();

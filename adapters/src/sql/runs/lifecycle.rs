@@ -152,9 +152,14 @@ impl SqlRunStore {
     ) -> Result<Completed, StoreError> {
         for _ in 0..CAS_ATTEMPTS {
             let tx = self.write_tx().await?;
+            let mut model = if completion.in_flight.is_some() {
+                self.in_flight(&tx, id).await?
+            } else {
+                ItemLedger::new()
+            };
             let before = self.load(&tx, id).await?;
             let mut after = before.clone();
-            let outcome = match after.complete(completion.clone()) {
+            let outcome = match after.complete_settling(&mut model, completion.clone()) {
                 Ok(outcome) => outcome,
                 Err(RunError::RunAlreadyCompleted) => {
                     self.rollback(tx).await?;
@@ -171,9 +176,38 @@ impl SqlRunStore {
             // Compare-and-set: the outcome was derived from these counts, so they must not
             // have moved; exactly one completion passes `status <> 'completed'`.
             let (guard, mut guard_values) = counts_guard(before.counts(), 5);
+            // Items the completion counted as in flight enter the ledger first (the run is
+            // still open in this transaction), and their counts move with the completion.
+            let settled: Vec<ItemRecord> = model
+                .entries()
+                .map(|(key, entry)| ItemRecord::skipped(key.clone(), entry.reason.clone()))
+                .collect();
+            let mut counts = String::new();
+            let mut count_values: Vec<Value> = Vec::new();
+            if !settled.is_empty() {
+                // The run row is locked already (`in_flight`).
+                let (ctes, insert, mut item_values) = ledger_insert(&settled, "item_key", "");
+                let mut values: Vec<Value> =
+                    vec![id.value().into(), completion.at.as_millis().into()];
+                values.append(&mut item_values);
+                self.exec(&tx, &format!("WITH {ctes} {insert}"), values)
+                    .await?;
+                let next = 5 + guard_values.len();
+                for (i, key) in [SummaryKey::Processed, SummaryKey::Skipped]
+                    .into_iter()
+                    .enumerate()
+                {
+                    let value = after.counts().get_or_zero(key);
+                    counts.push_str(&format!(", {} = ${}", column(key), next + i));
+                    count_values.push(i64::try_from(value).unwrap_or(i64::MAX).into());
+                }
+                // A record is a sign of life, as in the domain.
+                counts.push_str(&format!(", heartbeat_at = ${}", next + 2));
+                count_values.push(after.heartbeat_at().map(Timestamp::as_millis).into());
+            }
             let sql = format!(
                 "UPDATE operation_runs SET status = 'completed', outcome = $2, completed_at = $3, \
-                 failures = $4 WHERE id = $1 AND status <> 'completed' AND {guard}"
+                 failures = $4{counts} WHERE id = $1 AND status <> 'completed' AND {guard}"
             );
             let mut values: Vec<Value> = vec![
                 id.value().into(),
@@ -182,10 +216,18 @@ impl SqlRunStore {
                 encode_failures(after.failures()).into(),
             ];
             values.append(&mut guard_values);
+            values.append(&mut count_values);
             if self.exec(&tx, &sql, values).await? != 1 {
                 self.rollback(tx).await?;
                 continue;
             }
+            // Claims live only while the run is open.
+            self.exec(
+                &tx,
+                "DELETE FROM operation_run_claims WHERE run_id = $1",
+                vec![id.value().into()],
+            )
+            .await?;
             let action = completion_action(outcome);
             self.exec(
                 &tx,

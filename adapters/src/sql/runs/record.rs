@@ -104,7 +104,8 @@ impl SqlRunStore {
         at: Timestamp,
     ) -> Result<Option<RecordOutcome>, StoreError> {
         let returning = format!("outcome, {}", aux_columns(""));
-        let (ctes, insert, mut item_values) = ledger_insert(candidates, &returning);
+        let (ctes, insert, mut item_values) =
+            ledger_insert(candidates, &returning, self.run_lock());
         // The `d` row: what the insert entered, per counter (NULL sums for absent deltas).
         let mut moved = vec!["count(*) AS processed".to_owned()];
         moved.extend(ItemOutcome::ALL.iter().map(|o| {
@@ -187,7 +188,7 @@ impl SqlRunStore {
         let tx = self.write_tx().await?;
         let mut fresh_keys = BTreeSet::new();
         for chunk in candidates.chunks(CHUNK) {
-            let (ctes, insert, mut item_values) = ledger_insert(chunk, "item_key");
+            let (ctes, insert, mut item_values) = ledger_insert(chunk, "item_key", self.run_lock());
             let sql = format!("WITH {ctes} {insert}");
             let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
             values.append(&mut item_values);

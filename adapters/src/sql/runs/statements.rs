@@ -111,10 +111,13 @@ pub(super) fn aux_columns(prefix: &str) -> String {
 /// enters the batch only while the run is open and only when every item is in its frozen work
 /// set (else nothing, and the caller names the refusal). `$1` is the run, `$2` the time; the
 /// items' values follow from `$3`. Already recorded keys conflict and are skipped: `RETURNING`
-/// names what this call entered.
+/// names what this call entered. `lock` (`FOR UPDATE` on PostgreSQL) takes the run row before
+/// the first item is entered: every writer of a run locks the run first and its items after,
+/// so a record and a cancel settling the same item cannot deadlock.
 pub(super) fn ledger_insert(
     records: &[ItemRecord],
     returning: &str,
+    lock: &str,
 ) -> (String, String, Vec<Value>) {
     let width = 3 + AuxiliaryKey::ALL.len();
     let mut rows = Vec::with_capacity(records.len());
@@ -137,7 +140,7 @@ pub(super) fn ledger_insert(
     }
     let ctes = format!(
         "input (item_key, outcome, reason, {}) AS (VALUES {}), \
-         run AS (SELECT status, basis, total, processed FROM operation_runs WHERE id = $1), \
+         run AS (SELECT status, basis, total, processed FROM operation_runs WHERE id = $1{lock}), \
          outside AS (SELECT 1 AS one FROM input i, run r WHERE r.basis IS NOT NULL AND NOT EXISTS \
            (SELECT 1 FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = i.item_key))",
         aux_columns(""),
