@@ -119,6 +119,9 @@ pub struct QueueSettings {
     pub give_up_after: Duration,
 }
 
+/// How long in-flight jobs may take to finish once a worker stopped on an error.
+const FAILED_SHUTDOWN: Duration = Duration::from_secs(15);
+
 /// A monitor run that lasted this long was healthy: a failure after it starts a new backoff.
 const HEALTHY_RUN: Duration = Duration::from_secs(60);
 
@@ -582,7 +585,9 @@ impl ApalisQueue {
         // A worker that stops on an error stops the whole monitor: its sibling would otherwise
         // go on alone, and nothing would ever restart the dead one.
         let failure: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
+        let failed = Arc::new(tokio::sync::Notify::new());
         let seen = failure.clone();
+        let signal = failed.clone();
         let context = monitor.context();
         let monitor = monitor.should_restart(move |worker, error| {
             tracing::warn!(worker = worker.name(), %error, "a worker stopped on an error");
@@ -590,17 +595,38 @@ impl ApalisQueue {
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
                 .get_or_insert_with(|| format!("{}: {error}", worker.name()));
             let _ = context.shutdown();
+            signal.notify_one();
             false
         });
         let mut stop = stop;
-        monitor
+        let run = monitor
             .shutdown_timeout(Duration::from_secs(60))
             .run_with_signal(async move {
                 let _ = stop.wait_for(|s| *s).await;
                 Ok(())
-            })
-            .await
-            .map_err(|e| QueueRunError::Worker(e.to_string()))?;
+            });
+        tokio::pin!(run);
+        let ended = tokio::select! {
+            ended = &mut run => ended,
+            () = failed.notified() => {
+                // The monitor shuts down after a worker's error, but a job parked in a retry
+                // backoff then never finishes (apalis's lifecycle service stays pending while
+                // shutting down) and holds that shutdown for ever: the other worker's jobs would
+                // wait with nobody polling. In-flight jobs get FAILED_SHUTDOWN to finish; then
+                // they are dropped, and the supervisor hands their rows back.
+                match tokio::time::timeout(FAILED_SHUTDOWN, &mut run).await {
+                    Ok(ended) => ended,
+                    Err(_) => {
+                        tracing::warn!(
+                            after_secs = FAILED_SHUTDOWN.as_secs(),
+                            "workers did not stop after an error; dropping their in-flight jobs"
+                        );
+                        Ok(())
+                    }
+                }
+            }
+        };
+        ended.map_err(|e| QueueRunError::Worker(e.to_string()))?;
         Ok(failure
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)

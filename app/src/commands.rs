@@ -77,6 +77,14 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             let stack = open(&cli, None).await?;
             token::create_token(&stack, args, out).await
         }
+        Command::Token(TokenCommand::List { workspace }) => {
+            let stack = open(&cli, None).await?;
+            token::list_tokens(&stack, workspace.as_deref(), out).await
+        }
+        Command::Token(TokenCommand::Revoke { id }) => {
+            let stack = open(&cli, None).await?;
+            token::revoke_token(&stack, id, out).await
+        }
         Command::Ops(command) => {
             let stack = open(&cli, None).await?;
             ops::run(&stack, command, out).await

@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// requests); a slower one is closed.
     #[arg(long, env = "OPSRUN_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     pub header_timeout_secs: u64,
+    /// Mark the page session cookie `Secure` on every answer (behind a TLS proxy that does not
+    /// send `X-Forwarded-Proto: https`; with that header it is marked `Secure` anyway).
+    #[arg(long, env = "OPSRUN_SECURE_COOKIES")]
+    pub secure_cookies: bool,
     /// Worker settings of the in-process workers.
     #[command(flatten)]
     pub worker: WorkerArgs,
@@ -269,6 +273,17 @@ pub struct StartArgs {
 pub enum TokenCommand {
     /// Create the user if missing and a new API token; prints the token alone.
     Create(TokenArgs),
+    /// List API tokens (never their secrets): id, workspace, user, role, tenants, dates.
+    List {
+        /// Only this workspace's tokens.
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Revoke an API token: it fails at once, its page sessions and event streams end.
+    Revoke {
+        /// The token id (from `token list`).
+        id: String,
+    },
 }
 
 /// Options of `opsrun token create`.
@@ -286,6 +301,9 @@ pub struct TokenArgs {
     /// A tenant the token may see (repeat); none means every tenant of the workspace.
     #[arg(long = "tenant")]
     pub tenants: Vec<String>,
+    /// How long the token works, e.g. `90d`, `12h`, `30m` (default: until revoked).
+    #[arg(long = "expires-in")]
+    pub expires_in: Option<String>,
 }
 
 /// The runtime settings of the worker options.

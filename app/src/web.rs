@@ -2,7 +2,7 @@
 //! (`state`, `auth`, `error`) as siblings, so neither imports the other.
 
 pub mod api;
-mod auth;
+pub(crate) mod auth;
 mod error;
 pub mod pages;
 pub mod server;
@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
 pub use error::ApiError;
@@ -35,6 +36,16 @@ pub fn router(state: AppState) -> Router {
         ))
         .merge(api::stream_routes())
         .fallback(api::handlers::not_found)
+        // Every answer: no MIME sniffing, and nothing (a page, a run document, a token) kept
+        // in a shared or browser cache.
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

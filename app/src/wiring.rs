@@ -7,7 +7,7 @@ use opsrun_adapters::backend::{Backend, WorkerLoop};
 use opsrun_adapters::clock::{OsEntropy, SystemClock};
 use opsrun_adapters::events::BroadcastEvents;
 use opsrun_application::OperationRunService;
-use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts};
+use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts, ManageTokens};
 use opsrun_application::auth::Authenticate;
 use opsrun_application::catalog::TenantCatalog;
 use opsrun_application::families::{Families, Family, RegistryError};
@@ -50,6 +50,8 @@ pub struct Stack {
     pub authenticate: Authenticate,
     /// Issuing API tokens.
     pub issue_token: IssueToken,
+    /// Lists and revokes API tokens.
+    pub tokens: ManageTokens,
     /// Adding tenants.
     pub add_tenant: AddTenant,
     /// Whether this process is ready (store accepts a write, workers alive).
@@ -158,7 +160,12 @@ impl Stack {
                 backend.baselines.clone(),
                 backend.provider.clone(),
             ),
-            authenticate: Authenticate::new(backend.tokens.clone()),
+            authenticate: Authenticate::new(
+                backend.tokens.clone(),
+                clock.clone(),
+                Arc::new(OsEntropy),
+            ),
+            tokens: ManageTokens::new(backend.tokens.clone(), clock.clone()),
             issue_token: IssueToken::new(IssueTokenPorts {
                 directory: backend.directory.clone(),
                 admin: backend.admin.clone(),

@@ -4,7 +4,8 @@
 use opsrun_domain::{OperationRun, Slug, WorkspaceId};
 
 use crate::StoreError;
-use crate::ports::{Directory, Role, RunQueries, Tenant, TenantScope, User};
+use crate::auth::TokenHash;
+use crate::ports::{Directory, Role, RunQueries, Tenant, TenantScope, TokenId, User};
 
 /// An authenticated caller: a user of a workspace with a role and the tenants it may see.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,24 @@ pub struct Caller {
     pub role: Role,
     /// The tenants it may see.
     pub scope: TenantScope,
+    /// How it proved who it is (what a long-lived stream re-checks).
+    pub via: Via,
+}
+
+/// How a caller proved who it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Via {
+    /// In-process (the CLI, the demo, a host's own code): nothing to re-check.
+    Local,
+    /// An API token (`Authorization: Bearer`).
+    Token(TokenId),
+    /// A page session opened with a token.
+    Session {
+        /// The token the session was opened with.
+        token: TokenId,
+        /// The hash of the session secret.
+        session: TokenHash,
+    },
 }
 
 impl Caller {
@@ -69,6 +88,13 @@ impl AccessPolicy {
     #[must_use]
     pub fn can_see_run(caller: &Caller, run: &OperationRun) -> bool {
         run.workspace() == caller.workspace() && caller.scope.allows(run.tenant())
+    }
+
+    /// Whether the caller may see a notification about a run of `tenant`: notifications
+    /// belong to the user, but a token scoped to some tenants sees only theirs.
+    #[must_use]
+    pub fn can_see_notification(caller: &Caller, tenant: opsrun_domain::TenantId) -> bool {
+        caller.scope.allows(tenant)
     }
 
     /// Refuses unless the caller has at least `needed`.

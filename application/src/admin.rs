@@ -6,13 +6,13 @@ use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::Arc;
 
-use opsrun_domain::Slug;
+use opsrun_domain::{Slug, Timestamp, WorkspaceId};
 
 use crate::StoreError;
 use crate::auth::PlainToken;
 use crate::ports::{
     Clock, Directory, DirectoryAdmin, Entropy, NewToken, Role, SimulationSettings, Tenant,
-    TenantScope, TenantSetup, Tokens,
+    TenantScope, TenantSetup, TokenId, TokenRecord, Tokens,
 };
 
 /// Longest accepted e-mail address (RFC 5321's path limit).
@@ -24,6 +24,9 @@ pub enum AdminError {
     /// The request is invalid; the message says what to change.
     #[error("{0}")]
     Invalid(String),
+    /// The thing named does not exist (or is not the caller's).
+    #[error("{0}")]
+    NotFound(String),
     /// Storage failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -118,6 +121,23 @@ pub struct TokenRequest {
     pub role: Role,
     /// The tenants it may see; empty: every tenant of the workspace.
     pub tenants: Vec<Slug>,
+    /// How long it works; `None`: until revoked.
+    pub expires_in: Option<std::time::Duration>,
+}
+
+/// The longest lifetime a token can be issued with (`--expires-in`).
+pub const MAX_TOKEN_LIFETIME: std::time::Duration =
+    std::time::Duration::from_secs(10 * 366 * 86_400);
+
+/// A token just issued: its clear text is shown once.
+#[derive(Debug, Clone)]
+pub struct IssuedToken {
+    /// Its id (for `token list` and `token revoke`).
+    pub id: TokenId,
+    /// The clear text.
+    pub token: PlainToken,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
 }
 
 /// Issues an API token: the clear text is returned once, only its hash is stored.
@@ -170,7 +190,15 @@ impl IssueToken {
     ///
     /// [`AdminError::Invalid`] for a malformed e-mail or a tenant the workspace does not have;
     /// [`AdminError::Store`].
-    pub async fn execute(&self, request: TokenRequest) -> Result<PlainToken, AdminError> {
+    pub async fn execute(&self, request: TokenRequest) -> Result<IssuedToken, AdminError> {
+        let expires_in = match request.expires_in {
+            Some(d) if d.is_zero() || d > MAX_TOKEN_LIFETIME => {
+                return Err(invalid(
+                    "the token lifetime must be between 1 second and 10 years",
+                ));
+            }
+            other => other,
+        };
         let email = request.email.trim();
         if email.is_empty()
             || email.len() > MAX_EMAIL_LEN
@@ -215,15 +243,79 @@ impl IssueToken {
         } else {
             TenantScope::Only(tenants)
         };
-        self.tokens
+        let now = self.clock.now();
+        let expires_at = expires_in.map(|d| {
+            Timestamp::from_millis(
+                now.as_millis()
+                    .saturating_add(i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+            )
+        });
+        let id = self
+            .tokens
             .add_token(NewToken {
                 user: user.id,
                 hash: token.hash(),
                 role: request.role,
                 scope,
-                at: self.clock.now(),
+                at: now,
+                expires_at,
             })
             .await?;
-        Ok(token)
+        Ok(IssuedToken {
+            id,
+            token,
+            expires_at,
+        })
+    }
+}
+
+/// Lists and revokes API tokens: from the CLI (every workspace) or for a workspace owner.
+#[derive(Clone)]
+pub struct ManageTokens {
+    tokens: Arc<dyn Tokens>,
+    clock: Arc<dyn Clock>,
+}
+
+impl fmt::Debug for ManageTokens {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ManageTokens").finish_non_exhaustive()
+    }
+}
+
+impl ManageTokens {
+    /// The use case over the token store.
+    #[must_use]
+    pub fn new(tokens: Arc<dyn Tokens>, clock: Arc<dyn Clock>) -> Self {
+        Self { tokens, clock }
+    }
+
+    /// The tokens of `workspace` (every workspace's for `None`), newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::Store`].
+    pub async fn list(
+        &self,
+        workspace: Option<WorkspaceId>,
+    ) -> Result<Vec<TokenRecord>, AdminError> {
+        Ok(self.tokens.tokens(workspace).await?)
+    }
+
+    /// Revokes token `id` (of `workspace`, when given): it fails at once on the API, its page
+    /// sessions end, and open streams end at their next check. Revoking twice keeps the first
+    /// time.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::NotFound`] when there is no such token; [`AdminError::Store`].
+    pub async fn revoke(
+        &self,
+        workspace: Option<WorkspaceId>,
+        id: TokenId,
+    ) -> Result<TokenRecord, AdminError> {
+        self.tokens
+            .revoke_token(workspace, id, self.clock.now())
+            .await?
+            .ok_or_else(|| AdminError::NotFound(format!("token {id} not found")))
     }
 }

@@ -21,9 +21,10 @@ use opsrun_domain::{
 
 use crate::auth::TokenHash;
 use crate::ports::{
-    AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewToken,
-    Notification, Pruned, Retention, RunQueries, RunQuery, RunStore, Started, Tenant,
-    TenantActivity, TerminalEffects, TokenOwner, Tokens, User, completion_action,
+    AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewSession,
+    NewToken, Notification, Pruned, Retention, RunQueries, RunQuery, RunStore, SessionOwner,
+    Started, Tenant, TenantActivity, TerminalEffects, TokenId, TokenOwner, TokenRecord, Tokens,
+    User, completion_action,
 };
 use crate::{RunParams, StoreError};
 
@@ -31,6 +32,20 @@ struct Entry {
     run: OperationRun,
     ledger: ItemLedger,
     params: RunParams,
+}
+
+struct StoredToken {
+    id: TokenId,
+    new: NewToken,
+    last_used_at: Option<Timestamp>,
+    revoked_at: Option<Timestamp>,
+}
+
+struct StoredSession {
+    hash: TokenHash,
+    token: TokenId,
+    created_at: Timestamp,
+    last_seen_at: Timestamp,
 }
 
 #[derive(Default)]
@@ -42,10 +57,56 @@ struct State {
     workspaces: Vec<(WorkspaceId, Slug)>,
     tenants: Vec<Tenant>,
     users: Vec<User>,
-    tokens: Vec<NewToken>,
+    tokens: Vec<StoredToken>,
+    sessions: Vec<StoredSession>,
 }
 
 impl State {
+    fn user_of(&self, token: &StoredToken) -> Result<User, StoreError> {
+        self.users
+            .iter()
+            .find(|u| u.id == token.new.user)
+            .cloned()
+            .ok_or_else(|| StoreError::Corrupt(format!("token of unknown user {}", token.new.user)))
+    }
+
+    /// The owner of the first unrevoked token that matches.
+    fn owner(
+        &self,
+        matches: impl Fn(&StoredToken) -> bool,
+    ) -> Result<Option<TokenOwner>, StoreError> {
+        let Some(token) = self
+            .tokens
+            .iter()
+            .find(|t| t.revoked_at.is_none() && matches(t))
+        else {
+            return Ok(None);
+        };
+        Ok(Some(TokenOwner {
+            token: token.id,
+            user: self.user_of(token)?,
+            role: token.new.role,
+            scope: token.new.scope.clone(),
+            expires_at: token.new.expires_at,
+            last_used_at: token.last_used_at,
+        }))
+    }
+
+    fn record(&self, token: &StoredToken) -> Result<TokenRecord, StoreError> {
+        let user = self.user_of(token)?;
+        Ok(TokenRecord {
+            id: token.id,
+            workspace: user.workspace,
+            email: user.email,
+            role: token.new.role,
+            scope: token.new.scope.clone(),
+            created_at: token.new.at,
+            expires_at: token.new.expires_at,
+            last_used_at: token.last_used_at,
+            revoked_at: token.revoked_at,
+        })
+    }
+
     /// `run` with its tenant's slug and its initiator's e-mail.
     fn named(&self, run: &OperationRun) -> Result<NamedRun, StoreError> {
         let tenant = self
@@ -603,26 +664,102 @@ impl DirectoryAdmin for MemoryRunStore {
 
 #[async_trait]
 impl Tokens for MemoryRunStore {
-    async fn add_token(&self, token: NewToken) -> Result<(), StoreError> {
-        self.lock().tokens.push(token);
-        Ok(())
+    async fn add_token(&self, token: NewToken) -> Result<TokenId, StoreError> {
+        let mut state = self.lock();
+        let id = TokenId(state.tokens.len() as i64 + 1);
+        state.tokens.push(StoredToken {
+            id,
+            new: token,
+            last_used_at: None,
+            revoked_at: None,
+        });
+        Ok(id)
     }
 
     async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>, StoreError> {
         let state = self.lock();
-        let Some(token) = state.tokens.iter().find(|t| t.hash == *hash) else {
+        state.owner(|t| t.new.hash == *hash)
+    }
+
+    async fn token_by_id(&self, id: TokenId) -> Result<Option<TokenOwner>, StoreError> {
+        let state = self.lock();
+        state.owner(|t| t.id == id)
+    }
+
+    async fn touch_token(&self, id: TokenId, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(token) = self.lock().tokens.iter_mut().find(|t| t.id == id) {
+            token.last_used_at = Some(at);
+        }
+        Ok(())
+    }
+
+    async fn tokens(&self, workspace: Option<WorkspaceId>) -> Result<Vec<TokenRecord>, StoreError> {
+        let state = self.lock();
+        let mut records = Vec::new();
+        for token in state.tokens.iter().rev() {
+            let record = state.record(token)?;
+            if workspace.is_none_or(|w| w == record.workspace) {
+                records.push(record);
+            }
+        }
+        Ok(records)
+    }
+
+    async fn revoke_token(
+        &self,
+        workspace: Option<WorkspaceId>,
+        id: TokenId,
+        at: Timestamp,
+    ) -> Result<Option<TokenRecord>, StoreError> {
+        let mut state = self.lock();
+        let Some(index) = state.tokens.iter().position(|t| t.id == id) else {
             return Ok(None);
         };
-        let user = state
-            .users
-            .iter()
-            .find(|u| u.id == token.user)
-            .cloned()
-            .ok_or_else(|| StoreError::Corrupt(format!("token of unknown user {}", token.user)))?;
-        Ok(Some(TokenOwner {
-            user,
-            role: token.role,
-            scope: token.scope.clone(),
+        let owner_workspace = state.user_of(&state.tokens[index])?.workspace;
+        if workspace.is_some_and(|w| w != owner_workspace) {
+            return Ok(None);
+        }
+        let token = &mut state.tokens[index];
+        token.revoked_at.get_or_insert(at);
+        state.sessions.retain(|s| s.token != id);
+        let record = state.record(&state.tokens[index])?;
+        Ok(Some(record))
+    }
+
+    async fn add_session(&self, session: NewSession) -> Result<(), StoreError> {
+        self.lock().sessions.push(StoredSession {
+            hash: session.hash,
+            token: session.token,
+            created_at: session.at,
+            last_seen_at: session.at,
+        });
+        Ok(())
+    }
+
+    async fn session_owner(&self, hash: &TokenHash) -> Result<Option<SessionOwner>, StoreError> {
+        let state = self.lock();
+        let Some(session) = state.sessions.iter().find(|s| s.hash == *hash) else {
+            return Ok(None);
+        };
+        let Some(owner) = state.owner(|t| t.id == session.token)? else {
+            return Ok(None);
+        };
+        Ok(Some(SessionOwner {
+            created_at: session.created_at,
+            last_seen_at: session.last_seen_at,
+            owner,
         }))
+    }
+
+    async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError> {
+        if let Some(session) = self.lock().sessions.iter_mut().find(|s| s.hash == *hash) {
+            session.last_seen_at = at;
+        }
+        Ok(())
+    }
+
+    async fn delete_session(&self, hash: &TokenHash) -> Result<(), StoreError> {
+        self.lock().sessions.retain(|s| s.hash != *hash);
+        Ok(())
     }
 }

@@ -12,8 +12,9 @@ mod runs;
 
 pub use clock::Clock;
 pub use directory::{
-    Directory, DirectoryAdmin, Entropy, NewToken, Role, SimulationSettings, Tenant, TenantScope,
-    TenantSetup, TokenOwner, Tokens, User,
+    Directory, DirectoryAdmin, Entropy, NewSession, NewToken, Role, SessionOwner,
+    SimulationSettings, Tenant, TenantScope, TenantSetup, TokenId, TokenOwner, TokenRecord, Tokens,
+    User,
 };
 pub use events::RunEvents;
 pub use family::{

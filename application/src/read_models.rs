@@ -396,6 +396,9 @@ impl ReadModels {
         let mut names = Names::new(self.directory.as_ref());
         let mut out = Vec::new();
         for notification in self.store.notifications(caller.user.id).await? {
+            if !AccessPolicy::can_see_notification(caller, notification.tenant) {
+                continue;
+            }
             let slug = names.tenant(notification.tenant).await?;
             out.push((notification, slug));
         }
@@ -407,7 +410,7 @@ impl ReadModels {
 mod tests {
     use std::collections::BTreeSet;
 
-    use opsrun_domain::{ItemRecord, ProgressMode, ReasonCode, WorkSet, WorkspaceId};
+    use opsrun_domain::{ItemRecord, ProgressMode, ReasonCode, TenantId, WorkSet, WorkspaceId};
 
     use super::*;
     use crate::RunParams;
@@ -423,6 +426,7 @@ mod tests {
             user: h.user.clone(),
             role: Role::Readonly,
             scope,
+            via: crate::access::Via::Local,
         }
     }
 
@@ -512,6 +516,7 @@ mod tests {
             user: h.store.add_user(WorkspaceId::new(2), "x@example.com"),
             role: Role::Owner,
             scope: TenantScope::All,
+            via: crate::access::Via::Local,
         };
 
         let result = models(&h).run(&stranger, id).await;
@@ -635,5 +640,28 @@ mod tests {
         assert_eq!(notifications[0].0.run, id);
         assert_eq!(notifications[0].0.outcome, RunOutcome::Cancelled);
         assert_eq!(notifications[0].1, contoso());
+    }
+
+    #[tokio::test]
+    async fn a_token_scoped_to_other_tenants_sees_none_of_this_tenants_notifications() {
+        let h = Harness::new(4, &[]);
+        let id = h.start(RunParams::BaselineCapture).await;
+        h.service.cancel_run(id, None).await.unwrap();
+        let elsewhere = TenantId::new(h.tenant.id.value() + 1);
+
+        let scoped = models(&h)
+            .notifications(&caller(&h, TenantScope::Only(BTreeSet::from([elsewhere]))))
+            .await
+            .unwrap();
+        let own = models(&h)
+            .notifications(&caller(
+                &h,
+                TenantScope::Only(BTreeSet::from([h.tenant.id])),
+            ))
+            .await
+            .unwrap();
+
+        assert!(scoped.is_empty());
+        assert_eq!(own.len(), 1);
     }
 }

@@ -216,6 +216,7 @@ mod tests {
             user: h.user.clone(),
             role,
             scope: TenantScope::All,
+            via: crate::access::Via::Local,
         }
     }
 

@@ -536,6 +536,7 @@ async fn reads(url: &str) -> Result<Reads, Error> {
         user,
         role: Role::Owner,
         scope: TenantScope::All,
+        via: opsrun_application::access::Via::Local,
     };
     let slugs: Vec<Slug> = tenants.iter().map(|t| t.slug.clone()).collect();
     let (mut feed, mut page) = (Vec::new(), Vec::new());

@@ -11,6 +11,7 @@ mod m20261127_000007_record_refusal;
 mod m20261202_000008_simulated_tenants;
 mod m20261202_000009_readiness;
 mod m20261202_000010_item_claims;
+mod m20261202_000011_token_lifecycle;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_simulated_tenants::Migration),
             Box::new(m20261202_000009_readiness::Migration),
             Box::new(m20261202_000010_item_claims::Migration),
+            Box::new(m20261202_000011_token_lifecycle::Migration),
         ]
     }
 }

@@ -353,6 +353,7 @@ pub async fn run(
         user: user.clone(),
         role: Role::Owner,
         scope: TenantScope::All,
+        via: opsrun_application::access::Via::Local,
     };
     let set = stack
         .catalog

@@ -52,6 +52,7 @@ async fn owner(stack: &Stack, slug: Option<&str>) -> Result<Caller, CliError> {
         user,
         role: Role::Owner,
         scope: TenantScope::All,
+        via: opsrun_application::access::Via::Local,
     })
 }
 

@@ -39,7 +39,7 @@ pub(super) async fn command(
         max_connections: args.max_connections.max(1),
         shutdown_grace: std::time::Duration::from_secs(10),
     };
-    serve(stack, listener, &args.worker, limits).await?;
+    serve(stack, listener, &args.worker, limits, args.secure_cookies).await?;
     Ok(())
 }
 
@@ -54,6 +54,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     worker: &WorkerArgs,
     limits: HttpLimits,
+    secure_cookies: bool,
 ) -> anyhow::Result<()> {
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let runtime = runtime_settings(worker);
@@ -74,7 +75,7 @@ pub async fn serve(
         }
         result
     });
-    let app = router(AppState::with_shutdown(stack, stop_rx));
+    let app = router(AppState::with_shutdown(stack, stop_rx).with_secure_cookies(secure_cookies));
     let served = crate::web::server::serve(listener, app, limits, async move {
         tokio::select! {
             _ = shutdown_signal() => {}

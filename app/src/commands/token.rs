@@ -1,10 +1,11 @@
-//! `opsrun token create`: a new API token through the `IssueToken` use case.
+//! `opsrun token create|list|revoke`: API tokens through the `IssueToken` and `ManageTokens`
+//! use cases.
 
 use std::io::Write;
 
 use anyhow::Context;
 use opsrun_application::admin::{AdminError, TokenRequest};
-use opsrun_application::ports::Role;
+use opsrun_application::ports::{Role, TenantScope, TokenId};
 use opsrun_domain::Slug;
 
 use super::{CliError, input};
@@ -29,6 +30,7 @@ pub async fn create_token(
         .iter()
         .map(|t| Slug::parse(t).map_err(|e| input(format!("--tenant: {e}"))))
         .collect::<Result<Vec<_>, _>>()?;
+    let expires_in = args.expires_in.as_deref().map(lifetime).transpose()?;
     let token = stack
         .issue_token
         .execute(TokenRequest {
@@ -37,17 +39,121 @@ pub async fn create_token(
             email: args.email.clone(),
             role,
             tenants,
+            expires_in,
         })
         .await
         .map_err(admin)?;
-    writeln!(out, "{}", token.expose()).context("failed to write")?;
+    writeln!(out, "{}", token.token.expose()).context("failed to write")?;
+    Ok(())
+}
+
+/// A lifetime such as `90d`, `12h` or `30m`.
+fn lifetime(text: &str) -> Result<std::time::Duration, CliError> {
+    humantime::parse_duration(text.trim()).map_err(|e| {
+        input(format!(
+            "--expires-in must be a duration such as 90d, 12h or 30m ({e})"
+        ))
+    })
+}
+
+fn when(at: Option<opsrun_domain::Timestamp>) -> String {
+    at.map_or_else(|| "-".to_owned(), crate::web::api::dto::rfc3339)
+}
+
+/// Runs `token list`: a header and one tab-separated line per token, newest first.
+///
+/// # Errors
+///
+/// [`CliError`].
+pub async fn list_tokens(
+    stack: &Stack,
+    workspace: Option<&str>,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let workspaces = stack
+        .admin
+        .workspaces()
+        .await
+        .map_err(|e| CliError::Failure(e.into()))?;
+    let only = match workspace {
+        None => None,
+        Some(text) => {
+            let slug = Slug::parse(text).map_err(|e| input(format!("--workspace: {e}")))?;
+            let found = workspaces.iter().find(|(_, s)| *s == slug);
+            Some(
+                found
+                    .ok_or_else(|| input(format!("workspace '{slug}' does not exist")))?
+                    .0,
+            )
+        }
+    };
+    let tokens = stack.tokens.list(only).await.map_err(admin)?;
+    let mut lines =
+        vec!["ID\tWORKSPACE\tUSER\tROLE\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS".to_owned()];
+    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+    for token in tokens {
+        let workspace = workspaces
+            .iter()
+            .find(|(id, _)| *id == token.workspace)
+            .map_or_else(|| token.workspace.to_string(), |(_, s)| s.to_string());
+        let tenants = match &token.scope {
+            TenantScope::All => "all".to_owned(),
+            TenantScope::Only(ids) => ids
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        };
+        let status = if token.revoked_at.is_some() {
+            "revoked"
+        } else if token.expires_at.is_some_and(|end| now >= end) {
+            "expired"
+        } else {
+            "active"
+        };
+        lines.push(format!(
+            "{}\t{workspace}\t{}\t{}\t{tenants}\t{}\t{}\t{}\t{status}",
+            token.id,
+            token.email,
+            token.role.key(),
+            crate::web::api::dto::rfc3339(token.created_at),
+            when(token.expires_at),
+            when(token.last_used_at),
+        ));
+    }
+    for line in lines {
+        writeln!(out, "{line}").context("failed to write")?;
+    }
+    Ok(())
+}
+
+/// Runs `token revoke ID`: one line saying what was revoked.
+///
+/// # Errors
+///
+/// [`CliError`] (exit 2 for an id that is not a token).
+pub async fn revoke_token(stack: &Stack, id: &str, out: &mut dyn Write) -> Result<(), CliError> {
+    let id = id
+        .trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| {
+            input("the token id must be a positive integer (see `opsrun token list`)")
+        })?;
+    let record = stack
+        .tokens
+        .revoke(None, TokenId(id))
+        .await
+        .map_err(admin)?;
+    writeln!(out, "revoked token {} of {}", record.id, record.email).context("failed to write")?;
     Ok(())
 }
 
 /// An administration refusal is bad input (exit 2); a storage failure is a failure (exit 1).
 pub(crate) fn admin(error: AdminError) -> CliError {
     match error {
-        AdminError::Invalid(message) => input(message),
+        AdminError::Invalid(message) | AdminError::NotFound(message) => input(message),
         AdminError::Store(e) => CliError::Failure(anyhow::Error::new(e)),
     }
 }

@@ -4,7 +4,7 @@ pub mod dto;
 pub(crate) mod handlers;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use utoipa::OpenApi;
 
 use super::AppState;
@@ -28,6 +28,9 @@ use super::AppState;
         handlers::list_baselines,
         handlers::list_policies,
         handlers::notifications,
+        handlers::list_tokens,
+        handlers::create_token,
+        handlers::revoke_token,
     ),
     components(schemas(
         dto::ErrorBody,
@@ -44,6 +47,10 @@ use super::AppState;
         dto::BackupSetList,
         dto::BaselineList,
         dto::PolicyList,
+        dto::TokenDoc,
+        dto::TokenList,
+        dto::TokenBody,
+        dto::IssuedTokenDoc,
     )),
     modifiers(&BearerAuth)
 )]
@@ -102,4 +109,9 @@ pub(super) fn routes() -> Router<AppState> {
             get(handlers::list_policies),
         )
         .route("/api/notifications", get(handlers::notifications))
+        .route(
+            "/api/tokens",
+            get(handlers::list_tokens).post(handlers::create_token),
+        )
+        .route("/api/tokens/{id}", delete(handlers::revoke_token))
 }

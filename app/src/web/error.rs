@@ -150,6 +150,17 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+impl From<opsrun_application::admin::AdminError> for ApiError {
+    fn from(error: opsrun_application::admin::AdminError) -> Self {
+        use opsrun_application::admin::AdminError;
+        match error {
+            AdminError::Invalid(m) => Self::Invalid("invalid_token_request", m),
+            AdminError::NotFound(m) => Self::NotFound(m),
+            AdminError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {

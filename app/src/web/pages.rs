@@ -13,7 +13,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use opsrun_application::access::Caller;
 use opsrun_application::families::Families;
 use opsrun_application::ports::Role;
 use opsrun_application::read_models::{CollectionFilter, RunSummary};
@@ -22,7 +21,7 @@ use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::api::dto::rfc3339;
-use super::auth::{TOKEN_COOKIE, token_cookie};
+use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
 use super::{ApiError, AppState};
 
 /// The Content-Security-Policy of every page.
@@ -175,20 +174,20 @@ fn html(page: &impl Template) -> Response {
     }
 }
 
-/// The session token from the cookie.
-fn session_token(headers: &HeaderMap) -> Option<String> {
-    token_cookie(headers)
+/// The CSRF token of a session: only the holder of the session secret can compute it, and a
+/// new session (every login) has a new one.
+fn csrf_of(session: &str) -> String {
+    opsrun_application::auth::csrf_token(session)
 }
 
-/// The CSRF token of a session: only someone holding the session token can compute it.
-fn csrf_of(token: &str) -> String {
-    opsrun_application::auth::csrf_token(token)
-}
-
-fn csrf_ok(headers: &HeaderMap, given: &str) -> bool {
+/// A state-changing form is this site's own: same origin, and the session's CSRF token.
+fn form_ok(headers: &HeaderMap, page: &PageCaller, given: &str) -> bool {
     use subtle::ConstantTimeEq;
-    session_token(headers)
-        .is_some_and(|token| bool::from(csrf_of(&token).as_bytes().ct_eq(given.as_bytes())))
+    same_origin(headers) && bool::from(csrf_of(&page.session).as_bytes().ct_eq(given.as_bytes()))
+}
+
+fn cross_site() -> Response {
+    ApiError::Forbidden("cross-site request refused".into()).into_response()
 }
 
 struct Chrome {
@@ -197,7 +196,8 @@ struct Chrome {
     csrf: String,
 }
 
-async fn chrome(state: &AppState, caller: &Caller, headers: &HeaderMap) -> Chrome {
+async fn chrome(state: &AppState, page: &PageCaller) -> Chrome {
+    let caller = &page.caller;
     let tenants = match state.stack.catalog.tenants(caller).await {
         Ok(visible) => visible.into_iter().map(|t| t.slug.to_string()).collect(),
         // The chrome is decoration: a failed lookup shows no tenant links, not an error page.
@@ -206,9 +206,7 @@ async fn chrome(state: &AppState, caller: &Caller, headers: &HeaderMap) -> Chrom
     Chrome {
         user: Some(caller.user.email.clone()),
         tenants,
-        csrf: session_token(headers)
-            .map(|t| csrf_of(&t))
-            .unwrap_or_default(),
+        csrf: csrf_of(&page.session),
     }
 }
 
@@ -216,15 +214,11 @@ fn to_login() -> Response {
     Redirect::to("/login").into_response()
 }
 
-async fn index(
-    State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
-) -> Response {
-    let Ok(caller) = caller else {
+async fn index(State(state): State<AppState>, page: Result<PageCaller, ApiError>) -> Response {
+    let Ok(page) = page else {
         return to_login();
     };
-    let chrome = chrome(&state, &caller, &headers).await;
+    let chrome = chrome(&state, &page).await;
     match chrome.tenants.first() {
         Some(t) => Redirect::to(&format!("/tenants/{t}")).into_response(),
         None => Redirect::to("/operations").into_response(),
@@ -245,19 +239,38 @@ struct LoginForm {
     token: String,
 }
 
-async fn login(State(state): State<AppState>, Form(form): Form<LoginForm>) -> Response {
-    let token = form.token.trim().to_owned();
-    let valid = state.stack.authenticate.execute(&token).await.is_ok();
-    if !valid {
-        let page = LoginPage {
-            user: None,
-            tenants: Vec::new(),
-            csrf: String::new(),
-            error: Some("That token is not valid.".to_owned()),
-        };
-        return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
+async fn login(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    // Login CSRF: a cross-site form must not log the victim in as someone else.
+    if !same_origin(&headers) {
+        return cross_site();
     }
-    let cookie = format!("{TOKEN_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let opened = match state.stack.authenticate.login(&form.token).await {
+        Ok(opened) => opened,
+        Err(opsrun_application::auth::AuthError::Unauthorized) => {
+            let page = LoginPage {
+                user: None,
+                tenants: Vec::new(),
+                csrf: String::new(),
+                error: Some("That token is not valid.".to_owned()),
+            };
+            return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
+        }
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let secure = state.secure_cookies
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|p| p.eq_ignore_ascii_case("https"));
+    let cookie = format!(
+        "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/{}",
+        opened.secret.expose(),
+        if secure { "; Secure" } else { "" }
+    );
     let mut response = Redirect::to("/").into_response();
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -270,35 +283,47 @@ struct CsrfForm {
     csrf: String,
 }
 
-async fn logout(headers: HeaderMap, Form(form): Form<CsrfForm>) -> Response {
-    if !csrf_ok(&headers, &form.csrf) {
-        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+async fn logout(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    headers: HeaderMap,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Ok(page) = page else {
+        return to_login();
+    };
+    if !form_ok(&headers, &page, &form.csrf) {
+        return cross_site();
+    }
+    // The session ends on the server: the old cookie value opens nothing any more.
+    if let Err(e) = state.stack.authenticate.logout(&page.session).await {
+        return ApiError::from(e).into_response();
     }
     let mut response = Redirect::to("/login").into_response();
     response.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("opsrun_token=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
+        HeaderValue::from_static("opsrun_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
     response
 }
 
 async fn shell(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
+    page: Result<PageCaller, ApiError>,
     Path(tenant): Path<String>,
 ) -> Response {
-    let Ok(caller) = caller else {
+    let Ok(page) = page else {
         return to_login();
     };
+    let caller = &page.caller;
     let Ok(slug) = Slug::parse(&tenant) else {
         return ApiError::NotFound("tenant not found".into()).into_response();
     };
-    let feed = match state.stack.models.activity(&caller, &slug).await {
+    let feed = match state.stack.models.activity(caller, &slug).await {
         Ok(feed) => feed,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let chrome = chrome(&state, &caller, &headers).await;
+    let chrome = chrome(&state, &page).await;
     html(&ShellPage {
         user: chrome.user,
         tenants: chrome.tenants,
@@ -313,13 +338,13 @@ async fn shell(
 
 async fn collection(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
+    page: Result<PageCaller, ApiError>,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let Ok(caller) = caller else {
+    let Ok(page) = page else {
         return to_login();
     };
+    let caller = &page.caller;
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let filter = CollectionFilter {
         tenant: get("tenant").and_then(|t| Slug::parse(t).ok()),
@@ -331,18 +356,18 @@ async fn collection(
         .and_then(|c| c.parse::<i64>().ok())
         .filter(|c| *c > 0)
         .map(RunId::new);
-    let page = match state
+    let runs = match state
         .stack
         .models
-        .collection(&caller, filter.clone(), 25, before)
+        .collection(caller, filter.clone(), 25, before)
         .await
     {
-        Ok(page) => page,
+        Ok(runs) => runs,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let chrome = chrome(&state, &caller, &headers).await;
+    let chrome = chrome(&state, &page).await;
     let keep = |k: &str| get(k).map(|v| format!("&{k}={v}")).unwrap_or_default();
-    let next = page.next_cursor.map(|c| {
+    let next = runs.next_cursor.map(|c| {
         format!(
             "/operations?cursor={c}{}{}{}{}",
             keep("tenant"),
@@ -355,7 +380,7 @@ async fn collection(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
-        runs: page
+        runs: runs
             .items
             .iter()
             .map(|s| PageRun::of(s, &state.stack.families))
@@ -387,21 +412,21 @@ async fn collection(
 
 async fn detail(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
-    headers: HeaderMap,
+    page: Result<PageCaller, ApiError>,
     Path(id): Path<String>,
 ) -> Response {
-    let Ok(caller) = caller else {
+    let Ok(page) = page else {
         return to_login();
     };
+    let caller = &page.caller;
     let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
         return ApiError::NotFound("operation not found".into()).into_response();
     };
-    let detail = match state.stack.models.detail(&caller, RunId::new(id)).await {
+    let detail = match state.stack.models.detail(caller, RunId::new(id)).await {
         Ok(detail) => detail,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let chrome = chrome(&state, &caller, &headers).await;
+    let chrome = chrome(&state, &page).await;
     let run = &detail.summary.run;
     html(&DetailPage {
         user: chrome.user,
@@ -452,21 +477,22 @@ async fn detail(
 
 async fn cancel(
     State(state): State<AppState>,
-    caller: Result<Caller, ApiError>,
+    page: Result<PageCaller, ApiError>,
     headers: HeaderMap,
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Ok(caller) = caller else {
+    let Ok(page) = page else {
         return to_login();
     };
-    if !csrf_ok(&headers, &form.csrf) {
-        return (StatusCode::FORBIDDEN, "cross-site request refused").into_response();
+    let caller = &page.caller;
+    if !form_ok(&headers, &page, &form.csrf) {
+        return cross_site();
     }
     let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
         return ApiError::NotFound("operation not found".into()).into_response();
     };
-    match state.stack.cancel.execute(&caller, RunId::new(id)).await {
+    match state.stack.cancel.execute(caller, RunId::new(id)).await {
         Ok(_) => Redirect::to(&format!("/operations/{id}")).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -511,5 +537,9 @@ pub fn routes() -> Router<AppState> {
         .layer(SetResponseHeaderLayer::overriding(
             header::REFERRER_POLICY,
             HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
         ))
 }

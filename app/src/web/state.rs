@@ -11,6 +11,9 @@ use crate::wiring::Stack;
 #[derive(Clone)]
 pub struct AppState {
     pub(crate) stack: Stack,
+    /// Session cookies carry `Secure` even on plain-HTTP requests (behind a TLS proxy that
+    /// does not say `X-Forwarded-Proto: https`).
+    pub(crate) secure_cookies: bool,
     shutdown: watch::Receiver<bool>,
     // Keeps the channel of a state without a server's signal open (it never fires).
     _own: Option<Arc<watch::Sender<bool>>>,
@@ -24,6 +27,7 @@ impl AppState {
         let (sender, shutdown) = watch::channel(false);
         Self {
             stack,
+            secure_cookies: false,
             shutdown,
             _own: Some(Arc::new(sender)),
         }
@@ -34,9 +38,17 @@ impl AppState {
     pub fn with_shutdown(stack: Stack, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             stack,
+            secure_cookies: false,
             shutdown,
             _own: None,
         }
+    }
+
+    /// The same state, marking session cookies `Secure` on every request when `secure`.
+    #[must_use]
+    pub fn with_secure_cookies(mut self, secure: bool) -> Self {
+        self.secure_cookies = secure;
+        self
     }
 
     /// Resolves once the server is shutting down (never, for a state without a signal).

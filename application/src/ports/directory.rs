@@ -119,15 +119,31 @@ pub trait Directory: Send + Sync {
     async fn user(&self, id: UserId) -> Result<User, StoreError>;
 }
 
-/// Who an API token stands for: its user, role and tenant scope.
+/// The id of a stored API token (what `token list` shows and `token revoke` takes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TokenId(pub i64);
+
+impl std::fmt::Display for TokenId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Who an API token stands for: its user, role and tenant scope, and its lifetime.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenOwner {
+    /// The token.
+    pub token: TokenId,
     /// The user.
     pub user: User,
     /// The token's role.
     pub role: Role,
     /// The tenants the token may see.
     pub scope: TenantScope,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was last used (kept to the minute).
+    pub last_used_at: Option<Timestamp>,
 }
 
 /// A token to store: only its hash, never its clear text.
@@ -143,9 +159,56 @@ pub struct NewToken {
     pub scope: TenantScope,
     /// When it was issued.
     pub at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
 }
 
-/// API tokens, stored hashed.
+/// A stored token as its owners see it in a list (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRecord {
+    /// Its id.
+    pub id: TokenId,
+    /// The workspace of its user.
+    pub workspace: WorkspaceId,
+    /// The e-mail of the user it stands for.
+    pub email: String,
+    /// Its role.
+    pub role: Role,
+    /// The tenants it may see.
+    pub scope: TenantScope,
+    /// When it was issued.
+    pub created_at: Timestamp,
+    /// When it stops working, if ever.
+    pub expires_at: Option<Timestamp>,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<Timestamp>,
+    /// When it was revoked.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A page session to store: the hash of its secret and the token it was opened with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSession {
+    /// The hash of the session secret (the cookie value).
+    pub hash: TokenHash,
+    /// The token the user logged in with: revoking it ends the session.
+    pub token: TokenId,
+    /// When it was opened.
+    pub at: Timestamp,
+}
+
+/// A stored page session and the owner of its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionOwner {
+    /// When the session was opened.
+    pub created_at: Timestamp,
+    /// When it was last used (kept to the minute).
+    pub last_seen_at: Timestamp,
+    /// The token behind it (unknown or revoked tokens have no sessions to find).
+    pub owner: TokenOwner,
+}
+
+/// API tokens and page sessions, stored hashed.
 #[cfg_attr(any(test, feature = "mocks"), mockall::automock)]
 #[async_trait]
 pub trait Tokens: Send + Sync {
@@ -154,15 +217,78 @@ pub trait Tokens: Send + Sync {
     /// # Errors
     ///
     /// [`StoreError::Unavailable`].
-    async fn add_token(&self, token: NewToken) -> Result<(), StoreError>;
+    async fn add_token(&self, token: NewToken) -> Result<TokenId, StoreError>;
 
-    /// The owner of the token whose hash is `hash`; `None` for an unknown or revoked token.
-    /// The stored hash is compared in constant time.
+    /// The owner of the token whose hash is `hash`; `None` for an unknown or revoked token
+    /// (expiry is the caller's rule). The stored hash is compared in constant time.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
     async fn token_owner(&self, hash: &TokenHash) -> Result<Option<TokenOwner>, StoreError>;
+
+    /// The owner of token `id`, as [`Self::token_owner`] (a stream re-checks its token so).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn token_by_id(&self, id: TokenId) -> Result<Option<TokenOwner>, StoreError>;
+
+    /// Notes that token `id` was used at `at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn touch_token(&self, id: TokenId, at: Timestamp) -> Result<(), StoreError>;
+
+    /// The tokens of a workspace's users (every workspace's for `None`), newest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn tokens(&self, workspace: Option<WorkspaceId>) -> Result<Vec<TokenRecord>, StoreError>;
+
+    /// Revokes token `id` (of `workspace`, when given) at `at` (a revoked token keeps its
+    /// first revocation time) and deletes its sessions; `None` when there is no such token.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn revoke_token(
+        &self,
+        workspace: Option<WorkspaceId>,
+        id: TokenId,
+        at: Timestamp,
+    ) -> Result<Option<TokenRecord>, StoreError>;
+
+    /// Stores a new page session.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn add_session(&self, session: NewSession) -> Result<(), StoreError>;
+
+    /// The session whose secret hashes to `hash`, with its token's owner; `None` when there is
+    /// no such session or its token is revoked (expiry is the caller's rule).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn session_owner(&self, hash: &TokenHash) -> Result<Option<SessionOwner>, StoreError>;
+
+    /// Notes that session `hash` was used at `at`.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn touch_session(&self, hash: &TokenHash, at: Timestamp) -> Result<(), StoreError>;
+
+    /// Deletes session `hash` (logout, expiry); deleting an absent one is no error.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn delete_session(&self, hash: &TokenHash) -> Result<(), StoreError>;
 }
 
 /// Adds workspaces, tenants and users (the write side of [`Directory`]).

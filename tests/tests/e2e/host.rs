@@ -58,6 +58,7 @@ async fn a_host_family_runs_through_the_real_queue_beside_the_built_ins() -> Res
         user,
         role: Role::Operator,
         scope: TenantScope::All,
+        via: opsrun_application::access::Via::Local,
     };
     let text = |s: &str| ParamValue::Text(s.to_owned());
     let params = stack.families.parse_params(

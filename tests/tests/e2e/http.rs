@@ -76,6 +76,7 @@ async fn token(
                 TenantScope::Only(ids.iter().copied().collect())
             }),
             at: Timestamp::from_millis(0),
+            expires_at: None,
         })
         .await?;
     Ok(())
@@ -501,5 +502,263 @@ api_case!(readiness_names_each_check_and_needs_no_token, |api| {
     assert_eq!(doc["checks"]["store"]["ok"], true);
     assert_eq!(doc["checks"]["workers"]["ok"], false);
     assert_eq!(doc["checks"]["workers"]["detail"], "not started");
+    Ok(())
+});
+
+/// A raw request's status, headers and body text.
+async fn send(
+    api: &Api,
+    request: Request<Body>,
+) -> Result<(StatusCode, axum::http::HeaderMap, String), TestError> {
+    let response = api.app.clone().oneshot(request).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = axum::body::to_bytes(response.into_body(), 1 << 22).await?;
+    Ok((status, headers, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// Logs in through the page form with `token`; the session cookie (`name=value`).
+async fn login(api: &Api, token: &str) -> Result<String, TestError> {
+    let request = Request::builder()
+        .method("POST")
+        .uri("/login")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::HOST, "opsrun.test")
+        .header(header::ORIGIN, "http://opsrun.test")
+        .body(Body::from(format!("token={token}")))?;
+    let (status, headers, _) = send(api, request).await?;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers
+        .get(header::SET_COOKIE)
+        .and_then(|v| v.to_str().ok())
+        .ok_or("login set no cookie")?;
+    assert!(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"));
+    Ok(cookie.split(';').next().unwrap_or_default().to_owned())
+}
+
+async fn page(api: &Api, uri: &str, cookie: &str) -> Result<StatusCode, TestError> {
+    let request = Request::builder()
+        .uri(uri)
+        .header(header::COOKIE, cookie)
+        .body(Body::empty())?;
+    Ok(send(api, request).await?.0)
+}
+
+async fn queued_run(api: &Api) -> Result<i64, TestError> {
+    let (_, run) = api
+        .post(
+            "/api/tenants/contoso/operations",
+            OWNER,
+            json!({"type": "baseline.capture"}),
+        )
+        .await?;
+    run["id"].as_i64().ok_or_else(|| "no run id".into())
+}
+
+api_case!(no_state_changing_api_route_takes_the_page_cookie, |api| {
+    let id = queued_run(&api).await?;
+    let cookie = login(&api, OWNER).await?;
+
+    let request = Request::builder()
+        .method("POST")
+        .uri(format!("/api/operations/{id}/cancel"))
+        .header(header::COOKIE, &cookie)
+        .header(header::ORIGIN, "http://evil.example")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::empty())?;
+    let (status, _, body) = send(&api, request).await?;
+    let (_, run) = api.get(&format!("/api/operations/{id}"), OWNER).await?;
+
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(body.contains("\"unauthorized\""));
+    assert_eq!(run["status"], "queued");
+    // The raw API token is no page cookie either.
+    let old_cookie = format!("opsrun_session={OWNER}");
+    assert_eq!(
+        page(&api, "/operations", &old_cookie).await?,
+        StatusCode::SEE_OTHER
+    );
+    Ok(())
+});
+
+api_case!(logout_ends_the_session_on_the_server, |api| {
+    let cookie = login(&api, OWNER).await?;
+    let secret = cookie.trim_start_matches("opsrun_session=").to_owned();
+    assert_eq!(page(&api, "/operations", &cookie).await?, StatusCode::OK);
+
+    let request = Request::builder()
+        .method("POST")
+        .uri("/logout")
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf={}",
+            opsrun_application::auth::csrf_token(&secret)
+        )))?;
+    let (status, _, _) = send(&api, request).await?;
+
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    // The same cookie value, replayed after logout, opens nothing.
+    assert_eq!(
+        page(&api, "/operations", &cookie).await?,
+        StatusCode::SEE_OTHER
+    );
+    Ok(())
+});
+
+api_case!(cross_site_logins_and_duplicate_cookies_are_refused, |api| {
+    for (name, value) in [
+        (header::ORIGIN.as_str(), "http://evil.example"),
+        ("sec-fetch-site", "cross-site"),
+        ("sec-fetch-site", "same-site"),
+    ] {
+        let request = Request::builder()
+            .method("POST")
+            .uri("/login")
+            .header(header::HOST, "opsrun.test")
+            .header(name, value)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!("token={OWNER}")))?;
+        let (status, headers, _) = send(&api, request).await?;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{name}: {value}");
+        assert!(headers.get(header::SET_COOKIE).is_none());
+    }
+    let cookie = login(&api, OWNER).await?;
+    let doubled = format!("{cookie}; {cookie}");
+    assert_eq!(
+        page(&api, "/operations", &doubled).await?,
+        StatusCode::SEE_OTHER
+    );
+    assert_eq!(page(&api, "/operations", &cookie).await?, StatusCode::OK);
+    Ok(())
+});
+
+api_case!(
+    a_revoked_token_fails_at_once_on_the_api_and_the_pages,
+    |api| {
+        let (created, issued) = api
+        .post(
+            "/api/tokens",
+            OWNER,
+            json!({"email": "temp@example.com", "role": "operator", "tenants": ["contoso"], "expires_in_days": 30}),
+        )
+        .await?;
+        let secret = issued["token"].as_str().ok_or("no secret")?.to_owned();
+        let id = issued["id"].as_i64().ok_or("no id")?;
+        let (before, _) = api.get("/api/operations", &secret).await?;
+        let cookie = login(&api, &secret).await?;
+        let (listed_status, listed) = api.get("/api/tokens", OWNER).await?;
+        let (refused, _) = api.get("/api/tokens", OPERATOR).await?;
+
+        let (revoked, doc) = api
+            .call("DELETE", &format!("/api/tokens/{id}"), Some(OWNER), None)
+            .await?;
+        let (after, _) = api.get("/api/operations", &secret).await?;
+        let (missing, _) = api
+            .call("DELETE", "/api/tokens/9999", Some(OWNER), None)
+            .await?;
+
+        assert_eq!(created, StatusCode::CREATED);
+        assert!(secret.starts_with("ops_"));
+        assert_eq!(issued["tenants"], json!(["contoso"]));
+        assert_eq!(issued["status"], "active");
+        assert!(issued["expires_at"].is_string());
+        assert_eq!(before, StatusCode::OK);
+        assert_eq!(listed_status, StatusCode::OK);
+        assert_eq!(listed["items"][0]["id"], id);
+        assert!(
+            !listed.to_string().contains(&secret),
+            "a list never shows a secret"
+        );
+        assert_eq!(refused, StatusCode::FORBIDDEN);
+        assert_eq!(revoked, StatusCode::OK);
+        assert_eq!(doc["status"], "revoked");
+        assert_eq!(after, StatusCode::UNAUTHORIZED);
+        assert_eq!(
+            page(&api, "/operations", &cookie).await?,
+            StatusCode::SEE_OTHER
+        );
+        assert_eq!(missing, StatusCode::NOT_FOUND);
+        Ok(())
+    }
+);
+
+api_case!(an_open_stream_ends_when_its_token_is_revoked, |api| {
+    use futures::StreamExt;
+    let (_, issued) = api
+        .post(
+            "/api/tokens",
+            OWNER,
+            json!({"email": "watcher@example.com", "role": "readonly"}),
+        )
+        .await?;
+    let secret = issued["token"].as_str().ok_or("no secret")?.to_owned();
+    let id = queued_run(&api).await?;
+    let request = Request::builder()
+        .uri(format!("/api/operations/{id}/events"))
+        .header(header::AUTHORIZATION, format!("bearer {secret}"))
+        .body(Body::empty())?;
+    let response = api.app.clone().oneshot(request).await?;
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body().into_data_stream();
+    let mut text = String::new();
+    while !text.contains("event: progress") {
+        let chunk = body.next().await.ok_or("the stream ended early")??;
+        text.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    api.call(
+        "DELETE",
+        &format!("/api/tokens/{}", issued["id"]),
+        Some(OWNER),
+        None,
+    )
+    .await?;
+
+    // The stream re-checks its token every 15 s: it must end within 30 s, with a last event.
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(chunk) = body.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk?));
+        }
+        Ok::<_, TestError>(())
+    })
+    .await;
+
+    assert!(
+        ended.is_ok(),
+        "the stream of a revoked token is still open: {text}"
+    );
+    assert!(text.contains("event: unauthorized"), "{text}");
+    Ok(())
+});
+
+api_case!(every_answer_has_the_security_headers, |api| {
+    let request = Request::builder()
+        .uri("/api/operations")
+        .header(header::AUTHORIZATION, format!("BEARER {OWNER}"))
+        .body(Body::empty())?;
+    let (api_status, api_headers, _) = send(&api, request).await?;
+    let cookie = login(&api, OWNER).await?;
+    let request = Request::builder()
+        .uri("/operations")
+        .header(header::COOKIE, &cookie)
+        .body(Body::empty())?;
+    let (page_status, page_headers, _) = send(&api, request).await?;
+
+    let value = |h: &axum::http::HeaderMap, name: &str| {
+        h.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned)
+    };
+    assert_eq!(api_status, StatusCode::OK, "the scheme is case-insensitive");
+    assert_eq!(page_status, StatusCode::OK);
+    for headers in [&api_headers, &page_headers] {
+        assert_eq!(
+            value(headers, "x-content-type-options").as_deref(),
+            Some("nosniff")
+        );
+        assert_eq!(value(headers, "cache-control").as_deref(), Some("no-store"));
+    }
+    assert_eq!(
+        value(&page_headers, "x-frame-options").as_deref(),
+        Some("DENY")
+    );
     Ok(())
 });

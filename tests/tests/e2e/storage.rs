@@ -1117,6 +1117,7 @@ async fn statements_per_operation(store: TestStore) -> Result<(), TestError> {
         user: store.user("ops@example.com").await?,
         role: opsrun_application::ports::Role::Readonly,
         scope: TenantScope::All,
+        via: opsrun_application::access::Via::Local,
     };
     let models = ReadModels::new(
         runs.clone(),

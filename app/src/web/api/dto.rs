@@ -357,3 +357,57 @@ pub struct PolicyList {
     /// In provider order.
     pub items: Vec<PolicyDoc>,
 }
+
+/// An API token as its workspace's owners see it (never its secret).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenDoc {
+    /// Its id (`DELETE /api/tokens/{id}` revokes it).
+    pub id: i64,
+    /// The e-mail of the user it stands for.
+    pub user: String,
+    /// `readonly`, `operator` or `owner`.
+    pub role: String,
+    /// The tenant slugs it may see; `null`: every tenant.
+    pub tenants: Option<Vec<String>>,
+    /// When it was issued.
+    pub created_at: String,
+    /// When it stops working; `null`: until revoked.
+    pub expires_at: Option<String>,
+    /// When it was last used (to the minute).
+    pub last_used_at: Option<String>,
+    /// When it was revoked.
+    pub revoked_at: Option<String>,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+}
+
+/// A workspace's tokens, newest first.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenList {
+    /// The tokens.
+    pub items: Vec<TokenDoc>,
+}
+
+/// Issue a token for a user of the caller's workspace.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    /// The user's e-mail (created if missing).
+    pub email: String,
+    /// `readonly`, `operator` or `owner`.
+    pub role: String,
+    /// Tenant slugs it may see; absent or empty: every tenant.
+    pub tenants: Option<Vec<String>>,
+    /// Lifetime in days (1 to 3660); absent: until revoked.
+    pub expires_in_days: Option<u32>,
+}
+
+/// A token just issued: `token` is its secret, shown this once.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IssuedTokenDoc {
+    /// The secret.
+    pub token: String,
+    /// The token as listed.
+    #[serde(flatten)]
+    pub doc: TokenDoc,
+}

@@ -12,8 +12,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 use opsrun_application::RunParams;
-use opsrun_application::access::Caller;
+use opsrun_application::access::{AccessPolicy, Caller};
 use opsrun_application::families::{Families, ParamMap, ParamValue};
+use opsrun_application::ports::Role;
 use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE};
 use opsrun_domain::{ItemKey, ItemOutcome, OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::de::DeserializeOwned;
@@ -22,9 +23,10 @@ use utoipa::OpenApi;
 use super::ApiDoc;
 use super::dto::{
     BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, CheckDoc, ErrorBody,
-    ItemDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList, ReadinessDoc,
-    RunDoc, RunList, RunPage, StartBody, rfc3339,
+    IssuedTokenDoc, ItemDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList,
+    ReadinessDoc, RunDoc, RunList, RunPage, StartBody, TokenBody, TokenDoc, TokenList, rfc3339,
 };
+use crate::web::auth::StreamCaller;
 use crate::web::{ApiError, AppState};
 
 /// JSON bodies with the API's error codes: 400 malformed, 413 too large, 415 not JSON, 422
@@ -328,29 +330,56 @@ pub async fn operation_items(
     }))
 }
 
+/// How often an open event stream re-checks the token or session behind it.
+pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(15);
+
 /// Live progress: a `progress` event with the run document on every change; the stream ends
-/// after the terminal event, or with a `shutdown` event when the server stops.
+/// after the terminal event, with a `shutdown` event when the server stops, or with an
+/// `unauthorized` event within 15 s of its token's revocation or expiry (or its session's end).
 #[utoipa::path(get, path = "/api/operations/{id}/events", params(("id" = i64, Path)),
     responses((status = 200, content_type = "text/event-stream", description = "progress events"),
         (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn operation_events(
     State(state): State<AppState>,
-    caller: Caller,
+    StreamCaller(caller): StreamCaller,
     Path(id): Path<String>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let id = run_id(&id)?;
     // Subscribe before the first read, so no change between the two is missed.
     let receiver = state.stack.events.subscribe();
     let first = state.stack.models.run(&caller, id).await?;
+    let checked = tokio::time::Instant::now();
     let stream = futures::stream::unfold(
-        (state, caller, receiver, Some(first), String::new(), false),
-        move |(state, caller, mut receiver, pending, mut last, ended)| async move {
+        (
+            state,
+            caller,
+            receiver,
+            Some(first),
+            String::new(),
+            false,
+            checked,
+        ),
+        move |(state, caller, mut receiver, pending, mut last, ended, mut checked)| async move {
             if ended {
                 return None;
             }
             let mut next = pending;
             loop {
+                // A revoked or expired token, or an ended session, ends the stream within
+                // CREDENTIAL_RECHECK (a store failure is not a revocation: checked again later).
+                if checked.elapsed() >= CREDENTIAL_RECHECK {
+                    checked = tokio::time::Instant::now();
+                    if let Ok(false) = state.stack.authenticate.still_valid(&caller).await {
+                        let event = Event::default()
+                            .event("unauthorized")
+                            .data(r#"{"reason":"the token or session behind this stream is no longer valid"}"#);
+                        return Some((
+                            Ok(event),
+                            (state, caller, receiver, None, last, true, checked),
+                        ));
+                    }
+                }
                 if let Some(summary) = next.take() {
                     let doc = RunDoc::new(&summary, false);
                     let json = serde_json::to_string(&doc).unwrap_or_default();
@@ -358,7 +387,10 @@ pub async fn operation_events(
                         last = json.clone();
                         let done = summary.run.is_completed();
                         let event = Event::default().event("progress").data(json);
-                        return Some((Ok(event), (state, caller, receiver, None, last, done)));
+                        return Some((
+                            Ok(event),
+                            (state, caller, receiver, None, last, done, checked),
+                        ));
                     }
                 }
                 // Wait for a change of this run. The 2 s re-read covers what no notification
@@ -369,7 +401,10 @@ pub async fn operation_events(
                         let event = Event::default()
                             .event("shutdown")
                             .data(r#"{"reason":"the server is shutting down; reconnect to follow the run"}"#);
-                        return Some((Ok(event), (state, caller, receiver, None, last, true)));
+                        return Some((
+                            Ok(event),
+                            (state, caller, receiver, None, last, true, checked),
+                        ));
                     }
                     changed = tokio::time::timeout(Duration::from_secs(2), receiver.recv()) => changed,
                 };
@@ -550,6 +585,152 @@ pub async fn notifications(
             })
             .collect(),
     }))
+}
+
+async fn token_doc(
+    state: &AppState,
+    record: opsrun_application::ports::TokenRecord,
+) -> Result<TokenDoc, ApiError> {
+    use opsrun_application::ports::TenantScope;
+    let tenants = match &record.scope {
+        TenantScope::All => None,
+        TenantScope::Only(ids) => {
+            let all = state.stack.directory.tenants_of(record.workspace).await?;
+            Some(
+                all.into_iter()
+                    .filter(|t| ids.contains(&t.id))
+                    .map(|t| t.slug.to_string())
+                    .collect(),
+            )
+        }
+    };
+    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+    let status = if record.revoked_at.is_some() {
+        "revoked"
+    } else if record.expires_at.is_some_and(|end| now >= end) {
+        "expired"
+    } else {
+        "active"
+    };
+    Ok(TokenDoc {
+        id: record.id.0,
+        user: record.email,
+        role: record.role.key().to_owned(),
+        tenants,
+        created_at: rfc3339(record.created_at),
+        expires_at: record.expires_at.map(rfc3339),
+        last_used_at: record.last_used_at.map(rfc3339),
+        revoked_at: record.revoked_at.map(rfc3339),
+        status: status.to_owned(),
+    })
+}
+
+/// The caller's workspace's API tokens (owner only).
+#[utoipa::path(get, path = "/api/tokens",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<TokenList>, ApiError> {
+    AccessPolicy::require(&caller, Role::Owner)?;
+    let mut items = Vec::new();
+    for record in state.stack.tokens.list(Some(caller.workspace())).await? {
+        items.push(token_doc(&state, record).await?);
+    }
+    Ok(Json(TokenList { items }))
+}
+
+/// Issue an API token for a user of the caller's workspace (owner only); the secret is in
+/// this answer only.
+#[utoipa::path(post, path = "/api/tokens", request_body = TokenBody,
+    responses((status = 201, body = IssuedTokenDoc), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(body): ApiJson<TokenBody>,
+) -> Result<(StatusCode, Json<IssuedTokenDoc>), ApiError> {
+    use opsrun_application::admin::TokenRequest;
+    AccessPolicy::require(&caller, Role::Owner)?;
+    let invalid = |m: &str| ApiError::Invalid("invalid_token_request", m.to_owned());
+    let role = Role::parse(&body.role)
+        .ok_or_else(|| invalid("role must be readonly, operator or owner"))?;
+    let mut tenants = Vec::new();
+    for slug in body.tenants.unwrap_or_default() {
+        tenants.push(Slug::parse(&slug).map_err(|_| invalid("tenants must be tenant slugs"))?);
+    }
+    let expires_in = match body.expires_in_days {
+        None => None,
+        Some(days @ 1..=3660) => Some(Duration::from_secs(u64::from(days) * 86_400)),
+        Some(_) => return Err(invalid("expires_in_days must be between 1 and 3660")),
+    };
+    let workspace = state
+        .stack
+        .admin
+        .workspaces()
+        .await?
+        .into_iter()
+        .find(|(id, _)| *id == caller.workspace())
+        .map(|(_, slug)| slug)
+        .ok_or_else(|| ApiError::internal("the caller's workspace is gone"))?;
+    let issued = state
+        .stack
+        .issue_token
+        .execute(TokenRequest {
+            workspace,
+            create_workspace: false,
+            email: body.email,
+            role,
+            tenants,
+            expires_in,
+        })
+        .await?;
+    let record = state
+        .stack
+        .tokens
+        .list(Some(caller.workspace()))
+        .await?
+        .into_iter()
+        .find(|r| r.id == issued.id)
+        .ok_or_else(|| ApiError::internal("the issued token is not listed"))?;
+    let doc = token_doc(&state, record).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(IssuedTokenDoc {
+            token: issued.token.expose().to_owned(),
+            doc,
+        }),
+    ))
+}
+
+/// Revoke an API token of the caller's workspace (owner only): it fails at once, its page
+/// sessions end, and its open event streams end within 15 s.
+#[utoipa::path(delete, path = "/api/tokens/{id}", params(("id" = i64, Path)),
+    responses((status = 200, body = TokenDoc), (status = 401, body = ErrorBody),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<TokenDoc>, ApiError> {
+    AccessPolicy::require(&caller, Role::Owner)?;
+    let id = id
+        .parse::<i64>()
+        .ok()
+        .filter(|i| *i > 0)
+        .ok_or_else(|| ApiError::NotFound("token not found".into()))?;
+    let record = state
+        .stack
+        .tokens
+        .revoke(
+            Some(caller.workspace()),
+            opsrun_application::ports::TokenId(id),
+        )
+        .await?;
+    Ok(Json(token_doc(&state, record).await?))
 }
 
 #[cfg(test)]
