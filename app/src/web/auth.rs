@@ -49,11 +49,10 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// sent) must name this host. A request with neither is not a browser's cross-site form.
 pub(crate) fn same_origin(headers: &HeaderMap) -> bool {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    if let Some(site) = text("sec-fetch-site")
-        && site != "same-origin"
-        && site != "none"
-    {
-        return false;
+    // A page cannot set `Sec-Fetch-Site`: when the browser sends it, it is the answer. (Its
+    // `Origin` may then be `null`, as under a `no-referrer` policy.)
+    if let Some(site) = text("sec-fetch-site") {
+        return site == "same-origin" || site == "none";
     }
     match (text("origin"), text("host")) {
         (None, _) => true,

@@ -183,6 +183,16 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         .find_all(Locator::Css("[role='progressbar']"))
         .await?;
     std::fs::write(shots.join("detail.png"), browser.screenshot().await?)?;
+    // Logging out ends the session on the server: the pages send the browser back to login.
+    browser
+        .find(Locator::Css("form.logout button"))
+        .await?
+        .click()
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after_logout = browser.current_url().await?;
+    browser.goto(&format!("{base}/operations")).await?;
+    let after_revisit = browser.current_url().await?;
     browser.close().await?;
     driver.start_kill()?;
     server.start_kill()?;
@@ -196,5 +206,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     assert!(timeline.contains("operation.completed"), "{timeline}");
     // A completed run shows its outcome, never a bar.
     assert!(bars.is_empty());
+    assert!(after_logout.path().ends_with("/login"), "{after_logout}");
+    assert!(after_revisit.path().ends_with("/login"), "{after_revisit}");
     Ok(())
 }
