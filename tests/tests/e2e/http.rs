@@ -19,6 +19,8 @@ use tower::ServiceExt;
 const OWNER: &str = "ops_owner_token";
 const OPERATOR: &str = "ops_operator_token";
 const READONLY: &str = "ops_readonly_token";
+/// The owner of workspace `globex` (tenant `initech`).
+const OTHER_WORKSPACE: &str = "ops_other_workspace_token";
 
 struct Api {
     app: Router,
@@ -157,6 +159,21 @@ impl Api {
         )
         .await?;
         token(&ports, ws, "reader@example.com", READONLY, "readonly", None).await?;
+        // Another workspace, whose owner must see nothing of acme's.
+        let other = ports
+            .admin
+            .workspace(&Slug::parse("globex")?, true, Timestamp::from_millis(0))
+            .await?;
+        tenant(&ports, other, "initech").await?;
+        token(
+            &ports,
+            other,
+            "boss@globex.example",
+            OTHER_WORKSPACE,
+            "owner",
+            None,
+        )
+        .await?;
         let stack = Stack::wire(&ports, opsrun_app::config::STALE_AFTER_MS);
         Ok(Some(Self {
             app: router(AppState::new(stack)),
@@ -762,3 +779,162 @@ api_case!(every_answer_has_the_security_headers, |api| {
     );
     Ok(())
 });
+
+/// What an answer shows a caller: its status, its headers but the length, and its body with
+/// the one value that differs between the two requests compared (`probe`) blanked out.
+async fn seen(
+    api: &Api,
+    uri: &str,
+    auth: (&str, &str),
+    probe: &str,
+) -> Result<(StatusCode, Vec<(String, String)>, String), TestError> {
+    let request = Request::builder()
+        .uri(uri)
+        .header(auth.0, auth.1)
+        .body(Body::empty())?;
+    let (status, headers, body) = send(api, request).await?;
+    let mut shown: Vec<(String, String)> = headers
+        .iter()
+        .filter(|(name, _)| *name != header::CONTENT_LENGTH)
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
+        .collect();
+    shown.sort();
+    Ok((status, shown, body.replace(probe, "PROBE")))
+}
+
+/// Item 1 of the access contract: for every read route of the API (taken from the OpenAPI
+/// document, so a new documented route cannot skip this) and every page, and for every token
+/// shape (each role, a one-tenant token, another workspace's owner), what the caller may not
+/// see answers exactly like what does not exist: status, headers and body.
+api_case!(
+    invisible_answers_exactly_like_absent_on_every_read_route,
+    |api| {
+        // A run and a backup set in each acme tenant.
+        let mut runs = std::collections::HashMap::new();
+        let mut sets = std::collections::HashMap::new();
+        for tenant in ["contoso", "fabrikam"] {
+            let (_, run) = api
+                .post(
+                    &format!("/api/tenants/{tenant}/operations"),
+                    OWNER,
+                    json!({"type": "evidence_snapshot.generate"}),
+                )
+                .await?;
+            runs.insert(tenant, run["id"].as_i64().ok_or("no run id")?.to_string());
+            let (_, set) = api
+                .post(
+                    &format!("/api/tenants/{tenant}/backup-sets"),
+                    OWNER,
+                    json!({"name": format!("{tenant} set")}),
+                )
+                .await?;
+            sets.insert(tenant, set["id"].as_i64().ok_or("no set id")?.to_string());
+        }
+        let absent_run = "987654".to_owned();
+        let absent_tenant = "nowhere".to_owned();
+        let (_, spec) = api.call("GET", "/api/openapi.json", None, None).await?;
+        let mut routes: Vec<String> = spec["paths"]
+            .as_object()
+            .ok_or("the API document has no paths")?
+            .iter()
+            .filter(|(path, item)| {
+                item.get("get").is_some() && (path.contains("{id}") || path.contains("{tenant}"))
+            })
+            .map(|(path, _)| path.clone())
+            .collect();
+        // The pages that name a tenant or a run.
+        routes.extend([
+            "/tenants/{tenant}".to_owned(),
+            "/operations/{id}".to_owned(),
+        ]);
+        assert!(routes.len() >= 9, "too few read routes found: {routes:?}");
+
+        // (token, the acme tenant it cannot see): the one-tenant operator cannot see fabrikam;
+        // the other workspace's owner cannot see contoso (nor fabrikam).
+        let shapes = [
+            (OPERATOR, "fabrikam"),
+            (OTHER_WORKSPACE, "contoso"),
+            (OTHER_WORKSPACE, "fabrikam"),
+        ];
+        let mut compared = 0;
+        for (token, hidden) in shapes {
+            let cookie = login(&api, token).await?;
+            for route in &routes {
+                let page = !route.starts_with("/api/");
+                let bearer = format!("Bearer {token}");
+                let auth = if page {
+                    (header::COOKIE.as_str(), cookie.as_str())
+                } else {
+                    (header::AUTHORIZATION.as_str(), bearer.as_str())
+                };
+                let (invisible, absent, probe_a, probe_b) = if route.contains("{id}") {
+                    (
+                        route.replace("{id}", &runs[hidden]),
+                        route.replace("{id}", &absent_run),
+                        runs[hidden].clone(),
+                        absent_run.clone(),
+                    )
+                } else {
+                    (
+                        route.replace("{tenant}", hidden),
+                        route.replace("{tenant}", &absent_tenant),
+                        hidden.to_owned(),
+                        absent_tenant.clone(),
+                    )
+                };
+                let a = seen(&api, &invisible, auth, &probe_a).await?;
+                let b = seen(&api, &absent, auth, &probe_b).await?;
+                assert_eq!(
+                    a, b,
+                    "{route} with {token}: invisible {invisible} differs from absent {absent}"
+                );
+                assert_eq!(a.0, StatusCode::NOT_FOUND, "{route} with {token}: {}", a.2);
+                compared += 1;
+            }
+        }
+        // The backup-set id of a hidden tenant is not a way in either.
+        let (status, _) = api
+            .get(
+                &format!(
+                    "/api/tenants/contoso/backup-sets/{}/items",
+                    sets["fabrikam"]
+                ),
+                OWNER,
+            )
+            .await?;
+        assert!(status == StatusCode::NOT_FOUND || status == StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(compared, routes.len() * shapes.len());
+
+        // Notifications belong to the user, but a token of that user scoped to one tenant lists
+        // only that tenant's.
+        for tenant in ["contoso", "fabrikam"] {
+            api.post(
+                &format!("/api/operations/{}/cancel", runs[tenant]),
+                OWNER,
+                json!({}),
+            )
+            .await?;
+        }
+        let (_, scoped) = api
+            .post(
+                "/api/tokens",
+                OWNER,
+                json!({"email": "owner@example.com", "role": "readonly", "tenants": ["contoso"]}),
+            )
+            .await?;
+        let scoped = scoped["token"].as_str().ok_or("no secret")?.to_owned();
+        let (_, all) = api.get("/api/notifications", OWNER).await?;
+        let (_, mine) = api.get("/api/notifications", &scoped).await?;
+        let tenants = |doc: &Value| -> Vec<String> {
+            let mut t: Vec<String> = doc["items"]
+                .as_array()
+                .map(|items| items.iter().map(|n| n["tenant"].to_string()).collect())
+                .unwrap_or_default();
+            t.sort();
+            t
+        };
+        assert_eq!(tenants(&all), vec!["\"contoso\"", "\"fabrikam\""]);
+        assert_eq!(tenants(&mine), vec!["\"contoso\""]);
+        Ok(())
+    }
+);
