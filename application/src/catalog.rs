@@ -60,18 +60,36 @@ impl fmt::Debug for TenantCatalog {
 /// # Errors
 ///
 /// [`CatalogError::Invalid`] with code `invalid_name`.
-pub fn backup_set_name(name: &str) -> Result<&str, CatalogError> {
-    let name = name.trim();
+pub fn backup_set_name(name: &str) -> Result<String, CatalogError> {
+    use unicode_normalization::UnicodeNormalization;
+    let name: String = name.trim().nfc().collect();
     if name.is_empty()
         || name.chars().count() > MAX_BACKUP_SET_NAME
-        || name.chars().any(char::is_control)
+        || name.chars().any(|c| c.is_control() || invisible_format(c))
     {
         return Err(CatalogError::Invalid {
             code: "invalid_name",
-            message: format!("name must be 1 to {MAX_BACKUP_SET_NAME} characters of text"),
+            message: format!(
+                "name must be 1 to {MAX_BACKUP_SET_NAME} characters of visible text \
+                 (no control, bidirectional-override or zero-width characters)"
+            ),
         });
     }
     Ok(name)
+}
+
+/// Bidirectional controls and zero-width characters: they make a name read differently from
+/// what it is (Trojan Source, CVE-2021-42574), so names refuse them.
+fn invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{061C}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{2064}'
+            | '\u{2066}'..='\u{2069}'
+            | '\u{FEFF}'
+    )
 }
 
 impl TenantCatalog {
@@ -126,7 +144,7 @@ impl TenantCatalog {
         let tenant = self.tenant(caller, slug).await?;
         AccessPolicy::require(caller, Role::Operator)?;
         let name = backup_set_name(name)?;
-        Ok(self.backup_sets.create_backup_set(tenant.id, name).await?)
+        Ok(self.backup_sets.create_backup_set(tenant.id, &name).await?)
     }
 
     /// The tenant's backup sets, oldest first.
@@ -181,7 +199,18 @@ mod tests {
         let long = "n".repeat(MAX_BACKUP_SET_NAME + 1);
 
         assert_eq!(backup_set_name("  nightly ").unwrap(), "nightly");
-        for bad in ["", "  ", "a\u{7}b", long.as_str()] {
+        // A decomposed "é" is kept composed (NFC).
+        assert_eq!(backup_set_name("caf\u{65}\u{301}").unwrap(), "caf\u{e9}");
+        for bad in [
+            "",
+            "  ",
+            "a\u{7}b",
+            long.as_str(),
+            "evil\u{202E}gnp.exe",
+            "zero\u{200B}width",
+            "\u{2066}isolate\u{2069}",
+            "bom\u{FEFF}",
+        ] {
             assert!(matches!(
                 backup_set_name(bad),
                 Err(CatalogError::Invalid {

@@ -169,3 +169,107 @@ impl From<AuthError> for ApiError {
         }
     }
 }
+
+/// Longest part of a framework's rejection text an error message quotes.
+const MAX_QUOTED: usize = 64;
+
+fn escape_html(text: &str) -> String {
+    text.chars()
+        .fold(String::with_capacity(text.len()), |mut out, c| {
+            match c {
+                '&' => out.push_str("&amp;"),
+                '<' => out.push_str("&lt;"),
+                '>' => out.push_str("&gt;"),
+                '"' => out.push_str("&quot;"),
+                '\'' => out.push_str("&#39;"),
+                c => out.push(c),
+            }
+            out
+        })
+}
+
+/// One error shape everywhere: an error answer the framework produced itself (405, a path
+/// that does not decode, a form it could not read, a request timeout) is rewritten to the
+/// API's `{"error": {...}}` on API routes and to an HTML error page with the same code and
+/// message on the pages. Answers opsrun wrote (JSON or HTML) pass unchanged.
+pub(super) async fn one_error_shape(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_owned();
+    let response = next.run(request).await;
+    let status = response.status();
+    if !(status.is_client_error() || status == StatusCode::SERVICE_UNAVAILABLE) {
+        return response;
+    }
+    let content_type = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let page = !(path.starts_with("/api") || path == "/healthz" || path == "/readyz");
+    let json = content_type.starts_with("application/json");
+    // opsrun's own answers pass: HTML anywhere, JSON on the API.
+    if content_type.starts_with("text/html") || (json && !page) {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 16 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    // A JSON error on a page (a page handler's refusal) keeps its code and message.
+    let own: Option<(String, String)> = json
+        .then(|| serde_json::from_str::<serde_json::Value>(&text).ok())
+        .flatten()
+        .and_then(|v| {
+            Some((
+                v["error"]["code"].as_str()?.to_owned(),
+                v["error"]["message"].as_str()?.to_owned(),
+            ))
+        });
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::SERVICE_UNAVAILABLE => "timeout",
+        _ => "bad_request",
+    };
+    let mut message: String = if text.is_empty() {
+        status.canonical_reason().unwrap_or("error").to_owned()
+    } else {
+        text.chars().take(MAX_QUOTED).collect()
+    };
+    if text.chars().count() > MAX_QUOTED {
+        message.push('…');
+    }
+    let (code, message) = match &own {
+        Some((code, message)) => (code.as_str(), message.clone()),
+        None => (code, message),
+    };
+    let mut answer = if page {
+        let title = status.canonical_reason().unwrap_or("Error");
+        axum::response::Html(format!(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
+             <link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main>\
+             <h1>{} {title}</h1><p><code>{code}</code>: {}</p><p><a href=\"/\">Back to opsrun</a></p>\
+             </main></body></html>",
+            status.as_u16(),
+            escape_html(&message)
+        ))
+        .into_response()
+    } else {
+        axum::Json(serde_json::json!({"error": {"code": code, "message": message}})).into_response()
+    };
+    *answer.status_mut() = status;
+    // Keep what the framework said about the request (e.g. `Allow` on a 405).
+    for (name, value) in &parts.headers {
+        if name != axum::http::header::CONTENT_TYPE && name != axum::http::header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}

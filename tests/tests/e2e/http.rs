@@ -799,13 +799,34 @@ async fn seen(
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
         .collect();
     shown.sort();
-    Ok((status, shown, body.replace(probe, "PROBE")))
+    Ok((status, shown, blank(&body, probe)))
 }
 
-/// Item 1 of the access contract: for every read route of the API (taken from the OpenAPI
-/// document, so a new documented route cannot skip this) and every page, and for every token
-/// shape (each role, a one-tenant token, another workspace's owner), what the caller may not
-/// see answers exactly like what does not exist: status, headers and body.
+/// `text` with each whole-word occurrence of `probe` (not inside a longer word or number, so
+/// run `1` leaves `<h1>` alone) replaced by `PROBE`.
+fn blank(text: &str, probe: &str) -> String {
+    let word = |c: Option<char>| c.is_some_and(|c| c.is_alphanumeric() || c == '_');
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(probe) {
+        let before = rest[..at].chars().last().or_else(|| out.chars().last());
+        let after = rest[at + probe.len()..].chars().next();
+        out.push_str(&rest[..at]);
+        if word(before) || word(after) {
+            out.push_str(probe);
+        } else {
+            out.push_str("PROBE");
+        }
+        rest = &rest[at + probe.len()..];
+    }
+    out.push_str(rest);
+    out
+}
+
+// Item 1 of the access contract: for every read route of the API (taken from the OpenAPI
+// document, so a new documented route cannot skip this) and every page, and for every token
+// shape (a one-tenant token, another workspace's owner), what the caller may not see answers
+// exactly like what does not exist: status, headers and body.
 api_case!(
     invisible_answers_exactly_like_absent_on_every_read_route,
     |api| {
@@ -938,3 +959,73 @@ api_case!(
         Ok(())
     }
 );
+
+api_case!(framework_rejections_answer_the_one_error_shape, |api| {
+    let raw = |method: &str,
+               uri: &str,
+               auth: Option<(&str, String)>|
+     -> Result<Request<Body>, TestError> {
+        let mut request = Request::builder().method(method).uri(uri);
+        if let Some((name, value)) = auth {
+            request = request.header(name, value);
+        }
+        Ok(request.body(Body::empty())?)
+    };
+    let bearer = Some((header::AUTHORIZATION.as_str(), format!("Bearer {OWNER}")));
+    let (not_allowed, allow_headers, not_allowed_body) =
+        send(&api, raw("DELETE", "/api/operations", bearer.clone())?).await?;
+    let (bad_path, bad_path_headers, bad_path_body) =
+        send(&api, raw("GET", "/api/operations/%FF", bearer)?).await?;
+    let cookie = login(&api, OWNER).await?;
+    let session = Some((header::COOKIE.as_str(), cookie.clone()));
+    let (page_bad, page_headers, page_body) =
+        send(&api, raw("GET", "/operations/%FF", session.clone())?).await?;
+    let (page_form, page_form_headers, page_form_body) =
+        send(&api, raw("POST", "/operations/1/cancel", session)?).await?;
+    let (name_status, name) = api
+        .post(
+            "/api/tenants/contoso/backup-sets",
+            OWNER,
+            json!({"name": "invoice\u{202E}fdp.exe"}),
+        )
+        .await?;
+
+    let json_error = |body: &str| -> Result<Value, TestError> {
+        let doc: Value = serde_json::from_str(body)?;
+        Ok(doc["error"].clone())
+    };
+    let content_type = |h: &axum::http::HeaderMap| {
+        h.get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_owned()
+    };
+    assert_eq!(not_allowed, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(json_error(&not_allowed_body)?["code"], "method_not_allowed");
+    assert!(
+        allow_headers.get(header::ALLOW).is_some(),
+        "405 keeps Allow"
+    );
+    assert_eq!(bad_path, StatusCode::BAD_REQUEST);
+    assert!(content_type(&bad_path_headers).starts_with("application/json"));
+    assert_eq!(json_error(&bad_path_body)?["code"], "bad_request");
+    assert!(
+        json_error(&bad_path_body)?["message"]
+            .as_str()
+            .unwrap_or("")
+            .chars()
+            .count()
+            <= 65
+    );
+    assert_eq!(page_bad, StatusCode::BAD_REQUEST);
+    assert!(content_type(&page_headers).starts_with("text/html"));
+    assert!(page_body.contains("bad_request"), "{page_body}");
+    assert!(page_form.is_client_error(), "{page_form}");
+    assert!(
+        content_type(&page_form_headers).starts_with("text/html"),
+        "{page_form_body}"
+    );
+    assert_eq!(name_status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(name["error"]["code"], "invalid_name");
+    Ok(())
+});
