@@ -969,6 +969,28 @@ contract!(
     }
 );
 
+contract!(a_start_that_reuses_the_active_run_draws_no_id, |store| {
+    let first = start(&store, "contoso", restore_params(), true).await?;
+    for _ in 0..3 {
+        let again = start(&store, "contoso", restore_params(), true).await?;
+        assert_eq!(again, first);
+    }
+    let next = start(
+        &store,
+        "contoso",
+        RunParams::BackupSetRestore {
+            backup_set_id: 2,
+            item_ids: None,
+        },
+        true,
+    )
+    .await?;
+
+    // Ids say nothing about how often anyone started a run that was already active.
+    assert_eq!(next.value(), first.value() + 1);
+    Ok(())
+});
+
 contract!(unknown_runs_are_not_found, |store| {
     let runs = store.store();
     let missing = RunId::new(424_242);

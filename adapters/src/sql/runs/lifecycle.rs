@@ -9,10 +9,15 @@ impl SqlRunStore {
         let operation_type = new.params.operation_type();
         let target = new.params.target();
         let identity = opsrun_domain::identity(new.tenant, &operation_type, &target);
+        // `WHERE NOT EXISTS`: a start that will reuse the active run draws no id (a
+        // conflicting `VALUES` row would take a sequence value on PostgreSQL, so the id counter
+        // would show how often other tenants start runs). Only a race of two starts can still
+        // draw one, and the partial unique index keeps the second out.
         let insert = format!(
             "INSERT INTO operation_runs (workspace_id, tenant_id, operation_type, target, identity, \
              initiator_id, parent_id, status, outcome, params, failures, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'queued', 'pending', $8, '[]', $9) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, 'queued', 'pending', $8, '[]', $9 \
+             WHERE NOT EXISTS (SELECT 1 FROM operation_runs WHERE identity = $5 AND status <> 'completed') \
              ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
         );
         let active = format!(
