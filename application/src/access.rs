@@ -141,11 +141,9 @@ impl AccessPolicy {
         store: &dyn RunQueries,
         id: opsrun_domain::RunId,
     ) -> Result<OperationRun, AccessError> {
-        let run = store.run(id).await?;
-        if Self::can_see_run(caller, &run) {
-            Ok(run)
-        } else {
-            Err(AccessError::NotFound(format!("operation {id}")))
-        }
+        store
+            .visible_run(id, caller.workspace(), &caller.scope)
+            .await?
+            .ok_or_else(|| AccessError::NotFound(format!("operation {id}")))
     }
 }

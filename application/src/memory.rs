@@ -23,8 +23,8 @@ use crate::auth::TokenHash;
 use crate::ports::{
     AuditEvent, Completed, CreateRun, Directory, DirectoryAdmin, LedgerQuery, NamedRun, NewSession,
     NewToken, Notification, Pruned, Retention, RunQueries, RunQuery, RunStore, SessionOwner,
-    Started, Tenant, TenantActivity, TerminalEffects, TokenId, TokenOwner, TokenRecord, Tokens,
-    User, completion_action,
+    Started, Tenant, TenantActivity, TenantScope, TerminalEffects, TokenId, TokenOwner,
+    TokenRecord, Tokens, User, completion_action,
 };
 use crate::{RunParams, StoreError};
 
@@ -257,6 +257,21 @@ impl MemoryRunStore {
 impl RunQueries for MemoryRunStore {
     async fn run(&self, id: RunId) -> Result<OperationRun, StoreError> {
         self.read(id, |e| e.run.clone())
+    }
+
+    async fn visible_run(
+        &self,
+        id: RunId,
+        workspace: WorkspaceId,
+        scope: &TenantScope,
+    ) -> Result<Option<OperationRun>, StoreError> {
+        let state = self.lock();
+        Ok(state
+            .runs
+            .get(&id)
+            .map(|e| &e.run)
+            .filter(|r| r.workspace() == workspace && scope.allows(r.tenant()))
+            .cloned())
     }
 
     async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {

@@ -176,6 +176,20 @@ pub trait RunQueries: Send + Sync {
     /// [`StoreError::RunNotFound`], [`StoreError::Unavailable`].
     async fn run(&self, id: RunId) -> Result<OperationRun, StoreError>;
 
+    /// The run `id` if it belongs to `workspace` and a tenant `scope` allows; `None` when it
+    /// does not exist or is not visible. One lookup that resolves visibility, so absent and
+    /// invisible runs cost the same work (nothing to learn from timing).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`], [`StoreError::Corrupt`].
+    async fn visible_run(
+        &self,
+        id: RunId,
+        workspace: WorkspaceId,
+        scope: &TenantScope,
+    ) -> Result<Option<OperationRun>, StoreError>;
+
     /// The parameters the run was created with.
     ///
     /// # Errors
@@ -405,6 +419,7 @@ mockall::mock! {
     #[async_trait]
     impl RunQueries for RunStore {
         async fn run(&self, id: RunId) -> Result<OperationRun, StoreError>;
+        async fn visible_run(&self, id: RunId, workspace: WorkspaceId, scope: &TenantScope) -> Result<Option<OperationRun>, StoreError>;
         async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError>;
         async fn work_set(&self, id: RunId) -> Result<Option<WorkSet>, StoreError>;
         async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;

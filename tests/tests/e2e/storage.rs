@@ -991,6 +991,39 @@ contract!(a_start_that_reuses_the_active_run_draws_no_id, |store| {
     Ok(())
 });
 
+contract!(a_run_is_looked_up_with_its_visibility, |store| {
+    let id = start(&store, "contoso", restore_params(), true).await?;
+    let contoso = store.tenant("contoso").await?;
+    let fabrikam = store.tenant("fabrikam").await?;
+    let runs = store.store();
+    let ws = store.workspace();
+    let only = |t: &opsrun_application::ports::Tenant| TenantScope::Only(BTreeSet::from([t.id]));
+
+    let seen = runs.visible_run(id, ws, &TenantScope::All).await?;
+    let scoped = runs.visible_run(id, ws, &only(&contoso)).await?;
+    let other_tenant = runs.visible_run(id, ws, &only(&fabrikam)).await?;
+    let no_tenant = runs
+        .visible_run(id, ws, &TenantScope::Only(BTreeSet::new()))
+        .await?;
+    let other_workspace = runs
+        .visible_run(
+            id,
+            opsrun_domain::WorkspaceId::new(ws.value() + 100),
+            &TenantScope::All,
+        )
+        .await?;
+    let absent = runs
+        .visible_run(RunId::new(424_242), ws, &TenantScope::All)
+        .await?;
+
+    assert_eq!(seen.as_ref().map(|r| r.id()), Some(id));
+    assert_eq!(scoped, seen);
+    for hidden in [other_tenant, no_tenant, other_workspace, absent] {
+        assert_eq!(hidden, None);
+    }
+    Ok(())
+});
+
 contract!(unknown_runs_are_not_found, |store| {
     let runs = store.store();
     let missing = RunId::new(424_242);

@@ -57,6 +57,37 @@ impl RunQueries for SqlRunStore {
         self.load(&self.db, id).await
     }
 
+    async fn visible_run(
+        &self,
+        id: RunId,
+        workspace: WorkspaceId,
+        scope: &TenantScope,
+    ) -> Result<Option<OperationRun>, StoreError> {
+        // Visibility is part of the lookup: an invisible run is no row, like an absent one.
+        let tenants = match scope {
+            TenantScope::All => String::new(),
+            // Tenant ids are integers from storage, so inlining them is safe.
+            TenantScope::Only(ids) => format!(
+                " AND tenant_id IN ({})",
+                if ids.is_empty() {
+                    "NULL".to_owned()
+                } else {
+                    ids.iter()
+                        .map(|t| t.value().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                }
+            ),
+        };
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM operation_runs WHERE id = $1 AND workspace_id = $2{tenants}"
+        );
+        Ok(self
+            .load_many(&sql, vec![id.value().into(), workspace.value().into()])
+            .await?
+            .pop())
+    }
+
     async fn run_params(&self, id: RunId) -> Result<RunParams, StoreError> {
         let rows = self
             .rows(
