@@ -80,7 +80,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: code.to_owned(),
-                message,
+                message: clip_quotes(&message),
             },
         };
         (status, Json(body)).into_response()
@@ -170,8 +170,37 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// Longest part of a framework's rejection text an error message quotes.
+/// Longest part of the caller's input an error message quotes.
 const MAX_QUOTED: usize = 64;
+
+/// `message` with every quoted input (`'...'`) cut to [`MAX_QUOTED`] characters: an error
+/// never echoes a 60,000-character id back whole.
+fn clip_quotes(message: &str) -> String {
+    let mut out = String::with_capacity(message.len().min(512));
+    let mut quoted: Option<usize> = None;
+    for c in message.chars() {
+        match (c, quoted) {
+            ('\'', None) => {
+                quoted = Some(0);
+                out.push(c);
+            }
+            ('\'', Some(_)) => {
+                quoted = None;
+                out.push(c);
+            }
+            (c, Some(n)) => {
+                if n < MAX_QUOTED {
+                    out.push(c);
+                } else if n == MAX_QUOTED {
+                    out.push('…');
+                }
+                quoted = Some(n + 1);
+            }
+            (c, None) => out.push(c),
+        }
+    }
+    out
+}
 
 fn escape_html(text: &str) -> String {
     text.chars()
@@ -272,4 +301,30 @@ pub(super) async fn one_error_shape(
         }
     }
     answer
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_input_is_cut_to_64_characters() {
+        let long = "p".repeat(60_000);
+
+        let clipped = clip_quotes(&format!(
+            "policy_ids: '{long}' does not exist in this tenant"
+        ));
+
+        assert_eq!(
+            clipped,
+            format!(
+                "policy_ids: '{}…' does not exist in this tenant",
+                "p".repeat(64)
+            )
+        );
+        assert_eq!(
+            clip_quotes("tenant 'contoso' not found"),
+            "tenant 'contoso' not found"
+        );
+    }
 }

@@ -851,6 +851,18 @@ api_case!(
                 .await?;
             sets.insert(tenant, set["id"].as_i64().ok_or("no set id")?.to_string());
         }
+        // And one in the other workspace's tenant, invisible to every acme token.
+        let (_, run) = api
+            .post(
+                "/api/tenants/initech/operations",
+                OTHER_WORKSPACE,
+                json!({"type": "evidence_snapshot.generate"}),
+            )
+            .await?;
+        runs.insert(
+            "initech",
+            run["id"].as_i64().ok_or("no run id")?.to_string(),
+        );
         let absent_run = "987654".to_owned();
         let absent_tenant = "nowhere".to_owned();
         let (_, spec) = api.call("GET", "/api/openapi.json", None, None).await?;
@@ -870,12 +882,15 @@ api_case!(
         ]);
         assert!(routes.len() >= 9, "too few read routes found: {routes:?}");
 
-        // (token, the acme tenant it cannot see): the one-tenant operator cannot see fabrikam;
-        // the other workspace's owner cannot see contoso (nor fabrikam).
+        // (token, a tenant it cannot see): the one-tenant operator cannot see fabrikam; no acme
+        // role sees globex's initech, and globex's owner sees no acme tenant.
         let shapes = [
             (OPERATOR, "fabrikam"),
             (OTHER_WORKSPACE, "contoso"),
             (OTHER_WORKSPACE, "fabrikam"),
+            (OWNER, "initech"),
+            (OPERATOR, "initech"),
+            (READONLY, "initech"),
         ];
         let mut compared = 0;
         for (token, hidden) in shapes {
@@ -1027,5 +1042,29 @@ api_case!(framework_rejections_answer_the_one_error_shape, |api| {
     );
     assert_eq!(name_status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(name["error"]["code"], "invalid_name");
+    // A 60,000-character policy id is not echoed back whole.
+    let (set_status, set) = api
+        .post(
+            "/api/tenants/contoso/backup-sets",
+            OWNER,
+            json!({"name": "long ids"}),
+        )
+        .await?;
+    assert_eq!(set_status, StatusCode::CREATED);
+    let (long_status, long) = api
+        .post(
+            "/api/tenants/contoso/operations",
+            OWNER,
+            json!({"type": "backup_set.add_policies",
+                   "params": {"backup_set_id": set["id"], "policy_ids": ["p".repeat(60_000)]}}),
+        )
+        .await?;
+    assert_eq!(long_status, StatusCode::UNPROCESSABLE_ENTITY, "{long}");
+    let message = long["error"]["message"].as_str().unwrap_or("");
+    assert!(
+        message.chars().count() < 200,
+        "{} characters",
+        message.len()
+    );
     Ok(())
 });
