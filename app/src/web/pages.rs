@@ -119,6 +119,7 @@ struct LoginPage {
     user: Option<String>,
     tenants: Vec<String>,
     csrf: String,
+    owner: bool,
     error: Option<String>,
 }
 
@@ -128,6 +129,7 @@ struct ShellPage {
     user: Option<String>,
     tenants: Vec<String>,
     csrf: String,
+    owner: bool,
     tenant: String,
     runs: Vec<PageRun>,
 }
@@ -138,6 +140,7 @@ struct CollectionPage {
     user: Option<String>,
     tenants: Vec<String>,
     csrf: String,
+    owner: bool,
     runs: Vec<PageRun>,
     types: Vec<String>,
     statuses: Vec<String>,
@@ -155,6 +158,7 @@ struct DetailPage {
     user: Option<String>,
     tenants: Vec<String>,
     csrf: String,
+    owner: bool,
     r: PageRun,
     initiator: Option<String>,
     basis: Option<String>,
@@ -194,6 +198,7 @@ struct Chrome {
     user: Option<String>,
     tenants: Vec<String>,
     csrf: String,
+    owner: bool,
 }
 
 async fn chrome(state: &AppState, page: &PageCaller) -> Chrome {
@@ -207,6 +212,7 @@ async fn chrome(state: &AppState, page: &PageCaller) -> Chrome {
         user: Some(caller.user.email.clone()),
         tenants,
         csrf: csrf_of(&page.session),
+        owner: caller.role == Role::Owner,
     }
 }
 
@@ -230,6 +236,7 @@ async fn login_form() -> Response {
         user: None,
         tenants: Vec::new(),
         csrf: String::new(),
+        owner: false,
         error: None,
     })
 }
@@ -255,6 +262,7 @@ async fn login(
                 user: None,
                 tenants: Vec::new(),
                 csrf: String::new(),
+                owner: false,
                 error: Some("That token is not valid.".to_owned()),
             };
             return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
@@ -328,6 +336,7 @@ async fn shell(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
+        owner: chrome.owner,
         tenant: slug.to_string(),
         runs: feed
             .iter()
@@ -380,6 +389,7 @@ async fn collection(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
+        owner: chrome.owner,
         runs: runs
             .items
             .iter()
@@ -432,6 +442,7 @@ async fn detail(
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
+        owner: chrome.owner,
         r: PageRun::of(&detail.summary, &state.stack.families),
         initiator: detail.summary.initiator.clone(),
         basis: detail.summary.progress.basis.clone(),
@@ -498,6 +509,122 @@ async fn cancel(
     }
 }
 
+/// A token row of the tokens page.
+#[derive(Debug, Clone)]
+struct TokenRow {
+    id: i64,
+    user: String,
+    role: String,
+    tenants: String,
+    created: String,
+    expires: String,
+    last_used: String,
+    status: String,
+}
+
+#[derive(Template)]
+#[template(path = "tokens.html")]
+struct TokensPage {
+    user: Option<String>,
+    tenants: Vec<String>,
+    csrf: String,
+    owner: bool,
+    tokens: Vec<TokenRow>,
+}
+
+async fn tokens(State(state): State<AppState>, page: Result<PageCaller, ApiError>) -> Response {
+    use opsrun_application::access::AccessPolicy;
+    use opsrun_application::ports::TenantScope;
+    let Ok(page) = page else {
+        return to_login();
+    };
+    let caller = &page.caller;
+    if let Err(e) = AccessPolicy::require(caller, Role::Owner) {
+        return ApiError::from(e).into_response();
+    }
+    let records = match state.stack.tokens.list(Some(caller.workspace())).await {
+        Ok(records) => records,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let slugs = match state.stack.directory.tenants_of(caller.workspace()).await {
+        Ok(all) => all,
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
+    let when = |t: Option<opsrun_domain::Timestamp>| t.map_or_else(|| "never".to_owned(), rfc3339);
+    let rows = records
+        .into_iter()
+        .map(|r| TokenRow {
+            id: r.id.0,
+            user: r.email,
+            role: r.role.key().to_owned(),
+            tenants: match &r.scope {
+                TenantScope::All => "all".to_owned(),
+                TenantScope::Only(ids) => slugs
+                    .iter()
+                    .filter(|t| ids.contains(&t.id))
+                    .map(|t| t.slug.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            },
+            created: rfc3339(r.created_at),
+            expires: when(r.expires_at),
+            last_used: when(r.last_used_at),
+            status: if r.revoked_at.is_some() {
+                "revoked"
+            } else if r.expires_at.is_some_and(|end| now >= end) {
+                "expired"
+            } else {
+                "active"
+            }
+            .to_owned(),
+        })
+        .collect();
+    let chrome = chrome(&state, &page).await;
+    html(&TokensPage {
+        user: chrome.user,
+        tenants: chrome.tenants,
+        csrf: chrome.csrf,
+        owner: chrome.owner,
+        tokens: rows,
+    })
+}
+
+async fn revoke(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    use opsrun_application::access::AccessPolicy;
+    let Ok(page) = page else {
+        return to_login();
+    };
+    if !form_ok(&headers, &page, &form.csrf) {
+        return cross_site();
+    }
+    if let Err(e) = AccessPolicy::require(&page.caller, Role::Owner) {
+        return ApiError::from(e).into_response();
+    }
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return ApiError::NotFound("token not found".into()).into_response();
+    };
+    let revoked = state
+        .stack
+        .tokens
+        .revoke(
+            Some(page.caller.workspace()),
+            opsrun_application::ports::TokenId(id),
+        )
+        .await;
+    match revoked {
+        // Revoking the token of this very session ends it: back to login.
+        Ok(_) => Redirect::to("/tokens").into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
 async fn stylesheet() -> Response {
     (
         [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
@@ -524,6 +651,8 @@ pub fn routes() -> Router<AppState> {
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
         .route("/operations/{id}/cancel", post(cancel))
+        .route("/tokens", get(tokens))
+        .route("/tokens/{id}/revoke", post(revoke))
         .route("/static/app.css", get(stylesheet))
         .route("/static/live.js", get(script))
         .layer(SetResponseHeaderLayer::overriding(

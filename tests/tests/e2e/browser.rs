@@ -183,6 +183,10 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         .find_all(Locator::Css("[role='progressbar']"))
         .await?;
     std::fs::write(shots.join("detail.png"), browser.screenshot().await?)?;
+    // The owner's tokens page lists the token this session was opened with.
+    browser.goto(&format!("{base}/tokens")).await?;
+    let token_rows = browser.find_all(Locator::Css("tr[data-token-id]")).await?.len();
+    std::fs::write(shots.join("tokens.png"), browser.screenshot().await?)?;
     // Logging out ends the session on the server: the pages send the browser back to login.
     browser
         .find(Locator::Css("form.logout button"))
@@ -206,6 +210,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     assert!(timeline.contains("operation.completed"), "{timeline}");
     // A completed run shows its outcome, never a bar.
     assert!(bars.is_empty());
+    assert_eq!(token_rows, 1);
     assert!(after_logout.path().ends_with("/login"), "{after_logout}");
     assert!(after_revisit.path().ends_with("/login"), "{after_revisit}");
     Ok(())

@@ -1068,3 +1068,59 @@ api_case!(framework_rejections_answer_the_one_error_shape, |api| {
     );
     Ok(())
 });
+
+api_case!(owners_list_and_revoke_tokens_on_the_tokens_page, |api| {
+    let (_, issued) = api
+        .post(
+            "/api/tokens",
+            OWNER,
+            json!({"email": "temp@example.com", "role": "readonly"}),
+        )
+        .await?;
+    let secret = issued["token"].as_str().ok_or("no secret")?.to_owned();
+    let id = issued["id"].as_i64().ok_or("no id")?;
+    let cookie = login(&api, OWNER).await?;
+    let session = cookie.trim_start_matches("opsrun_session=").to_owned();
+    let reader = login(&api, READONLY).await?;
+    let get = |cookie: String| {
+        Request::builder()
+            .uri("/tokens")
+            .header(header::COOKIE, cookie)
+            .body(Body::empty())
+    };
+    let (listed, _, list) = send(&api, get(cookie.clone())?).await?;
+    let (refused, refused_headers, _) = send(&api, get(reader)?).await?;
+    let revoke = Request::builder()
+        .method("POST")
+        .uri(format!("/tokens/{id}/revoke"))
+        .header(header::COOKIE, &cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from(format!(
+            "csrf={}",
+            opsrun_application::auth::csrf_token(&session)
+        )))?;
+    let (revoked, _, _) = send(&api, revoke).await?;
+    let (after, _, after_list) = send(&api, get(cookie)?).await?;
+    let (api_after, _) = api.get("/api/operations", &secret).await?;
+
+    assert_eq!(listed, StatusCode::OK);
+    assert!(list.contains(&format!("data-token-id=\"{id}\"")), "{list}");
+    assert!(list.contains("temp@example.com"));
+    assert!(!list.contains(&secret), "the page never shows a secret");
+    assert_eq!(refused, StatusCode::FORBIDDEN);
+    assert!(
+        refused_headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/html"))
+    );
+    assert_eq!(revoked, StatusCode::SEE_OTHER);
+    assert_eq!(after, StatusCode::OK);
+    let row = after_list
+        .split("<tr data-token-id=")
+        .find(|r| r.starts_with(&format!("\"{id}\"")))
+        .ok_or("the revoked token is not listed")?;
+    assert!(row.contains(">revoked<"), "{row}");
+    assert_eq!(api_after, StatusCode::UNAUTHORIZED);
+    Ok(())
+});
