@@ -185,7 +185,10 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     std::fs::write(shots.join("detail.png"), browser.screenshot().await?)?;
     // The owner's tokens page lists the token this session was opened with.
     browser.goto(&format!("{base}/tokens")).await?;
-    let token_rows = browser.find_all(Locator::Css("tr[data-token-id]")).await?.len();
+    let token_rows = browser
+        .find_all(Locator::Css("tr[data-token-id]"))
+        .await?
+        .len();
     std::fs::write(shots.join("tokens.png"), browser.screenshot().await?)?;
     // Logging out ends the session on the server: the pages send the browser back to login.
     browser
