@@ -6,6 +6,7 @@ mod cli;
 mod crash;
 mod host;
 mod http;
+mod pool;
 mod runtime;
 mod serve;
 mod storage;

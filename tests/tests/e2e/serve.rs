@@ -672,7 +672,7 @@ async fn workers_heal_after_a_postgres_restart() -> Result<(), TestError> {
 }
 
 /// Whether this process runs as root (the fault tests that mount or run services need it).
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
         status
             .lines()
