@@ -301,6 +301,19 @@ impl ManageTokens {
         Ok(self.tokens.tokens(workspace).await?)
     }
 
+    /// What a listed token is now: `revoked`, `expired` or `active` (the one rule the CLI, the
+    /// API and the pages show).
+    #[must_use]
+    pub fn status(&self, record: &TokenRecord) -> &'static str {
+        if record.revoked_at.is_some() {
+            "revoked"
+        } else if crate::auth::unexpired(record.expires_at, self.clock.now()) {
+            "active"
+        } else {
+            "expired"
+        }
+    }
+
     /// Revokes token `id` (of `workspace`, when given): it fails at once on the API, its page
     /// sessions end, and open streams end at their next check. Revoking twice keeps the first
     /// time.

@@ -148,7 +148,13 @@ fn millis(d: Duration) -> i64 {
 
 /// The one lifetime rule of a token: it works until it expires (if it expires).
 fn token_alive(owner: &TokenOwner, now: Timestamp) -> bool {
-    owner.expires_at.is_none_or(|end| now < end)
+    unexpired(owner.expires_at, now)
+}
+
+/// Whether a token that ends at `expires_at` (never, for `None`) still works at `now`.
+#[must_use]
+pub fn unexpired(expires_at: Option<Timestamp>, now: Timestamp) -> bool {
+    expires_at.is_none_or(|end| now < end)
 }
 
 /// The one lifetime rule of a session: its token alive, used within [`SESSION_IDLE`], opened

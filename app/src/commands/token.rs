@@ -90,7 +90,6 @@ pub async fn list_tokens(
     let tokens = stack.tokens.list(only).await.map_err(admin)?;
     let mut lines =
         vec!["ID\tWORKSPACE\tUSER\tROLE\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS".to_owned()];
-    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
     for token in tokens {
         let workspace = workspaces
             .iter()
@@ -104,13 +103,7 @@ pub async fn list_tokens(
                 .collect::<Vec<_>>()
                 .join(","),
         };
-        let status = if token.revoked_at.is_some() {
-            "revoked"
-        } else if token.expires_at.is_some_and(|end| now >= end) {
-            "expired"
-        } else {
-            "active"
-        };
+        let status = stack.tokens.status(&token);
         lines.push(format!(
             "{}\t{workspace}\t{}\t{}\t{tenants}\t{}\t{}\t{}\t{status}",
             token.id,

@@ -550,11 +550,11 @@ async fn tokens(State(state): State<AppState>, page: Result<PageCaller, ApiError
         Ok(all) => all,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
     let when = |t: Option<opsrun_domain::Timestamp>| t.map_or_else(|| "never".to_owned(), rfc3339);
     let rows = records
         .into_iter()
         .map(|r| TokenRow {
+            status: state.stack.tokens.status(&r).to_owned(),
             id: r.id.0,
             user: r.email,
             role: r.role.key().to_owned(),
@@ -570,14 +570,6 @@ async fn tokens(State(state): State<AppState>, page: Result<PageCaller, ApiError
             created: rfc3339(r.created_at),
             expires: when(r.expires_at),
             last_used: when(r.last_used_at),
-            status: if r.revoked_at.is_some() {
-                "revoked"
-            } else if r.expires_at.is_some_and(|end| now >= end) {
-                "expired"
-            } else {
-                "active"
-            }
-            .to_owned(),
         })
         .collect();
     let chrome = chrome(&state, &page).await;

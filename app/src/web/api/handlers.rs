@@ -604,14 +604,7 @@ async fn token_doc(
             )
         }
     };
-    let now = opsrun_domain::Timestamp::from_millis(chrono::Utc::now().timestamp_millis());
-    let status = if record.revoked_at.is_some() {
-        "revoked"
-    } else if record.expires_at.is_some_and(|end| now >= end) {
-        "expired"
-    } else {
-        "active"
-    };
+    let status = state.stack.tokens.status(&record);
     Ok(TokenDoc {
         id: record.id.0,
         user: record.email,
