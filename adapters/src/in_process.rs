@@ -125,6 +125,14 @@ impl InProcessQueue {
                     self.live().remove(run);
                 }
             }
+            Ok(Attempt::Wait(delay)) => {
+                // Out of the queue for `delay`, without holding a worker: the run stays live.
+                let queue = self.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(delay).await;
+                    let _ = queue.send(job, number);
+                });
+            }
             Ok(Attempt::Retry(_)) | Err(_) => {
                 // Transient: try again later (the attempt policy decides when to give up;
                 // a failure even to give up is retried the same way).

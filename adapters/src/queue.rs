@@ -262,6 +262,7 @@ fn worker_name(kind: &str) -> String {
 struct WorkerState {
     writers: Writers,
     max_attempts: u32,
+    queue: Arc<dyn JobQueue>,
 }
 
 async fn handle(job: Job, current: usize, state: &WorkerState) -> Result<(), BoxDynError> {
@@ -269,6 +270,10 @@ async fn handle(job: Job, current: usize, state: &WorkerState) -> Result<(), Box
     match attempt(&state.writers, &job, current, state.max_attempts).await? {
         Attempt::Done(_) | Attempt::GaveUp(_) => Ok(()),
         Attempt::Retry(error) => Err(Box::new(error)),
+        // The run waits for its tenant's slot: a new job that runs after `delay` replaces
+        // this one, so no worker is held while it waits. If that job cannot be stored, this
+        // one is retried instead (the run is never left without a job).
+        Attempt::Wait(delay) => Ok(state.queue.enqueue_after(job, delay).await?),
     }
 }
 
@@ -528,6 +533,7 @@ impl ApalisQueue {
         let state = WorkerState {
             writers,
             max_attempts: self.settings.max_attempts.max(1),
+            queue: Arc::new(self.clone()),
         };
         let settings = self.settings;
         let retries = self.max_attempts().saturating_sub(1);
@@ -659,6 +665,25 @@ impl JobQueue for ApalisQueue {
             }
             (Job::RestoreChild { parent, item }, _) => {
                 self.enqueue_children(parent, vec![item]).await
+            }
+        }
+    }
+
+    async fn enqueue_after(&self, job: Job, delay: Duration) -> Result<(), QueueError> {
+        let max = self.max_attempts();
+        let Job::Run { run } = job else {
+            return self.enqueue(job).await;
+        };
+        let task = || {
+            TaskBuilder::new(RunJob { run: run.value() })
+                .max_attempts(max)
+                .run_after(delay)
+                .build()
+        };
+        match self.storages.clone() {
+            Storages::Sqlite { mut runs, .. } => runs.push_task(task()).await.map_err(unavailable),
+            Storages::Postgres { mut runs, .. } => {
+                runs.push_task(task()).await.map_err(unavailable)
             }
         }
     }

@@ -56,6 +56,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             },
             initiator: None,
             parent: None,
+            retry_of: None,
         })
         .await?;
     let id = started.run.id();

@@ -77,6 +77,14 @@ pub trait Describe: Send + Sync {
     fn reasons(&self) -> &'static [ReasonCode] {
         &[]
     }
+
+    /// The parameters of a run whose frozen work set is exactly `failed`, the failed items of
+    /// a completed run started with `params` (DESIGN §4, retry of failed items); `None` when
+    /// the family's failed items cannot be retried (the default; phased and composite
+    /// families, whose items are not their units).
+    fn retry_params(&self, _params: &RunParams, _failed: &[ItemKey]) -> Option<RunParams> {
+        None
+    }
 }
 
 /// A run family: what it is ([`Describe`]) and how it runs.
@@ -189,6 +197,10 @@ impl<W: CountedWork> Describe for Counted<W> {
 
     fn reasons(&self) -> &'static [ReasonCode] {
         self.work.reasons()
+    }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        self.work.retry_params(params, failed)
     }
 }
 

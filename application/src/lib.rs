@@ -11,6 +11,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod control;
 mod error;
 pub mod families;
 pub mod health;

@@ -14,9 +14,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemLedger,
-    ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RunError, RunId,
-    RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
+    ItemLedger, ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RecordWindow,
+    RunError, RunId, RunStatus, Slug, TenantId, TenantLoad, Timestamp, UserId, WorkSet,
+    WorkspaceId,
 };
 
 use crate::auth::TokenHash;
@@ -59,6 +60,7 @@ struct State {
     users: Vec<User>,
     tokens: Vec<StoredToken>,
     sessions: Vec<StoredSession>,
+    tenant_limits: BTreeMap<TenantId, u32>,
 }
 
 impl State {
@@ -384,6 +386,30 @@ impl RunQueries for MemoryRunStore {
             .collect())
     }
 
+    async fn record_window(
+        &self,
+        id: RunId,
+        now: Timestamp,
+    ) -> Result<Option<RecordWindow>, StoreError> {
+        self.read(id, |e| {
+            RecordWindow::from_times(e.ledger.entries().map(|(_, entry)| entry.recorded_at), now)
+        })
+    }
+
+    async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError> {
+        Ok(self
+            .lock()
+            .runs
+            .values()
+            .filter(|e| e.run.retry_of() == Some(id))
+            .map(|e| e.run.id())
+            .collect())
+    }
+
+    async fn tenant_limit(&self, tenant: TenantId) -> Result<Option<u32>, StoreError> {
+        Ok(self.lock().tenant_limits.get(&tenant).copied())
+    }
+
     async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError> {
         let state = self.lock();
         Ok(state
@@ -425,6 +451,7 @@ impl RunStore for MemoryRunStore {
             target: new.params.target(),
             initiator: new.initiator,
             parent: new.parent,
+            retry_of: new.retry_of,
             created_at: new.at,
         });
         state.runs.insert(
@@ -440,6 +467,67 @@ impl RunStore for MemoryRunStore {
 
     async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
         self.with_entry(id, |run, _| run.mark_running(at))
+    }
+
+    async fn admit(
+        &self,
+        id: RunId,
+        at: Timestamp,
+        default_limit: u32,
+    ) -> Result<Admission, StoreError> {
+        let mut state = self.lock();
+        let entry = state.runs.get(&id).ok_or(StoreError::RunNotFound(id))?;
+        let tenant = entry.run.tenant();
+        let child = entry.run.parent().is_some();
+        let running = state
+            .runs
+            .values()
+            .filter(|e| {
+                e.run.id() != id
+                    && e.run.tenant() == tenant
+                    && e.run.parent().is_none()
+                    && e.run.status() == RunStatus::Running
+            })
+            .count();
+        let limit = state
+            .tenant_limits
+            .get(&tenant)
+            .copied()
+            .unwrap_or(default_limit);
+        let load = TenantLoad {
+            running: if child {
+                0
+            } else {
+                u32::try_from(running).unwrap_or(u32::MAX)
+            },
+            limit,
+        };
+        let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
+        let mut run = entry.run.clone();
+        let admission = run.admit(at, load)?;
+        entry.run = run;
+        Ok(admission)
+    }
+
+    async fn pause(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.pause(at))
+    }
+
+    async fn resume(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.resume(at))
+    }
+
+    async fn set_tenant_limit(
+        &self,
+        tenant: TenantId,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError> {
+        let mut state = self.lock();
+        match limit {
+            Some(limit) => state.tenant_limits.insert(tenant, limit),
+            None => state.tenant_limits.remove(&tenant),
+        };
+        Ok(())
     }
 
     async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError> {

@@ -22,7 +22,10 @@ pub enum RunParams {
         sections: Option<Vec<String>>,
     },
     /// `evidence_snapshot.generate`.
-    EvidenceSnapshotGenerate,
+    EvidenceSnapshotGenerate {
+        /// Dimensions to collect; `None` means every dimension.
+        dimensions: Option<Vec<String>>,
+    },
     /// `backup_set.add_policies`.
     BackupSetAddPolicies {
         /// The backup set.
@@ -64,7 +67,7 @@ impl RunParams {
             Self::Custom { operation_type, .. } => operation_type.clone(),
             Self::InventorySync { .. } => OperationType::INVENTORY_SYNC,
             Self::ReviewPackGenerate { .. } => OperationType::REVIEW_PACK_GENERATE,
-            Self::EvidenceSnapshotGenerate => OperationType::EVIDENCE_SNAPSHOT_GENERATE,
+            Self::EvidenceSnapshotGenerate { .. } => OperationType::EVIDENCE_SNAPSHOT_GENERATE,
             Self::BackupSetAddPolicies { .. } => OperationType::BACKUP_SET_ADD_POLICIES,
             Self::BackupSetRestore { .. } => OperationType::BACKUP_SET_RESTORE,
             Self::BaselineCapture => OperationType::BASELINE_CAPTURE,
@@ -80,7 +83,7 @@ impl RunParams {
         match self {
             Self::InventorySync { .. }
             | Self::ReviewPackGenerate { .. }
-            | Self::EvidenceSnapshotGenerate
+            | Self::EvidenceSnapshotGenerate { .. }
             | Self::BaselineCapture => "tenant".to_owned(),
             Self::BackupSetAddPolicies { backup_set_id, .. }
             | Self::BackupSetRestore { backup_set_id, .. } => format!("backup_set:{backup_set_id}"),

@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     ItemKey, ItemOutcome, LedgerEntry, OperationRun, OperationRunProgressContract, OperationType,
-    ProgressView, RunId, RunOutcome, RunStatus, Slug, Staleness, TenantId, Timestamp, UserId,
+    ProgressMode, ProgressView, RunId, RunOutcome, RunStatus, Slug, Staleness, TenantId, Timestamp,
+    UserId,
 };
 
 use crate::access::{AccessError, AccessPolicy, Caller};
@@ -35,6 +36,9 @@ pub struct RunSummary {
     pub initiator: Option<String>,
     /// The one place to view it: `/operations/{id}`.
     pub view_url: String,
+    /// The runs started as retries of its failed items, oldest first; `None` in lists (looked
+    /// up only when one run is read).
+    pub retried_by: Option<Vec<RunId>>,
 }
 
 /// One page of a list with a cursor to the next page.
@@ -137,6 +141,43 @@ impl<'a> Names<'a> {
     }
 }
 
+/// A pace as every surface words it, always as an estimate: "about 40 s left · 2.5/s",
+/// "about 3 min left", "about 2 h 5 min left"; "finishing" when nothing is left.
+#[must_use]
+pub fn eta_phrase(pace: &opsrun_domain::Pace) -> String {
+    let secs = pace.eta_seconds;
+    let left = match secs {
+        0 => return "finishing".to_owned(),
+        1..=59 => format!("about {secs} s left"),
+        60..=3_599 => format!("about {} min left", secs.div_ceil(60)),
+        _ => format!("about {} h {} min left", secs / 3_600, (secs % 3_600) / 60),
+    };
+    format!("{left} · {}/s", rate_text(pace.rate()))
+}
+
+/// Items per second with the digits that matter: "0.25", "2.5", "120".
+#[must_use]
+pub fn rate_text(rate: f64) -> String {
+    if rate >= 100.0 {
+        format!("{rate:.0}")
+    } else if rate >= 10.0 {
+        format!("{rate:.1}")
+    } else {
+        format!("{rate:.2}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_owned()
+    }
+}
+
+/// Whether a view shows a count a rate could go with: counted, or a counted component.
+fn has_count(view: &ProgressView) -> bool {
+    view.mode() == ProgressMode::Counted
+        || view
+            .components()
+            .is_some_and(|c| c.iter().any(|c| c.progress.mode() == ProgressMode::Counted))
+}
+
 impl ReadModels {
     /// Read models over the ports; runs without a sign of life for `stale_after_ms` are shown
     /// as stale.
@@ -165,32 +206,53 @@ impl ReadModels {
             Some(user) => Some(names.user(user).await?),
             None => None,
         };
-        Ok(self.summary(run, tenant, initiator))
+        self.summary(run, tenant, initiator).await
     }
 
-    fn summary(&self, run: OperationRun, tenant: Slug, initiator: Option<String>) -> RunSummary {
-        let progress = OperationRunProgressContract::resolve_at(
-            &run,
-            Staleness {
-                now: self.clock.now(),
-                threshold_ms: self.stale_after_ms,
-            },
-        );
+    /// The run's summary. Only a run that may carry a rate and ETA (running, neither paused
+    /// nor stale, with a counted view or a counted component) costs a look at its ledger's
+    /// recent record times.
+    async fn summary(
+        &self,
+        run: OperationRun,
+        tenant: Slug,
+        initiator: Option<String>,
+    ) -> Result<RunSummary, AccessError> {
+        let mut staleness = Staleness {
+            now: self.clock.now(),
+            threshold_ms: self.stale_after_ms,
+            window: None,
+        };
+        let mut progress = OperationRunProgressContract::resolve_at(&run, staleness);
+        if run.status() == RunStatus::Running
+            && !progress.paused
+            && !progress.stale
+            && has_count(&progress)
+        {
+            staleness.window = self.store.record_window(run.id(), staleness.now).await?;
+            progress = OperationRunProgressContract::resolve_at(&run, staleness);
+        }
         let view_url = format!("/operations/{}", run.id());
-        RunSummary {
+        Ok(RunSummary {
             run,
             progress,
             tenant,
             initiator,
             view_url,
-        }
+            retried_by: None,
+        })
     }
 
     /// Runs read with their names (one query) as summaries.
-    fn summarize_named(&self, runs: Vec<NamedRun>) -> Vec<RunSummary> {
-        runs.into_iter()
-            .map(|named| self.summary(named.run, named.tenant, named.initiator))
-            .collect()
+    async fn summarize_named(&self, runs: Vec<NamedRun>) -> Result<Vec<RunSummary>, AccessError> {
+        let mut summaries = Vec::with_capacity(runs.len());
+        for named in runs {
+            summaries.push(
+                self.summary(named.run, named.tenant, named.initiator)
+                    .await?,
+            );
+        }
+        Ok(summaries)
     }
 
     /// One run as a summary.
@@ -201,7 +263,10 @@ impl ReadModels {
     pub async fn run(&self, caller: &Caller, id: RunId) -> Result<RunSummary, AccessError> {
         let run = AccessPolicy::visible_run(caller, self.store.as_ref(), id).await?;
         let mut names = Names::new(self.directory.as_ref());
-        self.summarize(&mut names, run).await
+        let id = run.id();
+        let mut summary = self.summarize(&mut names, run).await?;
+        summary.retried_by = Some(self.store.retries_of(id).await?);
+        Ok(summary)
     }
 
     /// The tenant shell activity feed: the tenant's queued and running top-level runs plus
@@ -226,7 +291,7 @@ impl ReadModels {
         if !AccessPolicy::can_see_tenant(caller, &feed.tenant) {
             return Err(AccessError::NotFound(format!("tenant '{tenant}'")));
         }
-        Ok(self.summarize_named(feed.runs))
+        self.summarize_named(feed.runs).await
     }
 
     /// The operations collection: top-level runs the caller may see, newest first, `limit`
@@ -273,7 +338,7 @@ impl ReadModels {
             None
         };
         Ok(Page {
-            items: self.summarize_named(runs),
+            items: self.summarize_named(runs).await?,
             next_cursor,
         })
     }
@@ -334,7 +399,8 @@ impl ReadModels {
         let mut names = Names::new(self.directory.as_ref());
         let timeline = self.timeline(&mut names, &run, audit).await?;
         let parent = run.parent();
-        let summary = self.summarize(&mut names, run).await?;
+        let mut summary = self.summarize(&mut names, run).await?;
+        summary.retried_by = Some(self.store.retries_of(id).await?);
         let mut child_summaries = Vec::with_capacity(children.len());
         for child in children {
             child_summaries.push(self.summarize(&mut names, child).await?);
@@ -367,6 +433,13 @@ impl ReadModels {
             timeline.push(TimelineEntry {
                 at,
                 event: "started".into(),
+                actor: None,
+            });
+        }
+        if let Some(at) = run.paused_at().filter(|_| !run.is_completed()) {
+            timeline.push(TimelineEntry {
+                at,
+                event: "paused".into(),
                 actor: None,
             });
         }
@@ -440,7 +513,9 @@ mod tests {
         let old = h.start(RunParams::BaselineCapture).await;
         h.service.cancel_run(old, None).await.unwrap();
         h.clock.advance(61_000);
-        let recent = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let recent = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         h.service.cancel_run(recent, None).await.unwrap();
         let active = h.start(RunParams::BaselineCapture).await;
 
@@ -460,7 +535,9 @@ mod tests {
     #[tokio::test]
     async fn a_feed_entry_is_counted_once_its_total_is_frozen() {
         let h = Harness::new(4, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         let units = ["a", "b", "c", "d"].map(|k| opsrun_domain::ItemKey::parse(k).unwrap());
         h.service
             .set_total(
@@ -562,7 +639,9 @@ mod tests {
         let h = Harness::new(4, &[]);
         let cancelled = h.start(RunParams::BaselineCapture).await;
         h.service.cancel_run(cancelled, None).await.unwrap();
-        let running = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let running = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         let models = models(&h);
         let all = caller(&h, TenantScope::All);
 
@@ -600,7 +679,9 @@ mod tests {
     #[tokio::test]
     async fn the_detail_shows_failed_items_and_a_timeline() {
         let h = Harness::new(4, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         h.service.mark_running(id).await.unwrap();
         let key = opsrun_domain::ItemKey::parse("devices").unwrap();
         h.service

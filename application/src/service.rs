@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use opsrun_domain::{
-    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemRecord,
-    OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId, RunOutcome,
-    TenantId, UserId, WorkSet, WorkspaceId,
+    Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
+    ItemRecord, OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, TenantId, UserId, WorkSet, WorkspaceId,
 };
 
 use crate::ports::{
@@ -49,6 +49,8 @@ pub struct StartRun {
     pub initiator: Option<UserId>,
     /// Parent run.
     pub parent: Option<RunId>,
+    /// The completed run whose failed items it retries.
+    pub retry_of: Option<RunId>,
 }
 
 /// What a reconcile pass found and did.
@@ -72,7 +74,13 @@ pub struct OperationRunService {
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn RunEvents>>,
+    tenant_limit: u32,
 }
+
+/// Runs of one tenant that may hold a slot at once, unless the composition root or the tenant
+/// says otherwise (see [`opsrun_domain::TenantLoad`]): half the default 8 workers, so one
+/// tenant's slow runs leave room for every other tenant.
+pub const DEFAULT_TENANT_LIMIT: u32 = 4;
 
 impl std::fmt::Debug for OperationRunService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -91,7 +99,21 @@ impl OperationRunService {
             queue,
             clock,
             events: None,
+            tenant_limit: DEFAULT_TENANT_LIMIT,
         }
+    }
+
+    /// The same service with `limit` as the concurrency limit of tenants without their own.
+    #[must_use]
+    pub fn with_tenant_limit(mut self, limit: u32) -> Self {
+        self.tenant_limit = limit.max(1);
+        self
+    }
+
+    /// The concurrency limit of tenants without their own.
+    #[must_use]
+    pub fn tenant_limit(&self) -> u32 {
+        self.tenant_limit
     }
 
     /// The same service, telling `events` about every change it makes.
@@ -143,6 +165,7 @@ impl OperationRunService {
                 params: request.params,
                 initiator: request.initiator,
                 parent: request.parent,
+                retry_of: request.retry_of,
                 at: self.clock.now(),
             })
             .await?;
@@ -173,6 +196,71 @@ impl OperationRunService {
     pub async fn mark_running(&self, id: RunId) -> Result<Change, ServiceError> {
         let change = self.store.mark_running(id, self.clock.now()).await?;
         Ok(self.published(id, change == Change::Applied, change))
+    }
+
+    /// Starts a run if its tenant has a free slot (`queued -> running`), or leaves it queued
+    /// with the reason; a paused run does not start. See [`OperationRun::admit`].
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`] (e.g. `RunAlreadyCompleted`).
+    pub async fn admit(&self, id: RunId) -> Result<Admission, ServiceError> {
+        let before = self.queries.run(id).await?;
+        let admission = self
+            .store
+            .admit(id, self.clock.now(), self.tenant_limit)
+            .await?;
+        // A waiting run asks again and again: tell watchers only when what they see changes.
+        let changed = match &admission {
+            Admission::Started(change) => *change == Change::Applied,
+            Admission::Waiting(reason) => before.waiting() != Some(reason.as_str()),
+            Admission::Paused => false,
+        };
+        Ok(self.published(id, changed, admission))
+    }
+
+    /// Pauses a run: it starts no new item, child or phase until resumed (items in flight
+    /// finish and are recorded), keeps its counts and is never stale.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`] (`RunAlreadyCompleted` for a completed run).
+    pub async fn pause_run(&self, id: RunId) -> Result<Change, ServiceError> {
+        let change = self.store.pause(id, self.clock.now()).await?;
+        Ok(self.published(id, change == Change::Applied, change))
+    }
+
+    /// Resumes a paused run: clears the pause and gives the run a job, which goes on from the
+    /// ledger where the run stopped (a fan-out parent hands out only its missing items). A job
+    /// of the run that is still finishing is harmless: the ledger counts each item once.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`] (`RunAlreadyCompleted`), [`ServiceError::Queue`] (the pause
+    /// is cleared; the maintenance pass gives a queued run its job later).
+    pub async fn resume_run(&self, id: RunId) -> Result<Change, ServiceError> {
+        let change = self.store.resume(id, self.clock.now()).await?;
+        if change == Change::Applied {
+            self.publish(id);
+            self.queue.enqueue(Job::Run { run: id }).await?;
+        }
+        Ok(change)
+    }
+
+    /// Sets (or with `None` clears) a tenant's own concurrency limit.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`].
+    pub async fn set_tenant_limit(
+        &self,
+        tenant: TenantId,
+        limit: Option<u32>,
+    ) -> Result<(), ServiceError> {
+        Ok(self
+            .store
+            .set_tenant_limit(tenant, limit.map(|l| l.max(1)))
+            .await?)
     }
 
     /// Sets the total once from a frozen work set (I1).
@@ -447,7 +535,9 @@ impl OperationRunService {
             .await?
             .iter()
             .filter(|run| {
+                // A paused run waits for its resume, which gives it a job.
                 run.status() == opsrun_domain::RunStatus::Queued
+                    && !run.is_paused()
                     && now.millis_since(run.created_at()) > older_than_ms
             })
             .map(OperationRun::id)
@@ -522,6 +612,7 @@ mod tests {
             target: "backup_set:1".into(),
             initiator: Some(UserId::new(1)),
             parent: None,
+            retry_of: None,
             created_at: Timestamp::from_millis(0),
         })
         .parts()
@@ -542,9 +633,10 @@ mod tests {
         StartRun {
             workspace: WorkspaceId::new(1),
             tenant: TenantId::new(1),
-            params: RunParams::EvidenceSnapshotGenerate,
+            params: RunParams::EvidenceSnapshotGenerate { dimensions: None },
             initiator: Some(UserId::new(1)),
             parent: None,
+            retry_of: None,
         }
     }
 

@@ -30,9 +30,17 @@ pub enum OperationError {
         /// Human sentence.
         message: String,
     },
-    /// The run is already completed (cancel).
+    /// The run is already completed (cancel, pause, resume).
     #[error("operation {0} is already completed")]
     AlreadyCompleted(RunId),
+    /// The run is not in a state that allows this (e.g. a retry of a run still active).
+    #[error("{message}")]
+    Conflict {
+        /// Stable snake_case code, e.g. `no_failed_items`.
+        code: &'static str,
+        /// Human sentence.
+        message: String,
+    },
     /// The run service failed.
     #[error(transparent)]
     Service(#[from] ServiceError),
@@ -158,6 +166,7 @@ impl StartOperation {
                 params,
                 initiator: Some(caller.user.id),
                 parent: None,
+                retry_of: None,
             })
             .await?)
     }

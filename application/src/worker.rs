@@ -40,6 +40,17 @@ pub enum Attempt {
     Retry(WriterError),
     /// The job used up its attempts (or failed for good): its run or item ended `failed`.
     GaveUp(WriterOutcome),
+    /// The run waits for its tenant's slot: the job is done, and the same job is to be
+    /// enqueued again to run after this delay (see [`wait_delay`]).
+    Wait(Duration),
+}
+
+/// How long a run that waits for its tenant's slot stays out of the queue before it asks
+/// again: 1 s at first, growing with the time it has waited (a tenth of it) up to 10 s, so a
+/// long backlog costs few queue writes and a short wait stays short.
+#[must_use]
+pub fn wait_delay(waited: Duration) -> Duration {
+    (waited / 10).clamp(Duration::from_secs(1), Duration::from_secs(10))
 }
 
 /// Runs attempt number `attempt` (1-based) of `job`. A transient failure asks for a retry
@@ -56,6 +67,13 @@ pub async fn attempt(
     max_attempts: u32,
 ) -> Result<Attempt, WriterError> {
     match writers.execute(job).await {
+        Ok(WriterOutcome::Waiting) => {
+            let waited = match job {
+                Job::Run { run } => writers.waited(*run).await?,
+                Job::RestoreChild { .. } => Duration::ZERO,
+            };
+            Ok(Attempt::Wait(wait_delay(waited)))
+        }
         Ok(outcome) => Ok(Attempt::Done(outcome)),
         Err(error) if error.is_transient() && attempt < max_attempts => Ok(Attempt::Retry(error)),
         Err(error) => {

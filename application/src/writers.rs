@@ -14,8 +14,8 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    Claim, ItemKey, ItemRecord, OperationRun, ReasonCode, RecordOutcome, RunError, RunId,
-    RunOutcome, Timestamp, WorkSet,
+    Admission, Claim, ItemKey, ItemRecord, OperationRun, ReasonCode, RecordOutcome, RunError,
+    RunId, RunOutcome, Timestamp, WorkSet,
 };
 
 pub use dispatch::{WriterPorts, Writers};
@@ -41,6 +41,11 @@ pub enum WriterOutcome {
     Dispatched,
     /// A fan-out child recorded its item; the parent is still waiting for others.
     ItemRecorded,
+    /// The run is paused: this execution stopped before its next item (a resume gives the
+    /// run a new job).
+    Paused,
+    /// The run's tenant has no free slot: the run stays queued and its job asks again later.
+    Waiting,
 }
 
 /// Why a writer's execution did not finish. Every variant but [`WriterError::WrongFamily`],
@@ -203,30 +208,47 @@ impl Pulse {
     }
 }
 
-/// Reads the run, and marks it running unless it is completed (`None`).
+/// Reads the run and starts it if its tenant has a free slot. `Err(outcome)` when this
+/// execution must not work: the run is completed ([`WriterOutcome::AlreadyCompleted`]),
+/// paused ([`WriterOutcome::Paused`]) or waiting for its tenant ([`WriterOutcome::Waiting`]).
 pub(crate) async fn begin(
     service: &OperationRunService,
     id: RunId,
-) -> Result<Option<(OperationRun, RunParams)>, WriterError> {
+) -> Result<Result<(OperationRun, RunParams), WriterOutcome>, WriterError> {
     let run = service.queries().run(id).await?;
     if run.is_completed() {
-        return Ok(None);
+        return Ok(Err(WriterOutcome::AlreadyCompleted));
     }
-    match service.mark_running(id).await {
-        Ok(_) => {}
-        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => return Ok(None),
+    match service.admit(id).await {
+        Ok(Admission::Started(_)) => {}
+        Ok(Admission::Waiting(_)) => return Ok(Err(WriterOutcome::Waiting)),
+        Ok(Admission::Paused) => return Ok(Err(WriterOutcome::Paused)),
+        Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => {
+            return Ok(Err(WriterOutcome::AlreadyCompleted));
+        }
         Err(e) => return Err(e.into()),
     }
+    if run.is_paused() {
+        return Ok(Err(WriterOutcome::Paused));
+    }
     let params = service.queries().run_params(id).await?;
-    Ok(Some((run, params)))
+    Ok(Ok((run, params)))
 }
 
-/// Whether the run was completed by someone else (cancelled, failed as stale).
-pub(crate) async fn is_stopped(
+/// Whether this execution must stop before its next step: `Stopped` when the run was
+/// completed by someone else (cancelled, failed as stale), `Paused` when an operator paused it.
+pub(crate) async fn halted(
     service: &OperationRunService,
     id: RunId,
-) -> Result<bool, WriterError> {
-    Ok(service.queries().run(id).await?.is_completed())
+) -> Result<Option<WriterOutcome>, WriterError> {
+    let run = service.queries().run(id).await?;
+    Ok(if run.is_completed() {
+        Some(WriterOutcome::Stopped)
+    } else if run.is_paused() {
+        Some(WriterOutcome::Paused)
+    } else {
+        None
+    })
 }
 
 /// The run's frozen work set: read back when it exists, otherwise planned and frozen now.
@@ -285,6 +307,8 @@ pub(crate) enum Go {
     Recorded,
     /// The run was completed (cancelled, failed as stale): stop without calling.
     Stop,
+    /// The run is paused: stop without calling; a resume hands the item out again.
+    Pause,
 }
 
 /// Claims `unit` of run `id` right before its provider call: the cancellation check that
@@ -297,6 +321,7 @@ pub(crate) async fn claim(
     match service.claim_item(id, unit).await {
         Ok(Claim::Claimed) => Ok(Go::Call),
         Ok(Claim::AlreadyRecorded) => Ok(Go::Recorded),
+        Ok(Claim::Paused) => Ok(Go::Pause),
         Err(e) if e.rule() == Some(&RunError::RunAlreadyCompleted) => Ok(Go::Stop),
         Err(e) => Err(e.into()),
     }
@@ -322,8 +347,9 @@ pub(crate) async fn run_counted(
     work: &dyn CountedWork,
     id: RunId,
 ) -> Result<WriterOutcome, WriterError> {
-    let Some((run, params)) = begin(service, id).await? else {
-        return Ok(WriterOutcome::AlreadyCompleted);
+    let (run, params) = match begin(service, id).await? {
+        Ok(begun) => begun,
+        Err(outcome) => return Ok(outcome),
     };
     let work_set = match frozen_work_set(service, &run, work.plan(&run, &params)).await? {
         Ok(work_set) => work_set,
@@ -336,6 +362,7 @@ pub(crate) async fn run_counted(
             Go::Call => {}
             Go::Recorded => continue,
             Go::Stop => return Ok(WriterOutcome::Stopped),
+            Go::Pause => return Ok(WriterOutcome::Paused),
         }
         let item = work.process(&run, &params, unit).await?;
         if record(service, id, item).await?.is_none() {

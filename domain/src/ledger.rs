@@ -244,6 +244,8 @@ pub enum Claim {
     /// The item is already in the ledger: its work is done, the provider must not be called
     /// again.
     AlreadyRecorded,
+    /// The run is paused: the item must not start; a resume hands it out again.
+    Paused,
 }
 
 impl ItemLedger {

@@ -5,10 +5,12 @@
 //! only: no I/O, no clock (time is always passed in as a [`Timestamp`]), no async, no serde.
 
 mod error;
+mod fairness;
 mod ids;
 mod ledger;
 mod normalizer;
 mod operation_type;
+mod pace;
 mod progress;
 mod run;
 mod stages;
@@ -16,12 +18,16 @@ mod status;
 mod summary;
 
 pub use error::{InvalidValue, RunError};
+pub use fairness::{Admission, TenantLoad};
 pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
 pub use ledger::{AuxDeltas, Claim, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
 pub use normalizer::{
     DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer,
 };
 pub use operation_type::{OperationType, ProgressMode};
+pub use pace::{
+    PACE_MAX_RECORDS, PACE_MIN_RECORDS, PACE_MIN_SPAN_MS, PACE_WINDOW_MS, Pace, RecordWindow,
+};
 pub use progress::{
     ComponentStatus, ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail,
     ProgressView, Staleness,

@@ -1,8 +1,8 @@
 //! The progress contract (DESIGN §5): the one pure function from a run to a progress view.
 
 use crate::{
-    Component, ComponentState, OperationRun, Phases, ProgressMode, RunOutcome, RunStatus,
-    SummaryKey, Timestamp,
+    Component, ComponentState, OperationRun, Pace, Phases, ProgressMode, RecordWindow, RunOutcome,
+    RunStatus, SummaryKey, Timestamp,
 };
 
 /// The phase part of a phased view.
@@ -108,8 +108,15 @@ pub struct ProgressView {
     pub anomaly: bool,
     /// Where the total came from, e.g. "8 selected policy types".
     pub basis: Option<String>,
-    /// Running, but no sign of life within the stale threshold.
+    /// Running, but no sign of life within the stale threshold (never while paused).
     pub stale: bool,
+    /// An operator paused the run: it keeps its mode and numbers, and starts nothing new.
+    pub paused: bool,
+    /// Rate and ETA, on a counted view of a running, unpaused, fresh run whose recent records
+    /// are evidence enough (see [`Pace::estimate`]); an estimate, never a fact.
+    pub pace: Option<Pace>,
+    /// Why a queued run waits (its tenant's concurrency limit), when it does.
+    pub waiting: Option<String>,
 }
 
 impl ProgressView {
@@ -181,13 +188,15 @@ impl ProgressView {
     }
 }
 
-/// The instant and threshold staleness is judged against.
+/// The instant and threshold staleness is judged against, and the evidence for a pace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Staleness {
     /// Now.
     pub now: Timestamp,
     /// A running run with no sign of life for longer than this is stale.
     pub threshold_ms: i64,
+    /// The run's recent records (see [`RecordWindow`]); `None` gives no rate or ETA.
+    pub window: Option<RecordWindow>,
 }
 
 /// The progress contract: `resolve(run) -> ProgressView`, precedence top to bottom:
@@ -205,7 +214,7 @@ pub struct Staleness {
 /// let mut run = OperationRun::new(NewRun {
 ///     id: RunId::new(1), workspace: WorkspaceId::new(1), tenant: TenantId::new(1),
 ///     operation_type: OperationType::INVENTORY_SYNC, target: "tenant".into(),
-///     initiator: None, parent: None, created_at: Timestamp::from_millis(0),
+///     initiator: None, parent: None, retry_of: None, created_at: Timestamp::from_millis(0),
 /// });
 /// let mut ledger = ItemLedger::new();
 /// let units: Vec<_> = ["a", "b", "c"].iter().map(|k| ItemKey::parse(k).unwrap()).collect();
@@ -236,29 +245,52 @@ impl OperationRunProgressContract {
         let counts = run.counts();
         let anomaly = !counts.violations().is_empty() || !run.anomalies().is_empty();
         let stale = staleness.is_some_and(|s| run.is_stale(s.now, s.threshold_ms));
+        let paused = run.is_paused();
+        // Rate and ETA only for a running run that is neither paused nor stale.
+        let pace_at = staleness
+            .filter(|_| run.status() == RunStatus::Running && !paused && !stale)
+            .map(|s| (s.window, s.now));
+        let pace = |processed, total| {
+            pace_at.and_then(|(w, now)| Pace::estimate(w, now, processed, total))
+        };
+        let mut top_pace = None;
         let detail = if run.status() == RunStatus::Completed {
             ProgressDetail::None {
                 outcome: run.outcome(),
             }
         } else if let Some(components) = run.components() {
             ProgressDetail::Composite {
-                components: components.list().iter().map(component_view).collect(),
+                components: components
+                    .list()
+                    .iter()
+                    .map(|c| component_view(c, &pace))
+                    .collect(),
                 current: components.current(),
             }
         } else if let Some(phase) = run.phases().and_then(phase_view) {
             ProgressDetail::Phased(phase)
         } else {
-            counted_or_activity(
+            let detail = counted_or_activity(
                 counts.get(SummaryKey::Processed),
                 counts.get(SummaryKey::Total),
                 anomaly,
-            )
+            );
+            if let ProgressDetail::Counted {
+                processed, total, ..
+            } = detail
+            {
+                top_pace = pace(processed, total);
+            }
+            detail
         };
         ProgressView {
             detail,
             anomaly,
             basis: run.basis().map(str::to_owned),
             stale,
+            paused,
+            pace: top_pace,
+            waiting: run.waiting().map(str::to_owned),
         }
     }
 }
@@ -295,12 +327,15 @@ fn phase_view(phases: &Phases) -> Option<PhaseView> {
     })
 }
 
-fn component_view(component: &Component) -> ComponentView {
+fn component_view(component: &Component, pace: &dyn Fn(u64, u64) -> Option<Pace>) -> ComponentView {
     let plain = |detail| ProgressView {
         detail,
         anomaly: false,
         basis: None,
         stale: false,
+        paused: false,
+        pace: None,
+        waiting: None,
     };
     let (state, progress) = match component.state() {
         ComponentState::Pending => (
@@ -319,10 +354,16 @@ fn component_view(component: &Component) -> ComponentView {
                 processed: *processed,
             }),
         ),
-        ComponentState::Counted { processed, total } => (
-            ComponentStatus::Active,
-            plain(counted_or_activity(Some(*processed), Some(*total), false)),
-        ),
+        ComponentState::Counted { processed, total } => {
+            let detail = counted_or_activity(Some(*processed), Some(*total), false);
+            let counted = matches!(detail, ProgressDetail::Counted { .. });
+            let mut view = plain(detail);
+            // The composite's rate and ETA live on its counted component.
+            if counted {
+                view.pace = pace(*processed, *total);
+            }
+            (ComponentStatus::Active, view)
+        }
         ComponentState::Phased(phases) => (
             ComponentStatus::Active,
             plain(phase_view(phases).map_or(
@@ -364,6 +405,7 @@ mod tests {
             target: "tenant".into(),
             initiator: None,
             parent: None,
+            retry_of: None,
             created_at: t(0),
         })
     }
@@ -617,6 +659,7 @@ mod tests {
         let staleness = |now| Staleness {
             now: t(now),
             threshold_ms: 1_000,
+            window: None,
         };
 
         // The last sign of life is the item recorded at t=2.
@@ -627,6 +670,68 @@ mod tests {
         assert!(!fresh.stale);
         assert!(stale.stale);
         assert_eq!(stale.mode(), ProgressMode::Counted);
+    }
+
+    fn evidence(now: i64) -> Staleness {
+        Staleness {
+            now: t(now),
+            threshold_ms: 60_000,
+            window: Some(RecordWindow {
+                records: 6,
+                first_at: t(0),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_running_counted_run_with_evidence_carries_a_pace() {
+        let r = counted(20, 10);
+
+        let view = OperationRunProgressContract::resolve_at(&r, evidence(5_000));
+
+        // 5 records after the first over 5 s: 1/s, 10 left.
+        let pace = view.pace.unwrap();
+        assert_eq!((pace.items, pace.over_ms, pace.eta_seconds), (5, 5_000, 10));
+    }
+
+    #[test]
+    fn a_paused_run_keeps_its_bar_and_is_never_stale_nor_estimated() {
+        let mut r = counted(20, 10);
+        r.pause(t(3)).unwrap();
+
+        let view = OperationRunProgressContract::resolve_at(&r, evidence(500_000));
+
+        assert!(view.paused);
+        assert!(!view.stale);
+        assert_eq!(view.pace, None);
+        assert_eq!((view.processed(), view.total()), (Some(10), Some(20)));
+        r.resume(t(500_000)).unwrap();
+        let resumed = OperationRunProgressContract::resolve_at(&r, evidence(500_001));
+        assert!(!resumed.paused && !resumed.stale);
+    }
+
+    #[test]
+    fn only_counted_views_carry_a_pace() {
+        let mut phased = run(OperationType::BASELINE_CAPTURE);
+        phased.mark_running(t(1)).unwrap();
+        phased.declare_phases(phases()).unwrap();
+        phased.enter_phase("resolve_scope").unwrap();
+        let mut queued = counted(20, 10).parts().clone();
+        queued.status = RunStatus::Queued;
+        let stale = counted(20, 10);
+
+        for r in [phased, OperationRun::restore(queued)] {
+            assert_eq!(
+                OperationRunProgressContract::resolve_at(&r, evidence(5_000)).pace,
+                None
+            );
+        }
+        let mut old = evidence(5_000_000);
+        old.threshold_ms = 1_000;
+        assert_eq!(
+            OperationRunProgressContract::resolve_at(&stale, old).pace,
+            None
+        );
     }
 
     #[test]

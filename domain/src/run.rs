@@ -7,9 +7,10 @@ mod parts;
 pub use parts::{Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, RunParts};
 
 use crate::{
-    AuxDeltas, Claim, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome, ItemRecord,
-    LedgerEntry, OperationType, Phases, RecordOutcome, RunError, RunId, RunOutcome, RunStatus,
-    SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    Admission, AuxDeltas, Claim, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome,
+    ItemRecord, LedgerEntry, OperationType, Phases, RecordOutcome, RunError, RunId, RunOutcome,
+    RunStatus, SummaryCounts, SummaryKey, TenantId, TenantLoad, Timestamp, UserId, WorkSet,
+    WorkspaceId,
 };
 
 /// One execution of one operation for one tenant: status, outcome, summary counts and stages.
@@ -48,6 +49,9 @@ impl OperationRun {
                 started_at: None,
                 completed_at: None,
                 heartbeat_at: None,
+                retry_of: new.retry_of,
+                paused_at: None,
+                waiting: None,
                 anomalies: Vec::new(),
             },
         }
@@ -173,6 +177,33 @@ impl OperationRun {
         self.parts.heartbeat_at
     }
 
+    /// The run whose failed items this run retries.
+    #[must_use]
+    pub fn retry_of(&self) -> Option<RunId> {
+        self.parts.retry_of
+    }
+
+    /// When an operator paused it; `None` while it is not paused.
+    #[must_use]
+    pub fn paused_at(&self) -> Option<Timestamp> {
+        self.parts.paused_at
+    }
+
+    /// Whether it is paused (and not completed: completion ends a pause).
+    #[must_use]
+    pub fn is_paused(&self) -> bool {
+        self.parts.paused_at.is_some() && !self.is_completed()
+    }
+
+    /// Why a queued run has not started yet, while it waits for its tenant's slot.
+    #[must_use]
+    pub fn waiting(&self) -> Option<&str> {
+        match self.parts.status {
+            RunStatus::Queued => self.parts.waiting.as_deref(),
+            _ => None,
+        }
+    }
+
     /// Storage anomalies noted when the run was restored.
     #[must_use]
     pub fn anomalies(&self) -> &[String] {
@@ -228,6 +259,67 @@ impl OperationRun {
         self.parts.status = RunStatus::Running;
         self.parts.started_at = Some(at);
         self.parts.heartbeat_at = Some(at);
+        Ok(Change::Applied)
+    }
+
+    /// Starts the run if its tenant has a free slot (see [`TenantLoad`]): a queued run
+    /// with `load.admits()` moves to running (`Started(Applied)`), one without stays queued and
+    /// keeps the reason (`Waiting`); a running run answers `Started(Unchanged)` (it holds its
+    /// slot). A paused run never starts (`Paused`).
+    ///
+    /// Checks, in order: completed; running; paused; the load.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn admit(&mut self, at: Timestamp, load: TenantLoad) -> Result<Admission, RunError> {
+        self.ensure_open()?;
+        if self.parts.status == RunStatus::Running {
+            return Ok(Admission::Started(Change::Unchanged));
+        }
+        if self.parts.paused_at.is_some() {
+            return Ok(Admission::Paused);
+        }
+        if !load.admits() {
+            let reason = load.waiting_reason();
+            self.parts.waiting = Some(reason.clone());
+            return Ok(Admission::Waiting(reason));
+        }
+        self.parts.waiting = None;
+        self.mark_running(at).map(Admission::Started)
+    }
+
+    /// Pauses the run: from now on it starts no new item, child or phase (items in flight
+    /// finish and are recorded), keeps its counts, and is never stale. Already paused is
+    /// `Unchanged`.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn pause(&mut self, at: Timestamp) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.paused_at.is_some() {
+            return Ok(Change::Unchanged);
+        }
+        self.parts.paused_at = Some(at);
+        Ok(Change::Applied)
+    }
+
+    /// Resumes a paused run where it stopped. The heartbeat moves to `at`, so the time spent
+    /// paused never counts as silence. Not paused is `Unchanged`.
+    ///
+    /// # Errors
+    ///
+    /// [`RunError::RunAlreadyCompleted`].
+    pub fn resume(&mut self, at: Timestamp) -> Result<Change, RunError> {
+        self.ensure_open()?;
+        if self.parts.paused_at.is_none() {
+            return Ok(Change::Unchanged);
+        }
+        self.parts.paused_at = None;
+        if self.parts.status == RunStatus::Running {
+            self.parts.heartbeat_at = Some(self.parts.heartbeat_at.map_or(at, |h| h.max(at)));
+        }
         Ok(Change::Applied)
     }
 
@@ -580,14 +672,20 @@ impl OperationRun {
     }
 
     /// Claims `key` for a provider call: the last check before a side effect. A completed
-    /// (cancelled) run refuses, so no provider call starts after a cancel; an item already
-    /// recorded answers [`Claim::AlreadyRecorded`], so a re-run job does not repeat its call.
+    /// (cancelled) run refuses, so no provider call starts after a cancel; a paused run answers
+    /// [`Claim::Paused`], so no new item starts while it is paused; an item already recorded
+    /// answers [`Claim::AlreadyRecorded`], so a re-run job does not repeat its call.
+    ///
+    /// Checks, in order: completed; paused; recorded; outside the work set.
     ///
     /// # Errors
     ///
     /// [`RunError::RunAlreadyCompleted`], [`RunError::ItemNotInWorkSet`].
     pub fn claim_item(&self, ledger: &mut ItemLedger, key: &ItemKey) -> Result<Claim, RunError> {
         self.ensure_open()?;
+        if self.parts.paused_at.is_some() {
+            return Ok(Claim::Paused);
+        }
         if ledger.contains(key) {
             return Ok(Claim::AlreadyRecorded);
         }
@@ -632,11 +730,11 @@ impl OperationRun {
         }
     }
 
-    /// Whether the run is running but gave no sign of life (heartbeat, else start) for more
-    /// than `threshold_ms` before `now`.
+    /// Whether the run is running, not paused, but gave no sign of life (heartbeat, else
+    /// start) for more than `threshold_ms` before `now`.
     #[must_use]
     pub fn is_stale(&self, now: Timestamp, threshold_ms: i64) -> bool {
-        if self.parts.status != RunStatus::Running {
+        if self.parts.status != RunStatus::Running || self.parts.paused_at.is_some() {
             return false;
         }
         let last = self
@@ -712,6 +810,7 @@ mod tests {
             target: "tenant".into(),
             initiator: Some(UserId::new(3)),
             parent: None,
+            retry_of: None,
             created_at: t(0),
         })
     }

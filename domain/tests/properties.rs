@@ -105,6 +105,7 @@ fn new_run() -> OperationRun {
         target: "tenant".into(),
         initiator: None,
         parent: None,
+        retry_of: None,
         created_at: Timestamp::from_millis(0),
     })
 }

@@ -77,6 +77,7 @@ async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
             },
             initiator: None,
             parent: None,
+            retry_of: None,
             at: Timestamp::from_millis(0),
         })
         .await?
@@ -95,6 +96,7 @@ async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
             params: RunParams::BaselineCapture,
             initiator: None,
             parent: None,
+            retry_of: None,
             at: Timestamp::from_millis(0),
         })
         .await?
@@ -394,6 +396,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
             params,
             initiator: None,
             parent: None,
+            retry_of: None,
         })
     };
     // The backup set's items come from a real add-policies run (setup, not timed).

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) const RUN_COLUMNS: &str = "id, workspace_id, tenant_id, operation_type, target, \
     initiator_id, parent_id, status, outcome, total, processed, succeeded, failed, skipped, \
     created, updated, deleted, items, tenants, basis, phases, components, failures, created_at, \
-    started_at, completed_at, heartbeat_at";
+    started_at, completed_at, heartbeat_at, retry_of, paused_at, waiting";
 
 /// A row of `operation_runs`.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -48,6 +48,9 @@ pub(crate) struct RunRow {
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     pub heartbeat_at: Option<i64>,
+    pub retry_of: Option<i64>,
+    pub paused_at: Option<i64>,
+    pub waiting: Option<String>,
 }
 
 fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -114,6 +117,9 @@ impl RunRow {
             started_at: self.started_at.map(Timestamp::from_millis),
             completed_at: self.completed_at.map(Timestamp::from_millis),
             heartbeat_at: self.heartbeat_at.map(Timestamp::from_millis),
+            retry_of: self.retry_of.map(RunId::new),
+            paused_at: self.paused_at.map(Timestamp::from_millis),
+            waiting: self.waiting,
             anomalies,
         }))
     }
@@ -127,7 +133,10 @@ enum ParamsDto {
     #[serde(rename = "review_pack.generate")]
     ReviewPackGenerate { sections: Option<Vec<String>> },
     #[serde(rename = "evidence_snapshot.generate")]
-    EvidenceSnapshotGenerate,
+    EvidenceSnapshotGenerate {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        dimensions: Option<Vec<String>>,
+    },
     #[serde(rename = "backup_set.add_policies")]
     BackupSetAddPolicies {
         backup_set_id: i64,
@@ -183,7 +192,9 @@ pub(crate) fn encode_params(params: &RunParams) -> String {
     let dto = match params.clone() {
         RunParams::InventorySync { policy_types } => ParamsDto::InventorySync { policy_types },
         RunParams::ReviewPackGenerate { sections } => ParamsDto::ReviewPackGenerate { sections },
-        RunParams::EvidenceSnapshotGenerate => ParamsDto::EvidenceSnapshotGenerate,
+        RunParams::EvidenceSnapshotGenerate { dimensions } => {
+            ParamsDto::EvidenceSnapshotGenerate { dimensions }
+        }
         RunParams::BackupSetAddPolicies {
             backup_set_id,
             policy_ids,
@@ -243,7 +254,9 @@ pub(crate) fn decode_params(json: &str) -> Result<RunParams, StoreError> {
     Ok(match dto {
         ParamsDto::InventorySync { policy_types } => RunParams::InventorySync { policy_types },
         ParamsDto::ReviewPackGenerate { sections } => RunParams::ReviewPackGenerate { sections },
-        ParamsDto::EvidenceSnapshotGenerate => RunParams::EvidenceSnapshotGenerate,
+        ParamsDto::EvidenceSnapshotGenerate { dimensions } => {
+            RunParams::EvidenceSnapshotGenerate { dimensions }
+        }
         ParamsDto::BackupSetAddPolicies {
             backup_set_id,
             policy_ids,

@@ -12,6 +12,7 @@ mod m20261202_000008_simulated_tenants;
 mod m20261202_000009_readiness;
 mod m20261202_000010_item_claims;
 mod m20261202_000011_token_lifecycle;
+mod m20261203_000012_run_control;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_readiness::Migration),
             Box::new(m20261202_000010_item_claims::Migration),
             Box::new(m20261202_000011_token_lifecycle::Migration),
+            Box::new(m20261203_000012_run_control::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@
 //! - `diagnostics`: whole-ledger reads and raw writes for the contract suite.
 
 mod claims;
+mod control;
 mod diagnostics;
 mod lifecycle;
 mod queries;
@@ -213,6 +214,31 @@ impl RunStore for SqlRunStore {
 
     async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
         self.start_running(id, at).await
+    }
+
+    async fn admit(
+        &self,
+        id: RunId,
+        at: Timestamp,
+        default_limit: u32,
+    ) -> Result<opsrun_domain::Admission, StoreError> {
+        self.admit_run(id, at, default_limit).await
+    }
+
+    async fn pause(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.pause_run(id, at).await
+    }
+
+    async fn resume(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError> {
+        self.resume_run(id, at).await
+    }
+
+    async fn set_tenant_limit(
+        &self,
+        tenant: TenantId,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError> {
+        self.put_tenant_limit(tenant, limit).await
     }
 
     async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError> {

@@ -11,6 +11,7 @@ use opsrun_adapters::simulated::policy_id;
 use opsrun_application::access::Caller;
 use opsrun_application::ports::SimulationSettings;
 use opsrun_application::ports::{Role, Tenant, TenantScope};
+use opsrun_application::read_models::eta_phrase;
 use opsrun_application::{RunParams, StartRun};
 use opsrun_domain::{
     OperationRun, OperationRunProgressContract, ProgressDetail, RunId, Slug, Staleness,
@@ -90,6 +91,7 @@ impl Display {
         &mut self,
         run: &OperationRun,
         now: opsrun_domain::Timestamp,
+        window: Option<opsrun_domain::RecordWindow>,
         out: &mut dyn Write,
     ) -> anyhow::Result<()> {
         let view = OperationRunProgressContract::resolve_at(
@@ -97,6 +99,7 @@ impl Display {
             Staleness {
                 now,
                 threshold_ms: 60_000,
+                window,
             },
         );
         let multi = self.multi.clone();
@@ -117,7 +120,12 @@ impl Display {
                         bar.set_style(counted_style());
                         bar.set_length(*total);
                         bar.set_position(*processed);
-                        bar.set_message(view.basis.clone().unwrap_or_default());
+                        // The estimate, when the ledger gives enough evidence, never as a fact.
+                        let basis = view.basis.clone().unwrap_or_default();
+                        bar.set_message(match &view.pace {
+                            Some(pace) => format!("{basis} · {}", eta_phrase(pace)),
+                            None => basis,
+                        });
                     }
                     ProgressDetail::None { .. } => {
                         bar.set_style(line_style());
@@ -197,7 +205,12 @@ async fn follow(
             .collect();
         for id in ids {
             let run = stack.queries.run(id).await?;
-            display.update(&run, now(), out)?;
+            let window = if run.status() == opsrun_domain::RunStatus::Running {
+                stack.queries.record_window(id, now()).await?
+            } else {
+                None
+            };
+            display.update(&run, now(), window, out)?;
         }
         let waiting = until
             .iter()
@@ -299,6 +312,7 @@ pub async fn run(
                     params,
                     initiator: Some(user.id),
                     parent: None,
+                    retry_of: None,
                 })
                 .await
                 .map(|s| s.run.id())
@@ -321,7 +335,7 @@ pub async fn run(
         ),
         (
             contoso.clone(),
-            RunParams::EvidenceSnapshotGenerate,
+            RunParams::EvidenceSnapshotGenerate { dimensions: None },
             "evidence_snapshot",
         ),
         (
@@ -336,7 +350,7 @@ pub async fn run(
         ),
         (
             fabrikam.clone(),
-            RunParams::EvidenceSnapshotGenerate,
+            RunParams::EvidenceSnapshotGenerate { dimensions: None },
             "evidence_snapshot",
         ),
     ];

@@ -182,6 +182,16 @@ impl Describe for AddPoliciesToBackupSet {
         ];
         REASONS
     }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        let RunParams::BackupSetAddPolicies { backup_set_id, .. } = params else {
+            return None;
+        };
+        Some(RunParams::BackupSetAddPolicies {
+            backup_set_id: *backup_set_id,
+            policy_ids: failed.iter().map(|k| k.as_str().to_owned()).collect(),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,7 @@ use opsrun_domain::{InvalidValue, Phase, Phases, RunId, RunOutcome};
 use crate::families::{Describe, Family, ParamError, ParamValues};
 use crate::ports::{BaselineItem, BaselineStore, PolicyProvider};
 use crate::reasons;
-use crate::writers::{
-    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped,
-};
+use crate::writers::{Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, halted};
 use crate::{OperationRunService, ProviderError, RunParams};
 use async_trait::async_trait;
 use opsrun_domain::{OperationType, ProgressMode, ReasonCode};
@@ -48,7 +46,8 @@ pub(crate) struct Captured {
 }
 
 /// Fetches each policy's payload; a final failure is counted as missed, a transient one stops
-/// the execution (a retry starts the fetches again).
+/// the execution (a retry starts the fetches again). A cancel or a pause stops it before the
+/// next fetch (`Err` with the writer's outcome; a resume starts the fetches again).
 pub(crate) async fn fetch_all(
     service: &OperationRunService,
     settings: WriterSettings,
@@ -56,15 +55,15 @@ pub(crate) async fn fetch_all(
     run: RunId,
     tenant: opsrun_domain::TenantId,
     policy_ids: impl Iterator<Item = String>,
-) -> Result<Option<Captured>, WriterError> {
+) -> Result<Result<Captured, WriterOutcome>, WriterError> {
     let mut pulse = Pulse::new(service, settings);
     let mut captured = Captured {
         items: Vec::new(),
         missed: 0,
     };
     for id in policy_ids {
-        if is_stopped(service, run).await? {
-            return Ok(None);
+        if let Some(halt) = halted(service, run).await? {
+            return Ok(Err(halt));
         }
         match provider.fetch_policy(tenant, &id).await {
             Ok(payload) => captured.items.push(BaselineItem {
@@ -76,7 +75,7 @@ pub(crate) async fn fetch_all(
         }
         pulse.beat(service, run).await?;
     }
-    Ok(Some(captured))
+    Ok(Ok(captured))
 }
 
 impl CaptureBaseline {
@@ -103,8 +102,9 @@ impl CaptureBaseline {
     ///
     /// [`WriterError`] on a transient failure; a retry resumes.
     pub async fn execute(&self, id: RunId) -> Result<WriterOutcome, WriterError> {
-        let Some((run, params)) = begin(&self.service, id).await? else {
-            return Ok(WriterOutcome::AlreadyCompleted);
+        let (run, params) = match begin(&self.service, id).await? {
+            Ok(begun) => begun,
+            Err(outcome) => return Ok(outcome),
         };
         if !matches!(params, RunParams::BaselineCapture) {
             return Err(WriterError::WrongFamily { run: id });
@@ -126,7 +126,7 @@ impl CaptureBaseline {
             .map_err(WriterError::Provider)?;
 
         phase.enter(&self.service, id, 1).await?;
-        let Some(captured) = fetch_all(
+        let captured = match fetch_all(
             &self.service,
             self.settings,
             self.provider.as_ref(),
@@ -135,8 +135,9 @@ impl CaptureBaseline {
             policies.into_iter().map(|p| p.id),
         )
         .await?
-        else {
-            return Ok(WriterOutcome::Stopped);
+        {
+            Ok(captured) => captured,
+            Err(outcome) => return Ok(outcome),
         };
 
         phase.enter(&self.service, id, 2).await?;

@@ -16,7 +16,7 @@ use crate::ports::{BaselineStore, Finding, FindingKind, PolicyProvider, WorkKey}
 use crate::reasons;
 use crate::start::OperationError;
 use crate::writers::{
-    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, is_stopped, record,
+    Pulse, WriterError, WriterOutcome, WriterSettings, begin, finished, halted, record,
 };
 use crate::{OperationRunService, ProviderError, RunParams};
 use async_trait::async_trait;
@@ -77,8 +77,9 @@ impl CompareBaseline {
     ///
     /// [`WriterError`] on a transient failure; a retry resumes.
     pub async fn execute(&self, id: RunId) -> Result<WriterOutcome, WriterError> {
-        let Some((run, params)) = begin(&self.service, id).await? else {
-            return Ok(WriterOutcome::AlreadyCompleted);
+        let (run, params) = match begin(&self.service, id).await? {
+            Ok(begun) => begun,
+            Err(outcome) => return Ok(outcome),
         };
         let RunParams::BaselineCompare { baseline_id } = params else {
             return Err(WriterError::WrongFamily { run: id });
@@ -129,7 +130,7 @@ impl CompareBaseline {
             .iter()
             .map(|i| i.policy.id.clone())
             .filter(|policy| present.contains(policy));
-        let Some(captured) = fetch_all(
+        let captured = match fetch_all(
             &self.service,
             self.settings,
             self.provider.as_ref(),
@@ -138,8 +139,9 @@ impl CompareBaseline {
             wanted,
         )
         .await?
-        else {
-            return Ok(WriterOutcome::Stopped);
+        {
+            Ok(captured) => captured,
+            Err(outcome) => return Ok(outcome),
         };
         let current: BTreeMap<String, String> = captured
             .items
@@ -166,8 +168,8 @@ impl CompareBaseline {
             if done.contains(&unit) {
                 continue;
             }
-            if is_stopped(&self.service, id).await? {
-                return Ok(WriterOutcome::Stopped);
+            if let Some(halt) = halted(&self.service, id).await? {
+                return Ok(halt);
             }
             let finding = if !present.contains(&item.policy.id) {
                 Some(FindingKind::Missing)

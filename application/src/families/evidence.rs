@@ -7,12 +7,13 @@ use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, ItemKey, ItemRecord, OperationRun, SummaryKey, WorkSet,
 };
 
-use crate::families::{Describe, ParamError, ParamValues};
+use crate::families::{Describe, ParamError, ParamKind, ParamSpec, ParamValues};
 use crate::ports::{EvidenceSource, SnapshotStore, WorkKey};
 use crate::reasons;
+use crate::start::{MAX_LIST_PARAM, OperationError, check_list};
 use crate::writers::{CountedWork, Plan, WriterError, plan_units, provider_failure};
 use crate::{OperationRunService, RunParams};
-use opsrun_domain::{OperationType, ReasonCode};
+use opsrun_domain::{OperationType, ReasonCode, TenantId};
 
 /// Generates an evidence snapshot: collects each dimension, stores it, then seals the snapshot
 /// with its content hash. The snapshot counts as `created: 1`.
@@ -34,10 +35,13 @@ impl GenerateEvidenceSnapshot {
 #[async_trait]
 impl CountedWork for GenerateEvidenceSnapshot {
     async fn plan(&self, run: &OperationRun, params: &RunParams) -> Result<Plan, WriterError> {
-        if !matches!(params, RunParams::EvidenceSnapshotGenerate) {
+        let RunParams::EvidenceSnapshotGenerate { dimensions } = params else {
             return Err(WriterError::WrongFamily { run: run.id() });
-        }
-        let dimensions = self.source.dimensions().await;
+        };
+        let dimensions = match dimensions {
+            Some(dimensions) => dimensions.clone(),
+            None => self.source.dimensions().await,
+        };
         Ok(plan_units(dimensions, |n| {
             format!("{n} evidence dimensions")
         }))
@@ -92,13 +96,56 @@ impl Describe for GenerateEvidenceSnapshot {
         "Evidence snapshot"
     }
 
-    fn parse_params(&self, _values: &ParamValues) -> Result<RunParams, ParamError> {
-        Ok(RunParams::EvidenceSnapshotGenerate)
+    fn params(&self) -> &'static [ParamSpec] {
+        &[ParamSpec {
+            name: "dimensions",
+            kind: ParamKind::TextList,
+            required: false,
+            help: "evidence dimensions to collect (default: every dimension)",
+        }]
+    }
+
+    fn parse_params(&self, values: &ParamValues) -> Result<RunParams, ParamError> {
+        Ok(RunParams::EvidenceSnapshotGenerate {
+            dimensions: values.texts("dimensions"),
+        })
+    }
+
+    async fn validate(
+        &self,
+        _tenant: TenantId,
+        params: RunParams,
+    ) -> Result<RunParams, OperationError> {
+        let RunParams::EvidenceSnapshotGenerate {
+            dimensions: Some(dimensions),
+        } = params
+        else {
+            return Ok(params);
+        };
+        let known = self.source.dimensions().await.into_iter().collect();
+        let dimensions = check_list(
+            "dimensions",
+            &dimensions,
+            &known,
+            MAX_LIST_PARAM,
+            "unknown_dimension",
+        )?;
+        Ok(RunParams::EvidenceSnapshotGenerate {
+            dimensions: Some(dimensions),
+        })
     }
 
     fn reasons(&self) -> &'static [ReasonCode] {
         const REASONS: &[ReasonCode] = &[reasons::EVIDENCE_DIMENSION_NOT_FOUND];
         REASONS
+    }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        matches!(params, RunParams::EvidenceSnapshotGenerate { .. }).then(|| {
+            RunParams::EvidenceSnapshotGenerate {
+                dimensions: Some(failed.iter().map(|k| k.as_str().to_owned()).collect()),
+            }
+        })
     }
 }
 
@@ -113,7 +160,9 @@ mod tests {
     #[tokio::test]
     async fn collects_every_dimension_and_seals_a_hashed_snapshot() {
         let h = Harness::new(0, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
 
         let outcome = h.evidence().execute(id).await.unwrap();
 
@@ -135,7 +184,9 @@ mod tests {
     #[tokio::test]
     async fn a_failing_dimension_is_recorded_failed() {
         let h = Harness::new(0, &["devices"]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
 
         let outcome = h.evidence().execute(id).await.unwrap();
 
@@ -153,7 +204,9 @@ mod tests {
     #[tokio::test]
     async fn a_retry_after_a_crash_halfway_does_not_count_twice() {
         let h = Harness::new(0, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         h.families.lose_ack_at(2);
 
         assert!(h.evidence().execute(id).await.is_err());
@@ -175,7 +228,9 @@ mod tests {
     #[tokio::test]
     async fn a_crash_after_sealing_does_not_count_the_snapshot_twice() {
         let h = Harness::new(0, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         // Writes 1-4 store dimensions, write 5 seals.
         h.families.lose_ack_at(5);
 
@@ -197,7 +252,9 @@ mod tests {
     #[tokio::test]
     async fn cancellation_stops_at_the_next_dimension() {
         let h = Harness::new(0, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
         h.fake.cancel_before(4, h.service.clone(), id);
 
         let outcome = h.evidence().execute(id).await.unwrap();

@@ -146,6 +146,12 @@ impl Describe for RunInventorySync {
         const REASONS: &[ReasonCode] = &[reasons::INVENTORY_TYPE_NOT_FOUND];
         REASONS
     }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        matches!(params, RunParams::InventorySync { .. }).then(|| RunParams::InventorySync {
+            policy_types: Some(failed.iter().map(|k| k.as_str().to_owned()).collect()),
+        })
+    }
 }
 
 #[cfg(test)]

@@ -53,8 +53,9 @@ impl BulkBackupSetRestore {
     ///
     /// [`WriterError`] on a transient failure; a retry resumes.
     pub async fn execute(&self, id: RunId) -> Result<WriterOutcome, WriterError> {
-        let Some((run, params)) = begin(&self.service, id).await? else {
-            return Ok(WriterOutcome::AlreadyCompleted);
+        let (run, params) = match begin(&self.service, id).await? {
+            Ok(begun) => begun,
+            Err(outcome) => return Ok(outcome),
         };
         let RunParams::BackupSetRestore {
             backup_set_id,
@@ -159,6 +160,9 @@ impl BackupSetRestoreWorker {
         if run.is_completed() {
             return Ok(WriterOutcome::Stopped);
         }
+        if run.is_paused() {
+            return Ok(WriterOutcome::Paused);
+        }
         let record_ = match item.as_str().parse::<i64>() {
             Err(_) => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
             Ok(item_id) => match self.backup_sets.item(item_id).await? {
@@ -170,6 +174,8 @@ impl BackupSetRestoreWorker {
                         // parent's completion check: make that check, not the call.
                         Go::Recorded => return self.complete_parent(parent).await,
                         Go::Stop => return Ok(WriterOutcome::Stopped),
+                        // The resume's parent job hands this item out again.
+                        Go::Pause => return Ok(WriterOutcome::Paused),
                     }
                     let key = WorkKey {
                         run: parent,
@@ -326,6 +332,19 @@ impl Describe for BackupSetRestore {
             reasons::RESTORE_ATTEMPTS_EXHAUSTED,
         ];
         REASONS
+    }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        let RunParams::BackupSetRestore { backup_set_id, .. } = params else {
+            return None;
+        };
+        // The parent froze backup-item ids: every failed key is one (a key that is not
+        // cannot be retried as an item, so the run is not retryable).
+        let item_ids: Option<Vec<i64>> = failed.iter().map(|k| k.as_str().parse().ok()).collect();
+        Some(RunParams::BackupSetRestore {
+            backup_set_id: *backup_set_id,
+            item_ids: Some(item_ids?),
+        })
     }
 }
 

@@ -144,6 +144,14 @@ impl Describe for GenerateReviewPack {
         const REASONS: &[ReasonCode] = &[reasons::REVIEW_PACK_SECTION_NOT_FOUND];
         REASONS
     }
+
+    fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
+        matches!(params, RunParams::ReviewPackGenerate { .. }).then(|| {
+            RunParams::ReviewPackGenerate {
+                sections: Some(failed.iter().map(|k| k.as_str().to_owned()).collect()),
+            }
+        })
+    }
 }
 
 #[cfg(test)]

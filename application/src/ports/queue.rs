@@ -36,6 +36,18 @@ pub trait JobQueue: Send + Sync {
     /// [`QueueError::Unavailable`] when the job could not be stored; nothing was enqueued.
     async fn enqueue(&self, job: Job) -> Result<(), QueueError>;
 
+    /// Enqueues one job durably that no worker takes before `delay` has passed (a run that
+    /// waits for its tenant's slot asks again later). A queue without schedules may deliver it
+    /// at once.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::Unavailable`] when the job could not be stored; nothing was enqueued.
+    async fn enqueue_after(&self, job: Job, delay: std::time::Duration) -> Result<(), QueueError> {
+        let _ = delay;
+        self.enqueue(job).await
+    }
+
     /// Enqueues one [`Job::RestoreChild`] per item of a fan-out in one call (not one round
     /// trip per child). Either all jobs are stored or none.
     ///

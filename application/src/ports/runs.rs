@@ -4,9 +4,10 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey, ItemOutcome,
-    ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome, RunId, RunOutcome,
-    RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
+    ItemOutcome, ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome,
+    RecordWindow, RunId, RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet,
+    WorkspaceId,
 };
 
 use super::Tenant;
@@ -46,6 +47,8 @@ pub struct CreateRun {
     pub initiator: Option<UserId>,
     /// Parent run, if another run starts it.
     pub parent: Option<RunId>,
+    /// The completed run whose failed items it retries, if it is a retry.
+    pub retry_of: Option<RunId>,
     /// Creation time.
     pub at: Timestamp,
 }
@@ -269,6 +272,34 @@ pub trait RunQueries: Send + Sync {
     ///
     /// [`StoreError::Unavailable`].
     async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+
+    /// The run's most recent ledger records as of `now` (see [`RecordWindow`]): how many of
+    /// the last [`opsrun_domain::PACE_MAX_RECORDS`] fall within
+    /// [`opsrun_domain::PACE_WINDOW_MS`] of `now`, and the oldest of them. `None` when none
+    /// does. One aggregate read; nothing is written for it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn record_window(
+        &self,
+        id: RunId,
+        now: Timestamp,
+    ) -> Result<Option<RecordWindow>, StoreError>;
+
+    /// The runs started as retries of `id` (`retry_of = id`), oldest first.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError>;
+
+    /// The tenant's own concurrency limit, when one is set (else the default applies).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn tenant_limit(&self, tenant: TenantId) -> Result<Option<u32>, StoreError>;
 }
 
 /// The mutations of runs: the one door through which counts and status change. Only
@@ -298,6 +329,47 @@ pub trait RunStore: RunQueries {
     ///
     /// As the domain method, plus the common errors.
     async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::admit`], with the load read in the same unit of work: the other
+    /// top-level runs of the run's tenant that are running, and the tenant's own limit (or
+    /// `default_limit`). Admissions of one tenant are serialized, so two runs can never both
+    /// take its last slot. A child run (with a parent) works in its parent's slot: it is
+    /// admitted whatever the load.
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn admit(
+        &self,
+        id: RunId,
+        at: Timestamp,
+        default_limit: u32,
+    ) -> Result<Admission, StoreError>;
+
+    /// As [`OperationRun::pause`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn pause(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+
+    /// As [`OperationRun::resume`].
+    ///
+    /// # Errors
+    ///
+    /// As the domain method, plus the common errors.
+    async fn resume(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+
+    /// Sets (or with `None` clears) the tenant's own concurrency limit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn set_tenant_limit(
+        &self,
+        tenant: TenantId,
+        limit: Option<u32>,
+    ) -> Result<(), StoreError>;
 
     /// As [`OperationRun::set_total`]: freezes the work set with the total.
     ///
@@ -430,12 +502,19 @@ mockall::mock! {
         async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;
         async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
         async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
+        async fn record_window(&self, id: RunId, now: Timestamp) -> Result<Option<RecordWindow>, StoreError>;
+        async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError>;
+        async fn tenant_limit(&self, tenant: TenantId) -> Result<Option<u32>, StoreError>;
     }
 
     #[async_trait]
     impl RunStore for RunStore {
         async fn create_run(&self, new: CreateRun) -> Result<Started, StoreError>;
         async fn mark_running(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+        async fn admit(&self, id: RunId, at: Timestamp, default_limit: u32) -> Result<Admission, StoreError>;
+        async fn pause(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+        async fn resume(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
+        async fn set_tenant_limit(&self, tenant: TenantId, limit: Option<u32>) -> Result<(), StoreError>;
         async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
         async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;

@@ -57,6 +57,7 @@ impl Harness {
                 params,
                 initiator: Some(self.user.id),
                 parent: None,
+                retry_of: None,
             })
             .await
             .unwrap();

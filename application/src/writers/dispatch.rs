@@ -107,6 +107,19 @@ impl Writers {
         }
     }
 
+    /// How long run `run` has been waiting since it was created (for [`crate::worker::wait_delay`]).
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] when storage fails.
+    pub async fn waited(&self, run: RunId) -> Result<std::time::Duration, WriterError> {
+        let created = self.service.queries().run(run).await?.created_at();
+        let ms = self.service.clock().now().millis_since(created);
+        Ok(std::time::Duration::from_millis(
+            u64::try_from(ms).unwrap_or(0),
+        ))
+    }
+
     /// Ends what a job was doing with a final failure, when the job used up its attempts or
     /// failed for good: a run job's run ends `failed` with `run.attempts_exhausted`; a child
     /// job's item is recorded `failed` by its family (`restore.attempts_exhausted`, and the
@@ -165,7 +178,9 @@ mod tests {
     #[tokio::test]
     async fn a_run_job_reaches_the_writer_of_its_family() {
         let h = Harness::new(4, &[]);
-        let id = h.start(RunParams::EvidenceSnapshotGenerate).await;
+        let id = h
+            .start(RunParams::EvidenceSnapshotGenerate { dimensions: None })
+            .await;
 
         let outcome = writers(&h).execute(&Job::Run { run: id }).await.unwrap();
 

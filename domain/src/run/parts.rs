@@ -122,6 +122,8 @@ pub struct NewRun {
     pub initiator: Option<UserId>,
     /// The parent run, for runs started by another run.
     pub parent: Option<RunId>,
+    /// The completed run whose failed items this run retries, if it is a retry.
+    pub retry_of: Option<RunId>,
     /// When it was created.
     pub created_at: Timestamp,
 }
@@ -166,6 +168,12 @@ pub struct RunParts {
     pub completed_at: Option<Timestamp>,
     /// Last heartbeat.
     pub heartbeat_at: Option<Timestamp>,
+    /// See [`NewRun`].
+    pub retry_of: Option<RunId>,
+    /// When an operator paused it; `None` while it is not paused.
+    pub paused_at: Option<Timestamp>,
+    /// Why a queued run has not started yet (its tenant's concurrency limit), as a sentence.
+    pub waiting: Option<String>,
     /// Notes about values the storage could not represent truthfully (dropped counts, an
     /// unknown status); a run with notes never shows a bar.
     pub anomalies: Vec<String>,

@@ -258,7 +258,7 @@ async fn a_stale_run_is_failed(url: String) -> Result<(), TestError> {
     let id = running.start_run(RunParams::BaselineCapture).await?;
     running.stack.service.mark_running(id).await?;
     let fresh = running
-        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .start_run(RunParams::EvidenceSnapshotGenerate { dimensions: None })
         .await?;
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     running.stack.service.mark_running(fresh).await?;
@@ -361,7 +361,7 @@ async fn a_queued_run_whose_job_is_lost_runs_after_maintenance(
 
     let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
     let lost = running
-        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .start_run(RunParams::EvidenceSnapshotGenerate { dimensions: None })
         .await?;
     let waiting = running.start_run(RunParams::BaselineCapture).await?;
     let db = opsrun_adapters::sql::connect(&url, 1).await?;
@@ -436,7 +436,7 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
 
     let running = Running::start(&url, SimulationSettings::default()).await?;
     let done = running
-        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .start_run(RunParams::EvidenceSnapshotGenerate { dimensions: None })
         .await?;
     running.completed(done).await?;
     let (backend, stack, user, tenant) = (
@@ -455,6 +455,7 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
             params: RunParams::BaselineCapture,
             initiator: Some(user.id),
             parent: None,
+            retry_of: None,
         })
         .await?
         .run

@@ -111,6 +111,7 @@ impl Running {
                 params,
                 initiator: Some(self.user.id),
                 parent: None,
+                retry_of: None,
             })
             .await?;
         Ok(started.run.id())
@@ -216,7 +217,7 @@ async fn every_family(url: String) -> Result<(), TestError> {
 
     // evidence_snapshot.generate: one unit per dimension; a hashed snapshot.
     let id = running
-        .start_run(RunParams::EvidenceSnapshotGenerate)
+        .start_run(RunParams::EvidenceSnapshotGenerate { dimensions: None })
         .await?;
     let run = running.completed(id).await?;
     let failed: u64 = DIMENSIONS.iter().map(|d| failing(d)).sum();
@@ -367,6 +368,7 @@ async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Res
             params,
             initiator: None,
             parent: None,
+            retry_of: None,
         })
     };
     let wait = |id: RunId| {

@@ -62,6 +62,7 @@ async fn start(
             params,
             initiator: user,
             parent: None,
+            retry_of: None,
             at: t(1_000),
         })
         .await?;
@@ -85,6 +86,7 @@ contract!(
             params,
             initiator: None,
             parent: None,
+            retry_of: None,
             at: t(5),
         };
         let runs = store.store();
@@ -126,9 +128,10 @@ contract!(concurrent_starts_of_one_identity_create_one_run, |store| {
         let new = CreateRun {
             workspace: store.workspace(),
             tenant: tenant.id,
-            params: RunParams::EvidenceSnapshotGenerate,
+            params: RunParams::EvidenceSnapshotGenerate { dimensions: None },
             initiator: None,
             parent: None,
+            retry_of: None,
             at: t(5),
         };
         tasks.push(tokio::spawn(async move { runs.create_run(new).await }));
@@ -455,7 +458,7 @@ contract!(auxiliary_increments_apply_once_per_key, |store| {
     let id = start(
         &store,
         "contoso",
-        RunParams::EvidenceSnapshotGenerate,
+        RunParams::EvidenceSnapshotGenerate { dimensions: None },
         false,
     )
     .await?;
@@ -718,7 +721,13 @@ contract!(
 
 contract!(queries_serve_the_feed_and_the_collection, |store| {
     let a = start(&store, "contoso", RunParams::BaselineCapture, false).await?;
-    let b = start(&store, "contoso", RunParams::EvidenceSnapshotGenerate, true).await?;
+    let b = start(
+        &store,
+        "contoso",
+        RunParams::EvidenceSnapshotGenerate { dimensions: None },
+        true,
+    )
+    .await?;
     let c = start(&store, "fabrikam", RunParams::BaselineCapture, false).await?;
     let runs = store.store();
     let contoso = opsrun_domain::Slug::parse("contoso")?;
@@ -934,6 +943,9 @@ contract!(
                         Ok(Claim::Claimed) => claimed.push(unit),
                         Ok(Claim::AlreadyRecorded) => {
                             return Err::<Vec<ItemKey>, TestError>("nothing was recorded".into());
+                        }
+                        Ok(Claim::Paused) => {
+                            return Err::<Vec<ItemKey>, TestError>("nothing was paused".into());
                         }
                         Err(StoreError::Rule(RunError::RunAlreadyCompleted)) => break,
                         Err(other) => return Err(other.into()),

@@ -172,6 +172,7 @@ impl Case<'_> {
                                 target: params.target(),
                                 initiator: None,
                                 parent: None,
+                                retry_of: None,
                                 created_at: at,
                             }),
                             ItemLedger::new(),
@@ -187,6 +188,7 @@ impl Case<'_> {
                         params,
                         initiator: None,
                         parent: None,
+                        retry_of: None,
                         at,
                     })
                     .await

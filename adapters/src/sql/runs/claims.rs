@@ -23,11 +23,11 @@ impl SqlRunStore {
             DbBackend::Postgres => " FOR SHARE OF r",
             _ => "",
         };
-        // The domain's checks in its order: open, not recorded, in the work set.
+        // The domain's checks in its order: open, not paused, not recorded, in the work set.
         let sql = format!(
             "INSERT INTO operation_run_claims (run_id, item_key, claimed_at) \
              SELECT r.id, $2, $3 FROM operation_runs r WHERE r.id = $1 AND r.status <> 'completed' \
-             AND NOT EXISTS (SELECT 1 FROM operation_run_items i WHERE i.run_id = $1 AND i.item_key = $2) \
+             AND r.paused_at IS NULL AND NOT EXISTS (SELECT 1 FROM operation_run_items i WHERE i.run_id = $1 AND i.item_key = $2) \
              AND (r.basis IS NULL OR EXISTS \
                (SELECT 1 FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = $2)){lock} \
              ON CONFLICT (run_id, item_key) DO NOTHING RETURNING item_key"
@@ -44,6 +44,9 @@ impl SqlRunStore {
         let run = self.load(&self.db, id).await?;
         if run.is_completed() {
             return Err(rule(RunError::RunAlreadyCompleted));
+        }
+        if run.is_paused() {
+            return Ok(Claim::Paused);
         }
         let row = self
             .rows(

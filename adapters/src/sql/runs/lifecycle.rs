@@ -15,8 +15,8 @@ impl SqlRunStore {
         // draw one, and the partial unique index keeps the second out.
         let insert = format!(
             "INSERT INTO operation_runs (workspace_id, tenant_id, operation_type, target, identity, \
-             initiator_id, parent_id, status, outcome, params, failures, created_at) \
-             SELECT $1, $2, $3, $4, $5, $6, $7, 'queued', 'pending', $8, '[]', $9 \
+             initiator_id, parent_id, status, outcome, params, failures, created_at, retry_of) \
+             SELECT $1, $2, $3, $4, $5, $6, $7, 'queued', 'pending', $8, '[]', $9, $10 \
              WHERE NOT EXISTS (SELECT 1 FROM operation_runs WHERE identity = $5 AND status <> 'completed') \
              ON CONFLICT DO NOTHING RETURNING {RUN_COLUMNS}"
         );
@@ -36,6 +36,7 @@ impl SqlRunStore {
                 new.parent.map(RunId::value).into(),
                 encode_params(&new.params).into(),
                 new.at.as_millis().into(),
+                new.retry_of.map(RunId::value).into(),
             ];
             if let Some(run) = self.load_many(&insert, values).await?.pop() {
                 return Ok(Started { run, reused: false });
@@ -59,8 +60,8 @@ impl SqlRunStore {
         id: RunId,
         at: Timestamp,
     ) -> Result<Change, StoreError> {
-        let sql = "UPDATE operation_runs SET status = 'running', started_at = $2, heartbeat_at = $2 \
-            WHERE id = $1 AND status = 'queued'";
+        let sql = "UPDATE operation_runs SET status = 'running', started_at = $2, heartbeat_at = $2, \
+            waiting = NULL WHERE id = $1 AND status = 'queued'";
         self.guarded_stamp(sql, id, at).await
     }
 

@@ -303,4 +303,20 @@ impl RunQueries for SqlRunStore {
             })
             .collect()
     }
+
+    async fn record_window(
+        &self,
+        id: RunId,
+        now: Timestamp,
+    ) -> Result<Option<opsrun_domain::RecordWindow>, StoreError> {
+        self.window(id, now).await
+    }
+
+    async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError> {
+        self.retries(id).await
+    }
+
+    async fn tenant_limit(&self, tenant: TenantId) -> Result<Option<u32>, StoreError> {
+        self.get_tenant_limit(tenant).await
+    }
 }

@@ -1,0 +1,194 @@
+//! Run control on behalf of a caller (DESIGN §4): pause, resume, and retry of a completed
+//! run's failed items. Each needs a visible run and the `operator` role, and changes nothing
+//! when it refuses.
+
+use opsrun_domain::{ItemKey, ItemOutcome, OperationRun, RunError, RunId};
+
+use crate::access::{AccessPolicy, Caller};
+use crate::families::Families;
+use crate::ports::{LedgerQuery, Role, Started};
+use crate::start::{OperationError, invalid};
+use crate::{OperationRunService, StartRun};
+
+/// Failed items read per page when a retry collects them.
+const FAILED_PAGE: u32 = 1_000;
+
+/// Pauses and resumes operations for a caller: needs a visible, active run and `operator`.
+#[derive(Clone, Debug)]
+pub struct ControlOperation {
+    service: OperationRunService,
+}
+
+impl ControlOperation {
+    /// The use case over the service.
+    #[must_use]
+    pub fn new(service: OperationRunService) -> Self {
+        Self { service }
+    }
+
+    async fn active_run(&self, caller: &Caller, id: RunId) -> Result<OperationRun, OperationError> {
+        let run = AccessPolicy::visible_run(caller, self.service.queries().as_ref(), id).await?;
+        AccessPolicy::require(caller, Role::Operator)?;
+        if run.is_completed() {
+            return Err(OperationError::AlreadyCompleted(id));
+        }
+        Ok(run)
+    }
+
+    /// Pauses the run (pausing a paused run changes nothing); returns it as it is now.
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Access`] (not visible: not found; below operator: forbidden),
+    /// [`OperationError::AlreadyCompleted`], or a failure.
+    pub async fn pause(&self, caller: &Caller, id: RunId) -> Result<OperationRun, OperationError> {
+        self.active_run(caller, id).await?;
+        self.service
+            .pause_run(id)
+            .await
+            .map_err(|e| completed(e, id))?;
+        Ok(self
+            .service
+            .queries()
+            .run(id)
+            .await
+            .map_err(crate::ServiceError::from)?)
+    }
+
+    /// Resumes the run where it stopped (resuming a run that is not paused changes nothing);
+    /// returns it as it is now.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::pause`].
+    pub async fn resume(&self, caller: &Caller, id: RunId) -> Result<OperationRun, OperationError> {
+        self.active_run(caller, id).await?;
+        self.service
+            .resume_run(id)
+            .await
+            .map_err(|e| completed(e, id))?;
+        Ok(self
+            .service
+            .queries()
+            .run(id)
+            .await
+            .map_err(crate::ServiceError::from)?)
+    }
+}
+
+fn completed(error: crate::ServiceError, id: RunId) -> OperationError {
+    if error.rule() == Some(&RunError::RunAlreadyCompleted) {
+        OperationError::AlreadyCompleted(id)
+    } else {
+        error.into()
+    }
+}
+
+/// Starts a new run of the same family over exactly the failed items of a completed run
+/// (`retry_of` links the two; the original never changes). Dedupe is that of any start: an
+/// active run with the same identity is returned instead.
+#[derive(Clone)]
+pub struct RetryOperation {
+    service: OperationRunService,
+    families: Families,
+}
+
+impl std::fmt::Debug for RetryOperation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RetryOperation").finish_non_exhaustive()
+    }
+}
+
+impl RetryOperation {
+    /// The use case over the service and the family registry.
+    #[must_use]
+    pub fn new(service: OperationRunService, families: Families) -> Self {
+        Self { service, families }
+    }
+
+    /// Retries the failed items of run `id`.
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Access`] (not visible: not found; below operator: forbidden);
+    /// [`OperationError::Conflict`] `not_completed` or `no_failed_items`;
+    /// [`OperationError::Invalid`] `not_retryable` (a family whose failed items cannot be
+    /// retried, or one this process does not run); or a failure.
+    pub async fn execute(&self, caller: &Caller, id: RunId) -> Result<Started, OperationError> {
+        let queries = self.service.queries();
+        let run = AccessPolicy::visible_run(caller, queries.as_ref(), id).await?;
+        AccessPolicy::require(caller, Role::Operator)?;
+        let not_retryable = || {
+            invalid(
+                "not_retryable",
+                format!(
+                    "operations of type '{}' cannot retry their failed items",
+                    run.operation_type()
+                ),
+            )
+        };
+        let family = self
+            .families
+            .get(run.operation_type())
+            .ok_or_else(not_retryable)?;
+        if !run.is_completed() {
+            return Err(OperationError::Conflict {
+                code: "not_completed",
+                message: format!("operation {id} is not completed yet"),
+            });
+        }
+        let failed = self.failed_items(id).await?;
+        let params = queries
+            .run_params(id)
+            .await
+            .map_err(crate::ServiceError::from)?;
+        // Phased and composite families refuse before the failed items are looked at.
+        if family.retry_params(&params, &[]).is_none() {
+            return Err(not_retryable());
+        }
+        if failed.is_empty() {
+            return Err(OperationError::Conflict {
+                code: "no_failed_items",
+                message: format!("operation {id} has no failed items"),
+            });
+        }
+        let params = family
+            .retry_params(&params, &failed)
+            .ok_or_else(not_retryable)?;
+        Ok(self
+            .service
+            .start_run(StartRun {
+                workspace: run.workspace(),
+                tenant: run.tenant(),
+                params,
+                initiator: Some(caller.user.id),
+                parent: None,
+                retry_of: Some(id),
+            })
+            .await?)
+    }
+
+    async fn failed_items(&self, id: RunId) -> Result<Vec<ItemKey>, OperationError> {
+        let mut failed = Vec::new();
+        let mut after = None;
+        loop {
+            let page = self
+                .service
+                .queries()
+                .ledger_entries(LedgerQuery {
+                    run: id,
+                    outcome: Some(ItemOutcome::Failed),
+                    after: after.clone(),
+                    limit: FAILED_PAGE,
+                })
+                .await
+                .map_err(crate::ServiceError::from)?;
+            let full = page.len() == FAILED_PAGE as usize;
+            after = page.last().map(|(k, _)| k.clone());
+            failed.extend(page.into_iter().map(|(k, _)| k));
+            if !full {
+                return Ok(failed);
+            }
+        }
+    }
+}
