@@ -43,16 +43,25 @@ async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError>
     };
     let queue = queue_settings(worker);
     // Refused before anything is opened, so bad settings change nothing.
-    if worker.is_some() {
+    if let Some(worker) = worker {
         queue.check(backend).map_err(input)?;
+        if !(1..=1_000).contains(&worker.tenant_concurrency) {
+            return Err(input("--tenant-concurrency must be 1 to 1000"));
+        }
     }
-    Ok(Stack::open(&StackOptions {
+    let stack = Stack::open(&StackOptions {
         database_url: cli.database_url.expose().to_owned(),
         artifacts: cli.artifacts.clone(),
         queue,
         max_connections: 16,
     })
-    .await?)
+    .await?;
+    if let Some(worker) = worker {
+        stack
+            .service
+            .set_tenant_limit_default(worker.tenant_concurrency);
+    }
+    Ok(stack)
 }
 
 /// Now, from the system clock (the one place the app reads it).
@@ -71,6 +80,7 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         Command::Demo => demo::command(&cli, out).await,
         Command::Migrate => migrate::command(&cli, out).await,
         Command::Tenants(TenantsCommand::Add(args)) => tenants::add(&cli, args, out).await,
+        Command::Tenants(TenantsCommand::Limit(args)) => tenants::limit(&cli, args, out).await,
         Command::Serve(args) => serve::command(&cli, args, out).await,
         Command::Worker(args) => worker::command(&cli, args).await,
         Command::Token(TokenCommand::Create(args)) => {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 use opsrun_adapters::queue::QueueSettings;
+use opsrun_application::DEFAULT_TENANT_LIMIT;
 use opsrun_application::worker::RuntimeSettings;
 
 /// Seconds without a sign of life after which a running run is stale: surfaces say so, and
@@ -178,6 +179,10 @@ pub struct WorkerArgs {
     /// Seconds between maintenance passes (stale runs, reconcile).
     #[arg(long, env = "OPSRUN_MAINTENANCE_SECS", default_value_t = 30)]
     pub maintenance_secs: u64,
+    /// Runs of one tenant that may run at once (a tenant's own limit, `opsrun tenants limit`,
+    /// wins); the others wait queued, so one tenant's slow runs never occupy every worker.
+    #[arg(long, env = "OPSRUN_TENANT_CONCURRENCY", default_value_t = DEFAULT_TENANT_LIMIT)]
+    pub tenant_concurrency: u32,
 }
 
 /// `opsrun tenants ...`.
@@ -186,6 +191,25 @@ pub enum TenantsCommand {
     /// Create the workspace if missing and a tenant backed by the simulated provider; prints the
     /// tenant slug.
     Add(TenantAddArgs),
+    /// Set a tenant's own concurrency limit (runs of it that may run at once), or with
+    /// `--default` go back to the workers' `--tenant-concurrency`.
+    Limit(TenantLimitArgs),
+}
+
+/// Options of `opsrun tenants limit`.
+#[derive(Debug, Clone, Args)]
+pub struct TenantLimitArgs {
+    /// Tenant slug.
+    pub slug: String,
+    /// Workspace slug (default: the only workspace).
+    #[arg(long)]
+    pub workspace: Option<String>,
+    /// Runs of this tenant that may run at once (1 to 1000).
+    #[arg(long, conflicts_with = "default", required_unless_present = "default")]
+    pub max_running: Option<u32>,
+    /// Remove the tenant's own limit.
+    #[arg(long)]
+    pub default: bool,
 }
 
 /// Options of `opsrun tenants add`.
@@ -228,6 +252,30 @@ pub enum OpsCommand {
     /// Cancel a queued or running run.
     Cancel {
         /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Pause a queued or running run: it starts no new item, keeps its counts, never goes stale.
+    Pause {
+        /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Resume a paused run where it stopped.
+    Resume {
+        /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long)]
+        workspace: Option<String>,
+    },
+    /// Start a new run over exactly the failed items of a completed run (linked as retry_of).
+    Retry {
+        /// The completed run's id.
         id: i64,
         /// Workspace slug (default: the only workspace).
         #[arg(long)]

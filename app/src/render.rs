@@ -26,8 +26,21 @@ pub fn view_line(view: &ProgressView) -> String {
             .collect::<Vec<_>>()
             .join(" · "),
     };
+    if let Some(reason) = &view.waiting {
+        // A queued run waiting for its tenant's slot is not working: say why it waits.
+        return reason.clone();
+    }
+    if let Some(pace) = &view.pace {
+        line.push_str(&format!(
+            " · {}",
+            opsrun_application::read_models::eta_phrase(pace)
+        ));
+    }
     if view.anomaly {
         line.push_str(" (counts inconsistent)");
+    }
+    if view.paused {
+        line.push_str(" (paused)");
     }
     if view.stale {
         line.push_str(" (no sign of life)");

@@ -10,6 +10,7 @@ use opsrun_application::OperationRunService;
 use opsrun_application::admin::{AddTenant, IssueToken, IssueTokenPorts, ManageTokens};
 use opsrun_application::auth::Authenticate;
 use opsrun_application::catalog::TenantCatalog;
+use opsrun_application::control::{ControlOperation, RetryOperation};
 use opsrun_application::families::{Families, Family, RegistryError};
 use opsrun_application::health::Readiness;
 use opsrun_application::ports::{Directory, DirectoryAdmin, Retention, RunQueries};
@@ -44,6 +45,10 @@ pub struct Stack {
     pub start: StartOperation,
     /// Cancelling operations.
     pub cancel: CancelOperation,
+    /// Pausing and resuming operations.
+    pub control: ControlOperation,
+    /// Retrying the failed items of operations.
+    pub retry: RetryOperation,
     /// Backup sets, baselines and policies of a tenant.
     pub catalog: TenantCatalog,
     /// API tokens to callers.
@@ -154,6 +159,8 @@ impl Stack {
             directory: backend.directory.clone(),
             admin: backend.admin.clone(),
             cancel: CancelOperation::new(service.clone()),
+            control: ControlOperation::new(service.clone()),
+            retry: RetryOperation::new(service.clone(), families.clone()),
             catalog: TenantCatalog::new(
                 backend.directory.clone(),
                 backend.backup_sets.clone(),

@@ -30,4 +30,6 @@ pub mod writers;
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};
 pub use params::{MAX_POLICY_IDS, RunParams};
 pub use ports::{Role, TenantScope, TerminalEffects};
-pub use service::{OperationRunService, ReconcileReport, ServiceError, StartRun};
+pub use service::{
+    DEFAULT_TENANT_LIMIT, OperationRunService, ReconcileReport, ServiceError, StartRun,
+};

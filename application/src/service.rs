@@ -74,7 +74,9 @@ pub struct OperationRunService {
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn RunEvents>>,
-    tenant_limit: u32,
+    // Shared by every clone (the writers hold clones), so the composition root can set it
+    // once after wiring.
+    tenant_limit: Arc<std::sync::atomic::AtomicU32>,
 }
 
 /// Runs of one tenant that may hold a slot at once, unless the composition root or the tenant
@@ -99,21 +101,21 @@ impl OperationRunService {
             queue,
             clock,
             events: None,
-            tenant_limit: DEFAULT_TENANT_LIMIT,
+            tenant_limit: Arc::new(std::sync::atomic::AtomicU32::new(DEFAULT_TENANT_LIMIT)),
         }
     }
 
-    /// The same service with `limit` as the concurrency limit of tenants without their own.
-    #[must_use]
-    pub fn with_tenant_limit(mut self, limit: u32) -> Self {
-        self.tenant_limit = limit.max(1);
-        self
+    /// Sets the concurrency limit of tenants without their own (at least 1), for this service
+    /// and every clone of it.
+    pub fn set_tenant_limit_default(&self, limit: u32) {
+        self.tenant_limit
+            .store(limit.max(1), std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The concurrency limit of tenants without their own.
     #[must_use]
     pub fn tenant_limit(&self) -> u32 {
-        self.tenant_limit
+        self.tenant_limit.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The same service, telling `events` about every change it makes.
@@ -208,7 +210,7 @@ impl OperationRunService {
         let before = self.queries.run(id).await?;
         let admission = self
             .store
-            .admit(id, self.clock.now(), self.tenant_limit)
+            .admit(id, self.clock.now(), self.tenant_limit())
             .await?;
         // A waiting run asks again and again: tell watchers only when what they see changes.
         let changed = match &admission {

@@ -240,6 +240,7 @@ pub(super) async fn command(cli: &Cli, out: &mut dyn Write) -> Result<(), CliErr
         give_up_after_secs: 600,
         retention_days: 14,
         maintenance_secs: 30,
+        tenant_concurrency: opsrun_application::DEFAULT_TENANT_LIMIT,
     };
     let stack = open(cli, Some(&demo_workers)).await?;
     run(stack, runtime_settings(&demo_workers), out).await

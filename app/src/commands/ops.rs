@@ -17,7 +17,7 @@ use crate::config::OpsCommand;
 use crate::render::{counts_line, duration, view_line};
 use crate::wiring::Stack;
 
-async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, CliError> {
+pub(super) async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, CliError> {
     let all = stack
         .admin
         .workspaces()
@@ -220,6 +220,28 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                     s.progress.mode().key()
                 ),
                 format!("basis      {}", s.progress.basis.as_deref().unwrap_or("-")),
+                format!(
+                    "estimate   {}",
+                    s.progress
+                        .pace
+                        .as_ref()
+                        .map_or("-".to_owned(), opsrun_application::read_models::eta_phrase)
+                ),
+                format!(
+                    "retry of   {}",
+                    run.retry_of().map_or("-".to_owned(), |r| r.to_string())
+                ),
+                format!(
+                    "retried by {}",
+                    match s.retried_by.as_deref() {
+                        Some(ids) if !ids.is_empty() => ids
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        _ => "-".to_owned(),
+                    }
+                ),
                 format!("counts     {}", counts_line(run)),
                 format!("initiator  {}", s.initiator.as_deref().unwrap_or("-")),
                 format!(
@@ -293,6 +315,57 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             writeln!(out, "{} cancelled", run.id()).context("failed to write")?;
             Ok(())
         }
+        OpsCommand::Pause { id, workspace } => {
+            let caller = owner(stack, workspace.as_deref()).await?;
+            let run = stack
+                .control
+                .pause(&caller, RunId::new(*id))
+                .await
+                .map_err(operation)?;
+            writeln!(
+                out,
+                "{} paused (items in flight finish; `opsrun ops resume {}` goes on)",
+                run.id(),
+                run.id()
+            )
+            .context("failed to write")?;
+            Ok(())
+        }
+        OpsCommand::Resume { id, workspace } => {
+            let caller = owner(stack, workspace.as_deref()).await?;
+            let run = stack
+                .control
+                .resume(&caller, RunId::new(*id))
+                .await
+                .map_err(operation)?;
+            writeln!(out, "{} resumed", run.id()).context("failed to write")?;
+            Ok(())
+        }
+        OpsCommand::Retry { id, workspace } => {
+            let caller = owner(stack, workspace.as_deref()).await?;
+            let started = stack
+                .retry
+                .execute(&caller, RunId::new(*id))
+                .await
+                .map_err(operation)?;
+            let what = if started.reused {
+                "already active"
+            } else {
+                "queued"
+            };
+            writeln!(
+                out,
+                "{}  {} retrying the failed items of {id} ({what}; {})",
+                started.run.id(),
+                started.run.operation_type().key(),
+                started
+                    .run
+                    .basis()
+                    .unwrap_or("its total is frozen when it starts")
+            )
+            .context("failed to write")?;
+            Ok(())
+        }
     }
 }
 
@@ -303,6 +376,7 @@ fn operation(error: OperationError) -> CliError {
         OperationError::AlreadyCompleted(id) => {
             input(format!("operation {id} is already completed"))
         }
+        OperationError::Conflict { code, message } => input(format!("{message} ({code})")),
         other => CliError::Failure(anyhow::Error::new(other)),
     }
 }

@@ -4,7 +4,7 @@ use opsrun_application::ports::SimulationSettings;
 use opsrun_domain::Slug;
 
 use super::{CliError, input, open, token, write_line};
-use crate::config::{Cli, TenantAddArgs};
+use crate::config::{Cli, TenantAddArgs, TenantLimitArgs};
 
 /// Adds the tenant; prints its slug.
 ///
@@ -35,4 +35,46 @@ pub(super) async fn add(
         .await
         .map_err(token::admin)?;
     write_line(out, slug.as_str())
+}
+
+/// Sets or clears a tenant's own concurrency limit; prints what now applies.
+///
+/// # Errors
+///
+/// [`CliError::Input`] for a bad slug or limit, or a tenant that does not exist; a failure
+/// otherwise.
+pub(super) async fn limit(
+    cli: &Cli,
+    args: &TenantLimitArgs,
+    out: &mut dyn std::io::Write,
+) -> Result<(), CliError> {
+    let slug = Slug::parse(&args.slug).map_err(|e| input(format!("tenant {e}")))?;
+    if args.max_running.is_some_and(|n| !(1..=1_000).contains(&n)) {
+        return Err(input("--max-running must be 1 to 1000"));
+    }
+    let stack = open(cli, None).await?;
+    let workspace = super::ops::workspace(&stack, args.workspace.as_deref()).await?;
+    let tenant = stack
+        .directory
+        .tenant_by_slug(workspace, &slug)
+        .await
+        .map_err(|e| match e {
+            opsrun_application::StoreError::NotFound(_) => {
+                input(format!("tenant '{slug}' not found"))
+            }
+            other => CliError::Failure(other.into()),
+        })?;
+    let limit = if args.default { None } else { args.max_running };
+    stack
+        .service
+        .set_tenant_limit(tenant.id, limit)
+        .await
+        .map_err(|e| CliError::Failure(e.into()))?;
+    match limit {
+        Some(n) => write_line(out, &format!("{slug}: at most {n} runs at once")),
+        None => write_line(
+            out,
+            &format!("{slug}: the workers' --tenant-concurrency applies"),
+        ),
+    }
 }

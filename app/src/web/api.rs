@@ -22,6 +22,9 @@ use super::AppState;
         handlers::operation_items,
         handlers::operation_events,
         handlers::cancel_operation,
+        handlers::pause_operation,
+        handlers::resume_operation,
+        handlers::retry_operation,
         handlers::activity,
         handlers::create_backup_set,
         handlers::list_backup_sets,
@@ -90,6 +93,18 @@ pub(super) fn routes() -> Router<AppState> {
         .route(
             "/api/operations/{id}/cancel",
             post(handlers::cancel_operation),
+        )
+        .route(
+            "/api/operations/{id}/pause",
+            post(handlers::pause_operation),
+        )
+        .route(
+            "/api/operations/{id}/resume",
+            post(handlers::resume_operation),
+        )
+        .route(
+            "/api/operations/{id}/retry",
+            post(handlers::retry_operation),
         )
         .route(
             "/api/tenants/{tenant}/operations",

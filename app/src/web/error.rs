@@ -106,6 +106,7 @@ impl From<OperationError> for ApiError {
                 "already_completed",
                 format!("operation {id} is already completed"),
             ),
+            OperationError::Conflict { code, message } => Self::Conflict(code, message),
             OperationError::Provider(ProviderError::Unavailable(m)) => {
                 Self::internal(format!("provider unavailable: {m}"))
             }

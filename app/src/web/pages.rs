@@ -43,6 +43,8 @@ pub struct Widget {
     activity: String,
     stale: bool,
     anomaly: bool,
+    paused: bool,
+    estimate: Option<String>,
 }
 
 impl Widget {
@@ -54,6 +56,11 @@ impl Widget {
             outcome: summary.run.outcome().key().to_owned(),
             stale: view.stale,
             anomaly: view.anomaly,
+            paused: view.paused,
+            estimate: view
+                .pace
+                .as_ref()
+                .map(opsrun_application::read_models::eta_phrase),
             ..Self::default()
         };
         match &view.detail {
@@ -78,8 +85,12 @@ impl Widget {
                     .collect();
             }
             ProgressDetail::Activity { processed } => {
-                w.activity =
-                    processed.map_or("working".to_owned(), |n| format!("working, {n} processed"));
+                w.activity = match &view.waiting {
+                    // Queued behind its tenant's limit: waiting, not working.
+                    Some(reason) => reason.clone(),
+                    None => processed
+                        .map_or("working".to_owned(), |n| format!("working, {n} processed")),
+                };
             }
             ProgressDetail::None { .. } => {}
         }
@@ -169,6 +180,11 @@ struct DetailPage {
     children: Vec<i64>,
     timeline: Vec<(String, String)>,
     can_cancel: bool,
+    can_pause: bool,
+    can_resume: bool,
+    can_retry: bool,
+    retry_of: Option<i64>,
+    retried_by: Vec<i64>,
 }
 
 fn html(page: &impl Template) -> Response {
@@ -483,7 +499,64 @@ async fn detail(
             })
             .collect(),
         can_cancel: !run.is_completed() && caller.role == Role::Owner,
+        can_pause: !run.is_completed() && !run.is_paused() && caller.role >= Role::Operator,
+        can_resume: run.is_paused() && caller.role >= Role::Operator,
+        can_retry: run.is_completed()
+            && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0
+            && caller.role >= Role::Operator
+            && state_retryable(&state.stack.families, run),
+        retry_of: run.retry_of().map(RunId::value),
+        retried_by: detail
+            .summary
+            .retried_by
+            .iter()
+            .flatten()
+            .map(|r| r.value())
+            .collect(),
     })
+}
+
+/// Whether the run's family can retry its failed items (phased and composite ones cannot).
+fn state_retryable(families: &Families, run: &opsrun_domain::OperationRun) -> bool {
+    families
+        .get(run.operation_type())
+        .is_some_and(|f| f.designed_mode() == opsrun_domain::ProgressMode::Counted)
+}
+
+/// A run-control form of the detail page: pause, resume or retry.
+async fn control(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    headers: HeaderMap,
+    Path((id, action)): Path<(String, String)>,
+    Form(form): Form<CsrfForm>,
+) -> Response {
+    let Ok(page) = page else {
+        return to_login();
+    };
+    let caller = &page.caller;
+    if !form_ok(&headers, &page, &form.csrf) {
+        return cross_site();
+    }
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+        return ApiError::NotFound("operation not found".into()).into_response();
+    };
+    let id = RunId::new(id);
+    let result = match action.as_str() {
+        "pause" => state.stack.control.pause(caller, id).await.map(|r| r.id()),
+        "resume" => state.stack.control.resume(caller, id).await.map(|r| r.id()),
+        "retry" => state
+            .stack
+            .retry
+            .execute(caller, id)
+            .await
+            .map(|s| s.run.id()),
+        _ => return ApiError::NotFound("page not found".into()).into_response(),
+    };
+    match result {
+        Ok(shown) => Redirect::to(&format!("/operations/{shown}")).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
+    }
 }
 
 async fn cancel(
@@ -643,6 +716,7 @@ pub fn routes() -> Router<AppState> {
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
         .route("/operations/{id}/cancel", post(cancel))
+        .route("/operations/{id}/{action}", post(control))
         .route("/tokens", get(tokens))
         .route("/tokens/{id}/revoke", post(revoke))
         .route("/static/app.css", get(stylesheet))

@@ -16,7 +16,10 @@ use crate::runtime::Running;
 
 const CHILDREN: usize = 2_000;
 
-fn worker(url: &str, artifacts: &std::path::Path) -> Result<tokio::process::Child, TestError> {
+pub(crate) fn worker(
+    url: &str,
+    artifacts: &std::path::Path,
+) -> Result<tokio::process::Child, TestError> {
     Ok(
         tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
             .args([
@@ -50,7 +53,7 @@ async fn processed(running: &Running, id: RunId) -> Result<u64, TestError> {
 }
 
 /// A backup set of `items` policies, written directly (setup, not a run under test).
-async fn backup_set(
+pub(crate) async fn backup_set(
     running: &Running,
     name: &str,
     items: usize,

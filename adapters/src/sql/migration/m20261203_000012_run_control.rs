@@ -36,17 +36,8 @@ impl MigrationTrait for Migration {
                     .to_owned(),
             )
             .await?;
-        // Admission counts a tenant's running top-level runs.
-        manager
-            .create_index(
-                Index::create()
-                    .name("operation_runs_tenant_status")
-                    .table("operation_runs")
-                    .col("tenant_id")
-                    .col("status")
-                    .to_owned(),
-            )
-            .await?;
+        // Admission counts a tenant's running runs through `operation_runs_tenant_status`
+        // (migration 2).
         manager
             .create_table(
                 Table::create()
@@ -67,11 +58,14 @@ impl MigrationTrait for Migration {
         manager
             .drop_table(Table::drop().table("tenant_limits").to_owned())
             .await?;
-        for index in ["operation_runs_retry_of", "operation_runs_tenant_status"] {
-            manager
-                .drop_index(Index::drop().name(index).table("operation_runs").to_owned())
-                .await?;
-        }
+        manager
+            .drop_index(
+                Index::drop()
+                    .name("operation_runs_retry_of")
+                    .table("operation_runs")
+                    .to_owned(),
+            )
+            .await?;
         let db = manager.get_connection();
         for (column, _) in COLUMNS {
             db.execute_unprepared(&format!("ALTER TABLE operation_runs DROP COLUMN {column}"))

@@ -80,8 +80,19 @@ pub struct ProgressDoc {
     pub anomaly: bool,
     /// Where the total came from.
     pub basis: Option<String>,
-    /// Running, but no sign of life within the stale threshold.
+    /// Running, but no sign of life within the stale threshold (never while paused).
     pub stale: bool,
+    /// An operator paused the run: its numbers hold, nothing new starts.
+    pub paused: bool,
+    /// Items per second over the recent window of records: an estimate, present only on a
+    /// counted view (or counted component) of a running, unpaused, fresh run with enough
+    /// evidence (at least 5 records over at least 3 s in the last 30 s).
+    pub rate: Option<f64>,
+    /// Seconds left at `rate`, rounded up (0 only when nothing is left); an estimate, present
+    /// exactly when `rate` is.
+    pub eta_seconds: Option<u64>,
+    /// Why a queued run has not started (its tenant's concurrency limit), when it waits.
+    pub waiting_reason: Option<String>,
 }
 
 impl From<&ProgressView> for ProgressDoc {
@@ -115,6 +126,11 @@ impl From<&ProgressView> for ProgressDoc {
             anomaly: view.anomaly,
             basis: view.basis.clone(),
             stale: view.stale,
+            paused: view.paused,
+            // Two decimals: an estimate does not need more, and the document stays stable.
+            rate: view.pace.map(|p| (p.rate() * 100.0).round() / 100.0),
+            eta_seconds: view.pace.map(|p| p.eta_seconds),
+            waiting_reason: view.waiting.clone(),
         }
     }
 }
@@ -158,6 +174,14 @@ pub struct RunDoc {
     pub completed_at: Option<String>,
     /// Failure summary lines.
     pub failures: Vec<FailureDoc>,
+    /// RFC 3339 UTC: when an operator paused it; `null` while not paused.
+    pub paused_at: Option<String>,
+    /// The completed run whose failed items this run retries.
+    pub retry_of: Option<i64>,
+    /// The runs started as retries of this run's failed items, oldest first (in the document
+    /// of one run; absent from lists).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retried_by: Option<Vec<i64>>,
     /// The one place to view the run.
     pub view_url: String,
     /// Whether a start request returned an already active run.
@@ -194,6 +218,12 @@ impl RunDoc {
                     message: f.message.clone(),
                 })
                 .collect(),
+            paused_at: run.paused_at().filter(|_| run.is_paused()).map(rfc3339),
+            retry_of: run.retry_of().map(|r| r.value()),
+            retried_by: summary
+                .retried_by
+                .as_ref()
+                .map(|ids| ids.iter().map(|r| r.value()).collect()),
             view_url: summary.view_url.clone(),
             reused,
         }
