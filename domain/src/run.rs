@@ -259,6 +259,7 @@ impl OperationRun {
         self.parts.status = RunStatus::Running;
         self.parts.started_at = Some(at);
         self.parts.heartbeat_at = Some(at);
+        self.parts.waiting = None;
         Ok(Change::Applied)
     }
 

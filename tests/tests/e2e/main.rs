@@ -11,6 +11,7 @@ mod pool;
 mod runtime;
 mod serve;
 mod storage;
+mod storage_control;
 mod storage_model;
 
 use opsrun_tests::{Backend, TestError, TestStore};

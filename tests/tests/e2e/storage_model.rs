@@ -8,8 +8,8 @@ use opsrun_application::ports::{CreateRun, RunStore};
 use opsrun_application::{RunParams, StoreError, TerminalEffects};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Completion, ItemKey, ItemLedger, ItemRecord, NewRun, OperationRun,
-    Phase, Phases, ReasonCode, RunError, RunId, RunOutcome, TenantId, Timestamp, WorkSet,
-    WorkspaceId,
+    Phase, Phases, ReasonCode, RunError, RunId, RunOutcome, RunStatus, TenantId, TenantLoad,
+    Timestamp, WorkSet, WorkspaceId,
 };
 use opsrun_tests::{Backend, TestError, TestStore};
 use proptest::prelude::*;
@@ -29,6 +29,11 @@ enum Op {
     Reconcile(u8),
     DeclarePhases(u8),
     EnterPhase(u8, u8),
+    Pause(u8),
+    Resume(u8),
+    Admit(u8, u8),
+    Claim(u8, u8),
+    Retry(u8, u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -45,7 +50,12 @@ fn op() -> impl Strategy<Value = Op> {
         1 => run.clone().prop_map(Op::Complete),
         1 => run.clone().prop_map(Op::Reconcile),
         1 => run.clone().prop_map(Op::DeclarePhases),
-        1 => (run, 0u8..3).prop_map(|(r, p)| Op::EnterPhase(r, p)),
+        1 => (run.clone(), 0u8..3).prop_map(|(r, p)| Op::EnterPhase(r, p)),
+        1 => run.clone().prop_map(Op::Pause),
+        1 => run.clone().prop_map(Op::Resume),
+        2 => (run.clone(), 1u8..3).prop_map(|(r, l)| Op::Admit(r, l)),
+        2 => (run.clone(), 0u8..12).prop_map(|(r, k)| Op::Claim(r, k)),
+        1 => (run, 0u8..3).prop_map(|(r, kind)| Op::Retry(r, kind)),
     ]
 }
 
@@ -116,7 +126,7 @@ fn store_answer<T: std::fmt::Debug>(
 fn projection(run: &OperationRun) -> String {
     let p = run.parts();
     format!(
-        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
+        "{:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?} {:?}",
         p.status,
         p.outcome,
         p.counts,
@@ -129,7 +139,10 @@ fn projection(run: &OperationRun) -> String {
         p.completed_at,
         p.heartbeat_at,
         p.anomalies,
-        p.operation_type
+        p.operation_type,
+        p.retry_of,
+        p.paused_at,
+        p.waiting
     )
 }
 
@@ -148,8 +161,16 @@ impl Case<'_> {
 
     async fn step(&mut self, op: &Op, at: Timestamp) -> Result<(), TestCaseError> {
         let (expected, actual) = match op {
-            Op::Start(kind) => {
-                let params = params(*kind);
+            Op::Start(_) | Op::Retry(_, _) => {
+                let (kind, retry_of) = match op {
+                    Op::Retry(r, kind) => match self.pick(*r) {
+                        Some(index) => (*kind, Some(self.ids[index])),
+                        None => return Ok(()),
+                    },
+                    Op::Start(kind) => (*kind, None),
+                    _ => unreachable!("only starts and retries create runs"),
+                };
+                let params = params(kind);
                 let identity = opsrun_domain::identity(
                     self.tenant,
                     &params.operation_type(),
@@ -172,7 +193,7 @@ impl Case<'_> {
                                 target: params.target(),
                                 initiator: None,
                                 parent: None,
-                                retry_of: None,
+                                retry_of,
                                 created_at: at,
                             }),
                             ItemLedger::new(),
@@ -188,7 +209,7 @@ impl Case<'_> {
                         params,
                         initiator: None,
                         parent: None,
-                        retry_of: None,
+                        retry_of,
                         at,
                     })
                     .await
@@ -207,6 +228,14 @@ impl Case<'_> {
                     return Ok(());
                 };
                 let id = self.ids[index];
+                // The other top-level runs of the case's one tenant that hold a slot.
+                let others_running = self
+                    .model
+                    .runs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, (r, _))| *i != index && r.status() == RunStatus::Running)
+                    .count();
                 let (run, ledger) = &mut self.model.runs[index];
                 let runs = &self.runs;
                 match other {
@@ -262,7 +291,7 @@ impl Case<'_> {
                         } else {
                             Completion::derived(at)
                         };
-                        let expected = match run.complete(completion.clone()) {
+                        let expected = match run.complete_settling(ledger, completion.clone()) {
                             Ok(outcome) => {
                                 self.model.terminal_effects += 1;
                                 format!("won {outcome:?}")
@@ -296,7 +325,34 @@ impl Case<'_> {
                             store_answer(runs.enter_phase(id, name.to_owned()).await)?,
                         )
                     }
-                    Op::Start(_) => unreachable!("the outer match handles starts"),
+                    Op::Pause(_) => (
+                        answer(run.pause(at)),
+                        store_answer(runs.pause(id, at).await)?,
+                    ),
+                    Op::Resume(_) => (
+                        answer(run.resume(at)),
+                        store_answer(runs.resume(id, at).await)?,
+                    ),
+                    Op::Admit(_, limit) => {
+                        let load = TenantLoad {
+                            running: u32::try_from(others_running).map_err(fail)?,
+                            limit: u32::from(*limit),
+                        };
+                        (
+                            answer(run.admit(at, load)),
+                            store_answer(runs.admit(id, at, u32::from(*limit)).await)?,
+                        )
+                    }
+                    Op::Claim(_, k) => {
+                        let k = key("item", *k)?;
+                        (
+                            answer(run.claim_item(ledger, &k)),
+                            store_answer(runs.claim_item(id, k, at).await)?,
+                        )
+                    }
+                    Op::Start(_) | Op::Retry(_, _) => {
+                        unreachable!("the outer match handles starts")
+                    }
                 }
             }
         };
@@ -311,9 +367,21 @@ impl Case<'_> {
                 index,
                 op
             );
-            let stored_ledger = self.store.ledger(*id).await.map_err(fail)?;
+            // Claims are compared through the answers of claims and completions: the ledgers
+            // are compared without them (the SQL stores read them apart).
+            let unclaimed = |l: &ItemLedger| {
+                ItemLedger::restore(
+                    l.work_set().cloned(),
+                    l.entries().map(|(k, e)| (k.clone(), e.clone())).collect(),
+                    l.increments()
+                        .map(|(k, d)| (k.clone(), d.clone()))
+                        .collect(),
+                )
+            };
+            let stored_ledger = unclaimed(&self.store.ledger(*id).await.map_err(fail)?);
+            let ledger = unclaimed(ledger);
             prop_assert_eq!(
-                ledger,
+                &ledger,
                 &stored_ledger,
                 "ledger {} differs after {:?}",
                 index,
@@ -345,7 +413,12 @@ fn run_of(op: &Op) -> u8 {
         | Op::Complete(r)
         | Op::Reconcile(r)
         | Op::DeclarePhases(r)
-        | Op::EnterPhase(r, _) => *r,
+        | Op::EnterPhase(r, _)
+        | Op::Pause(r)
+        | Op::Resume(r)
+        | Op::Admit(r, _)
+        | Op::Claim(r, _)
+        | Op::Retry(r, _) => *r,
     }
 }
 

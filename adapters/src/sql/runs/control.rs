@@ -45,7 +45,7 @@ impl SqlRunStore {
                         &tx,
                         "SELECT (SELECT count(*) FROM operation_runs WHERE tenant_id = $1 \
                            AND parent_id IS NULL AND status = 'running' AND id <> $2) AS running, \
-                         (SELECT max_running FROM tenant_limits WHERE tenant_id = $1) AS max_running",
+                         (SELECT CAST(max_running AS BIGINT) FROM tenant_limits WHERE tenant_id = $1) AS max_running",
                         vec![run.tenant().value().into(), id.value().into()],
                     )
                     .await?;
@@ -157,7 +157,7 @@ impl SqlRunStore {
         let rows = self
             .rows(
                 &self.db,
-                "SELECT max_running FROM tenant_limits WHERE tenant_id = $1",
+                "SELECT CAST(max_running AS BIGINT) AS max_running FROM tenant_limits WHERE tenant_id = $1",
                 vec![tenant.value().into()],
             )
             .await?;
