@@ -26,7 +26,8 @@ pub use normalizer::{
 };
 pub use operation_type::{OperationType, ProgressMode};
 pub use pace::{
-    PACE_MAX_RECORDS, PACE_MIN_RECORDS, PACE_MIN_SPAN_MS, PACE_WINDOW_MS, Pace, RecordWindow,
+    PACE_MAX_RECORDS, PACE_MIN_FULL_SPAN_MS, PACE_MIN_RECORDS, PACE_MIN_SPAN_MS, PACE_WINDOW_MS,
+    Pace, RecordWindow,
 };
 pub use progress::{
     ComponentStatus, ComponentView, OperationRunProgressContract, PhaseView, ProgressDetail,

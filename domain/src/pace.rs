@@ -10,8 +10,12 @@ pub const PACE_WINDOW_MS: i64 = 30_000;
 pub const PACE_MAX_RECORDS: u64 = 100;
 /// Fewer records than this in the window: no estimate.
 pub const PACE_MIN_RECORDS: u64 = 5;
-/// A window shorter than this (from its oldest record to now): no estimate.
+/// A window shorter than this (from its oldest record to now): no estimate, unless the window
+/// is full.
 pub const PACE_MIN_SPAN_MS: i64 = 3_000;
+/// A full window ([`PACE_MAX_RECORDS`] records: a fast run) needs only this span, so a run that
+/// records more than 33 items per second still gets an estimate.
+pub const PACE_MIN_FULL_SPAN_MS: i64 = 1_000;
 
 /// The evidence an estimate is made from: how many of the run's most recent records fall in
 /// the window (at most [`PACE_MAX_RECORDS`], none older than [`PACE_WINDOW_MS`]), and the time
@@ -67,7 +71,8 @@ impl Pace {
 
     /// The estimate for a counted run with `processed` of `total` done, from `window` at
     /// `now`: `None` without a window, with fewer than [`PACE_MIN_RECORDS`] records in it, or
-    /// over less than [`PACE_MIN_SPAN_MS`]. The rate counts the records after the window's
+    /// over less than [`PACE_MIN_SPAN_MS`] (less than [`PACE_MIN_FULL_SPAN_MS`] for a full
+    /// window of [`PACE_MAX_RECORDS`]). The rate counts the records after the window's
     /// first one over the time from it to now, so a run that stops recording slows its rate
     /// and then loses its estimate as its records leave the window.
     ///
@@ -87,7 +92,12 @@ impl Pace {
     ) -> Option<Self> {
         let window = window?;
         let span = now.millis_since(window.first_at);
-        if window.records < PACE_MIN_RECORDS || span < PACE_MIN_SPAN_MS {
+        let min_span = if window.records >= PACE_MAX_RECORDS {
+            PACE_MIN_FULL_SPAN_MS
+        } else {
+            PACE_MIN_SPAN_MS
+        };
+        if window.records < PACE_MIN_RECORDS || span < min_span {
             return None;
         }
         let over_ms = u64::try_from(span).ok()?;
@@ -126,6 +136,14 @@ mod tests {
         assert_eq!(Pace::estimate(Some(four), t(10_000), 4, 10), None);
         assert_eq!(Pace::estimate(Some(short), t(2_999), 50, 100), None);
         assert!(Pace::estimate(Some(short), t(3_000), 50, 100).is_some());
+        // A full window is evidence enough after 1 s: a fast run has an estimate too.
+        let full = RecordWindow {
+            records: PACE_MAX_RECORDS,
+            first_at: t(0),
+        };
+        assert_eq!(Pace::estimate(Some(full), t(999), 100, 1_000), None);
+        let fast = Pace::estimate(Some(full), t(2_000), 100, 1_000).unwrap();
+        assert_eq!((fast.items, fast.eta_seconds), (99, 19));
     }
 
     #[test]

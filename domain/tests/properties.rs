@@ -170,3 +170,65 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    /// Rate and ETA: never negative (unsigned), absent on thin evidence, and an ETA of 0 only
+    /// when nothing is left.
+    #[test]
+    fn an_estimate_is_present_only_with_evidence_and_zero_only_when_done(
+        records in 0u64..300,
+        first in 0i64..100_000,
+        span in 0i64..100_000,
+        total in 1u64..100_000,
+        done in 0u64..100_000,
+    ) {
+        use opsrun_domain::{
+            PACE_MAX_RECORDS, PACE_MIN_FULL_SPAN_MS, PACE_MIN_RECORDS, PACE_MIN_SPAN_MS, Pace,
+            RecordWindow,
+        };
+        let records = records.min(PACE_MAX_RECORDS);
+        let processed = done.min(total);
+        let window = (records > 0).then_some(RecordWindow {
+            records,
+            first_at: Timestamp::from_millis(first),
+        });
+        let now = Timestamp::from_millis(first + span);
+        let pace = Pace::estimate(window, now, processed, total);
+        let min_span = if records >= PACE_MAX_RECORDS { PACE_MIN_FULL_SPAN_MS } else { PACE_MIN_SPAN_MS };
+        let evidence = records >= PACE_MIN_RECORDS && span >= min_span;
+        prop_assert_eq!(pace.is_some(), evidence);
+        if let Some(pace) = pace {
+            prop_assert!(pace.rate() > 0.0);
+            prop_assert_eq!(pace.eta_seconds == 0, processed == total);
+            // The ETA is the time the rest takes at the rate, rounded up (never below it).
+            let left = (total - processed) as f64;
+            prop_assert!(pace.eta_seconds as f64 + 1e-6 >= left / pace.rate());
+        }
+    }
+
+    /// A paused run keeps its numbers, refuses to start items, and is never stale.
+    #[test]
+    fn a_paused_run_starts_nothing_and_never_goes_stale(units in 1usize..20, done in 0usize..20, wait in 0i64..10_000_000) {
+        use opsrun_domain::{Claim, Staleness};
+        let mut run = new_run();
+        let mut ledger = ItemLedger::new();
+        let keys: Vec<ItemKey> = (0..units).map(|i| ItemKey::parse(&format!("u{i}")).unwrap()).collect();
+        run.mark_running(Timestamp::from_millis(1)).unwrap();
+        run.set_total(&mut ledger, WorkSet::try_new(keys.clone(), "units").unwrap()).unwrap();
+        for key in keys.iter().take(done.min(units)) {
+            run.record_item(&mut ledger, ItemRecord::succeeded(key.clone()), Timestamp::from_millis(2)).unwrap();
+        }
+        let before = OperationRunProgressContract::resolve(&run);
+        run.pause(Timestamp::from_millis(3)).unwrap();
+        let view = OperationRunProgressContract::resolve_at(&run, Staleness {
+            now: Timestamp::from_millis(3 + wait),
+            threshold_ms: 1_000,
+            window: None,
+        });
+        for key in &keys {
+            prop_assert_eq!(run.claim_item(&mut ledger, key), Ok(Claim::Paused));
+        }
+        prop_assert!(view.paused && !view.stale && view.pace.is_none());
+        prop_assert_eq!(&view.detail, &before.detail);
+    }
+}

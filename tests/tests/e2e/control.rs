@@ -370,3 +370,79 @@ async fn a_tenant_over_its_limit_never_blocks_another_on_postgres() -> Result<()
     };
     fairness(url).await
 }
+
+async fn an_estimate_only_with_evidence(url: String) -> Result<(), TestError> {
+    let running = Running::start(
+        &url,
+        SimulationSettings {
+            policies: 0,
+            latency_ms: 200,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let set = crate::crash::backup_set(&running, "timed", 300).await?;
+    let caller = operator(&running);
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let models = running.stack.models.clone();
+    until(
+        "5 records",
+        async || Ok(processed(&running, id).await? >= 5),
+    )
+    .await?;
+    let first_records = tokio::time::Instant::now();
+    let early = models.run(&caller, id).await?.progress;
+    until("an estimate", async || {
+        Ok(models.run(&caller, id).await?.progress.pace.is_some())
+    })
+    .await?;
+    let with_pace = models.run(&caller, id).await?;
+    let appeared_after = first_records.elapsed();
+    running.stack.control.pause(&caller, id).await?;
+    let paused = models.run(&caller, id).await?.progress;
+    running.stack.control.resume(&caller, id).await?;
+    let done = running.completed(id).await?;
+    let after = models.run(&caller, id).await?.progress;
+
+    // Thin evidence (under 3 s of records): no estimate.
+    assert_eq!(early.pace, None, "{early:?}");
+    let pace = with_pace.progress.pace.ok_or("no pace")?;
+    let left = 300 - with_pace.progress.processed().ok_or("no count")?;
+    // Not before 1 s of records (a full window) at the earliest.
+    assert!(
+        appeared_after >= Duration::from_millis(500),
+        "{appeared_after:?}"
+    );
+    // 8 workers × 5 calls/s: a rate of that order, and an ETA that fits it.
+    assert!((5.0..=80.0).contains(&pace.rate()), "rate {}", pace.rate());
+    assert!(
+        pace.eta_seconds >= 1 && left > 0,
+        "{pace:?} with {left} left"
+    );
+    assert_eq!(paused.pace, None);
+    assert!(paused.paused);
+    assert_eq!(done.outcome(), RunOutcome::Succeeded);
+    assert_eq!(after.pace, None);
+    running.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_estimate_appears_only_with_evidence_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    an_estimate_only_with_evidence(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_estimate_appears_only_with_evidence_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    an_estimate_only_with_evidence(url).await
+}

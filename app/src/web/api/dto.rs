@@ -86,7 +86,8 @@ pub struct ProgressDoc {
     pub paused: bool,
     /// Items per second over the recent window of records: an estimate, present only on a
     /// counted view (or counted component) of a running, unpaused, fresh run with enough
-    /// evidence (at least 5 records over at least 3 s in the last 30 s).
+    /// evidence (at least 5 of its last 100 records over at least 3 s in the last 30 s, or
+    /// all 100 over at least 1 s).
     pub rate: Option<f64>,
     /// Seconds left at `rate`, rounded up (0 only when nothing is left); an estimate, present
     /// exactly when `rate` is.
