@@ -258,6 +258,18 @@ fn worker_name(kind: &str) -> String {
     format!("opsrun-{kind}-{host}-{}-{nonce:08x}", std::process::id())
 }
 
+/// Priority of the `index`-th child of a fan-out: workers take higher priorities first, and
+/// every fan-out's first `per_round` children share the top priority, the next `per_round` the
+/// one below, and so on. So a fan-out started behind a large one gets workers at once (its early
+/// children outrank the large one's late ones) instead of waiting for all of them: each fan-out,
+/// and so each tenant, advances round by round, and a lone fan-out still uses every worker.
+fn child_priority(index: usize, per_round: usize) -> usize {
+    CHILD_TOP_PRIORITY.saturating_sub(index / per_round.max(1))
+}
+
+/// The priority of a fan-out's first round of children.
+const CHILD_TOP_PRIORITY: usize = 1_000_000;
+
 #[derive(Clone)]
 struct WorkerState {
     writers: Writers,
@@ -690,12 +702,14 @@ impl JobQueue for ApalisQueue {
 
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
         let max = self.max_attempts();
-        let tasks = items.into_iter().map(move |item| {
+        let per_round = self.settings.concurrency.max(1);
+        let tasks = items.into_iter().enumerate().map(move |(i, item)| {
             TaskBuilder::new(ChildJob {
                 parent: parent.value(),
                 item: item.as_str().to_owned(),
             })
             .max_attempts(max)
+            .priority(child_priority(i, per_round))
             .build()
         });
         // One call: apalis buffers the tasks and writes them in one transaction.

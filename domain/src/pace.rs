@@ -64,7 +64,10 @@ pub struct Pace {
 impl Pace {
     /// Items per second.
     #[must_use]
-    #[allow(clippy::cast_precision_loss)] // an estimate: f64 is the display type
+    #[expect(
+        clippy::cast_precision_loss,
+        reason = "an estimate: f64 is the display type"
+    )]
     pub fn rate(&self) -> f64 {
         self.items as f64 * 1000.0 / self.over_ms.max(1) as f64
     }

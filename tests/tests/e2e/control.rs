@@ -446,3 +446,120 @@ async fn an_estimate_appears_only_with_evidence_on_postgres() -> Result<(), Test
     };
     an_estimate_only_with_evidence(url).await
 }
+
+async fn small_fan_out_beside_a_large_one(url: String) -> Result<(), TestError> {
+    const LARGE: usize = 2_000;
+    // Every restore call takes 20 ms: the large fan-out needs about 5 s on 8 workers.
+    let running = Running::start(
+        &url,
+        SimulationSettings {
+            policies: 0,
+            latency_ms: 20,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let large = crate::crash::backup_set(&running, "large", LARGE).await?;
+    let other = add_simulated_tenant(
+        &running.backend.store,
+        &running.backend.simulated,
+        running.tenant.workspace,
+        &Slug::parse("globex")?,
+        SimulationSettings {
+            policies: 0,
+            latency_ms: 20,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let small = running
+        .backend
+        .families
+        .create_backup_set(other.id, "small")
+        .await?;
+    let seed = opsrun_application::ports::WorkKey {
+        run: RunId::new(0),
+        item: opsrun_domain::ItemKey::parse("seed")?,
+    };
+    for i in 0..16 {
+        running
+            .backend
+            .families
+            .add_item(
+                &seed,
+                small.id,
+                opsrun_application::ports::PolicyPayload {
+                    policy: opsrun_application::ports::Policy {
+                        id: format!("small-{i}"),
+                        policy_type: "device_configuration".into(),
+                        name: format!("small {i}"),
+                    },
+                    body: "{}".into(),
+                },
+            )
+            .await?;
+    }
+    let big = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: large.id,
+            item_ids: None,
+        })
+        .await?;
+    until("the large fan-out under way", async || {
+        Ok(processed(&running, big).await? >= 100)
+    })
+    .await?;
+    let began = tokio::time::Instant::now();
+    let id = running
+        .stack
+        .service
+        .start_run(StartRun {
+            workspace: other.workspace,
+            tenant: other.id,
+            params: RunParams::BackupSetRestore {
+                backup_set_id: small.id,
+                item_ids: None,
+            },
+            initiator: Some(running.user.id),
+            parent: None,
+            retry_of: None,
+        })
+        .await?
+        .run
+        .id();
+    let done = running.completed(id).await?;
+    let took = began.elapsed();
+    let large_left = LARGE as u64 - processed(&running, big).await?;
+    running.completed(big).await?;
+
+    assert_eq!(done.outcome(), RunOutcome::Succeeded);
+    assert_eq!(done.counts().get(SummaryKey::Processed), Some(16));
+    assert!(
+        large_left > 200,
+        "the large fan-out ended too soon to test anything"
+    );
+    // Behind ~1,800 queued children it would take seconds; in its own round it takes a few
+    // worker turns.
+    assert!(
+        took < Duration::from_millis(1_500),
+        "the small fan-out took {took:?}"
+    );
+    running.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_fan_out_is_not_stuck_behind_a_large_one_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    small_fan_out_beside_a_large_one(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_small_fan_out_is_not_stuck_behind_a_large_one_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    small_fan_out_beside_a_large_one(url).await
+}
