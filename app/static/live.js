@@ -54,8 +54,12 @@
       box.appendChild(text("span", "outcome outcome-" + doc.outcome, doc.outcome));
     } else {
       box.appendChild(spinner());
-      box.appendChild(text("span", "activity", p.processed === null ? " working" : " working, " + p.processed + " processed"));
+      var activity = p.processed === null ? " working" : " working, " + p.processed + " processed";
+      box.appendChild(text("span", "activity", p.waiting_reason ? " " + p.waiting_reason : activity));
     }
+    // The same notes as the server's progress.html.
+    if (p.estimate) { box.appendChild(text("p", "estimate", "Estimate: " + p.estimate)); }
+    if (p.paused) { box.appendChild(text("p", "paused", "Paused: in-flight items finish, nothing new starts until it is resumed.")); }
     if (p.stale) { box.appendChild(text("p", "stale", "No progress for 10 minutes: the run may be stuck.")); }
     if (p.anomaly) { box.appendChild(text("p", "anomaly", "The stored counts are inconsistent; no bar is shown.")); }
     var old = container.querySelector("[data-progress]");

@@ -183,6 +183,83 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         .find_all(Locator::Css("[role='progressbar']"))
         .await?;
     std::fs::write(shots.join("detail.png"), browser.screenshot().await?)?;
+
+    // Pause a second run from its detail page, see it held, resume it, see the estimate.
+    let set2: Value = api
+        .post(format!("{base}/api/tenants/contoso/backup-sets"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "held"}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let run2: Value = api
+        .post(format!("{base}/api/tenants/contoso/operations"))
+        .bearer_auth(&token)
+        .json(&json!({"type": "backup_set.add_policies", "params": {"backup_set_id": set2["id"], "policy_ids": ids}}))
+        .send()
+        .await?
+        .json()
+        .await?;
+    let id2 = run2["id"].as_i64().ok_or("no id")?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let doc: Value = api
+            .get(format!("{base}/api/operations/{id2}"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        if doc["progress"]["processed"].as_i64().unwrap_or(0) >= 5 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the second run did not start: {doc}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // live.js redraws the widget on every event: read it in one script call.
+    let widget = "var q = function (c) { var e = document.querySelector(c); return e ? e.textContent : null; }; \
+        return { paused: q('.paused'), numbers: q('.numbers'), estimate: q('.estimate'), \
+                 resume: document.querySelectorAll('form.resume button').length };";
+    browser.goto(&format!("{base}/operations/{id2}")).await?;
+    browser
+        .find(Locator::Css("form.pause button"))
+        .await?
+        .click()
+        .await?;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    browser.goto(&format!("{base}/operations/{id2}")).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let paused = browser.execute(widget, vec![]).await?;
+    std::fs::write(shots.join("detail-paused.png"), browser.screenshot().await?)?;
+    tokio::time::sleep(Duration::from_millis(1_000)).await;
+    let still = browser.execute(widget, vec![]).await?;
+    browser
+        .find(Locator::Css("form.resume button"))
+        .await?
+        .click()
+        .await?;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    browser.goto(&format!("{base}/operations/{id2}")).await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let resumed = browser.execute(widget, vec![]).await?;
+    std::fs::write(
+        shots.join("detail-estimate.png"),
+        browser.screenshot().await?,
+    )?;
+    let paused_note = paused["paused"].as_str().unwrap_or_default().to_owned();
+    let resume_buttons = paused["resume"].as_i64();
+    let (held_at, still_held) = (paused["numbers"].clone(), still["numbers"].clone());
+    let estimate = resumed["estimate"].as_str().unwrap_or_default().to_owned();
+    let paused_after_resume = resumed["paused"].is_string();
+    assert!(paused_note.starts_with("Paused:"), "{paused_note}");
+    assert_eq!(resume_buttons, Some(1));
+    assert!(held_at.is_string(), "{paused}");
+    assert_eq!(held_at, still_held, "a paused run's numbers moved");
+    assert!(estimate.starts_with("Estimate: about "), "{estimate}");
+    assert!(!paused_after_resume, "{resumed}");
     // The owner's tokens page lists the token this session was opened with.
     browser.goto(&format!("{base}/tokens")).await?;
     let token_rows = browser

@@ -94,6 +94,9 @@ pub struct ProgressDoc {
     pub eta_seconds: Option<u64>,
     /// Why a queued run has not started (its tenant's concurrency limit), when it waits.
     pub waiting_reason: Option<String>,
+    /// `rate` and `eta_seconds` in the words every surface shows, e.g. "about 40 s left ·
+    /// 2.5/s" (present exactly when they are).
+    pub estimate: Option<String>,
 }
 
 impl From<&ProgressView> for ProgressDoc {
@@ -132,6 +135,10 @@ impl From<&ProgressView> for ProgressDoc {
             rate: view.pace.map(|p| (p.rate() * 100.0).round() / 100.0),
             eta_seconds: view.pace.map(|p| p.eta_seconds),
             waiting_reason: view.waiting.clone(),
+            estimate: view
+                .pace
+                .as_ref()
+                .map(opsrun_application::read_models::eta_phrase),
         }
     }
 }
