@@ -192,3 +192,119 @@ impl RetryOperation {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::{RunOutcome, SummaryKey};
+
+    use super::*;
+    use crate::RunParams;
+    use crate::TenantScope;
+    use crate::access::Via;
+    use crate::ports::{Job, RunQueries};
+    use crate::testing::harness::Harness;
+    use crate::writers::{WriterOutcome, Writers};
+
+    fn caller(h: &Harness, role: Role) -> Caller {
+        Caller {
+            user: h.user.clone(),
+            role,
+            scope: TenantScope::All,
+            via: Via::Local,
+        }
+    }
+
+    fn writers(h: &Harness) -> Writers {
+        Writers::with_families(h.service.clone(), h.families_registry())
+    }
+
+    #[tokio::test]
+    async fn a_paused_run_does_nothing_until_resumed_then_ends_exact() {
+        let h = Harness::new(8, &[]);
+        let id = h
+            .start(RunParams::InventorySync { policy_types: None })
+            .await;
+        let control = ControlOperation::new(h.service.clone());
+        let readonly = control.pause(&caller(&h, Role::Readonly), id).await;
+        control
+            .pause(&caller(&h, Role::Operator), id)
+            .await
+            .unwrap();
+
+        let paused = writers(&h).execute(&Job::Run { run: id }).await.unwrap();
+        let calls_while_paused = h.fake.calls();
+        let resumed = control
+            .resume(&caller(&h, Role::Operator), id)
+            .await
+            .unwrap();
+        let job = h.queue.pop();
+        let done = writers(&h).execute(&Job::Run { run: id }).await.unwrap();
+
+        assert!(matches!(readonly, Err(OperationError::Access(_))));
+        assert_eq!(paused, WriterOutcome::Paused);
+        assert_eq!(calls_while_paused, 0);
+        assert!(!resumed.is_paused());
+        assert_eq!(job, Some(Job::Run { run: id }));
+        assert_eq!(done, WriterOutcome::Completed(RunOutcome::Succeeded));
+        let run = h.run(id).await;
+        assert_eq!(run.counts().get(SummaryKey::Processed), Some(4));
+        assert_eq!(h.notifications().await, 1);
+        let again = control.pause(&caller(&h, Role::Operator), id).await;
+        assert!(matches!(again, Err(OperationError::AlreadyCompleted(_))));
+    }
+
+    #[tokio::test]
+    async fn a_retry_runs_exactly_the_failed_items_and_links_both_ways() {
+        let h = Harness::new(8, &["compliance_policy"]);
+        let retry = RetryOperation::new(h.service.clone(), h.families_registry());
+        let operator = caller(&h, Role::Operator);
+        let id = h
+            .start(RunParams::InventorySync { policy_types: None })
+            .await;
+        let active = retry.execute(&operator, id).await;
+        writers(&h).execute(&Job::Run { run: id }).await.unwrap();
+
+        let started = retry.execute(&operator, id).await.unwrap();
+        let params = h.store.run_params(started.run.id()).await.unwrap();
+        h.queue.pop();
+        writers(&h)
+            .execute(&Job::Run {
+                run: started.run.id(),
+            })
+            .await
+            .unwrap();
+        let retried = h.run(started.run.id()).await;
+
+        assert!(matches!(
+            active,
+            Err(OperationError::Conflict {
+                code: "not_completed",
+                ..
+            })
+        ));
+        assert_eq!(
+            params,
+            RunParams::InventorySync {
+                policy_types: Some(vec!["compliance_policy".into()])
+            }
+        );
+        assert_eq!(retried.retry_of(), Some(id));
+        assert_eq!(retried.counts().get(SummaryKey::Total), Some(1));
+        assert_eq!(retried.counts().get(SummaryKey::Processed), Some(1));
+        assert_eq!(
+            h.store.retries_of(id).await.unwrap(),
+            vec![started.run.id()]
+        );
+        // A phased family answers not_retryable, even with nothing failed.
+        let capture = h.start(RunParams::BaselineCapture).await;
+        h.service.cancel_run(capture, None).await.unwrap();
+        let refused = retry.execute(&operator, capture).await;
+        assert!(matches!(
+            refused,
+            Err(OperationError::Invalid {
+                code: "not_retryable",
+                ..
+            })
+        ));
+    }
+}

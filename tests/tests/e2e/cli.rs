@@ -123,3 +123,59 @@ async fn a_liveness_window_sqlite_cannot_measure_is_refused() -> Result<(), Test
     assert!(!dir.path().join("opsrun.db").exists());
     Ok(())
 }
+
+#[tokio::test]
+async fn run_control_from_the_command_line() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    let ok = |r: (i32, String, String)| -> Result<String, TestError> {
+        if r.0 == 0 {
+            Ok(r.1)
+        } else {
+            Err(format!("exit {}: {}", r.0, r.2).into())
+        }
+    };
+    ok(run(&url, &["tenants", "add", "contoso", "--workspace", "acme"]).await?)?;
+    let started = ok(run(
+        &url,
+        &["ops", "start", "baseline.capture", "--tenant", "contoso"],
+    )
+    .await?)?;
+    let id = started.split_whitespace().next().ok_or("no id")?.to_owned();
+
+    let paused = ok(run(&url, &["ops", "pause", &id]).await?)?;
+    let listed = ok(run(&url, &["ops", "list"]).await?)?;
+    let resumed = ok(run(&url, &["ops", "resume", &id]).await?)?;
+    let active = run(&url, &["ops", "retry", &id]).await?;
+    let limit = ok(run(&url, &["tenants", "limit", "contoso", "--max-running", "2"]).await?)?;
+    let back = ok(run(&url, &["tenants", "limit", "contoso", "--default"]).await?)?;
+    let bad_limit = run(&url, &["tenants", "limit", "contoso", "--max-running", "0"]).await?;
+    let unknown = run(&url, &["tenants", "limit", "nosuch", "--max-running", "2"]).await?;
+    let shown = ok(run(&url, &["ops", "show", &id]).await?)?;
+
+    assert_eq!(
+        paused
+            .lines()
+            .next()
+            .map(|l| l.starts_with(&format!("{id} paused"))),
+        Some(true),
+        "{paused}"
+    );
+    assert!(listed.contains("(paused)"), "{listed}");
+    assert_eq!(resumed.trim(), format!("{id} resumed"));
+    assert_eq!(active.0, 2, "{active:?}");
+    assert!(active.2.contains("not_completed"), "{active:?}");
+    assert_eq!(limit.trim(), "contoso: at most 2 runs at once");
+    assert_eq!(
+        back.trim(),
+        "contoso: the workers' --tenant-concurrency applies"
+    );
+    assert_eq!((bad_limit.0, bad_limit.1.as_str()), (2, ""));
+    assert_eq!((unknown.0, unknown.1.as_str()), (2, ""));
+    assert!(
+        unknown.2.contains("tenant 'nosuch' not found"),
+        "{unknown:?}"
+    );
+    assert!(shown.contains("retry of   -"), "{shown}");
+    assert!(shown.contains("estimate   -"), "{shown}");
+    Ok(())
+}

@@ -1124,3 +1124,77 @@ api_case!(owners_list_and_revoke_tokens_on_the_tokens_page, |api| {
     assert_eq!(api_after, StatusCode::UNAUTHORIZED);
     Ok(())
 });
+
+api_case!(pause_resume_and_retry_answer_by_role_and_state, |api| {
+    let id = queued_run(&api).await?;
+    let pause = format!("/api/operations/{id}/pause");
+    let resume = format!("/api/operations/{id}/resume");
+    let retry = format!("/api/operations/{id}/retry");
+
+    let (readonly, r) = api.post(&pause, READONLY, json!({})).await?;
+    let (paused, p) = api.post(&pause, OPERATOR, json!({})).await?;
+    let (again, a) = api.post(&pause, OPERATOR, json!({})).await?;
+    let (_, shown) = api.get(&format!("/api/operations/{id}"), OPERATOR).await?;
+    let (resumed, q) = api.post(&resume, OPERATOR, json!({})).await?;
+    let (active, act) = api.post(&retry, OPERATOR, json!({})).await?;
+    api.post(&format!("/api/operations/{id}/cancel"), OWNER, json!({}))
+        .await?;
+    let (phased, ph) = api.post(&retry, OPERATOR, json!({})).await?;
+    let (completed, c) = api.post(&pause, OPERATOR, json!({})).await?;
+    let (absent, _) = api
+        .post("/api/operations/999999/retry", OPERATOR, json!({}))
+        .await?;
+    let (_, evidence) = api
+        .post(
+            "/api/tenants/contoso/operations",
+            OPERATOR,
+            json!({"type": "evidence_snapshot.generate"}),
+        )
+        .await?;
+    let evidence = evidence["id"].as_i64().ok_or("no id")?;
+    api.post(
+        &format!("/api/operations/{evidence}/cancel"),
+        OWNER,
+        json!({}),
+    )
+    .await?;
+    let (clean, cl) = api
+        .post(
+            &format!("/api/operations/{evidence}/retry"),
+            OPERATOR,
+            json!({}),
+        )
+        .await?;
+
+    assert_eq!((readonly, code(&r)), (StatusCode::FORBIDDEN, "forbidden"));
+    assert_eq!(paused, StatusCode::OK);
+    assert_eq!(p["progress"]["paused"], true);
+    assert!(p["paused_at"].is_string(), "{p}");
+    assert_eq!(p["progress"]["rate"], Value::Null);
+    assert_eq!(
+        (again, a["progress"]["paused"].clone()),
+        (StatusCode::OK, json!(true))
+    );
+    assert_eq!(shown["retried_by"], json!([]));
+    assert_eq!(resumed, StatusCode::OK);
+    assert_eq!(q["progress"]["paused"], false);
+    assert_eq!(q["paused_at"], Value::Null);
+    assert_eq!(
+        (active, code(&act)),
+        (StatusCode::CONFLICT, "not_completed")
+    );
+    assert_eq!(
+        (phased, code(&ph)),
+        (StatusCode::UNPROCESSABLE_ENTITY, "not_retryable")
+    );
+    assert_eq!(
+        (completed, code(&c)),
+        (StatusCode::CONFLICT, "already_completed")
+    );
+    assert_eq!(absent, StatusCode::NOT_FOUND);
+    assert_eq!(
+        (clean, code(&cl)),
+        (StatusCode::CONFLICT, "no_failed_items")
+    );
+    Ok(())
+});
