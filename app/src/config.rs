@@ -83,6 +83,12 @@ pub struct Cli {
     )]
     pub artifacts: PathBuf,
 
+    /// Log lines on stderr as `text` (colours only when stderr is a terminal) or `json` (one
+    /// object per line). Which lines: `OPSRUN_LOG`, an `EnvFilter` such as `info` or
+    /// `warn,opsrun::access=info` (default: warnings, plus requests and run lifecycle at info).
+    #[arg(long, env = "OPSRUN_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    pub log_format: String,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -352,6 +358,10 @@ pub struct TokenArgs {
     /// How long the token works, e.g. `90d`, `12h`, `30m` (default: until revoked).
     #[arg(long = "expires-in")]
     pub expires_in: Option<String>,
+    /// Create the workspace when it does not exist (without it, a mistyped workspace is an
+    /// error rather than a new, empty workspace).
+    #[arg(long)]
+    pub create_workspace: bool,
 }
 
 /// The runtime settings of the worker options.

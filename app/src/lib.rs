@@ -15,14 +15,6 @@ pub use config::{Cli, DEFAULT_DATABASE_URL};
 /// harnesses that need the real program as a separate process call it too.
 pub async fn main_entry() -> std::process::ExitCode {
     use clap::Parser as _;
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("OPSRUN_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("warn,opsrun_app=info,opsrun_adapters=info")
-            }),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(error) => {
@@ -57,9 +49,12 @@ pub async fn main_entry() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
+    init_logging(&cli.log_format);
     let mut stdout = std::io::stdout();
     match commands::run(cli, &mut stdout).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
+        // A reader that went away (`| head`) is not an error worth a line.
+        Err(error) if error.is_broken_pipe() => std::process::ExitCode::SUCCESS,
         Err(error) => {
             #[expect(clippy::print_stderr, reason = "the one line a failed command prints")]
             {
@@ -67,5 +62,25 @@ pub async fn main_entry() -> std::process::ExitCode {
             }
             error.exit_code()
         }
+    }
+}
+
+/// The default log filter: warnings, plus the access log, run lifecycle and worker lines.
+pub const DEFAULT_LOG_FILTER: &str =
+    "warn,opsrun::access=info,opsrun::runs=info,opsrun_app=info,opsrun_adapters=info";
+
+/// Logs to stderr: `OPSRUN_LOG` (else [`DEFAULT_LOG_FILTER`]) as `text` or `json` lines; ANSI
+/// colours only when stderr is a terminal, so a log file never holds escape codes.
+fn init_logging(format: &str) {
+    use std::io::IsTerminal as _;
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OPSRUN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.with_ansi(std::io::stderr().is_terminal()).init();
     }
 }

@@ -26,6 +26,59 @@ pub const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// A request other than an event stream must be answered within this (503 otherwise).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The request id header: taken from the request when it is a sane one, generated otherwise,
+/// and echoed in the response.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// A request id of up to 64 visible ASCII characters, or a new random one.
+fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
+    if let Some(value) = given
+        && let Ok(text) = value.to_str()
+        && (1..=64).contains(&text.len())
+        && text.bytes().all(|b| b.is_ascii_graphic())
+    {
+        return value.clone();
+    }
+    let mut bytes = [0u8; 8];
+    // Without entropy the id is still unique enough per process: the clock's nanoseconds.
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        bytes = (nanos as u64).to_le_bytes();
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
+}
+
+/// One access-log line per request (method, route template, status, duration, request id;
+/// never a token or a query), and the request id on the request and the response.
+async fn access_log(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let started = std::time::Instant::now();
+    let method = request.method().clone();
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
+    let id = request_id(request.headers().get(REQUEST_ID));
+    request.headers_mut().insert(REQUEST_ID, id.clone());
+    let mut response = next.run(request).await;
+    response.headers_mut().insert(REQUEST_ID, id.clone());
+    tracing::info!(
+        target: "opsrun::access",
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64,
+        request_id = id.to_str().unwrap_or("-"),
+        "request"
+    );
+    response
+}
+
 /// The router of the API and the pages.
 pub fn router(state: AppState) -> Router {
     api::routes()
@@ -47,6 +100,7 @@ pub fn router(state: AppState) -> Router {
             HeaderValue::from_static("no-store"),
         ))
         .layer(axum::middleware::from_fn(error::one_error_shape))
+        .layer(axum::middleware::from_fn(access_log))
         .layer(RequestBodyTimeoutLayer::new(BODY_TIMEOUT))
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

@@ -91,6 +91,31 @@ impl std::fmt::Debug for OperationRunService {
     }
 }
 
+/// The lifecycle line of a completion that won: the run, its outcome and counts. Lines go to
+/// target `opsrun::runs` (on by default at info).
+fn log_completed(completed: &Completed) {
+    if !completed.won {
+        return;
+    }
+    let run = &completed.run;
+    let counts = run.counts();
+    let count = |key| {
+        counts
+            .get(key)
+            .map_or_else(|| "-".to_owned(), |v: u64| v.to_string())
+    };
+    tracing::info!(
+        target: "opsrun::runs",
+        run = run.id().value(),
+        r#type = run.operation_type().key(),
+        outcome = run.outcome().key(),
+        processed = %count(opsrun_domain::SummaryKey::Processed),
+        total = %count(opsrun_domain::SummaryKey::Total),
+        failed = %count(opsrun_domain::SummaryKey::Failed),
+        "run completed"
+    );
+}
+
 impl OperationRunService {
     /// A service over the given store, queue and clock.
     #[must_use]
@@ -175,6 +200,9 @@ impl OperationRunService {
             return Ok(started);
         }
         let id = started.run.id();
+        if let Some(original) = started.run.retry_of() {
+            tracing::info!(target: "opsrun::runs", run = id.value(), retry_of = original.value(), "run retries the failed items of another");
+        }
         self.publish(id);
         if let Err(error) = self.queue.enqueue(Job::Run { run: id }).await {
             let completion = Completion::decided(RunOutcome::Failed, self.clock.now())
@@ -218,6 +246,15 @@ impl OperationRunService {
             Admission::Waiting(reason) => before.waiting() != Some(reason.as_str()),
             Admission::Paused => false,
         };
+        match &admission {
+            Admission::Started(Change::Applied) => {
+                tracing::info!(target: "opsrun::runs", run = id.value(), r#type = before.operation_type().key(), "run started");
+            }
+            Admission::Waiting(reason) if changed => {
+                tracing::info!(target: "opsrun::runs", run = id.value(), %reason, "run waits for its tenant");
+            }
+            _ => {}
+        }
         Ok(self.published(id, changed, admission))
     }
 
@@ -229,6 +266,9 @@ impl OperationRunService {
     /// [`ServiceError::Store`] (`RunAlreadyCompleted` for a completed run).
     pub async fn pause_run(&self, id: RunId) -> Result<Change, ServiceError> {
         let change = self.store.pause(id, self.clock.now()).await?;
+        if change == Change::Applied {
+            tracing::info!(target: "opsrun::runs", run = id.value(), "run paused");
+        }
         Ok(self.published(id, change == Change::Applied, change))
     }
 
@@ -243,6 +283,7 @@ impl OperationRunService {
     pub async fn resume_run(&self, id: RunId) -> Result<Change, ServiceError> {
         let change = self.store.resume(id, self.clock.now()).await?;
         if change == Change::Applied {
+            tracing::info!(target: "opsrun::runs", run = id.value(), "run resumed");
             self.publish(id);
             self.queue.enqueue(Job::Run { run: id }).await?;
         }
@@ -420,6 +461,7 @@ impl OperationRunService {
             .store
             .complete(id, completion, TerminalEffects { actor: None })
             .await?;
+        log_completed(&completed);
         Ok(self.published(id, completed.won, completed))
     }
 
@@ -460,6 +502,7 @@ impl OperationRunService {
             .store
             .complete(id, completion, TerminalEffects { actor })
             .await?;
+        log_completed(&completed);
         Ok(self.published(id, completed.won, completed))
     }
 
@@ -487,6 +530,7 @@ impl OperationRunService {
                 TerminalEffects { actor: None },
             )
             .await?;
+        log_completed(&completed);
         self.published(id, completed.won, ());
         Ok(completed.won.then_some(completed))
     }
@@ -516,6 +560,7 @@ impl OperationRunService {
                 .fail_run(run.id(), reasons::RUN_STALE, &message)
                 .await?;
             if completed.won {
+                tracing::warn!(target: "opsrun::runs", run = run.id().value(), "run failed as stale: {message}");
                 failed.push(run.id());
             }
         }

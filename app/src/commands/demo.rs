@@ -41,11 +41,9 @@ struct Display {
 }
 
 fn counted_style() -> ProgressStyle {
-    ProgressStyle::with_template(
-        "{prefix:<34} [{bar:30.cyan/blue}] {pos}/{len} {percent:>3}% {msg}",
-    )
-    .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .progress_chars("=> ")
+    ProgressStyle::with_template("{prefix:<34} [{bar:30.cyan/blue}] {msg}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ")
 }
 
 fn spinner_style() -> ProgressStyle {
@@ -115,16 +113,21 @@ impl Display {
             (Some(bar), Some(multi)) => {
                 match &view.detail {
                     ProgressDetail::Counted {
-                        processed, total, ..
+                        processed,
+                        total,
+                        percent,
                     } => {
                         bar.set_style(counted_style());
                         bar.set_length(*total);
                         bar.set_position(*processed);
                         // The estimate, when the ledger gives enough evidence, never as a fact.
+                        // The contract's numbers (its percent floors: 299/300 is 99 %), not
+                        // indicatif's rounded `{percent}`.
                         let basis = view.basis.clone().unwrap_or_default();
+                        let numbers = format!("{processed}/{total} {percent:>3}% {basis}");
                         bar.set_message(match &view.pace {
-                            Some(pace) => format!("{basis} · {}", eta_phrase(pace)),
-                            None => basis,
+                            Some(pace) => format!("{numbers} · {}", eta_phrase(pace)),
+                            None => numbers,
                         });
                     }
                     ProgressDetail::None { .. } => {

@@ -27,6 +27,19 @@ impl CliError {
         }
     }
 
+    /// Whether the command failed only because stdout's reader went away (`opsrun ... | head`).
+    #[must_use]
+    pub fn is_broken_pipe(&self) -> bool {
+        match self {
+            Self::Input(_) => false,
+            Self::Failure(error) => error.chain().any(|cause| {
+                cause
+                    .downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+            }),
+        }
+    }
+
     /// The one line printed on stderr.
     #[must_use]
     pub fn line(&self) -> String {

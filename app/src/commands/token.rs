@@ -35,7 +35,7 @@ pub async fn create_token(
         .issue_token
         .execute(TokenRequest {
             workspace,
-            create_workspace: true,
+            create_workspace: args.create_workspace,
             email: args.email.clone(),
             role,
             tenants,

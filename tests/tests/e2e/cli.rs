@@ -179,3 +179,50 @@ async fn run_control_from_the_command_line() -> Result<(), TestError> {
     assert!(shown.contains("estimate   -"), "{shown}");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_unknown_workspace_is_refused_and_a_closed_pipe_is_quiet() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    let token = |extra: &'static [&'static str]| {
+        let url = url.clone();
+        async move {
+            let args = [
+                &[
+                    "token",
+                    "create",
+                    "--workspace",
+                    "nosuch",
+                    "--email",
+                    "a@b.c",
+                    "--role",
+                    "owner",
+                ][..],
+                extra,
+            ]
+            .concat();
+            run(&url, &args).await
+        }
+    };
+    let refused = token(&[]).await?;
+    let created = token(&["--create-workspace"]).await?;
+
+    // The reader of stdout is gone before the program writes: no error line, exit 0.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
+        .args(["--database-url", &url, "token", "list"])
+        .env("OPSRUN_LOG", "error")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    drop(child.stdout.take());
+    let out = child.wait_with_output().await?;
+
+    assert_eq!((refused.0, refused.1.as_str()), (2, ""), "{refused:?}");
+    assert!(
+        refused.2.contains("workspace 'nosuch' does not exist"),
+        "{refused:?}"
+    );
+    assert_eq!(created.0, 0, "{created:?}");
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    Ok(())
+}

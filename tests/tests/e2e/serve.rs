@@ -830,3 +830,90 @@ impl Drop for Unmount {
             .status();
     }
 }
+
+/// `serve` with the default log filter and `format`, its stderr in `dir/serve.log`; one run
+/// started through the API and followed to its end.
+async fn logged_run(format: &str) -> Result<String, TestError> {
+    use tokio::io::AsyncBufReadExt;
+    let (_db, url) = fresh_sqlite_file()?;
+    let dir = tempfile::tempdir()?;
+    output(
+        &url,
+        dir.path(),
+        &["tenants", "add", "contoso", "--workspace", "acme"],
+    )
+    .await?;
+    let token = crate::owner_token(&url, dir.path()).await?;
+    let mut server = crate::opsrun(&url, dir.path())
+        .env_remove("OPSRUN_LOG")
+        .args(["serve", "--bind", "127.0.0.1:0", "--log-format", format])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(dir.path().join("serve.log"))?)
+        .spawn()?;
+    let stdout = server.stdout.take().ok_or("no stdout")?;
+    let first = tokio::io::BufReader::new(stdout)
+        .lines()
+        .next_line()
+        .await?
+        .ok_or("serve printed nothing")?;
+    let base = first
+        .strip_prefix("listening on ")
+        .ok_or("no address")?
+        .to_owned();
+    let client = reqwest::Client::new();
+    let id = start(
+        &client,
+        &base,
+        &token,
+        json!({"type": "evidence_snapshot.generate"}),
+    )
+    .await?;
+    let docs = follow(&client, &base, &token, id).await?;
+    let last = docs.last().ok_or("no event")?;
+    assert_eq!(last["status"], "completed");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    server.start_kill()?;
+    server.wait().await?;
+    Ok(std::fs::read_to_string(dir.path().join("serve.log"))?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn serve_logs_requests_and_run_lifecycle_without_colour_codes() -> Result<(), TestError> {
+    let text = logged_run("text").await?;
+    let json = logged_run("json").await?;
+
+    assert!(
+        !text.contains('\u{1b}'),
+        "colour codes in a log file:\n{text}"
+    );
+    assert!(text.contains("run started"), "{text}");
+    assert!(text.contains("run completed"), "{text}");
+    assert!(
+        text.contains("route=/api/tenants/{tenant}/operations"),
+        "{text}"
+    );
+    let lines: Vec<Value> = json
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    let access = lines
+        .iter()
+        .find(|l| l["fields"]["route"] == "/api/tenants/{tenant}/operations")
+        .ok_or_else(|| format!("no access line:\n{json}"))?;
+    assert_eq!(access["fields"]["status"], 202);
+    assert_eq!(access["fields"]["method"], "POST");
+    assert!(
+        access["fields"]["request_id"]
+            .as_str()
+            .is_some_and(|id| id.len() == 16)
+    );
+    let completed = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "run completed")
+        .ok_or_else(|| format!("no lifecycle line:\n{json}"))?;
+    assert_eq!(completed["fields"]["outcome"], "succeeded");
+    assert_eq!(completed["fields"]["type"], "evidence_snapshot.generate");
+    // Never a token in the log.
+    assert!(!json.contains("ops_"), "{json}");
+    Ok(())
+}
