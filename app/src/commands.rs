@@ -8,6 +8,7 @@ mod ops;
 mod serve;
 mod tenants;
 mod token;
+mod watch;
 mod worker;
 
 use anyhow::Context;
@@ -16,7 +17,9 @@ use opsrun_domain::Timestamp;
 pub use error::CliError;
 pub use ops::parse_params;
 
-use crate::config::{Cli, Command, TenantsCommand, TokenCommand, WorkerArgs, queue_settings};
+use crate::config::{
+    Cli, Command, TenantsCommand, TokenCommand, WorkerArgs, WorkspacesCommand, queue_settings,
+};
 use crate::wiring::{Stack, StackOptions};
 
 /// Bad input: exit 2 with `message`.
@@ -81,6 +84,22 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         Command::Migrate => migrate::command(&cli, out).await,
         Command::Tenants(TenantsCommand::Add(args)) => tenants::add(&cli, args, out).await,
         Command::Tenants(TenantsCommand::Limit(args)) => tenants::limit(&cli, args, out).await,
+        Command::Tenants(TenantsCommand::List { workspace }) => {
+            let stack = open(&cli, None).await?;
+            tenants::list(&stack, workspace.as_deref(), out).await
+        }
+        Command::Workspaces(WorkspacesCommand::List) => {
+            let stack = open(&cli, None).await?;
+            for (_, slug) in stack
+                .admin
+                .workspaces()
+                .await
+                .context("failed to read workspaces")?
+            {
+                write_line(out, slug.as_str())?;
+            }
+            Ok(())
+        }
         Command::Serve(args) => serve::command(&cli, args, out).await,
         Command::Worker(args) => worker::command(&cli, args).await,
         Command::Token(TokenCommand::Create(args)) => {

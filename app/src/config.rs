@@ -119,9 +119,13 @@ pub enum Command {
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
-    /// List, show, start and cancel operations (as the workspace's owner).
+    /// List, show, watch, start, pause, resume, retry and cancel operations (as the
+    /// workspace's owner).
     #[command(subcommand)]
     Ops(OpsCommand),
+    /// List workspaces.
+    #[command(subcommand)]
+    Workspaces(WorkspacesCommand),
     /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
     FailStale {
         /// Seconds without a heartbeat after which a running run is stale.
@@ -191,6 +195,13 @@ pub struct WorkerArgs {
     pub tenant_concurrency: u32,
 }
 
+/// `opsrun workspaces ...`.
+#[derive(Debug, Subcommand)]
+pub enum WorkspacesCommand {
+    /// List every workspace's slug.
+    List,
+}
+
 /// `opsrun tenants ...`.
 #[derive(Debug, Subcommand)]
 pub enum TenantsCommand {
@@ -200,6 +211,12 @@ pub enum TenantsCommand {
     /// Set a tenant's own concurrency limit (runs of it that may run at once), or with
     /// `--default` go back to the workers' `--tenant-concurrency`.
     Limit(TenantLimitArgs),
+    /// List the tenants of a workspace: slug and concurrency limit.
+    List {
+        /// Workspace slug (default: the only workspace).
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        workspace: Option<String>,
+    },
 }
 
 /// Options of `opsrun tenants limit`.
@@ -208,7 +225,7 @@ pub struct TenantLimitArgs {
     /// Tenant slug.
     pub slug: String,
     /// Workspace slug (default: the only workspace).
-    #[arg(long)]
+    #[arg(long, env = "OPSRUN_WORKSPACE")]
     pub workspace: Option<String>,
     /// Runs of this tenant that may run at once (1 to 1000).
     #[arg(long, conflicts_with = "default", required_unless_present = "default")]
@@ -250,8 +267,41 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long)]
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
         workspace: Option<String>,
+        /// How to print it.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Follow a run until it completes (a live bar on a terminal, a line per change
+    /// otherwise), then print its summary. Exit status by outcome: 0 succeeded, 3 partially
+    /// succeeded, 1 failed, blocked or cancelled.
+    Watch {
+        /// The run id.
+        id: i64,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        workspace: Option<String>,
+    },
+    /// List a run's items by item key: key, outcome, reason, recorded at.
+    Items {
+        /// The run id.
+        id: i64,
+        /// Only items with this outcome.
+        #[arg(long, value_parser = ["succeeded", "failed", "skipped"])]
+        outcome: Option<String>,
+        /// At most this many (1 to 200).
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        /// Only items after this key (a page's `next_cursor`).
+        #[arg(long)]
+        cursor: Option<String>,
+        /// Workspace slug (default: the only workspace).
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        workspace: Option<String>,
+        /// How to print it.
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Start an operation (or show the active one with the same tenant, type and target).
     Start(StartArgs),
@@ -260,7 +310,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long)]
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
         workspace: Option<String>,
     },
     /// Pause a queued or running run: it starts no new item, keeps its counts, never goes stale.
@@ -268,7 +318,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long)]
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
         workspace: Option<String>,
     },
     /// Resume a paused run where it stopped.
@@ -276,7 +326,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long)]
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
         workspace: Option<String>,
     },
     /// Start a new run over exactly the failed items of a completed run (linked as retry_of).
@@ -284,7 +334,7 @@ pub enum OpsCommand {
         /// The completed run's id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long)]
+        #[arg(long, env = "OPSRUN_WORKSPACE")]
         workspace: Option<String>,
     },
 }
@@ -295,15 +345,37 @@ pub struct ListArgs {
     /// Only this tenant.
     #[arg(long)]
     pub tenant: Option<String>,
-    /// Only this status: queued, running or completed.
-    #[arg(long)]
+    /// Only this status.
+    #[arg(long, value_parser = ["queued", "running", "completed"])]
     pub status: Option<String>,
     /// Workspace slug (default: the only workspace).
-    #[arg(long)]
+    #[arg(long, env = "OPSRUN_WORKSPACE")]
     pub workspace: Option<String>,
     /// At most this many runs (1 to 200).
     #[arg(long, default_value_t = 50)]
     pub limit: u32,
+    /// How to print it.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `-o table|json` (or `--json`): a table for people, or exactly the API's JSON document.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// `table` for people, `json` for scripts (the same document the HTTP API answers).
+    #[arg(short = 'o', long = "output", default_value = "table", value_parser = ["table", "json"])]
+    pub output: String,
+    /// Same as `-o json`.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl OutputArgs {
+    /// Whether JSON was asked for.
+    #[must_use]
+    pub fn is_json(&self) -> bool {
+        self.json || self.output == "json"
+    }
 }
 
 /// Options of `opsrun ops start`.
@@ -318,7 +390,7 @@ pub struct StartArgs {
     #[arg(long = "param")]
     pub params: Vec<String>,
     /// Workspace slug (default: the only workspace).
-    #[arg(long)]
+    #[arg(long, env = "OPSRUN_WORKSPACE")]
     pub workspace: Option<String>,
 }
 

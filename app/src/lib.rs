@@ -56,9 +56,12 @@ pub async fn main_entry() -> std::process::ExitCode {
         // A reader that went away (`| head`) is not an error worth a line.
         Err(error) if error.is_broken_pipe() => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            #[expect(clippy::print_stderr, reason = "the one line a failed command prints")]
-            {
-                eprintln!("{}", error.line());
+            let line = error.line();
+            if !line.is_empty() {
+                #[expect(clippy::print_stderr, reason = "the one line a failed command prints")]
+                {
+                    eprintln!("{line}");
+                }
             }
             error.exit_code()
         }

@@ -48,6 +48,27 @@ pub fn view_line(view: &ProgressView) -> String {
     line
 }
 
+/// A run's progress as a list shows it: a completed run's counts; a queued run that waits
+/// (for a worker, or for its tenant's slot) says so instead of "working"; otherwise its
+/// [`view_line`].
+#[must_use]
+pub fn status_line(run: &opsrun_domain::OperationRun, view: &ProgressView) -> String {
+    if run.is_completed() {
+        return counts_line(run);
+    }
+    if run.status() == opsrun_domain::RunStatus::Queued && view.waiting.is_none() {
+        let paused = if view.paused { " (paused)" } else { "" };
+        return format!("waiting for a worker{paused}");
+    }
+    view_line(view)
+}
+
+/// A wire key in words: `partially_succeeded` → `partially succeeded`.
+#[must_use]
+pub fn words(key: &str) -> String {
+    key.replace('_', " ")
+}
+
 /// What a component of a composite run shows: `pending`, `done`, or its own progress line.
 #[must_use]
 pub fn component_line(component: &opsrun_domain::ComponentView) -> String {

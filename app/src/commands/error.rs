@@ -9,6 +9,9 @@ pub enum CliError {
     Input(String),
     /// Anything else: exit 1.
     Failure(anyhow::Error),
+    /// The command did its work and its answer is the exit status alone (`ops watch`: the
+    /// run's outcome); nothing is printed on stderr.
+    Status(u8),
 }
 
 impl From<anyhow::Error> for CliError {
@@ -24,6 +27,7 @@ impl CliError {
         match self {
             Self::Input(_) => ExitCode::from(2),
             Self::Failure(_) => ExitCode::from(1),
+            Self::Status(code) => ExitCode::from(*code),
         }
     }
 
@@ -31,7 +35,7 @@ impl CliError {
     #[must_use]
     pub fn is_broken_pipe(&self) -> bool {
         match self {
-            Self::Input(_) => false,
+            Self::Input(_) | Self::Status(_) => false,
             Self::Failure(error) => error.chain().any(|cause| {
                 cause
                     .downcast_ref::<std::io::Error>()
@@ -46,6 +50,7 @@ impl CliError {
         match self {
             Self::Input(message) => format!("opsrun: {message}"),
             Self::Failure(error) => format!("opsrun: {error:#}"),
+            Self::Status(_) => String::new(),
         }
     }
 }

@@ -14,7 +14,7 @@ use opsrun_domain::{OperationType, RunId, RunStatus, Slug, Timestamp, WorkspaceI
 
 use super::{CliError, input, now};
 use crate::config::OpsCommand;
-use crate::render::{counts_line, duration, view_line};
+use crate::render::{counts_line, duration, status_line, words};
 use crate::wiring::Stack;
 
 pub(super) async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<WorkspaceId, CliError> {
@@ -34,9 +34,14 @@ pub(super) async fn workspace(stack: &Stack, slug: Option<&str>) -> Result<Works
             [] => Err(input(
                 "there is no workspace yet: run `opsrun demo` or `opsrun tenants add`",
             )),
-            _ => Err(input(
-                "there are several workspaces: name one with --workspace",
-            )),
+            several => Err(input(format!(
+                "there are several workspaces ({}): name one with --workspace or OPSRUN_WORKSPACE",
+                several
+                    .iter()
+                    .map(|(_, s)| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))),
         },
     }
 }
@@ -129,12 +134,24 @@ pub fn parse_params(
 }
 
 fn time(t: Timestamp) -> String {
-    // Seconds since the epoch are unambiguous without a date library.
-    format!(
-        "{}.{:03}",
-        t.as_millis() / 1000,
-        t.as_millis().rem_euclid(1000)
-    )
+    crate::web::api::dto::rfc3339(t)
+}
+
+/// Prints `doc` as pretty JSON, the same document the HTTP API answers.
+fn json(out: &mut dyn Write, doc: &impl serde::Serialize) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(doc).context("failed to encode JSON")?;
+    writeln!(out, "{text}").context("failed to write")?;
+    Ok(())
+}
+
+/// The exit status `ops watch` ends with: 0 succeeded, 3 partially succeeded, 1 otherwise.
+#[must_use]
+pub fn watch_status(outcome: opsrun_domain::RunOutcome) -> u8 {
+    match outcome {
+        opsrun_domain::RunOutcome::Succeeded => 0,
+        opsrun_domain::RunOutcome::PartiallySucceeded => 3,
+        _ => 1,
+    }
 }
 
 /// Runs an `ops` command.
@@ -169,6 +186,9 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                 .collection(&caller, filter, args.limit, None)
                 .await
                 .map_err(access)?;
+            if args.output.is_json() {
+                return json(out, &crate::web::api::dto::RunPage::of(&page));
+            }
             writeln!(
                 out,
                 "{:<6} {:<27} {:<10} {:<10} {:<20} progress",
@@ -184,23 +204,26 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                     s.tenant.as_str(),
                     s.run.status().key(),
                     s.run.outcome().key(),
-                    if s.run.is_completed() {
-                        counts_line(&s.run)
-                    } else {
-                        view_line(&s.progress)
-                    }
+                    status_line(&s.run, &s.progress)
                 )
                 .context("failed to write")?;
             }
             Ok(())
         }
-        OpsCommand::Show { id, workspace } => {
+        OpsCommand::Show {
+            id,
+            workspace,
+            output,
+        } => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let detail = models
                 .detail(&caller, RunId::new(*id))
                 .await
                 .map_err(access)?;
             let s = &detail.summary;
+            if output.is_json() {
+                return json(out, &crate::web::api::dto::RunDoc::new(s, false));
+            }
             let run = &s.run;
             let lines = [
                 format!(
@@ -214,11 +237,15 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                     run.status().key(),
                     run.outcome().key()
                 ),
-                format!(
-                    "progress   {} ({})",
-                    view_line(&s.progress),
-                    s.progress.mode().key()
-                ),
+                if run.is_completed() {
+                    format!("progress   completed: {}", words(run.outcome().key()))
+                } else {
+                    format!(
+                        "progress   {} ({})",
+                        status_line(run, &s.progress),
+                        s.progress.mode().key()
+                    )
+                },
                 format!("basis      {}", s.progress.basis.as_deref().unwrap_or("-")),
                 format!(
                     "estimate   {}",
@@ -269,7 +296,7 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                     writeln!(out, "  {key}  {reason}").context("failed to write")?;
                 }
             }
-            writeln!(out, "timeline (seconds since the epoch):").context("failed to write")?;
+            writeln!(out, "timeline:").context("failed to write")?;
             for entry in &detail.timeline {
                 let actor = entry
                     .actor
@@ -313,6 +340,58 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                 .await
                 .map_err(operation)?;
             writeln!(out, "{} cancelled", run.id()).context("failed to write")?;
+            Ok(())
+        }
+        OpsCommand::Watch { id, workspace } => {
+            let caller = owner(stack, workspace.as_deref()).await?;
+            super::watch::run(stack, &caller, RunId::new(*id), out).await
+        }
+        OpsCommand::Items {
+            id,
+            outcome,
+            limit,
+            cursor,
+            workspace,
+            output,
+        } => {
+            let caller = owner(stack, workspace.as_deref()).await?;
+            if !(1..=200).contains(limit) {
+                return Err(input("--limit must be 1 to 200"));
+            }
+            let outcome = outcome
+                .as_deref()
+                .map(opsrun_domain::ItemOutcome::parse)
+                .transpose()
+                .map_err(|e| input(format!("--outcome: {e}")))?;
+            let after = cursor
+                .as_deref()
+                .map(opsrun_domain::ItemKey::parse)
+                .transpose()
+                .map_err(|e| input(format!("--cursor: {e}")))?;
+            let page = models
+                .items(&caller, RunId::new(*id), outcome, *limit, after)
+                .await
+                .map_err(access)?;
+            if output.is_json() {
+                return json(out, &crate::web::api::dto::ItemPage::of(&page));
+            }
+            writeln!(out, "item\toutcome\treason\trecorded_at").context("failed to write")?;
+            for (key, entry) in &page.items {
+                let reason = entry
+                    .reason
+                    .as_ref()
+                    .map_or("-".to_owned(), ToString::to_string);
+                writeln!(
+                    out,
+                    "{key}\t{}\t{reason}\t{}",
+                    entry.outcome.key(),
+                    time(entry.recorded_at)
+                )
+                .context("failed to write")?;
+            }
+            if let Some(next) = &page.next_cursor {
+                writeln!(out, "(more: --cursor {next})").context("failed to write")?;
+            }
             Ok(())
         }
         OpsCommand::Pause { id, workspace } => {

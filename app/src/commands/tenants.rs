@@ -78,3 +78,32 @@ pub(super) async fn limit(
         ),
     }
 }
+
+/// Lists the workspace's tenants: slug and concurrency limit (`default` or the tenant's own).
+///
+/// # Errors
+///
+/// [`CliError::Input`] for an unknown or ambiguous workspace; a failure otherwise.
+pub(super) async fn list(
+    stack: &crate::wiring::Stack,
+    workspace: Option<&str>,
+    out: &mut dyn std::io::Write,
+) -> Result<(), CliError> {
+    let workspace = super::ops::workspace(stack, workspace).await?;
+    let tenants = stack
+        .directory
+        .tenants_of(workspace)
+        .await
+        .map_err(|e| CliError::Failure(e.into()))?;
+    write_line(out, "tenant\tmax_running")?;
+    for tenant in tenants {
+        let limit = stack
+            .queries
+            .tenant_limit(tenant.id)
+            .await
+            .map_err(|e| CliError::Failure(e.into()))?;
+        let limit = limit.map_or_else(|| "default".to_owned(), |n| n.to_string());
+        write_line(out, &format!("{}\t{limit}", tenant.slug))?;
+    }
+    Ok(())
+}

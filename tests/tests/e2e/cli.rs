@@ -147,6 +147,8 @@ async fn run_control_from_the_command_line() -> Result<(), TestError> {
     let resumed = ok(run(&url, &["ops", "resume", &id]).await?)?;
     let active = run(&url, &["ops", "retry", &id]).await?;
     let limit = ok(run(&url, &["tenants", "limit", "contoso", "--max-running", "2"]).await?)?;
+    let tenants = ok(run(&url, &["tenants", "list"]).await?)?;
+    let workspaces = ok(run(&url, &["workspaces", "list"]).await?)?;
     let back = ok(run(&url, &["tenants", "limit", "contoso", "--default"]).await?)?;
     let bad_limit = run(&url, &["tenants", "limit", "contoso", "--max-running", "0"]).await?;
     let unknown = run(&url, &["tenants", "limit", "nosuch", "--max-running", "2"]).await?;
@@ -160,11 +162,13 @@ async fn run_control_from_the_command_line() -> Result<(), TestError> {
         Some(true),
         "{paused}"
     );
-    assert!(listed.contains("(paused)"), "{listed}");
+    assert!(listed.contains("waiting for a worker (paused)"), "{listed}");
     assert_eq!(resumed.trim(), format!("{id} resumed"));
     assert_eq!(active.0, 2, "{active:?}");
     assert!(active.2.contains("not_completed"), "{active:?}");
     assert_eq!(limit.trim(), "contoso: at most 2 runs at once");
+    assert_eq!(tenants, "tenant\tmax_running\ncontoso\t2\n");
+    assert_eq!(workspaces, "acme\n");
     assert_eq!(
         back.trim(),
         "contoso: the workers' --tenant-concurrency applies"

@@ -448,13 +448,14 @@ async fn an_estimate_appears_only_with_evidence_on_postgres() -> Result<(), Test
 }
 
 async fn small_fan_out_beside_a_large_one(url: String) -> Result<(), TestError> {
-    const LARGE: usize = 2_000;
-    // Every restore call takes 20 ms: the large fan-out needs about 5 s on 8 workers.
+    const LARGE: usize = 600;
+    // Every restore call takes 60 ms: the large fan-out needs about 5 s on 8 workers, at a
+    // write rate (about 130 records/s) a loaded machine keeps up with.
     let running = Running::start(
         &url,
         SimulationSettings {
             policies: 0,
-            latency_ms: 20,
+            latency_ms: 60,
             failure_rate: 0.0,
             seed: 1,
         },
@@ -468,7 +469,7 @@ async fn small_fan_out_beside_a_large_one(url: String) -> Result<(), TestError> 
         &Slug::parse("globex")?,
         SimulationSettings {
             policies: 0,
-            latency_ms: 20,
+            latency_ms: 60,
             failure_rate: 0.0,
             seed: 1,
         },
@@ -508,7 +509,7 @@ async fn small_fan_out_beside_a_large_one(url: String) -> Result<(), TestError> 
         })
         .await?;
     until("the large fan-out under way", async || {
-        Ok(processed(&running, big).await? >= 100)
+        Ok(processed(&running, big).await? >= 50)
     })
     .await?;
     let began = tokio::time::Instant::now();

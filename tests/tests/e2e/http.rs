@@ -795,7 +795,8 @@ async fn seen(
     let (status, headers, body) = send(api, request).await?;
     let mut shown: Vec<(String, String)> = headers
         .iter()
-        .filter(|(name, _)| *name != header::CONTENT_LENGTH)
+        // The length follows the probe's digits; the request id is new per request.
+        .filter(|(name, _)| *name != header::CONTENT_LENGTH && name.as_str() != "x-request-id")
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
         .collect();
     shown.sort();

@@ -917,3 +917,107 @@ async fn serve_logs_requests_and_run_lifecycle_without_colour_codes() -> Result<
     assert!(!json.contains("ops_"), "{json}");
     Ok(())
 }
+
+/// `opsrun ARGS` on the server's database; (exit status, stdout).
+async fn cli(server: &Contoso, args: &[&str]) -> Result<(i32, String), TestError> {
+    let out = crate::opsrun(&server.url, server.dir.path())
+        .args(args)
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_cli_prints_the_api_documents_and_watch_exits_by_outcome() -> Result<(), TestError> {
+    let server = contoso_server(
+        &["--policies", "16", "--failure-rate", "0.3", "--seed", "3"],
+        &[],
+    )
+    .await?;
+    let client = reqwest::Client::new();
+    let api = |path: String| {
+        let (client, base, token) = (client.clone(), server.base.clone(), server.token.clone());
+        async move {
+            let doc: Value = client
+                .get(format!("{base}{path}"))
+                .bearer_auth(&token)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            Ok::<Value, TestError>(doc)
+        }
+    };
+    let partial = start(
+        &client,
+        &server.base,
+        &server.token,
+        json!({"type": "inventory.sync"}),
+    )
+    .await?;
+    let watched = cli(&server, &["ops", "watch", &partial.to_string()]).await?;
+    let clean = start(
+        &client,
+        &server.base,
+        &server.token,
+        json!({"type": "evidence_snapshot.generate"}),
+    )
+    .await?;
+    let watched_clean = cli(&server, &["ops", "watch", &clean.to_string()]).await?;
+
+    let shown: Value = serde_json::from_str(
+        &cli(
+            &server,
+            &["ops", "show", &partial.to_string(), "-o", "json"],
+        )
+        .await?
+        .1,
+    )?;
+    let listed: Value = serde_json::from_str(&cli(&server, &["ops", "list", "--json"]).await?.1)?;
+    let items: Value = serde_json::from_str(
+        &cli(
+            &server,
+            &[
+                "ops",
+                "items",
+                &partial.to_string(),
+                "--outcome",
+                "failed",
+                "-o",
+                "json",
+            ],
+        )
+        .await?
+        .1,
+    )?;
+
+    let partial_outcome = api(format!("/api/operations/{partial}")).await?["outcome"].clone();
+    assert_eq!(partial_outcome, "partially_succeeded");
+    assert_eq!(watched.0, 3, "partially succeeded: {}", watched.1);
+    assert!(watched.1.trim_end().ends_with(')'), "{}", watched.1);
+    assert!(
+        watched.1.contains("completed: partially succeeded"),
+        "{}",
+        watched.1
+    );
+    // The second run's exit status follows its outcome too (0 only for `succeeded`).
+    let outcome = api(format!("/api/operations/{clean}")).await?["outcome"].clone();
+    let expected = match outcome.as_str() {
+        Some("succeeded") => 0,
+        Some("partially_succeeded") => 3,
+        _ => 1,
+    };
+    assert_eq!(watched_clean.0, expected, "{outcome}: {}", watched_clean.1);
+    assert_eq!(shown, api(format!("/api/operations/{partial}")).await?);
+    assert_eq!(listed, api("/api/operations".to_owned()).await?);
+    assert_eq!(
+        items,
+        api(format!("/api/operations/{partial}/items?outcome=failed")).await?
+    );
+    assert!(items["items"].as_array().is_some_and(|i| !i.is_empty()));
+    Ok(())
+}

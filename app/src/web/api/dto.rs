@@ -3,8 +3,8 @@
 
 use std::collections::BTreeMap;
 
-use opsrun_application::read_models::RunSummary;
-use opsrun_domain::{ProgressDetail, ProgressView, Timestamp};
+use opsrun_application::read_models::{Page, RunSummary};
+use opsrun_domain::{ItemKey, LedgerEntry, ProgressDetail, ProgressView, RunId, Timestamp};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -247,6 +247,17 @@ pub struct RunPage {
     pub next_cursor: Option<String>,
 }
 
+impl RunPage {
+    /// The document of a page of the collection (the API's and `ops list -o json`'s).
+    #[must_use]
+    pub fn of(page: &Page<RunSummary, RunId>) -> Self {
+        Self {
+            items: page.items.iter().map(|s| RunDoc::new(s, false)).collect(),
+            next_cursor: page.next_cursor.map(|c| c.to_string()),
+        }
+    }
+}
+
 /// A list of runs.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct RunList {
@@ -265,6 +276,26 @@ pub struct ItemDoc {
     pub reason: Option<String>,
     /// RFC 3339 UTC.
     pub recorded_at: String,
+}
+
+impl ItemPage {
+    /// The document of a page of a run's items (the API's and `ops items -o json`'s).
+    #[must_use]
+    pub fn of(page: &Page<(ItemKey, LedgerEntry), ItemKey>) -> Self {
+        Self {
+            items: page
+                .items
+                .iter()
+                .map(|(key, entry)| ItemDoc {
+                    item_key: key.to_string(),
+                    outcome: entry.outcome.key().to_owned(),
+                    reason: entry.reason.as_ref().map(ToString::to_string),
+                    recorded_at: rfc3339(entry.recorded_at),
+                })
+                .collect(),
+            next_cursor: page.next_cursor.as_ref().map(ToString::to_string),
+        }
+    }
 }
 
 /// A page of ledger entries.

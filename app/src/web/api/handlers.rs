@@ -23,7 +23,7 @@ use utoipa::OpenApi;
 use super::ApiDoc;
 use super::dto::{
     BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, CheckDoc, ErrorBody,
-    IssuedTokenDoc, ItemDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList,
+    IssuedTokenDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList,
     ReadinessDoc, RunDoc, RunList, RunPage, StartBody, TokenBody, TokenDoc, TokenList, rfc3339,
 };
 use crate::web::auth::StreamCaller;
@@ -276,10 +276,7 @@ pub async fn list_operations(
         .models
         .collection(&caller, filter, limit(&params)?, before)
         .await?;
-    Ok(Json(RunPage {
-        items: page.items.iter().map(|s| RunDoc::new(s, false)).collect(),
-        next_cursor: page.next_cursor.map(|c| c.to_string()),
-    }))
+    Ok(Json(RunPage::of(&page)))
 }
 
 /// One run.
@@ -315,19 +312,7 @@ pub async fn operation_items(
         .models
         .items(&caller, id, outcome, limit(&params)?, after)
         .await?;
-    Ok(Json(ItemPage {
-        items: page
-            .items
-            .iter()
-            .map(|(key, entry)| ItemDoc {
-                item_key: key.to_string(),
-                outcome: entry.outcome.key().to_owned(),
-                reason: entry.reason.as_ref().map(ToString::to_string),
-                recorded_at: rfc3339(entry.recorded_at),
-            })
-            .collect(),
-        next_cursor: page.next_cursor.map(|k| k.to_string()),
-    }))
+    Ok(Json(ItemPage::of(&page)))
 }
 
 /// How often an open event stream re-checks the token or session behind it.
