@@ -13,6 +13,6 @@ pub(crate) mod raw;
 mod runs;
 mod tokens;
 
-pub use connect::{Backend, connect, migrate};
+pub use connect::{Backend, CONNECT_TIMEOUT, connect, migrate, sqlite_creating, sqlite_file};
 pub use families::{SqlFamilies, sha256_hex};
 pub use runs::SqlRunStore;

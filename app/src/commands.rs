@@ -36,14 +36,35 @@ pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> Result<(),
 
 /// Opens the database the command line names and wires everything on it.
 async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
+    open_url(cli, cli.database_url.expose(), worker).await
+}
+
+/// As [`open`] for a command that only reads or changes what exists: an SQLite file that does
+/// not exist is bad input, and no file is created (exit 2 writes nothing).
+async fn open_existing(cli: &Cli) -> Result<Stack, CliError> {
+    if let Some(path) = opsrun_adapters::sql::sqlite_file(cli.database_url.expose())
+        && !path.exists()
+    {
+        return Err(input(format!(
+            "there is no database at {}: create it with `opsrun tenants add` (or `opsrun demo`), \
+             or name another with --database-url",
+            path.display()
+        )));
+    }
+    open(cli, None).await
+}
+
+/// Opens `url` (an SQLite URL without a mode creates its file) and wires everything on it.
+async fn open_url(cli: &Cli, url: &str, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
     // The in-memory backend is for embedding and tests: a CLI process on it could not share
     // anything with another, so the command line takes only databases.
-    let Some(backend) = opsrun_adapters::sql::Backend::of_url(cli.database_url.expose()) else {
+    let Some(backend) = opsrun_adapters::sql::Backend::of_url(url) else {
         return Err(input(format!(
-            "unsupported --database-url '{}': use sqlite://FILE?mode=rwc or postgres://...",
-            cli.database_url.redacted()
+            "unsupported --database-url '{}': use sqlite://FILE or postgres://...",
+            crate::wiring::redact(url)
         )));
     };
+    let url = opsrun_adapters::sql::sqlite_creating(url);
     let queue = queue_settings(worker);
     // Refused before anything is opened, so bad settings change nothing.
     if let Some(worker) = worker {
@@ -53,7 +74,7 @@ async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError>
         }
     }
     let stack = Stack::open(&StackOptions {
-        database_url: cli.database_url.expose().to_owned(),
+        database_url: url,
         artifacts: cli.artifacts.clone(),
         queue,
         max_connections: 16,
@@ -85,11 +106,11 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         Command::Tenants(TenantsCommand::Add(args)) => tenants::add(&cli, args, out).await,
         Command::Tenants(TenantsCommand::Limit(args)) => tenants::limit(&cli, args, out).await,
         Command::Tenants(TenantsCommand::List { workspace }) => {
-            let stack = open(&cli, None).await?;
+            let stack = open_existing(&cli).await?;
             tenants::list(&stack, workspace.as_deref(), out).await
         }
         Command::Workspaces(WorkspacesCommand::List) => {
-            let stack = open(&cli, None).await?;
+            let stack = open_existing(&cli).await?;
             for (_, slug) in stack
                 .admin
                 .workspaces()
@@ -107,15 +128,15 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             token::create_token(&stack, args, out).await
         }
         Command::Token(TokenCommand::List { workspace }) => {
-            let stack = open(&cli, None).await?;
+            let stack = open_existing(&cli).await?;
             token::list_tokens(&stack, workspace.as_deref(), out).await
         }
         Command::Token(TokenCommand::Revoke { id }) => {
-            let stack = open(&cli, None).await?;
+            let stack = open_existing(&cli).await?;
             token::revoke_token(&stack, id, out).await
         }
         Command::Ops(command) => {
-            let stack = open(&cli, None).await?;
+            let stack = open_existing(&cli).await?;
             ops::run(&stack, command, out).await
         }
         Command::FailStale { stale_after_secs } => {

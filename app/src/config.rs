@@ -59,6 +59,10 @@ impl std::str::FromStr for DatabaseUrl {
 /// Default database: the embedded SQLite file in the current folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://opsrun.db?mode=rwc";
 
+/// The demo's own database, unless `opsrun demo --database-url ...` names another: the demo
+/// never seeds what `DATABASE_URL` points at by accident.
+pub const DEMO_DATABASE_URL: &str = "sqlite://opsrun-demo.db?mode=rwc";
+
 /// opsrun runs long operations for many tenants with truthful progress: a determinate bar only
 /// when the work has a deterministic number of units, and a count that never passes its total,
 /// never goes backwards and never counts an item twice, through retries, crashes and many
@@ -89,6 +93,11 @@ pub struct Cli {
     #[arg(long, env = "OPSRUN_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
     pub log_format: String,
 
+    /// Whether `--database-url` was given on the command line (not from `DATABASE_URL` or the
+    /// default): `opsrun demo` seeds only a database it was explicitly given, else its own file.
+    #[arg(skip)]
+    pub database_url_given: bool,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -100,7 +109,9 @@ pub enum Command {
     /// Create or upgrade the schema (runs, ledger, directory, family tables, job queue).
     Migrate,
     /// Seed a demo workspace with two simulated tenants, run every run family with live
-    /// progress, and print a summary. Needs no setup: uses the embedded SQLite file by default.
+    /// progress, and print a summary. Needs no setup: uses its own SQLite file
+    /// (`./opsrun-demo.db`) unless `--database-url` is given on the command line, and refuses a
+    /// database that holds other workspaces than `demo`.
     Demo,
     /// Serve the HTTP API and run job workers in one process, until SIGINT or SIGTERM.
     ///

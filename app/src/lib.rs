@@ -14,8 +14,14 @@ pub use config::{Cli, DEFAULT_DATABASE_URL};
 /// The whole `opsrun` program: logging, command line, exit status. `main.rs` calls it; test
 /// harnesses that need the real program as a separate process call it too.
 pub async fn main_entry() -> std::process::ExitCode {
-    use clap::Parser as _;
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory as _, FromArgMatches as _};
+    let parsed = Cli::command().try_get_matches().and_then(|matches| {
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.database_url_given =
+            matches.value_source("database_url") == Some(clap::parser::ValueSource::CommandLine);
+        Ok(cli)
+    });
+    let cli = match parsed {
         Ok(cli) => cli,
         Err(error) => {
             use clap::error::ErrorKind;

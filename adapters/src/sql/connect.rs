@@ -56,13 +56,63 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     if backend == Backend::Sqlite {
         return connect_sqlite(url, max_connections).await;
     }
+    reach_postgres(url).await?;
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(max_connections)
         .min_connections(1)
+        .connect_timeout(CONNECT_TIMEOUT)
         .acquire_timeout(Duration::from_secs(30))
         .sqlx_logging(false);
     Database::connect(options).await
+}
+
+/// How long opening a PostgreSQL connection may take before the command says why it failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One connection first, so an unreachable or refusing server is named with its cause within
+/// [`CONNECT_TIMEOUT`] (a pool retries until its acquire timeout and then reports only
+/// "pool timed out", losing the cause).
+async fn reach_postgres(url: &str) -> Result<(), DbErr> {
+    use sea_orm::sqlx::Connection as _;
+    use sea_orm::sqlx::postgres::PgConnection;
+    match tokio::time::timeout(CONNECT_TIMEOUT, PgConnection::connect(url)).await {
+        Ok(Ok(connection)) => {
+            let _ = connection.close().await;
+            Ok(())
+        }
+        Ok(Err(error)) => Err(DbErr::Custom(format!(
+            "cannot connect to PostgreSQL: {error}"
+        ))),
+        Err(_) => Err(DbErr::Custom(format!(
+            "cannot connect to PostgreSQL: no answer within {} s",
+            CONNECT_TIMEOUT.as_secs()
+        ))),
+    }
+}
+
+/// `url` with `mode=rwc` when it is an SQLite URL naming no mode, so that `sqlite://file.db`
+/// creates the file like the default does.
+#[must_use]
+pub fn sqlite_creating(url: &str) -> String {
+    if Backend::of_url(url) != Some(Backend::Sqlite) || url.contains("mode=") {
+        return url.to_owned();
+    }
+    let joint = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{joint}mode=rwc")
+}
+
+/// The file an SQLite URL names, when it names one (not `:memory:` or `mode=memory`).
+#[must_use]
+pub fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() || path == ":memory:" || query.contains("mode=memory") {
+        return None;
+    }
+    Some(std::path::PathBuf::from(path))
 }
 
 /// The SQLite pool. A connection is never handed out again while the driver still counts it

@@ -19,7 +19,7 @@ use opsrun_domain::{
 
 use opsrun_application::worker::RuntimeSettings;
 
-use super::{CliError, now, open};
+use super::{CliError, now};
 use crate::config::{Cli, STALE_AFTER_SECS, WorkerArgs, runtime_settings};
 use crate::render::{component_line, counts_line, duration, view_line};
 use crate::wiring::Stack;
@@ -245,7 +245,28 @@ pub(super) async fn command(cli: &Cli, out: &mut dyn Write) -> Result<(), CliErr
         maintenance_secs: 30,
         tenant_concurrency: opsrun_application::DEFAULT_TENANT_LIMIT,
     };
-    let stack = open(cli, Some(&demo_workers)).await?;
+    let url = if cli.database_url_given {
+        cli.database_url.expose()
+    } else {
+        crate::config::DEMO_DATABASE_URL
+    };
+    let stack = super::open_url(cli, url, Some(&demo_workers)).await?;
+    let others: Vec<String> = stack
+        .admin
+        .workspaces()
+        .await
+        .context("failed to read workspaces")?
+        .into_iter()
+        .map(|(_, slug)| slug.to_string())
+        .filter(|slug| slug != "demo")
+        .collect();
+    if !others.is_empty() {
+        return Err(super::input(format!(
+            "this database holds other workspaces than demo ({}): the demo seeds only a database \
+             of its own (leave out --database-url to use ./opsrun-demo.db)",
+            others.join(", ")
+        )));
+    }
     run(stack, runtime_settings(&demo_workers), out).await
 }
 

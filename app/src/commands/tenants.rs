@@ -52,7 +52,7 @@ pub(super) async fn limit(
     if args.max_running.is_some_and(|n| !(1..=1_000).contains(&n)) {
         return Err(input("--max-running must be 1 to 1000"));
     }
-    let stack = open(cli, None).await?;
+    let stack = super::open_existing(cli).await?;
     let workspace = super::ops::workspace(&stack, args.workspace.as_deref()).await?;
     let tenant = stack
         .directory

@@ -230,3 +230,88 @@ async fn an_unknown_workspace_is_refused_and_a_closed_pipe_is_quiet() -> Result<
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
     Ok(())
 }
+
+/// `opsrun ARGS` in folder `cwd` with no `DATABASE_URL`: (exit, stdout, stderr).
+async fn run_in(cwd: &std::path::Path, args: &[&str]) -> Result<(i32, String, String), TestError> {
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
+        .current_dir(cwd)
+        .env_remove("DATABASE_URL")
+        .env("OPSRUN_LOG", "error")
+        .args(args)
+        .output()
+        .await?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_demo_seeds_only_its_own_database_and_reads_create_nothing() -> Result<(), TestError> {
+    let cwd = tempfile::tempdir()?;
+    let path = cwd.path();
+
+    let read = run_in(path, &["ops", "list"]).await?;
+    let created_by_read = path.join("opsrun.db").exists();
+    let demo = run_in(path, &["demo"]).await?;
+    // An SQLite URL without a mode creates its file; a database of other workspaces is refused.
+    let add = run_in(
+        path,
+        &[
+            "--database-url",
+            "sqlite://other.db",
+            "tenants",
+            "add",
+            "t",
+            "--workspace",
+            "acme",
+        ],
+    )
+    .await?;
+    let refused = run_in(path, &["--database-url", "sqlite://other.db", "demo"]).await?;
+    let began = std::time::Instant::now();
+    let unreachable = run_in(
+        path,
+        &[
+            "--database-url",
+            "postgres://opsrun@127.0.0.1:1/none",
+            "ops",
+            "list",
+        ],
+    )
+    .await?;
+    let waited = began.elapsed();
+
+    assert_eq!((read.0, read.1.as_str()), (2, ""), "{read:?}");
+    assert!(
+        read.2.contains("there is no database at opsrun.db"),
+        "{read:?}"
+    );
+    assert!(!created_by_read, "a read created the database");
+    assert_eq!(demo.0, 0, "{}", demo.2);
+    assert!(path.join("opsrun-demo.db").exists());
+    assert!(
+        !path.join("opsrun.db").exists(),
+        "the demo used the default database"
+    );
+    assert!(demo.1.contains("succeeded"), "{}", demo.1);
+    assert_eq!(add.0, 0, "{add:?}");
+    assert!(path.join("other.db").exists());
+    assert_eq!((refused.0, refused.1.as_str()), (2, ""), "{refused:?}");
+    assert!(
+        refused.2.contains("other workspaces than demo (acme)"),
+        "{refused:?}"
+    );
+    assert_eq!(unreachable.0, 1, "{unreachable:?}");
+    assert!(
+        unreachable.2.contains("cannot connect to PostgreSQL"),
+        "{unreachable:?}"
+    );
+    assert!(
+        unreachable.2.to_lowercase().contains("refused"),
+        "{unreachable:?}"
+    );
+    assert!(waited < std::time::Duration::from_secs(6), "{waited:?}");
+    Ok(())
+}
