@@ -109,6 +109,22 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             let stack = open_existing(&cli).await?;
             tenants::list(&stack, workspace.as_deref(), out).await
         }
+        Command::Completions { shell } => {
+            use clap::CommandFactory as _;
+            let shell: clap_complete::Shell = shell
+                .parse()
+                .map_err(|_| input(format!("unknown shell '{shell}'")))?;
+            let mut command = Cli::command();
+            clap_complete::generate(shell, &mut command, "opsrun", out);
+            Ok(())
+        }
+        Command::Man => {
+            use clap::CommandFactory as _;
+            clap_mangen::Man::new(Cli::command())
+                .render(out)
+                .context("failed to write the manual page")?;
+            Ok(())
+        }
         Command::Workspaces(WorkspacesCommand::List) => {
             let stack = open_existing(&cli).await?;
             for (_, slug) in stack

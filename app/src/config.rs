@@ -56,6 +56,32 @@ impl std::str::FromStr for DatabaseUrl {
     }
 }
 
+/// Examples shown under `opsrun --help`.
+const EXAMPLES: &str = "Examples:
+  opsrun demo                                   every run family with live progress
+  opsrun tenants add contoso --workspace acme   a simulated tenant (creates the workspace)
+  opsrun token create --workspace acme --email you@example.com --role owner
+  opsrun serve --bind 127.0.0.1:8080            API, pages and workers; then open /login
+  opsrun ops start inventory.sync --tenant contoso
+  opsrun ops watch 12                           follow run 12; exit 0/3/1 by its outcome
+  opsrun ops list -o json | jq '.items[].id'
+
+Logging: OPSRUN_LOG (an EnvFilter, e.g. info) and --log-format text|json.";
+
+/// Examples and types shown under `opsrun ops start --help`.
+const START_HELP: &str = "Types and their parameters (--param key=value; lists comma-separated):
+  inventory.sync              policy_types=a,b            (default: every type)
+  review_pack.generate        sections=a,b                (default: every section)
+  evidence_snapshot.generate  dimensions=a,b              (default: every dimension)
+  backup_set.add_policies     backup_set_id=N policy_ids=a,b
+  backup_set.restore          backup_set_id=N [item_ids=1,2]
+  baseline.capture            (none)
+  baseline.compare            baseline_id=N
+
+Examples:
+  opsrun ops start inventory.sync --tenant contoso --param policy_types=compliance_policy
+  opsrun ops start backup_set.restore --tenant contoso --param backup_set_id=3";
+
 /// Default database: the embedded SQLite file in the current folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://opsrun.db?mode=rwc";
 
@@ -71,7 +97,7 @@ pub const DEMO_DATABASE_URL: &str = "sqlite://opsrun-demo.db?mode=rwc";
 /// Every command migrates the schema on start if needed. Exit status: 0 success, 2 bad usage or
 /// bad input, 1 any other failure.
 #[derive(Debug, Parser)]
-#[command(name = "opsrun", version, about, long_about)]
+#[command(name = "opsrun", version, after_help = EXAMPLES)]
 pub struct Cli {
     /// Database: an SQLite file (sqlite://FILE?mode=rwc) or a PostgreSQL URL
     /// (postgres://USER:PASS@HOST/DB). Swapping one for the other needs no other change.
@@ -82,6 +108,7 @@ pub struct Cli {
     #[arg(
         long,
         env = "OPSRUN_ARTIFACTS",
+        hide_env_values = true,
         default_value = "artifacts",
         global = true
     )]
@@ -90,7 +117,7 @@ pub struct Cli {
     /// Log lines on stderr as `text` (colours only when stderr is a terminal) or `json` (one
     /// object per line). Which lines: `OPSRUN_LOG`, an `EnvFilter` such as `info` or
     /// `warn,opsrun::access=info` (default: warnings, plus requests and run lifecycle at info).
-    #[arg(long, env = "OPSRUN_LOG_FORMAT", default_value = "text", global = true, value_parser = ["text", "json"])]
+    #[arg(long, env = "OPSRUN_LOG_FORMAT", hide_env_values = true, default_value = "text", global = true, value_parser = ["text", "json"])]
     pub log_format: String,
 
     /// Whether `--database-url` was given on the command line (not from `DATABASE_URL` or the
@@ -137,10 +164,18 @@ pub enum Command {
     /// List workspaces.
     #[command(subcommand)]
     Workspaces(WorkspacesCommand),
+    /// Print a shell completion script, e.g. `opsrun completions bash > /etc/bash_completion.d/opsrun`.
+    Completions {
+        /// The shell.
+        #[arg(value_parser = ["bash", "zsh", "fish", "elvish", "powershell"])]
+        shell: String,
+    },
+    /// Print the manual page (roff), e.g. `opsrun man > opsrun.1 && man ./opsrun.1`.
+    Man,
     /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
     FailStale {
         /// Seconds without a heartbeat after which a running run is stale.
-        #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", default_value_t = STALE_AFTER_SECS)]
+        #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", hide_env_values = true, default_value_t = STALE_AFTER_SECS)]
         stale_after_secs: u64,
     },
     /// Recount every active run from its ledger (repairing drift) and complete fan-out parents
@@ -152,19 +187,34 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on; port 0 picks a free port.
-    #[arg(long, env = "OPSRUN_BIND", default_value = "127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "OPSRUN_BIND",
+        hide_env_values = true,
+        default_value = "127.0.0.1:8080"
+    )]
     pub bind: String,
     /// Most connections open at once; one more is closed at accept. Keep it below the
     /// process's open-file limit (`ulimit -n`, systemd's LimitNOFILE).
-    #[arg(long, env = "OPSRUN_MAX_CONNECTIONS", default_value_t = 8_192)]
+    #[arg(
+        long,
+        env = "OPSRUN_MAX_CONNECTIONS",
+        hide_env_values = true,
+        default_value_t = 8_192
+    )]
     pub max_connections: usize,
     /// Seconds a connection has to send a request's headers (also while idle between
     /// requests); a slower one is closed.
-    #[arg(long, env = "OPSRUN_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    #[arg(
+        long,
+        env = "OPSRUN_HEADER_TIMEOUT_SECS",
+        hide_env_values = true,
+        default_value_t = 10
+    )]
     pub header_timeout_secs: u64,
     /// Mark the page session cookie `Secure` on every answer (behind a TLS proxy that does not
     /// send `X-Forwarded-Proto: https`; with that header it is marked `Secure` anyway).
-    #[arg(long, env = "OPSRUN_SECURE_COOKIES")]
+    #[arg(long, env = "OPSRUN_SECURE_COOKIES", hide_env_values = true)]
     pub secure_cookies: bool,
     /// Worker settings of the in-process workers.
     #[command(flatten)]
@@ -175,34 +225,69 @@ pub struct ServeArgs {
 #[derive(Debug, Clone, Args)]
 pub struct WorkerArgs {
     /// Jobs run at once per queue.
-    #[arg(long, env = "OPSRUN_WORKERS", default_value_t = 8)]
+    #[arg(
+        long,
+        env = "OPSRUN_WORKERS",
+        hide_env_values = true,
+        default_value_t = 8
+    )]
     pub workers: usize,
     /// Milliseconds between worker heartbeats.
-    #[arg(long, env = "OPSRUN_HEARTBEAT_MS", default_value_t = 5_000)]
+    #[arg(
+        long,
+        env = "OPSRUN_HEARTBEAT_MS",
+        hide_env_values = true,
+        default_value_t = 5_000
+    )]
     pub heartbeat_ms: u64,
     /// Missed heartbeats after which a worker is dead and its jobs run again elsewhere.
-    #[arg(long, env = "OPSRUN_MISSED_HEARTBEATS", default_value_t = 3)]
+    #[arg(
+        long,
+        env = "OPSRUN_MISSED_HEARTBEATS",
+        hide_env_values = true,
+        default_value_t = 3
+    )]
     pub missed_heartbeats: u32,
     /// Attempts per job before its run (or fan-out item) ends failed.
-    #[arg(long, env = "OPSRUN_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "OPSRUN_MAX_ATTEMPTS",
+        hide_env_values = true,
+        default_value_t = 5
+    )]
     pub max_attempts: u32,
     /// Seconds without a sign of life after which a running run is failed as stale.
-    #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", default_value_t = STALE_AFTER_SECS)]
+    #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", hide_env_values = true, default_value_t = STALE_AFTER_SECS)]
     pub stale_after_secs: u64,
     /// Seconds the queue may stay unusable (workers failing and restarting with backoff)
     /// before the process gives up and exits non-zero, for its service manager to restart it.
-    #[arg(long, env = "OPSRUN_GIVE_UP_AFTER_SECS", default_value_t = 600)]
+    #[arg(
+        long,
+        env = "OPSRUN_GIVE_UP_AFTER_SECS",
+        hide_env_values = true,
+        default_value_t = 600
+    )]
     pub give_up_after_secs: u64,
     /// Days finished queue jobs, gone workers' rows and notifications are kept before the
     /// maintenance pass prunes them (in batches of 1,000 per kind and pass).
-    #[arg(long, env = "OPSRUN_RETENTION_DAYS", default_value_t = 14)]
+    #[arg(
+        long,
+        env = "OPSRUN_RETENTION_DAYS",
+        hide_env_values = true,
+        default_value_t = 14
+    )]
     pub retention_days: u64,
     /// Seconds between maintenance passes (stale runs, reconcile).
-    #[arg(long, env = "OPSRUN_MAINTENANCE_SECS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "OPSRUN_MAINTENANCE_SECS",
+        hide_env_values = true,
+        default_value_t = 30
+    )]
     pub maintenance_secs: u64,
     /// Runs of one tenant that may run at once (a tenant's own limit, `opsrun tenants limit`,
     /// wins); the others wait queued, so one tenant's slow runs never occupy every worker.
-    #[arg(long, env = "OPSRUN_TENANT_CONCURRENCY", default_value_t = DEFAULT_TENANT_LIMIT)]
+    #[arg(long, env = "OPSRUN_TENANT_CONCURRENCY", hide_env_values = true, default_value_t = DEFAULT_TENANT_LIMIT)]
     pub tenant_concurrency: u32,
 }
 
@@ -225,7 +310,7 @@ pub enum TenantsCommand {
     /// List the tenants of a workspace: slug and concurrency limit.
     List {
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
 }
@@ -236,7 +321,7 @@ pub struct TenantLimitArgs {
     /// Tenant slug.
     pub slug: String,
     /// Workspace slug (default: the only workspace).
-    #[arg(long, env = "OPSRUN_WORKSPACE")]
+    #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
     pub workspace: Option<String>,
     /// Runs of this tenant that may run at once (1 to 1000).
     #[arg(long, conflicts_with = "default", required_unless_present = "default")]
@@ -278,7 +363,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
         /// How to print it.
         #[command(flatten)]
@@ -291,7 +376,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
     /// List a run's items by item key: key, outcome, reason, recorded at.
@@ -308,20 +393,21 @@ pub enum OpsCommand {
         #[arg(long)]
         cursor: Option<String>,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
         /// How to print it.
         #[command(flatten)]
         output: OutputArgs,
     },
     /// Start an operation (or show the active one with the same tenant, type and target).
+    #[command(after_help = START_HELP)]
     Start(StartArgs),
     /// Cancel a queued or running run.
     Cancel {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
     /// Pause a queued or running run: it starts no new item, keeps its counts, never goes stale.
@@ -329,7 +415,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
     /// Resume a paused run where it stopped.
@@ -337,7 +423,7 @@ pub enum OpsCommand {
         /// The run id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
     /// Start a new run over exactly the failed items of a completed run (linked as retry_of).
@@ -345,7 +431,7 @@ pub enum OpsCommand {
         /// The completed run's id.
         id: i64,
         /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE")]
+        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
     },
 }
@@ -360,7 +446,7 @@ pub struct ListArgs {
     #[arg(long, value_parser = ["queued", "running", "completed"])]
     pub status: Option<String>,
     /// Workspace slug (default: the only workspace).
-    #[arg(long, env = "OPSRUN_WORKSPACE")]
+    #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
     pub workspace: Option<String>,
     /// At most this many runs (1 to 200).
     #[arg(long, default_value_t = 50)]
@@ -401,7 +487,7 @@ pub struct StartArgs {
     #[arg(long = "param")]
     pub params: Vec<String>,
     /// Workspace slug (default: the only workspace).
-    #[arg(long, env = "OPSRUN_WORKSPACE")]
+    #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
     pub workspace: Option<String>,
 }
 
@@ -432,8 +518,8 @@ pub struct TokenArgs {
     /// The user's e-mail.
     #[arg(long)]
     pub email: String,
-    /// readonly, operator or owner.
-    #[arg(long)]
+    /// What the token may do.
+    #[arg(long, value_parser = ["readonly", "operator", "owner"])]
     pub role: String,
     /// A tenant the token may see (repeat); none means every tenant of the workspace.
     #[arg(long = "tenant")]

@@ -40,11 +40,21 @@ pub async fn main_entry() -> std::process::ExitCode {
             }
             // Bad usage: one clear line on stderr, exit 2.
             let rendered = error.render().to_string();
-            let line = rendered
+            let mut line = rendered
                 .lines()
                 .next()
                 .unwrap_or("bad usage")
-                .trim_start_matches("error: ");
+                .trim_start_matches("error: ")
+                .to_owned();
+            // Keep clap's suggestion ("a similar subcommand exists: 'list'") on the one line.
+            if let Some(tip) = rendered
+                .lines()
+                .map(str::trim)
+                .find_map(|l| l.strip_prefix("tip: "))
+                .filter(|tip| tip.contains("similar"))
+            {
+                line.push_str(&format!(" ({tip})"));
+            }
             #[expect(
                 clippy::print_stderr,
                 reason = "the one line a bad command line prints"

@@ -315,3 +315,73 @@ async fn the_demo_seeds_only_its_own_database_and_reads_create_nothing() -> Resu
     assert!(waited < std::time::Duration::from_secs(6), "{waited:?}");
     Ok(())
 }
+
+#[tokio::test]
+async fn help_has_examples_completions_and_a_man_page() -> Result<(), TestError> {
+    let cwd = tempfile::tempdir()?;
+    let short = run_in(cwd.path(), &["-h"]).await?;
+    let long = run_in(cwd.path(), &["--help"]).await?;
+    let start = run_in(cwd.path(), &["ops", "start", "--help"]).await?;
+    let typo = run_in(cwd.path(), &["ops", "lst"]).await?;
+    let bash = run_in(cwd.path(), &["completions", "bash"]).await?;
+    let zsh = run_in(cwd.path(), &["completions", "zsh"]).await?;
+    let man = run_in(cwd.path(), &["man"]).await?;
+
+    // clap drops the summary's final period in the short help only.
+    let first = |text: &str| {
+        text.lines()
+            .next()
+            .unwrap_or_default()
+            .trim_end_matches('.')
+            .to_owned()
+    };
+    assert_eq!(
+        first(&short.1),
+        first(&long.1),
+        "-h and --help describe opsrun alike"
+    );
+    assert!(
+        short.1.starts_with("opsrun runs long operations"),
+        "{}",
+        short.1
+    );
+    assert!(
+        long.1.contains("Examples:") && long.1.contains("OPSRUN_LOG"),
+        "{}",
+        long.1
+    );
+    assert!(
+        !long.1.contains("OPSRUN_ARTIFACTS="),
+        "an empty env value is shown: {}",
+        long.1
+    );
+    assert!(
+        start
+            .1
+            .contains("backup_set.restore          backup_set_id=N"),
+        "{}",
+        start.1
+    );
+    assert_eq!(typo.0, 2);
+    assert_eq!(typo.2.trim().lines().count(), 1, "{}", typo.2);
+    assert!(
+        typo.2.contains("similar subcommand exists: 'list'"),
+        "{}",
+        typo.2
+    );
+    assert_eq!(bash.0, 0);
+    assert!(
+        bash.1.contains("_opsrun()"),
+        "{}",
+        &bash.1[..bash.1.len().min(200)]
+    );
+    assert!(zsh.1.contains("#compdef opsrun"));
+    assert!(
+        man.1.contains(".TH opsrun"),
+        "{}",
+        &man.1[..man.1.len().min(200)]
+    );
+    // Nothing was created for help, completions or the manual.
+    assert_eq!(std::fs::read_dir(cwd.path())?.count(), 0);
+    Ok(())
+}
