@@ -9,8 +9,8 @@ use opsrun_domain::Slug;
 
 use crate::access::{AccessError, AccessPolicy, Caller};
 use crate::ports::{
-    BackupSet, BackupSetStore, Baseline, BaselineStore, Directory, Policy, PolicyProvider, Role,
-    Tenant,
+    BackupItem, BackupSet, BackupSetStore, Baseline, BaselineStore, Directory, Policy,
+    PolicyProvider, Role, Tenant,
 };
 use crate::{FamilyStoreError, ProviderError};
 
@@ -159,6 +159,24 @@ impl TenantCatalog {
     ) -> Result<Vec<BackupSet>, CatalogError> {
         let tenant = self.tenant(caller, slug).await?;
         Ok(self.backup_sets.backup_sets(tenant.id).await?)
+    }
+
+    /// The items of the tenant's backup set `id`, by id (what `item_ids` of a restore name).
+    ///
+    /// # Errors
+    ///
+    /// [`CatalogError::Access`] (`NotFound` also for a set of another tenant), or a failure.
+    pub async fn backup_set_items(
+        &self,
+        caller: &Caller,
+        slug: &Slug,
+        id: i64,
+    ) -> Result<Vec<BackupItem>, CatalogError> {
+        let tenant = self.tenant(caller, slug).await?;
+        if self.backup_sets.backup_set(tenant.id, id).await?.is_none() {
+            return Err(AccessError::NotFound(format!("backup set {id}")).into());
+        }
+        Ok(self.backup_sets.items(id).await?)
     }
 
     /// The tenant's baselines, oldest first.

@@ -1,5 +1,6 @@
 //! The JSON API: its routes, and the OpenAPI document generated from the handlers' types.
 
+pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
 
@@ -34,6 +35,10 @@ use super::AppState;
         handlers::list_tokens,
         handlers::create_token,
         handlers::revoke_token,
+        discovery::me,
+        discovery::tenants,
+        discovery::types,
+        discovery::backup_set_items,
     ),
     components(schemas(
         dto::ErrorBody,
@@ -54,6 +59,10 @@ use super::AppState;
         dto::TokenList,
         dto::TokenBody,
         dto::IssuedTokenDoc,
+        discovery::MeDoc,
+        discovery::TenantList,
+        discovery::TypeList,
+        discovery::BackupItemList,
     )),
     modifiers(&BearerAuth)
 )]
@@ -115,6 +124,13 @@ pub(super) fn routes() -> Router<AppState> {
             "/api/tenants/{tenant}/backup-sets",
             get(handlers::list_backup_sets).post(handlers::create_backup_set),
         )
+        .route(
+            "/api/tenants/{tenant}/backup-sets/{id}/items",
+            get(discovery::backup_set_items),
+        )
+        .route("/api/me", get(discovery::me))
+        .route("/api/tenants", get(discovery::tenants))
+        .route("/api/types", get(discovery::types))
         .route(
             "/api/tenants/{tenant}/baselines",
             get(handlers::list_baselines),

@@ -1199,3 +1199,70 @@ api_case!(pause_resume_and_retry_answer_by_role_and_state, |api| {
     );
     Ok(())
 });
+
+api_case!(
+    discovery_names_the_caller_its_tenants_types_and_items,
+    |api| {
+        let (_, me) = api.get("/api/me", OPERATOR).await?;
+        let (_, tenants) = api.get("/api/tenants", OPERATOR).await?;
+        let (_, all) = api.get("/api/tenants", OWNER).await?;
+        let (_, types) = api.get("/api/types", READONLY).await?;
+        let (_, set) = api
+            .post(
+                "/api/tenants/contoso/backup-sets",
+                OPERATOR,
+                json!({"name": "discover"}),
+            )
+            .await?;
+        let set = set["id"].as_i64().ok_or("no set id")?;
+        let (listed, items) = api
+            .get(
+                &format!("/api/tenants/contoso/backup-sets/{set}/items"),
+                OPERATOR,
+            )
+            .await?;
+        let (elsewhere, _) = api
+            .get(
+                &format!("/api/tenants/fabrikam/backup-sets/{set}/items"),
+                OWNER,
+            )
+            .await?;
+        let (absent, _) = api
+            .get("/api/tenants/contoso/backup-sets/987654/items", OPERATOR)
+            .await?;
+        let (anonymous, _) = api.get("/api/me", "").await?;
+
+        assert_eq!(me["role"], "operator");
+        assert_eq!(me["workspace"], "acme");
+        assert_eq!(me["tenants"], json!(["contoso"]));
+        assert_eq!(tenants["items"], json!([{"slug": "contoso"}]));
+        assert!(
+            all["items"].as_array().is_some_and(|t| t.len() >= 2),
+            "{all}"
+        );
+        let kinds: Vec<&str> = types["items"]
+            .as_array()
+            .ok_or("no types")?
+            .iter()
+            .filter_map(|t| t["type"].as_str())
+            .collect();
+        assert_eq!(kinds.len(), 7, "{kinds:?}");
+        let restore = types["items"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["type"] == "backup_set.restore"))
+            .ok_or("no restore")?;
+        assert_eq!(restore["mode"], "counted");
+        assert_eq!(restore["retryable"], true);
+        assert_eq!(restore["params"][0]["name"], "backup_set_id");
+        assert_eq!(restore["params"][0]["kind"], "integer");
+        assert_eq!(restore["params"][1]["kind"], "integer[]");
+        assert_eq!(
+            (listed, items["items"].clone()),
+            (StatusCode::OK, json!([]))
+        );
+        assert_eq!(elsewhere, StatusCode::NOT_FOUND);
+        assert_eq!(absent, StatusCode::NOT_FOUND);
+        assert_eq!(anonymous, StatusCode::UNAUTHORIZED);
+        Ok(())
+    }
+);

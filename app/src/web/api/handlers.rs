@@ -54,7 +54,7 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     }
 }
 
-fn slug(text: &str) -> Result<Slug, ApiError> {
+pub(crate) fn slug(text: &str) -> Result<Slug, ApiError> {
     // A slug that cannot exist is a tenant that does not exist.
     Slug::parse(text).map_err(|_| {
         ApiError::NotFound(format!(
