@@ -341,6 +341,12 @@ impl Families {
             .map_or_else(|| operation_type.key().to_owned(), |f| f.label().to_owned())
     }
 
+    /// Every registered type key, in order.
+    #[must_use]
+    pub fn keys(&self) -> Vec<String> {
+        self.by_type.keys().map(|k| k.key().to_owned()).collect()
+    }
+
     /// Whether runs of `operation_type` are fan-out parents.
     #[must_use]
     pub fn is_fan_out(&self, operation_type: &OperationType) -> bool {
@@ -357,7 +363,7 @@ impl Families {
         let family = OperationType::parse(key)
             .ok()
             .and_then(|t| self.get(&t).cloned())
-            .ok_or_else(|| ParamError::unknown_type(key))?;
+            .ok_or_else(|| ParamError::unknown_type_of(key, &self.keys()))?;
         let values = ParamValues::check(family.operation_type(), family.params(), values)?;
         family.parse_params(&values)
     }

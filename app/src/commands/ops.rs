@@ -100,7 +100,9 @@ pub fn parse_params(
     let family = OperationType::parse(operation_type)
         .ok()
         .and_then(|t| families.get(&t))
-        .ok_or_else(|| input(ParamError::unknown_type(operation_type).to_string()))?;
+        .ok_or_else(|| {
+            input(ParamError::unknown_type_of(operation_type, &families.keys()).to_string())
+        })?;
     let mut values = ParamMap::new();
     for pair in pairs {
         let (k, v) = pair

@@ -329,3 +329,86 @@ mod tests {
         );
     }
 }
+
+/// A deserializer's message (`prams: unknown field \`prams\`, expected \`type\` or
+/// \`params\` at line 1 column 9`) in plain words, without the library's prefix, Rust type
+/// names or positions: `unknown field 'prams' (expected: type, params)`.
+#[must_use]
+pub fn plain_json_error(text: &str) -> String {
+    let text = text
+        .trim_start_matches("Failed to deserialize the JSON body into the target type: ")
+        .trim();
+    // Drop the position: the body is small, and the field path says where.
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => text,
+    };
+    // `path: message` names the field the message is about (`.` is the whole body).
+    let (path, message) = match text.split_once(": ") {
+        Some((path, message)) if !path.contains(' ') => (Some(path), message),
+        _ => (None, text),
+    };
+    let kind = |t: &str| match t {
+        "i64" | "i32" | "u64" | "u32" | "usize" | "integer" => "a whole number".to_owned(),
+        "a string" | "string" => "a text".to_owned(),
+        "a sequence" => "a list".to_owned(),
+        "a boolean" | "bool" => "true or false".to_owned(),
+        other => other.trim_start_matches("a ").to_owned(),
+    };
+    let words = if let Some(rest) = message.strip_prefix("unknown field `") {
+        let (field, expected) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+        if expected.is_empty() {
+            format!("unknown field '{field}'")
+        } else {
+            format!(
+                "unknown field '{field}' (expected: {})",
+                expected.join(", ")
+            )
+        }
+    } else if let Some(rest) = message.strip_prefix("missing field `") {
+        format!(
+            "the required field '{}' is missing",
+            rest.trim_end_matches('`')
+        )
+    } else if let Some(rest) = message.strip_prefix("invalid type: ") {
+        let (got, expected) = rest
+            .split_once(", expected ")
+            .unwrap_or((rest, "another type"));
+        let got = got.split(' ').next().unwrap_or(got);
+        format!("expected {}, got {}", kind(expected), kind(got))
+    } else {
+        message.replace('`', "'")
+    };
+    match path {
+        Some(path) if path != "." && !words.starts_with("unknown field") => {
+            format!("{path}: {words}")
+        }
+        _ => words,
+    }
+}
+
+#[cfg(test)]
+mod plain_tests {
+    use super::plain_json_error;
+
+    #[test]
+    fn deserializer_messages_are_plain_words() {
+        assert_eq!(
+            plain_json_error(
+                "Failed to deserialize the JSON body into the target type: prams: unknown field `prams`, expected `type` or `params` at line 1 column 9"
+            ),
+            "unknown field 'prams' (expected: type, params)"
+        );
+        assert_eq!(
+            plain_json_error(
+                "expires_in_days: invalid type: string \"1\", expected i64 at line 1 column 30"
+            ),
+            "expires_in_days: expected a whole number, got a text"
+        );
+        assert_eq!(
+            plain_json_error("missing field `type` at line 1 column 2"),
+            "the required field 'type' is missing"
+        );
+    }
+}

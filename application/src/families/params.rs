@@ -128,6 +128,14 @@ impl ParamError {
         }
     }
 
+    /// As [`Self::unknown_type`], naming the valid types.
+    #[must_use]
+    pub fn unknown_type_of(key: &str, valid: &[String]) -> Self {
+        let mut error = Self::unknown_type(key);
+        error.message = format!("{} (valid types: {})", error.message, valid.join(", "));
+        error
+    }
+
     /// The stable code: `unknown_type` or `invalid_params`.
     #[must_use]
     pub fn code(&self) -> &'static str {

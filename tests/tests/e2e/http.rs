@@ -1266,3 +1266,43 @@ api_case!(
         Ok(())
     }
 );
+
+api_case!(
+    refusals_speak_plain_words_and_list_the_valid_choices,
+    |api| {
+        let (typo, t) = api
+            .post(
+                "/api/tenants/contoso/operations",
+                OPERATOR,
+                json!({"type": "inventory.sync", "prams": {}}),
+            )
+            .await?;
+        let (unknown, u) = api
+            .post(
+                "/api/tenants/contoso/operations",
+                OPERATOR,
+                json!({"type": "inventory.snyc"}),
+            )
+            .await?;
+
+        assert_eq!(
+            (typo, code(&t)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_body")
+        );
+        assert_eq!(
+            t["error"]["message"],
+            "unknown field 'prams' (expected: type, params)"
+        );
+        assert_eq!(
+            (unknown, code(&u)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "unknown_type")
+        );
+        let message = u["error"]["message"].as_str().unwrap_or_default();
+        assert!(
+            message.contains("valid types: backup_set.add_policies, backup_set.restore"),
+            "{message}"
+        );
+        assert!(!message.contains("Failed to deserialize"), "{message}");
+        Ok(())
+    }
+);

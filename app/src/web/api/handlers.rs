@@ -39,9 +39,10 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         match Json::<T>::from_request(req, state).await {
             Ok(Json(value)) => Ok(Self(value)),
-            Err(JsonRejection::JsonDataError(e)) => {
-                Err(ApiError::Invalid("invalid_body", e.body_text()))
-            }
+            Err(JsonRejection::JsonDataError(e)) => Err(ApiError::Invalid(
+                "invalid_body",
+                crate::web::error::plain_json_error(&e.body_text()),
+            )),
             Err(JsonRejection::JsonSyntaxError(e)) => Err(ApiError::Malformed(e.body_text())),
             Err(JsonRejection::MissingJsonContentType(_)) => Err(ApiError::Unsupported),
             Err(JsonRejection::BytesRejection(e))
