@@ -1306,3 +1306,52 @@ api_case!(
         Ok(())
     }
 );
+
+/// The served OpenAPI document passes `openapi-spec-validator` (pip; `tests/run` installs it).
+async fn openapi_case(api: Api) -> Result<(), TestError> {
+    let (status, doc) = api.get("/api/openapi.json", "").await?;
+    assert_eq!(status, StatusCode::OK);
+    let dir = tempfile::tempdir()?;
+    let file = dir.path().join("openapi.json");
+    std::fs::write(&file, serde_json::to_vec_pretty(&doc)?)?;
+    let installed = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator", "--help"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !installed {
+        if std::env::var("OPSRUN_REQUIRE_TOOLS").as_deref() == Ok("1") {
+            return Err("OPSRUN_REQUIRE_TOOLS=1 but openapi-spec-validator is missing".into());
+        }
+        eprintln!("NOT RUN: openapi-spec-validator is not installed (tests/run installs it)");
+        return Ok(());
+    }
+    let output = std::process::Command::new("python3")
+        .args(["-m", "openapi_spec_validator"])
+        .arg(&file)
+        .output()?;
+    assert!(
+        output.status.success(),
+        "the OpenAPI document is invalid:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every response of every operation says what it means.
+    for (path, item) in doc["paths"].as_object().ok_or("no paths")? {
+        for (method, op) in item.as_object().ok_or("no operations")? {
+            for (code, response) in op["responses"].as_object().ok_or("no responses")? {
+                assert!(
+                    response["description"]
+                        .as_str()
+                        .is_some_and(|d| !d.is_empty()),
+                    "{method} {path} {code} has no description"
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_valid() -> Result<(), TestError> {
+    Api::run(opsrun_tests::Backend::Memory, openapi_case).await
+}

@@ -226,9 +226,9 @@ fn run_params(families: &Families, body: StartBody) -> Result<RunParams, ApiErro
 /// Start an operation: 202 with a new run, or 200 with the already active run (`reused`).
 #[utoipa::path(post, path = "/api/tenants/{tenant}/operations", request_body = StartBody,
     params(("tenant" = String, Path, description = "tenant slug")),
-    responses((status = 202, body = RunDoc), (status = 200, body = RunDoc, description = "already active"),
-        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 202, body = RunDoc, description = "the new run, queued"), (status = 200, body = RunDoc, description = "already active"),
+        (status = 400, body = ErrorBody, description = "malformed JSON or path"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
+        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 413, body = ErrorBody, description = "the body is over 64 KiB"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn start_operation(
     State(state): State<AppState>,
@@ -252,7 +252,7 @@ pub async fn start_operation(
 #[utoipa::path(get, path = "/api/operations",
     params(("tenant" = Option<String>, Query), ("type" = Option<String>, Query), ("status" = Option<String>, Query),
         ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = RunPage), (status = 401, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = RunPage, description = "a page of runs, newest first"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn list_operations(
     State(state): State<AppState>,
@@ -282,7 +282,7 @@ pub async fn list_operations(
 
 /// One run.
 #[utoipa::path(get, path = "/api/operations/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn get_operation(
     State(state): State<AppState>,
@@ -296,7 +296,7 @@ pub async fn get_operation(
 /// A run's ledger entries by item key.
 #[utoipa::path(get, path = "/api/operations/{id}/items",
     params(("id" = i64, Path), ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = ItemPage), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 200, body = ItemPage, description = "a page of the run's items"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn operation_items(
     State(state): State<AppState>,
@@ -324,7 +324,7 @@ pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(15);
 /// `unauthorized` event within 15 s of its token's revocation or expiry (or its session's end).
 #[utoipa::path(get, path = "/api/operations/{id}/events", params(("id" = i64, Path)),
     responses((status = 200, content_type = "text/event-stream", description = "progress events"),
-        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+        (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn operation_events(
     State(state): State<AppState>,
@@ -411,8 +411,8 @@ pub async fn operation_events(
 
 /// Cancel a queued or running run (owner only).
 #[utoipa::path(post, path = "/api/operations/{id}/cancel", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
+        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
     security(("bearer" = [])))]
 pub async fn cancel_operation(
     State(state): State<AppState>,
@@ -428,8 +428,8 @@ pub async fn cancel_operation(
 /// Pause a queued or running run (operator): it starts no new item or child, keeps its counts
 /// and bar, and is never stale; pausing a paused run changes nothing.
 #[utoipa::path(post, path = "/api/operations/{id}/pause", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
+        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
     security(("bearer" = [])))]
 pub async fn pause_operation(
     State(state): State<AppState>,
@@ -445,8 +445,8 @@ pub async fn pause_operation(
 /// Resume a paused run where it stopped (operator); resuming a run that is not paused changes
 /// nothing.
 #[utoipa::path(post, path = "/api/operations/{id}/resume", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)),
+    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
+        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
     security(("bearer" = [])))]
 pub async fn resume_operation(
     State(state): State<AppState>,
@@ -463,9 +463,9 @@ pub async fn resume_operation(
 /// run's failed items, linked both ways (`retry_of` / `retried_by`). 201 with the new run; 200
 /// with `reused: true` when a run with the same identity is already active.
 #[utoipa::path(post, path = "/api/operations/{id}/retry", params(("id" = i64, Path)),
-    responses((status = 201, body = RunDoc), (status = 200, body = RunDoc), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody),
-        (status = 422, body = ErrorBody)),
+    responses((status = 201, body = RunDoc, description = "the new run (a retry)"), (status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
+        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it"),
+        (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn retry_operation(
     State(state): State<AppState>,
@@ -485,7 +485,7 @@ pub async fn retry_operation(
 
 /// The tenant's queued and running runs plus those completed in the last 60 s.
 #[utoipa::path(get, path = "/api/tenants/{tenant}/activity", params(("tenant" = String, Path)),
-    responses((status = 200, body = RunList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = RunList, description = "the runs"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn activity(
     State(state): State<AppState>,
@@ -504,8 +504,8 @@ pub async fn activity(
 
 /// Create a backup set (operator).
 #[utoipa::path(post, path = "/api/tenants/{tenant}/backup-sets", request_body = BackupSetBody, params(("tenant" = String, Path)),
-    responses((status = 201, body = BackupSetDoc), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
-        (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = BackupSetDoc, description = "the new backup set"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
+        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn create_backup_set(
     State(state): State<AppState>,
@@ -530,7 +530,7 @@ pub async fn create_backup_set(
 
 /// The tenant's backup sets.
 #[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets", params(("tenant" = String, Path)),
-    responses((status = 200, body = BackupSetList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = BackupSetList, description = "the tenant's backup sets"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn list_backup_sets(
     State(state): State<AppState>,
@@ -556,7 +556,7 @@ pub async fn list_backup_sets(
 
 /// The tenant's baselines.
 #[utoipa::path(get, path = "/api/tenants/{tenant}/baselines", params(("tenant" = String, Path)),
-    responses((status = 200, body = BaselineList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = BaselineList, description = "the tenant's baselines"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn list_baselines(
     State(state): State<AppState>,
@@ -582,7 +582,7 @@ pub async fn list_baselines(
 
 /// The tenant's policies at its provider.
 #[utoipa::path(get, path = "/api/tenants/{tenant}/policies", params(("tenant" = String, Path)),
-    responses((status = 200, body = PolicyList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = PolicyList, description = "the tenant's policies"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn list_policies(
     State(state): State<AppState>,
@@ -608,7 +608,7 @@ pub async fn list_policies(
 
 /// Terminal notifications of runs the caller started, exactly one per run.
 #[utoipa::path(get, path = "/api/notifications",
-    responses((status = 200, body = NotificationList), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = NotificationList, description = "the caller's notifications"), (status = 401, body = ErrorBody, description = "no valid bearer token")),
     security(("bearer" = [])))]
 pub async fn notifications(
     State(state): State<AppState>,
@@ -664,7 +664,7 @@ async fn token_doc(
 
 /// The caller's workspace's API tokens (owner only).
 #[utoipa::path(get, path = "/api/tokens",
-    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)),
+    responses((status = 200, body = TokenList, description = "the workspace's tokens"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low")),
     security(("bearer" = [])))]
 pub async fn list_tokens(
     State(state): State<AppState>,
@@ -681,8 +681,8 @@ pub async fn list_tokens(
 /// Issue an API token for a user of the caller's workspace (owner only); the secret is in
 /// this answer only.
 #[utoipa::path(post, path = "/api/tokens", request_body = TokenBody,
-    responses((status = 201, body = IssuedTokenDoc), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 422, body = ErrorBody)),
+    responses((status = 201, body = IssuedTokenDoc, description = "the new token, with its secret shown this once"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
+        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
     security(("bearer" = [])))]
 pub async fn create_token(
     State(state): State<AppState>,
@@ -745,8 +745,8 @@ pub async fn create_token(
 /// Revoke an API token of the caller's workspace (owner only): it fails at once, its page
 /// sessions end, and its open event streams end within 15 s.
 #[utoipa::path(delete, path = "/api/tokens/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = TokenDoc), (status = 401, body = ErrorBody),
-        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = TokenDoc, description = "the token"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
+        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
     security(("bearer" = [])))]
 pub async fn revoke_token(
     State(state): State<AppState>,
