@@ -319,16 +319,25 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                 .execute(&caller, &tenant, params)
                 .await
                 .map_err(operation)?;
-            let what = if started.reused {
-                "already active"
-            } else {
-                "queued"
+            // The run as it is now: a running worker may have taken it already.
+            let now = stack
+                .queries
+                .run(started.run.id())
+                .await
+                .context("failed to read the run")?;
+            let state = match (now.status(), started.reused) {
+                (opsrun_domain::RunStatus::Queued, reused) => format!(
+                    "{}queued: `opsrun serve` or `opsrun worker` runs it",
+                    if reused { "already active, " } else { "" }
+                ),
+                (status, true) => format!("already active, {}", status.key()),
+                (status, false) => status.key().to_owned(),
             };
             writeln!(
                 out,
-                "{}  {} {} ({what}; a worker runs it: `opsrun worker`)",
-                started.run.id(),
-                started.run.operation_type().key(),
+                "{}  {} {} ({state})",
+                now.id(),
+                now.operation_type().key(),
                 tenant
             )
             .context("failed to write")?;
