@@ -51,6 +51,36 @@ fn request_id(given: Option<&HeaderValue>) -> HeaderValue {
     HeaderValue::from_str(&hex).unwrap_or_else(|_| HeaderValue::from_static("0"))
 }
 
+/// An API error answer (`{"error": {...}}`) with `error.request_id` added, so the id a user
+/// quotes is in what they copy; every other answer as it is.
+async fn with_request_id(
+    response: axum::response::Response,
+    id: &HeaderValue,
+) -> axum::response::Response {
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    let status = response.status();
+    if !json || !(status.is_client_error() || status.is_server_error()) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, 64 * 1024).await else {
+        return axum::response::IntoResponse::into_response((parts.status, "internal error"));
+    };
+    let body = match serde_json::from_slice::<serde_json::Value>(&bytes) {
+        Ok(mut doc) if doc["error"].is_object() => {
+            doc["error"]["request_id"] = serde_json::Value::from(id.to_str().unwrap_or("-"));
+            parts.headers.remove(header::CONTENT_LENGTH);
+            serde_json::to_vec(&doc).unwrap_or_else(|_| bytes.to_vec())
+        }
+        _ => bytes.to_vec(),
+    };
+    axum::response::Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// One access-log line per request (method, route template, status, duration, request id;
 /// never a token or a query), and the request id on the request and the response.
 async fn access_log(
@@ -65,7 +95,7 @@ async fn access_log(
         .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let id = request_id(request.headers().get(REQUEST_ID));
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = next.run(request).await;
+    let mut response = with_request_id(next.run(request).await, &id).await;
     response.headers_mut().insert(REQUEST_ID, id.clone());
     tracing::info!(
         target: "opsrun::access",

@@ -81,6 +81,8 @@ impl IntoResponse for ApiError {
             error: ErrorDetail {
                 code: code.to_owned(),
                 message: clip_quotes(&message),
+                // Set by the access layer, which knows the request's id.
+                request_id: None,
             },
         };
         (status, Json(body)).into_response()

@@ -800,6 +800,12 @@ async fn seen(
         .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("?").to_owned()))
         .collect();
     shown.sort();
+    // The request id is new per request, in the body of an error as in its header.
+    let id = headers
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let body = body.replace(id, "REQUEST_ID");
     Ok((status, shown, blank(&body, probe)))
 }
 

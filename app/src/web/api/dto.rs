@@ -30,6 +30,9 @@ pub struct ErrorDetail {
     pub code: String,
     /// A sentence a person understands.
     pub message: String,
+    /// The request's id (as in the `x-request-id` header), to quote when reporting it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 /// The current phase of a phased view.
