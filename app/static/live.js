@@ -54,7 +54,9 @@
       box.appendChild(text("span", "outcome outcome-" + doc.outcome, doc.outcome));
     } else {
       box.appendChild(spinner());
-      var activity = p.processed === null ? " working" : " working, " + p.processed + " processed";
+      // A queued run is waiting (for a worker, or its tenant's slot), not working.
+      var activity = doc.status === "queued" ? " waiting for a worker"
+        : (p.processed === null ? " working" : " working, " + p.processed + " processed");
       box.appendChild(text("span", "activity", p.waiting_reason ? " " + p.waiting_reason : activity));
     }
     // The same notes as the server's progress.html.
@@ -64,6 +66,17 @@
     if (p.anomaly) { box.appendChild(text("p", "anomaly", "The stored counts are inconsistent; no bar is shown.")); }
     var old = container.querySelector("[data-progress]");
     if (old) { old.replaceWith(box); }
+    // The run-control forms follow the document, with the server's rule (pages.rs Controls).
+    var done = doc.status === "completed";
+    var allowed = {
+      pause: !done && !p.paused,
+      resume: !done && p.paused,
+      cancel: !done,
+      retry: done && (doc.summary_counts.failed || 0) > 0
+    };
+    document.querySelectorAll("form[data-when]").forEach(function (form) {
+      form.hidden = !allowed[form.getAttribute("data-when")];
+    });
     var status = container.querySelector(".run-status");
     if (status) { status.textContent = doc.status; }
     Object.keys(doc.summary_counts).forEach(function (key) {

@@ -43,16 +43,8 @@ impl ControlOperation {
     /// [`OperationError::AlreadyCompleted`], or a failure.
     pub async fn pause(&self, caller: &Caller, id: RunId) -> Result<OperationRun, OperationError> {
         self.active_run(caller, id).await?;
-        self.service
-            .pause_run(id)
-            .await
-            .map_err(|e| completed(e, id))?;
-        Ok(self
-            .service
-            .queries()
-            .run(id)
-            .await
-            .map_err(crate::ServiceError::from)?)
+        let paused = self.service.pause_run(id).await;
+        self.after(paused, id).await
     }
 
     /// Resumes the run where it stopped (resuming a run that is not paused changes nothing);
@@ -63,10 +55,17 @@ impl ControlOperation {
     /// As [`Self::pause`].
     pub async fn resume(&self, caller: &Caller, id: RunId) -> Result<OperationRun, OperationError> {
         self.active_run(caller, id).await?;
-        self.service
-            .resume_run(id)
-            .await
-            .map_err(|e| completed(e, id))?;
+        let resumed = self.service.resume_run(id).await;
+        self.after(resumed, id).await
+    }
+
+    /// The run after a pause or resume; a completion that won in between is `AlreadyCompleted`.
+    async fn after(
+        &self,
+        change: Result<opsrun_domain::Change, crate::ServiceError>,
+        id: RunId,
+    ) -> Result<OperationRun, OperationError> {
+        change.map_err(|e| completed(e, id))?;
         Ok(self
             .service
             .queries()
@@ -127,25 +126,22 @@ impl RetryOperation {
                 ),
             )
         };
-        let family = self
-            .families
-            .get(run.operation_type())
-            .ok_or_else(not_retryable)?;
         if !run.is_completed() {
             return Err(OperationError::Conflict {
                 code: "not_completed",
                 message: format!("operation {id} is not completed yet"),
             });
         }
+        let family = self
+            .families
+            .get(run.operation_type())
+            .filter(|f| f.retryable())
+            .ok_or_else(not_retryable)?;
         let failed = self.failed_items(id).await?;
         let params = queries
             .run_params(id)
             .await
             .map_err(crate::ServiceError::from)?;
-        // Phased and composite families refuse before the failed items are looked at.
-        if family.retry_params(&params, &[]).is_none() {
-            return Err(not_retryable());
-        }
         if failed.is_empty() {
             return Err(OperationError::Conflict {
                 code: "no_failed_items",

@@ -78,10 +78,17 @@ pub trait Describe: Send + Sync {
         &[]
     }
 
+    /// Whether a completed run's failed items can be retried (DESIGN §4): `false` by default
+    /// (phased and composite families, whose items are not their units). A family that says
+    /// `true` maps failed items to parameters in [`Describe::retry_params`]. Every surface
+    /// (the retry use case, the pages' button, `GET /api/types`) asks this one question.
+    fn retryable(&self) -> bool {
+        false
+    }
+
     /// The parameters of a run whose frozen work set is exactly `failed`, the failed items of
-    /// a completed run started with `params` (DESIGN §4, retry of failed items); `None` when
-    /// the family's failed items cannot be retried (the default; phased and composite
-    /// families, whose items are not their units).
+    /// a completed run started with `params`; `None` when they cannot be retried (the default,
+    /// and the answer of a family that is not [`Describe::retryable`]).
     fn retry_params(&self, _params: &RunParams, _failed: &[ItemKey]) -> Option<RunParams> {
         None
     }
@@ -197,6 +204,10 @@ impl<W: CountedWork> Describe for Counted<W> {
 
     fn reasons(&self) -> &'static [ReasonCode] {
         self.work.reasons()
+    }
+
+    fn retryable(&self) -> bool {
+        self.work.retryable()
     }
 
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
@@ -345,6 +356,12 @@ impl Families {
     #[must_use]
     pub fn keys(&self) -> Vec<String> {
         self.by_type.keys().map(|k| k.key().to_owned()).collect()
+    }
+
+    /// Whether the failed items of a completed run of `operation_type` can be retried.
+    #[must_use]
+    pub fn is_retryable(&self, operation_type: &OperationType) -> bool {
+        self.get(operation_type).is_some_and(|f| f.retryable())
     }
 
     /// Whether runs of `operation_type` are fan-out parents.

@@ -1,5 +1,6 @@
 //! The JSON API: its routes, and the OpenAPI document generated from the handlers' types.
 
+pub(crate) mod control;
 pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
@@ -22,10 +23,10 @@ use super::AppState;
         handlers::get_operation,
         handlers::operation_items,
         handlers::operation_events,
-        handlers::cancel_operation,
-        handlers::pause_operation,
-        handlers::resume_operation,
-        handlers::retry_operation,
+        control::cancel_operation,
+        control::pause_operation,
+        control::resume_operation,
+        control::retry_operation,
         handlers::activity,
         handlers::create_backup_set,
         handlers::list_backup_sets,
@@ -101,20 +102,14 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/api/operations/{id}/items", get(handlers::operation_items))
         .route(
             "/api/operations/{id}/cancel",
-            post(handlers::cancel_operation),
+            post(control::cancel_operation),
         )
-        .route(
-            "/api/operations/{id}/pause",
-            post(handlers::pause_operation),
-        )
+        .route("/api/operations/{id}/pause", post(control::pause_operation))
         .route(
             "/api/operations/{id}/resume",
-            post(handlers::resume_operation),
+            post(control::resume_operation),
         )
-        .route(
-            "/api/operations/{id}/retry",
-            post(handlers::retry_operation),
-        )
+        .route("/api/operations/{id}/retry", post(control::retry_operation))
         .route(
             "/api/tenants/{tenant}/operations",
             post(handlers::start_operation),

@@ -85,10 +85,11 @@ impl Widget {
                     .collect();
             }
             ProgressDetail::Activity { processed } => {
-                w.activity = match &view.waiting {
-                    // Queued behind its tenant's limit: waiting, not working.
-                    Some(reason) => reason.clone(),
-                    None => processed
+                // A queued run is waiting (for a worker, or its tenant's slot), not working.
+                w.activity = match (&view.waiting, summary.run.status()) {
+                    (Some(reason), _) => reason.clone(),
+                    (None, opsrun_domain::RunStatus::Queued) => "waiting for a worker".to_owned(),
+                    (None, _) => processed
                         .map_or("working".to_owned(), |n| format!("working, {n} processed")),
                 };
             }
@@ -179,10 +180,7 @@ struct DetailPage {
     parent: Option<i64>,
     children: Vec<i64>,
     timeline: Vec<(String, String)>,
-    can_cancel: bool,
-    can_pause: bool,
-    can_resume: bool,
-    can_retry: bool,
+    controls: Controls,
     retry_of: Option<i64>,
     retried_by: Vec<i64>,
 }
@@ -498,13 +496,7 @@ async fn detail(
                 (rfc3339(t.at), format!("{}{who}", t.event))
             })
             .collect(),
-        can_cancel: !run.is_completed() && caller.role == Role::Owner,
-        can_pause: !run.is_completed() && !run.is_paused() && caller.role >= Role::Operator,
-        can_resume: run.is_paused() && caller.role >= Role::Operator,
-        can_retry: run.is_completed()
-            && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0
-            && caller.role >= Role::Operator
-            && state_retryable(&state.stack.families, run),
+        controls: Controls::of(run, caller.role, &state.stack.families),
         retry_of: run.retry_of().map(RunId::value),
         retried_by: detail
             .summary
@@ -516,14 +508,42 @@ async fn detail(
     })
 }
 
-/// Whether the run's family can retry its failed items (phased and composite ones cannot).
-fn state_retryable(families: &Families, run: &opsrun_domain::OperationRun) -> bool {
-    families
-        .get(run.operation_type())
-        .is_some_and(|f| f.designed_mode() == opsrun_domain::ProgressMode::Counted)
+/// The run-control forms of the detail page. A form the caller's role allows is always
+/// rendered, and shown only while the run allows its action; live.js applies the same rule
+/// to every run document it receives (`data-when`), so a run that completes, pauses or resumes
+/// on screen never keeps a button for an action it no longer allows.
+#[derive(Debug, Clone, Copy)]
+struct Controls {
+    /// Pause/resume/retry forms exist (operator and above).
+    operate: bool,
+    /// The cancel form exists (owner).
+    cancel: bool,
+    /// The retry form exists (operator, and the family retries failed items).
+    retry: bool,
+    /// Shown now: pause (active, not paused), resume (paused), cancel (active), retry
+    /// (completed with failed items).
+    pause_shown: bool,
+    resume_shown: bool,
+    cancel_shown: bool,
+    retry_shown: bool,
 }
 
-/// A run-control form of the detail page: pause, resume or retry.
+impl Controls {
+    fn of(run: &opsrun_domain::OperationRun, role: Role, families: &Families) -> Self {
+        let active = !run.is_completed();
+        Self {
+            operate: role >= Role::Operator,
+            cancel: role == Role::Owner,
+            retry: role >= Role::Operator && families.is_retryable(run.operation_type()),
+            pause_shown: active && !run.is_paused(),
+            resume_shown: run.is_paused(),
+            cancel_shown: active,
+            retry_shown: !active && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0,
+        }
+    }
+}
+
+/// A run-control form of the detail page: pause, resume, retry or cancel.
 async fn control(
     State(state): State<AppState>,
     page: Result<PageCaller, ApiError>,
@@ -551,33 +571,11 @@ async fn control(
             .execute(caller, id)
             .await
             .map(|s| s.run.id()),
+        "cancel" => state.stack.cancel.execute(caller, id).await.map(|r| r.id()),
         _ => return ApiError::NotFound("page not found".into()).into_response(),
     };
     match result {
         Ok(shown) => Redirect::to(&format!("/operations/{shown}")).into_response(),
-        Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
-async fn cancel(
-    State(state): State<AppState>,
-    page: Result<PageCaller, ApiError>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-    Form(form): Form<CsrfForm>,
-) -> Response {
-    let Ok(page) = page else {
-        return to_login();
-    };
-    let caller = &page.caller;
-    if !form_ok(&headers, &page, &form.csrf) {
-        return cross_site();
-    }
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
-        return ApiError::NotFound("operation not found".into()).into_response();
-    };
-    match state.stack.cancel.execute(caller, RunId::new(id)).await {
-        Ok(_) => Redirect::to(&format!("/operations/{id}")).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
@@ -715,7 +713,6 @@ pub fn routes() -> Router<AppState> {
         .route("/tenants/{tenant}", get(shell))
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
-        .route("/operations/{id}/cancel", post(cancel))
         .route("/operations/{id}/{action}", post(control))
         .route("/tokens", get(tokens))
         .route("/tokens/{id}/revoke", post(revoke))

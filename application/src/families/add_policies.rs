@@ -183,6 +183,10 @@ impl Describe for AddPoliciesToBackupSet {
         REASONS
     }
 
+    fn retryable(&self) -> bool {
+        true
+    }
+
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         let RunParams::BackupSetAddPolicies { backup_set_id, .. } = params else {
             return None;

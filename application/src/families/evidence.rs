@@ -140,6 +140,10 @@ impl Describe for GenerateEvidenceSnapshot {
         REASONS
     }
 
+    fn retryable(&self) -> bool {
+        true
+    }
+
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         matches!(params, RunParams::EvidenceSnapshotGenerate { .. }).then(|| {
             RunParams::EvidenceSnapshotGenerate {

@@ -147,6 +147,10 @@ impl Describe for RunInventorySync {
         REASONS
     }
 
+    fn retryable(&self) -> bool {
+        true
+    }
+
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         matches!(params, RunParams::InventorySync { .. }).then(|| RunParams::InventorySync {
             policy_types: Some(failed.iter().map(|k| k.as_str().to_owned()).collect()),

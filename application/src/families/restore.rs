@@ -334,6 +334,10 @@ impl Describe for BackupSetRestore {
         REASONS
     }
 
+    fn retryable(&self) -> bool {
+        true
+    }
+
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         let RunParams::BackupSetRestore { backup_set_id, .. } = params else {
             return None;

@@ -145,6 +145,10 @@ impl Describe for GenerateReviewPack {
         REASONS
     }
 
+    fn retryable(&self) -> bool {
+        true
+    }
+
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         matches!(params, RunParams::ReviewPackGenerate { .. }).then(|| {
             RunParams::ReviewPackGenerate {

@@ -222,7 +222,9 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     // live.js redraws the widget on every event: read it in one script call.
     let widget = "var q = function (c) { var e = document.querySelector(c); return e ? e.textContent : null; }; \
         return { paused: q('.paused'), numbers: q('.numbers'), estimate: q('.estimate'), \
-                 resume: document.querySelectorAll('form.resume button').length };";
+                 resume: document.querySelectorAll('form.resume:not([hidden]) button').length, \
+                 controls: Array.from(document.querySelectorAll('form[data-when]:not([hidden])')) \
+                   .map(function (f) { return f.getAttribute('data-when'); }) };";
     browser.goto(&format!("{base}/operations/{id2}")).await?;
     browser
         .find(Locator::Css("form.pause button"))
@@ -249,6 +251,23 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
         shots.join("detail-estimate.png"),
         browser.screenshot().await?,
     )?;
+    // Watched to its end without a reload: the page offers no action the run no longer allows.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    // The outcome and the forms in one script call, so both come from one render.
+    let ended = format!(
+        "var w = (function () {{ {widget} }})(); var o = document.querySelector('.outcome'); \
+         w.outcome = o ? o.textContent : null; return w;"
+    );
+    let finished = loop {
+        let now = browser.execute(&ended, vec![]).await?;
+        if now["outcome"].is_string() {
+            break now;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the second run did not finish in the page: {now}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let paused_note = paused["paused"].as_str().unwrap_or_default().to_owned();
     let resume_buttons = paused["resume"].as_i64();
     let (held_at, still_held) = (paused["numbers"].clone(), still["numbers"].clone());
@@ -260,6 +279,9 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     assert_eq!(held_at, still_held, "a paused run's numbers moved");
     assert!(estimate.starts_with("Estimate: about "), "{estimate}");
     assert!(!paused_after_resume, "{resumed}");
+    assert_eq!(paused["controls"], json!(["resume", "cancel"]), "{paused}");
+    assert_eq!(resumed["controls"], json!(["pause", "cancel"]), "{resumed}");
+    assert_eq!(finished["controls"], json!([]), "{finished}");
     // The owner's tokens page lists the token this session was opened with.
     browser.goto(&format!("{base}/tokens")).await?;
     let token_rows = browser

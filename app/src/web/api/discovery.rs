@@ -165,7 +165,7 @@ pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TypeL
             operation_type: family.operation_type().key().to_owned(),
             label: family.label().to_owned(),
             mode: family.designed_mode().key().to_owned(),
-            retryable: family.designed_mode() == opsrun_domain::ProgressMode::Counted,
+            retryable: family.retryable(),
             params: family
                 .params()
                 .iter()

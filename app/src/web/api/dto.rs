@@ -187,6 +187,9 @@ pub struct RunDoc {
     pub failures: Vec<FailureDoc>,
     /// RFC 3339 UTC: when an operator paused it; `null` while not paused.
     pub paused_at: Option<String>,
+    /// Why a queued run has not started (its tenant's concurrency limit); the same sentence
+    /// as `progress.waiting_reason`.
+    pub waiting_reason: Option<String>,
     /// The completed run whose failed items this run retries.
     pub retry_of: Option<i64>,
     /// The runs started as retries of this run's failed items, oldest first (in the document
@@ -230,6 +233,7 @@ impl RunDoc {
                 })
                 .collect(),
             paused_at: run.paused_at().filter(|_| run.is_paused()).map(rfc3339),
+            waiting_reason: summary.progress.waiting.clone(),
             retry_of: run.retry_of().map(|r| r.value()),
             retried_by: summary
                 .retried_by
