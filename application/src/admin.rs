@@ -301,6 +301,9 @@ impl ManageTokens {
         Ok(self.tokens.tokens(workspace).await?)
     }
 
+    /// Every value [`ManageTokens::status`] answers.
+    pub const STATUSES: [&'static str; 3] = ["active", "expired", "revoked"];
+
     /// What a listed token is now: `revoked`, `expired` or `active` (the one rule the CLI, the
     /// API and the pages show).
     #[must_use]

@@ -62,10 +62,12 @@ impl fmt::Debug for TenantCatalog {
 /// [`CatalogError::Invalid`] with code `invalid_name`.
 pub fn backup_set_name(name: &str) -> Result<String, CatalogError> {
     use unicode_normalization::UnicodeNormalization;
-    let name: String = name.trim().nfc().collect();
-    if name.is_empty()
-        || name.chars().count() > MAX_BACKUP_SET_NAME
-        || name.chars().any(|c| c.is_control() || invisible_format(c))
+    // The rule is checked on the name as given (trimmed), so the API document's pattern can
+    // say it exactly; the stored name is then composed (NFC).
+    let given = name.trim();
+    if given.is_empty()
+        || given.chars().count() > MAX_BACKUP_SET_NAME
+        || given.chars().any(|c| c.is_control() || invisible_format(c))
     {
         return Err(CatalogError::Invalid {
             code: "invalid_name",
@@ -75,7 +77,7 @@ pub fn backup_set_name(name: &str) -> Result<String, CatalogError> {
             ),
         });
     }
-    Ok(name)
+    Ok(given.nfc().collect())
 }
 
 /// Bidirectional controls and zero-width characters: they make a name read differently from

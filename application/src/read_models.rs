@@ -50,6 +50,31 @@ pub struct Page<T, C> {
     pub next_cursor: Option<C>,
 }
 
+impl<T, C> Page<T, C> {
+    /// A page of a list already in its order: the entries after those `before_cursor` says
+    /// come before the cursor, at most `limit` of them (1 to [`MAX_PAGE`]), and the cursor of
+    /// the last one when more follow.
+    pub fn after(
+        all: impl IntoIterator<Item = T>,
+        mut before_cursor: impl FnMut(&T) -> bool,
+        limit: u32,
+        cursor_of: impl Fn(&T) -> C,
+    ) -> Self {
+        let limit = limit.clamp(1, MAX_PAGE) as usize;
+        let mut rest = all
+            .into_iter()
+            .skip_while(|item| before_cursor(item))
+            .peekable();
+        let items: Vec<T> = rest.by_ref().take(limit).collect();
+        let next_cursor = rest
+            .peek()
+            .is_some()
+            .then(|| items.last().map(cursor_of))
+            .flatten();
+        Self { items, next_cursor }
+    }
+}
+
 /// Filters of the operations collection.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CollectionFilter {
@@ -482,6 +507,17 @@ impl ReadModels {
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeSet;
+
+    #[test]
+    fn a_list_pages_after_its_cursor_and_ends_without_one() {
+        let first = Page::after(1..=5, |_| false, 2, |n| *n);
+        let second = Page::after(1..=5, |n| *n <= 2, 2, |n| *n);
+        let last = Page::after(1..=5, |n| *n <= 4, 2, |n| *n);
+
+        assert_eq!((first.items, first.next_cursor), (vec![1, 2], Some(2)));
+        assert_eq!((second.items, second.next_cursor), (vec![3, 4], Some(4)));
+        assert_eq!((last.items, last.next_cursor), (vec![5], None));
+    }
 
     use opsrun_domain::{ItemRecord, ProgressMode, ReasonCode, TenantId, WorkSet, WorkspaceId};
 

@@ -22,6 +22,15 @@ pub enum ProgressMode {
 }
 
 impl ProgressMode {
+    /// Every mode, in the contract's order.
+    pub const ALL: [Self; 5] = [
+        Self::None,
+        Self::Activity,
+        Self::Counted,
+        Self::Phased,
+        Self::Composite,
+    ];
+
     /// The wire key, e.g. `"counted"`.
     #[must_use]
     pub fn key(self) -> &'static str {

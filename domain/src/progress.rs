@@ -36,6 +36,9 @@ pub enum ComponentStatus {
 }
 
 impl ComponentStatus {
+    /// Every state, in order.
+    pub const ALL: [Self; 3] = [Self::Pending, Self::Active, Self::Done];
+
     /// The wire key: `pending`, `active` or `done`.
     #[must_use]
     pub fn key(self) -> &'static str {

@@ -4,6 +4,7 @@ pub(crate) mod control;
 pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
+pub mod schema;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -65,6 +66,14 @@ use super::AppState;
         discovery::TypeList,
         discovery::BackupItemList,
     )),
+    tags(
+        (name = "operations", description = "Start, read, follow and control operation runs."),
+        (name = "catalog", description = "What a tenant has: backup sets, baselines, policies."),
+        (name = "discovery", description = "Who the caller is, its tenants, the run families."),
+        (name = "notifications", description = "One notification per completed run the caller started."),
+        (name = "tokens", description = "API tokens of the workspace (owners)."),
+        (name = "health", description = "Probes for load balancers and orchestrators (no auth)."),
+    ),
     modifiers(&BearerAuth)
 )]
 pub struct ApiDoc;

@@ -41,6 +41,9 @@ pub enum ParamKind {
 }
 
 impl ParamKind {
+    /// Every kind.
+    pub const ALL: [Self; 4] = [Self::Int, Self::Text, Self::IntList, Self::TextList];
+
     /// The kind's name in messages and help.
     #[must_use]
     pub fn name(self) -> &'static str {

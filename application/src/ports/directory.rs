@@ -31,6 +31,9 @@ pub enum Role {
 }
 
 impl Role {
+    /// Every role, lowest first.
+    pub const ALL: [Self; 3] = [Self::Readonly, Self::Operator, Self::Owner];
+
     /// The wire key.
     #[must_use]
     pub fn key(self) -> &'static str {
@@ -44,9 +47,7 @@ impl Role {
     /// Parses a wire key.
     #[must_use]
     pub fn parse(key: &str) -> Option<Self> {
-        [Self::Readonly, Self::Operator, Self::Owner]
-            .into_iter()
-            .find(|r| r.key() == key)
+        Self::ALL.into_iter().find(|r| r.key() == key)
     }
 }
 

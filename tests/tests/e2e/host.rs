@@ -126,6 +126,28 @@ async fn a_host_family_runs_through_the_real_queue_beside_the_built_ins() -> Res
     assert_eq!(stack.families.label(&PATCH_ROLLOUT), "Patch rollout");
     assert_eq!(refused.map_err(|e| e.code()), Err("invalid_params"));
     assert_eq!(stack.families.iter().count(), 8);
+    // The API document describes the host family like a built-in one.
+    let doc = opsrun_app::web::api::schema::document(&stack.families)?;
+    let variant = doc["components"]["schemas"]["StartBody"]["oneOf"]
+        .as_array()
+        .and_then(|vs| {
+            vs.iter()
+                .find(|v| v["properties"]["type"]["enum"][0] == "acme.patch_rollout")
+        })
+        .ok_or("no start body for the host family")?;
+    assert_eq!(variant["required"], serde_json::json!(["type", "params"]));
+    let params = &variant["properties"]["params"];
+    assert_eq!(params["required"], serde_json::json!(["devices"]));
+    assert_eq!(params["properties"]["devices"]["type"], "integer");
+    assert_eq!(
+        params["properties"]["skip"]["type"],
+        serde_json::json!(["array", "null"])
+    );
+    assert!(
+        doc["components"]["schemas"]["RunDoc"]["properties"]["type"]["enum"]
+            .as_array()
+            .is_some_and(|keys| keys.iter().any(|k| k == "acme.patch_rollout"))
+    );
     Ok(())
 }
 

@@ -1344,9 +1344,54 @@ async fn openapi_case(api: Api) -> Result<(), TestError> {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     );
-    // Every response of every operation says what it means.
+    // Closed sets are enums from the domain's lists; the start body is one schema per family.
+    let schemas = &doc["components"]["schemas"];
+    assert_eq!(
+        schemas["RunDoc"]["properties"]["status"]["enum"],
+        json!(["queued", "running", "completed"])
+    );
+    assert_eq!(
+        schemas["RunDoc"]["properties"]["outcome"]["enum"],
+        json!([
+            "pending",
+            "succeeded",
+            "partially_succeeded",
+            "blocked",
+            "failed",
+            "cancelled"
+        ])
+    );
+    assert_eq!(
+        schemas["ProgressDoc"]["properties"]["mode"]["enum"],
+        json!(["none", "activity", "counted", "phased", "composite"])
+    );
+    let starts: Vec<&Value> = schemas["StartBody"]["oneOf"]
+        .as_array()
+        .ok_or("no oneOf")?
+        .iter()
+        .map(|v| &v["properties"]["type"]["enum"][0])
+        .collect();
+    assert_eq!(starts.len(), 7, "{starts:?}");
+    assert_eq!(doc["security"], json!([{"bearer": []}]));
+    assert_eq!(doc["paths"]["/healthz"]["get"]["security"], json!([]));
+    let list = &doc["paths"]["/api/operations"]["get"]["parameters"];
+    let limit = list
+        .as_array()
+        .and_then(|ps| ps.iter().find(|p| p["name"] == "limit"))
+        .ok_or("no limit")?;
+    assert_eq!(
+        (&limit["schema"]["minimum"], &limit["schema"]["maximum"]),
+        (&json!(1), &json!(200))
+    );
+    // Every response of every operation says what it means; every operation has a resource tag.
     for (path, item) in doc["paths"].as_object().ok_or("no paths")? {
         for (method, op) in item.as_object().ok_or("no operations")? {
+            let tag = op["tags"][0].as_str().unwrap_or_default();
+            assert!(
+                ["operations", "catalog", "discovery", "notifications", "tokens", "health"]
+                    .contains(&tag),
+                "{method} {path} is tagged '{tag}'"
+            );
             for (code, response) in op["responses"].as_object().ok_or("no responses")? {
                 assert!(
                     response["description"]

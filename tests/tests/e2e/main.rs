@@ -9,6 +9,7 @@ mod host;
 mod http;
 mod pool;
 mod runtime;
+mod schemathesis;
 mod serve;
 mod storage;
 mod storage_control;

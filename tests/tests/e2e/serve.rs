@@ -186,16 +186,16 @@ async fn serve_runs_every_family_through_the_api_on_postgres() -> Result<(), Tes
 
 /// `serve` on a fresh SQLite database with tenant `contoso` of workspace `acme` (created with
 /// `tenant` as its extra `tenants add` options) and an owner token.
-struct Contoso {
-    server: tokio::process::Child,
-    base: String,
-    token: String,
-    url: String,
-    dir: tempfile::TempDir,
-    _db: tempfile::TempDir,
+pub(crate) struct Contoso {
+    pub(crate) server: tokio::process::Child,
+    pub(crate) base: String,
+    pub(crate) token: String,
+    pub(crate) url: String,
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) _db: tempfile::TempDir,
 }
 
-async fn contoso_server(tenant: &[&str], serve: &[&str]) -> Result<Contoso, TestError> {
+pub(crate) async fn contoso_server(tenant: &[&str], serve: &[&str]) -> Result<Contoso, TestError> {
     let (db, url) = fresh_sqlite_file()?;
     let dir = tempfile::tempdir()?;
     let add = [

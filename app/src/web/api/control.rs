@@ -11,10 +11,9 @@ use super::handlers::run_id;
 use crate::web::{ApiError, AppState};
 
 /// Cancel a queued or running run (owner only).
-#[utoipa::path(post, path = "/api/operations/{id}/cancel", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
-        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/operations/{id}/cancel", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 200, body = RunDoc, description = "the run document, cancelled"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run is already completed")))]
 pub async fn cancel_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -28,10 +27,9 @@ pub async fn cancel_operation(
 
 /// Pause a queued or running run (operator): it starts no new item or child, keeps its counts
 /// and bar, and is never stale; pausing a paused run changes nothing.
-#[utoipa::path(post, path = "/api/operations/{id}/pause", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
-        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/operations/{id}/pause", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 200, body = RunDoc, description = "the run document, paused"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run is already completed")))]
 pub async fn pause_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -45,10 +43,9 @@ pub async fn pause_operation(
 
 /// Resume a paused run where it stopped (operator); resuming a run that is not paused changes
 /// nothing.
-#[utoipa::path(post, path = "/api/operations/{id}/resume", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
-        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/operations/{id}/resume", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 200, body = RunDoc, description = "the run document, running again"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run is completed, or not paused")))]
 pub async fn resume_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -61,13 +58,11 @@ pub async fn resume_operation(
 }
 
 /// Retry only what failed (operator): a new run of the same family over exactly the completed
-/// run's failed items, linked both ways (`retry_of` / `retried_by`). 201 with the new run; 200
+/// run's failed items, linked both ways (`retry_of` / `retried_by`). 202 with the new run; 200
 /// with `reused: true` when a run with the same identity is already active.
-#[utoipa::path(post, path = "/api/operations/{id}/retry", params(("id" = i64, Path)),
-    responses((status = 201, body = RunDoc, description = "the new run (a retry)"), (status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
-        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run's state does not allow it"),
-        (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/operations/{id}/retry", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 202, body = RunDoc, description = "the new run over exactly the failed items, queued"), (status = 200, body = RunDoc, description = "that retry is already active: that run, with `reused: true`"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 409, body = ErrorBody, description = "the run is not completed, or nothing of it failed"), (status = 422, body = ErrorBody, description = "the family has no items to retry (`not_retryable`)")))]
 pub async fn retry_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -79,7 +74,7 @@ pub async fn retry_operation(
     let status = if started.reused {
         StatusCode::OK
     } else {
-        StatusCode::CREATED
+        StatusCode::ACCEPTED
     };
     Ok((status, Json(RunDoc::new(&summary, started.reused))))
 }

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 use super::dto::ErrorBody;
-use super::handlers::slug;
+use super::handlers::{positive_id, slug};
 use crate::web::{ApiError, AppState};
 use opsrun_application::access::Caller;
 use opsrun_application::families::ParamKind;
@@ -97,7 +97,8 @@ pub struct TypeList {
     pub items: Vec<TypeDoc>,
 }
 
-fn kind(kind: ParamKind) -> &'static str {
+/// A parameter kind's name in `GET /api/types`.
+pub(crate) fn kind(kind: ParamKind) -> &'static str {
     match kind {
         ParamKind::Text => "string",
         ParamKind::Int => "integer",
@@ -108,9 +109,7 @@ fn kind(kind: ParamKind) -> &'static str {
 
 /// Who the token is: user, role, workspace and the tenants it may see.
 #[utoipa::path(get, path = "/api/me", tag = "discovery",
-    responses((status = 200, body = MeDoc, description = "the caller"),
-        (status = 401, body = ErrorBody, description = "no valid token")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = MeDoc, description = "the caller"), (status = 401, body = ErrorBody, description = "no valid bearer token")))]
 pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<MeDoc>, ApiError> {
     let workspace = state
         .stack
@@ -133,9 +132,7 @@ pub async fn me(State(state): State<AppState>, caller: Caller) -> Result<Json<Me
 
 /// The tenants the token may see.
 #[utoipa::path(get, path = "/api/tenants", tag = "discovery",
-    responses((status = 200, body = TenantList, description = "the visible tenants, by slug"),
-        (status = 401, body = ErrorBody, description = "no valid token")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = TenantList, description = "the visible tenants, by slug"), (status = 401, body = ErrorBody, description = "no valid bearer token")))]
 pub async fn tenants(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,9 +150,7 @@ pub async fn tenants(
 
 /// The run families this server runs, with their parameters.
 #[utoipa::path(get, path = "/api/types", tag = "discovery",
-    responses((status = 200, body = TypeList, description = "every family, by type key"),
-        (status = 401, body = ErrorBody, description = "no valid token")),
-    security(("bearer" = [])))]
+    responses((status = 200, body = TypeList, description = "every family, by type key"), (status = 401, body = ErrorBody, description = "no valid bearer token")))]
 pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TypeList> {
     let items = state
         .stack
@@ -182,22 +177,15 @@ pub async fn types(State(state): State<AppState>, _caller: Caller) -> Json<TypeL
 }
 
 /// The items of a backup set of the tenant.
-#[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets/{id}/items", tag = "discovery",
-    params(("tenant" = String, Path), ("id" = i64, Path)),
-    responses((status = 200, body = BackupItemList, description = "the set's items, by id"),
-        (status = 401, body = ErrorBody, description = "no valid token"),
-        (status = 404, body = ErrorBody, description = "no such tenant or set, or not visible")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets/{id}/items", tag = "catalog",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug"), ("id" = i64, Path, minimum = 1, description = "the backup set's id")),
+    responses((status = 200, body = BackupItemList, description = "the set's items, by id"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "no such tenant or set, or not visible")))]
 pub async fn backup_set_items(
     State(state): State<AppState>,
     caller: Caller,
     Path((tenant, id)): Path<(String, String)>,
 ) -> Result<Json<BackupItemList>, ApiError> {
-    let id = id
-        .parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ApiError::NotFound("backup set not found".into()))?;
+    let id = positive_id(&id).ok_or_else(|| ApiError::NotFound("backup set not found".into()))?;
     let items = state
         .stack
         .catalog

@@ -339,6 +339,8 @@ pub struct NotificationDoc {
 pub struct NotificationList {
     /// Newest first.
     pub items: Vec<NotificationDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Start an operation.
@@ -375,7 +377,9 @@ pub struct ReadinessDoc {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupSetBody {
-    /// 1 to 100 characters.
+    /// 1 to 100 characters of visible text once surrounding whitespace is trimmed: no control,
+    /// bidirectional-override or zero-width characters (the pattern says exactly which).
+    #[schema(example = "nightly", pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff]([^\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]{0,98}[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub name: String,
 }
 
@@ -395,6 +399,8 @@ pub struct BackupSetDoc {
 pub struct BackupSetList {
     /// Oldest first.
     pub items: Vec<BackupSetDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// A baseline.
@@ -432,6 +438,8 @@ pub struct PolicyDoc {
 pub struct PolicyList {
     /// In provider order.
     pub items: Vec<PolicyDoc>,
+    /// Pass as `cursor` for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// An API token as its workspace's owners see it (never its secret).
@@ -468,13 +476,17 @@ pub struct TokenList {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
-    /// The user's e-mail (created if missing).
+    /// The user's e-mail (created if missing): an `@` and no whitespace once trimmed, at most
+    /// 254 bytes.
+    #[schema(example = "ops@example.com", max_length = 254, pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*@[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     pub email: String,
     /// `readonly`, `operator` or `owner`.
+    #[schema(example = "operator")]
     pub role: String,
-    /// Tenant slugs it may see; absent or empty: every tenant.
+    /// Tenant slugs it may see; absent, null or empty: every tenant.
     pub tenants: Option<Vec<String>>,
-    /// Lifetime in days (1 to 3660); absent: until revoked.
+    /// Lifetime in days (1 to 3660); absent or null: until revoked.
+    #[schema(minimum = 1, maximum = 3660)]
     pub expires_in_days: Option<u32>,
 }
 

@@ -15,12 +15,10 @@ use opsrun_application::RunParams;
 use opsrun_application::access::{AccessPolicy, Caller};
 use opsrun_application::families::{Families, ParamMap, ParamValue};
 use opsrun_application::ports::Role;
-use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE};
+use opsrun_application::read_models::{CollectionFilter, DEFAULT_PAGE, MAX_PAGE, Page};
 use opsrun_domain::{ItemKey, ItemOutcome, OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::de::DeserializeOwned;
-use utoipa::OpenApi;
 
-use super::ApiDoc;
 use super::dto::{
     BackupSetBody, BackupSetDoc, BackupSetList, BaselineDoc, BaselineList, CheckDoc, ErrorBody,
     IssuedTokenDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList,
@@ -65,12 +63,24 @@ pub(crate) fn slug(text: &str) -> Result<Slug, ApiError> {
     })
 }
 
+/// An id as the document describes it: a positive integer in plain digits (no sign, no leading
+/// zero), so what the server takes is exactly what the schema allows.
+pub(crate) fn positive_id(text: &str) -> Option<i64> {
+    let plain = !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_digit())
+        && !text.starts_with('0');
+    plain.then(|| text.parse::<i64>().ok()).flatten()
+}
+
 pub(crate) fn run_id(text: &str) -> Result<RunId, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+    positive_id(text)
         .map(RunId::new)
         .ok_or_else(|| ApiError::NotFound("operation not found".to_owned()))
+}
+
+/// The `cursor` of a list paged by a positive integer.
+fn id_cursor(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> {
+    parsed(params, "cursor", positive_id)
 }
 
 /// Query parameters: only `allowed` keys; each at most once (axum's map keeps the last).
@@ -90,9 +100,8 @@ fn query(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiEr
 fn limit(params: &HashMap<String, String>) -> Result<u32, ApiError> {
     match params.get("limit") {
         None => Ok(DEFAULT_PAGE),
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
+        Some(v) => positive_id(v)
+            .and_then(|n| u32::try_from(n).ok())
             .filter(|n| (1..=MAX_PAGE).contains(n))
             .ok_or_else(|| {
                 ApiError::Invalid("invalid_limit", format!("limit must be 1 to {MAX_PAGE}"))
@@ -122,7 +131,8 @@ fn parsed<T>(
 }
 
 /// Liveness.
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "alive")))]
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, description = "the process answers", content_type = "text/plain", body = String)))]
 pub async fn healthz() -> &'static str {
     "ok"
 }
@@ -130,8 +140,8 @@ pub async fn healthz() -> &'static str {
 /// Readiness: 200 when this process's store accepts a write and its workers are alive, 503
 /// naming the check that failed otherwise (for load balancers and orchestrators; `/healthz`
 /// only says the process answers).
-#[utoipa::path(get, path = "/readyz", responses((status = 200, body = ReadinessDoc, description = "ready"),
-    (status = 503, body = ReadinessDoc, description = "not ready")))]
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses((status = 200, body = ReadinessDoc, description = "ready"), (status = 503, body = ReadinessDoc, description = "not ready")))]
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<ReadinessDoc>) {
     let report = state.stack.readiness.check().await;
     let status = if report.ready {
@@ -158,14 +168,10 @@ pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readines
     (status, Json(doc))
 }
 
-/// The OpenAPI 3 document.
-pub async fn openapi() -> Response {
-    match ApiDoc::openapi().to_pretty_json() {
-        Ok(json) => (
-            [(axum::http::header::CONTENT_TYPE, "application/json")],
-            json,
-        )
-            .into_response(),
+/// The OpenAPI 3.1 document, completed with this server's families (see [`super::schema`]).
+pub async fn openapi(State(state): State<AppState>) -> Response {
+    match super::schema::document(&state.stack.families) {
+        Ok(doc) => Json(doc).into_response(),
         Err(e) => ApiError::internal(e).into_response(),
     }
 }
@@ -224,12 +230,9 @@ fn run_params(families: &Families, body: StartBody) -> Result<RunParams, ApiErro
 }
 
 /// Start an operation: 202 with a new run, or 200 with the already active run (`reused`).
-#[utoipa::path(post, path = "/api/tenants/{tenant}/operations", request_body = StartBody,
-    params(("tenant" = String, Path, description = "tenant slug")),
-    responses((status = 202, body = RunDoc, description = "the new run, queued"), (status = 200, body = RunDoc, description = "already active"),
-        (status = 400, body = ErrorBody, description = "malformed JSON or path"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
-        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 413, body = ErrorBody, description = "the body is over 64 KiB"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tenants/{tenant}/operations", request_body = StartBody, tag = "operations",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug")),
+    responses((status = 202, body = RunDoc, description = "the new run, queued"), (status = 200, body = RunDoc, description = "the same operation is already active: that run, with `reused: true`"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 413, body = ErrorBody, description = "the body is over 64 KiB"), (status = 415, body = ErrorBody, description = "the body is not sent as application/json"), (status = 422, body = ErrorBody, description = "well-formed but invalid: an unknown type or parameter, or one naming what the tenant does not have (`unknown_backup_set`, ...)")))]
 pub async fn start_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -249,11 +252,9 @@ pub async fn start_operation(
 }
 
 /// Top-level runs the caller may see, newest first.
-#[utoipa::path(get, path = "/api/operations",
-    params(("tenant" = Option<String>, Query), ("type" = Option<String>, Query), ("status" = Option<String>, Query),
-        ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = RunPage, description = "a page of runs, newest first"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/operations", tag = "operations",
+    params(("tenant" = Option<String>, Query, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "only this tenant (slug); one the token cannot see answers 404"), ("type" = Option<String>, Query, description = "only this type"), ("status" = Option<String>, Query, description = "only this status"), ("outcome" = Option<String>, Query, description = "only this outcome"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<i64>, Query, minimum = 1, description = "the previous page's `next_cursor`")),
+    responses((status = 200, body = RunPage, description = "a page of runs, newest first"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "the tenant filter names a tenant that is absent or not visible"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn list_operations(
     State(state): State<AppState>,
     caller: Caller,
@@ -269,9 +270,7 @@ pub async fn list_operations(
         status: parsed(&params, "status", |v| RunStatus::parse(v).ok())?,
         outcome: parsed(&params, "outcome", |v| RunOutcome::parse(v).ok())?,
     };
-    let before = parsed(&params, "cursor", |v| {
-        v.parse::<i64>().ok().filter(|n| *n > 0).map(RunId::new)
-    })?;
+    let before = id_cursor(&params)?.map(RunId::new);
     let page = state
         .stack
         .models
@@ -281,9 +280,9 @@ pub async fn list_operations(
 }
 
 /// One run.
-#[utoipa::path(get, path = "/api/operations/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = RunDoc, description = "the run document"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/operations/{id}", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 200, body = RunDoc, description = "the run document"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")))]
 pub async fn get_operation(
     State(state): State<AppState>,
     caller: Caller,
@@ -294,10 +293,9 @@ pub async fn get_operation(
 }
 
 /// A run's ledger entries by item key.
-#[utoipa::path(get, path = "/api/operations/{id}/items",
-    params(("id" = i64, Path), ("outcome" = Option<String>, Query), ("limit" = Option<u32>, Query), ("cursor" = Option<String>, Query)),
-    responses((status = 200, body = ItemPage, description = "a page of the run's items"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/operations/{id}/items", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id"), ("outcome" = Option<String>, Query, description = "only items of this outcome"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<String>, Query, max_length = 200, pattern = r"^[^\u0000-\u0020\u007f-\u009f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]([^\u0000-\u001f\u007f-\u009f]*[^\u0000-\u0020\u007f-\u009f\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000])?$", description = "the previous page's `next_cursor` (an item key: at most 200 bytes, no control characters, no surrounding whitespace)")),
+    responses((status = 200, body = ItemPage, description = "a page of the run's items, by item key"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn operation_items(
     State(state): State<AppState>,
     caller: Caller,
@@ -322,10 +320,9 @@ pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(15);
 /// Live progress: a `progress` event with the run document on every change; the stream ends
 /// after the terminal event, with a `shutdown` event when the server stops, or with an
 /// `unauthorized` event within 15 s of its token's revocation or expiry (or its session's end).
-#[utoipa::path(get, path = "/api/operations/{id}/events", params(("id" = i64, Path)),
-    responses((status = 200, content_type = "text/event-stream", description = "progress events"),
-        (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/operations/{id}/events", tag = "operations",
+    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
+    responses((status = 200, content_type = "text/event-stream", body = String, description = "`progress` events, each with a run document; the stream ends after the terminal one"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")))]
 pub async fn operation_events(
     State(state): State<AppState>,
     StreamCaller(caller): StreamCaller,
@@ -410,9 +407,9 @@ pub async fn operation_events(
 }
 
 /// The tenant's queued and running runs plus those completed in the last 60 s.
-#[utoipa::path(get, path = "/api/tenants/{tenant}/activity", params(("tenant" = String, Path)),
-    responses((status = 200, body = RunList, description = "the runs"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tenants/{tenant}/activity", tag = "operations",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug")),
+    responses((status = 200, body = RunList, description = "the tenant's queued and running runs, and those completed in the last 60 s"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")))]
 pub async fn activity(
     State(state): State<AppState>,
     caller: Caller,
@@ -429,10 +426,9 @@ pub async fn activity(
 }
 
 /// Create a backup set (operator).
-#[utoipa::path(post, path = "/api/tenants/{tenant}/backup-sets", request_body = BackupSetBody, params(("tenant" = String, Path)),
-    responses((status = 201, body = BackupSetDoc, description = "the new backup set"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"),
-        (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tenants/{tenant}/backup-sets", tag = "catalog", request_body = BackupSetBody,
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug")),
+    responses((status = 201, body = BackupSetDoc, description = "the new backup set"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 413, body = ErrorBody, description = "the body is over 64 KiB"), (status = 415, body = ErrorBody, description = "the body is not sent as application/json"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn create_backup_set(
     State(state): State<AppState>,
     caller: Caller,
@@ -455,21 +451,27 @@ pub async fn create_backup_set(
 }
 
 /// The tenant's backup sets.
-#[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets", params(("tenant" = String, Path)),
-    responses((status = 200, body = BackupSetList, description = "the tenant's backup sets"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tenants/{tenant}/backup-sets", tag = "catalog",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<i64>, Query, minimum = 1, description = "the previous page's `next_cursor`")),
+    responses((status = 200, body = BackupSetList, description = "a page of the tenant's backup sets, oldest first"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn list_backup_sets(
     State(state): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<BackupSetList>, ApiError> {
+    query(&params, &["limit", "cursor"])?;
+    let (limit, after) = (limit(&params)?, id_cursor(&params)?);
     let sets = state
         .stack
         .catalog
         .backup_sets(&caller, &slug(&tenant)?)
         .await?;
+    // Oldest first: the page starts after the cursor's id.
+    let page = Page::after(sets, |s| after.is_some_and(|a| s.id <= a), limit, |s| s.id);
     Ok(Json(BackupSetList {
-        items: sets
+        items: page
+            .items
             .into_iter()
             .map(|s| BackupSetDoc {
                 id: s.id,
@@ -477,13 +479,14 @@ pub async fn list_backup_sets(
                 item_count: s.item_count,
             })
             .collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
 
 /// The tenant's baselines.
-#[utoipa::path(get, path = "/api/tenants/{tenant}/baselines", params(("tenant" = String, Path)),
-    responses((status = 200, body = BaselineList, description = "the tenant's baselines"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tenants/{tenant}/baselines", tag = "catalog",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug")),
+    responses((status = 200, body = BaselineList, description = "the tenant's baselines, oldest first"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")))]
 pub async fn list_baselines(
     State(state): State<AppState>,
     caller: Caller,
@@ -507,42 +510,68 @@ pub async fn list_baselines(
 }
 
 /// The tenant's policies at its provider.
-#[utoipa::path(get, path = "/api/tenants/{tenant}/policies", params(("tenant" = String, Path)),
-    responses((status = 200, body = PolicyList, description = "the tenant's policies"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tenants/{tenant}/policies", tag = "catalog",
+    params(("tenant" = String, Path, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "the tenant's slug"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<i64>, Query, minimum = 1, description = "the previous page's `next_cursor`")),
+    responses((status = 200, body = PolicyList, description = "a page of the tenant's policies, in the provider's order"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn list_policies(
     State(state): State<AppState>,
     caller: Caller,
     Path(tenant): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<PolicyList>, ApiError> {
+    query(&params, &["limit", "cursor"])?;
+    let (limit, after) = (limit(&params)?, id_cursor(&params)?);
     let policies = state
         .stack
         .catalog
         .policies(&caller, &slug(&tenant)?)
         .await?;
+    // Policy ids are the provider's texts: the cursor is a position in the provider's order
+    // (the count of policies before the page).
+    let skip = after.and_then(|a| usize::try_from(a).ok()).unwrap_or(0);
+    let page = Page::after(
+        policies.into_iter().enumerate(),
+        |(i, _)| *i < skip,
+        limit,
+        |(i, _)| i + 1,
+    );
     Ok(Json(PolicyList {
-        items: policies
+        items: page
+            .items
             .into_iter()
-            .map(|p| PolicyDoc {
+            .map(|(_, p)| PolicyDoc {
                 id: p.id,
                 policy_type: p.policy_type,
                 name: p.name,
             })
             .collect(),
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
     }))
 }
 
 /// Terminal notifications of runs the caller started, exactly one per run.
-#[utoipa::path(get, path = "/api/notifications",
-    responses((status = 200, body = NotificationList, description = "the caller's notifications"), (status = 401, body = ErrorBody, description = "no valid bearer token")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/notifications", tag = "notifications",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<i64>, Query, minimum = 1, description = "the previous page's `next_cursor`")),
+    responses((status = 200, body = NotificationList, description = "a page of the caller's notifications, newest first"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn notifications(
     State(state): State<AppState>,
     caller: Caller,
+    Query(params): Query<HashMap<String, String>>,
 ) -> Result<Json<NotificationList>, ApiError> {
+    query(&params, &["limit", "cursor"])?;
+    let (limit, before) = (limit(&params)?, id_cursor(&params)?);
     let list = state.stack.models.notifications(&caller).await?;
+    // Newest first: the page starts below the cursor's id.
+    let page = Page::after(
+        list,
+        |(n, _)| before.is_some_and(|b| n.id >= b),
+        limit,
+        |(n, _)| n.id,
+    );
     Ok(Json(NotificationList {
-        items: list
+        next_cursor: page.next_cursor.map(|c| c.to_string()),
+        items: page
+            .items
             .into_iter()
             .map(|(n, tenant)| NotificationDoc {
                 id: n.id,
@@ -589,9 +618,8 @@ async fn token_doc(
 }
 
 /// The caller's workspace's API tokens (owner only).
-#[utoipa::path(get, path = "/api/tokens",
-    responses((status = 200, body = TokenList, description = "the workspace's tokens"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low")),
-    security(("bearer" = [])))]
+#[utoipa::path(get, path = "/api/tokens", tag = "tokens",
+    responses((status = 200, body = TokenList, description = "the workspace's tokens, newest first"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low")))]
 pub async fn list_tokens(
     State(state): State<AppState>,
     caller: Caller,
@@ -606,10 +634,8 @@ pub async fn list_tokens(
 
 /// Issue an API token for a user of the caller's workspace (owner only); the secret is in
 /// this answer only.
-#[utoipa::path(post, path = "/api/tokens", request_body = TokenBody,
-    responses((status = 201, body = IssuedTokenDoc, description = "the new token, with its secret shown this once"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
-        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 422, body = ErrorBody, description = "well-formed but invalid")),
-    security(("bearer" = [])))]
+#[utoipa::path(post, path = "/api/tokens", tag = "tokens", request_body = TokenBody,
+    responses((status = 201, body = IssuedTokenDoc, description = "the new token, with its secret shown this once"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 413, body = ErrorBody, description = "the body is over 64 KiB"), (status = 415, body = ErrorBody, description = "the body is not sent as application/json"), (status = 422, body = ErrorBody, description = "well-formed but invalid")))]
 pub async fn create_token(
     State(state): State<AppState>,
     caller: Caller,
@@ -670,21 +696,16 @@ pub async fn create_token(
 
 /// Revoke an API token of the caller's workspace (owner only): it fails at once, its page
 /// sessions end, and its open event streams end within 15 s.
-#[utoipa::path(delete, path = "/api/tokens/{id}", params(("id" = i64, Path)),
-    responses((status = 200, body = TokenDoc, description = "the token"), (status = 401, body = ErrorBody, description = "no valid bearer token"),
-        (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")),
-    security(("bearer" = [])))]
+#[utoipa::path(delete, path = "/api/tokens/{id}", tag = "tokens",
+    params(("id" = i64, Path, minimum = 1, description = "the token's id")),
+    responses((status = 200, body = TokenDoc, description = "the token, revoked"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 403, body = ErrorBody, description = "the token's role is too low"), (status = 404, body = ErrorBody, description = "no such token in the workspace")))]
 pub async fn revoke_token(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
 ) -> Result<Json<TokenDoc>, ApiError> {
     AccessPolicy::require(&caller, Role::Owner)?;
-    let id = id
-        .parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .ok_or_else(|| ApiError::NotFound("token not found".into()))?;
+    let id = positive_id(&id).ok_or_else(|| ApiError::NotFound("token not found".into()))?;
     let record = state
         .stack
         .tokens
