@@ -34,6 +34,15 @@ pub(crate) fn write_line(out: &mut dyn std::io::Write, line: &str) -> Result<(),
         .map_err(CliError::from)
 }
 
+/// Prints `doc` as pretty JSON (`-o json`): the API's document where the API has one.
+pub(crate) fn write_json(
+    out: &mut dyn std::io::Write,
+    doc: &impl serde::Serialize,
+) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(doc).context("failed to encode JSON")?;
+    write_line(out, &text)
+}
+
 /// Opens the database the command line names and wires everything on it.
 async fn open(cli: &Cli, worker: Option<&WorkerArgs>) -> Result<Stack, CliError> {
     open_url(cli, cli.database_url.expose(), worker).await
@@ -105,9 +114,9 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         Command::Migrate => migrate::command(&cli, out).await,
         Command::Tenants(TenantsCommand::Add(args)) => tenants::add(&cli, args, out).await,
         Command::Tenants(TenantsCommand::Limit(args)) => tenants::limit(&cli, args, out).await,
-        Command::Tenants(TenantsCommand::List { workspace }) => {
+        Command::Tenants(TenantsCommand::List { workspace, output }) => {
             let stack = open_existing(&cli).await?;
-            tenants::list(&stack, workspace.as_deref(), out).await
+            tenants::list(&stack, workspace.as_deref(), output.is_json(), out).await
         }
         Command::Completions { shell } => {
             use clap::CommandFactory as _;
@@ -125,15 +134,25 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
                 .context("failed to write the manual page")?;
             Ok(())
         }
-        Command::Workspaces(WorkspacesCommand::List) => {
+        Command::Workspaces(WorkspacesCommand::List { output }) => {
             let stack = open_existing(&cli).await?;
-            for (_, slug) in stack
+            let slugs: Vec<String> = stack
                 .admin
                 .workspaces()
                 .await
                 .context("failed to read workspaces")?
-            {
-                write_line(out, slug.as_str())?;
+                .into_iter()
+                .map(|(_, slug)| slug.to_string())
+                .collect();
+            if output.is_json() {
+                let items: Vec<_> = slugs
+                    .iter()
+                    .map(|slug| serde_json::json!({ "slug": slug }))
+                    .collect();
+                return write_json(out, &serde_json::json!({ "items": items }));
+            }
+            for slug in slugs {
+                write_line(out, &slug)?;
             }
             Ok(())
         }
@@ -143,9 +162,9 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
             let stack = open(&cli, None).await?;
             token::create_token(&stack, args, out).await
         }
-        Command::Token(TokenCommand::List { workspace }) => {
+        Command::Token(TokenCommand::List { workspace, output }) => {
             let stack = open_existing(&cli).await?;
-            token::list_tokens(&stack, workspace.as_deref(), out).await
+            token::list_tokens(&stack, workspace.as_deref(), output.is_json(), out).await
         }
         Command::Token(TokenCommand::Revoke { id }) => {
             let stack = open_existing(&cli).await?;

@@ -82,6 +82,10 @@ Examples:
   opsrun ops start inventory.sync --tenant contoso --param policy_types=compliance_policy
   opsrun ops start backup_set.restore --tenant contoso --param backup_set_id=3";
 
+/// The heading the global options stand under in every command's help: listed once, apart
+/// from the command's own options.
+const GLOBAL: &str = "Global options";
+
 /// Default database: the embedded SQLite file in the current folder.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://opsrun.db?mode=rwc";
 
@@ -101,7 +105,7 @@ pub const DEMO_DATABASE_URL: &str = "sqlite://opsrun-demo.db?mode=rwc";
 pub struct Cli {
     /// Database: an SQLite file (sqlite://FILE?mode=rwc) or a PostgreSQL URL
     /// (postgres://USER:PASS@HOST/DB). Swapping one for the other needs no other change.
-    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true)]
+    #[arg(long, env = "DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true, hide_env_values = true, help_heading = GLOBAL)]
     pub database_url: DatabaseUrl,
 
     /// Folder review-pack artifacts are written to.
@@ -110,14 +114,15 @@ pub struct Cli {
         env = "OPSRUN_ARTIFACTS",
         hide_env_values = true,
         default_value = "artifacts",
-        global = true
+        global = true,
+        help_heading = GLOBAL
     )]
     pub artifacts: PathBuf,
 
     /// Log lines on stderr as `text` (colours only when stderr is a terminal) or `json` (one
     /// object per line). Which lines: `OPSRUN_LOG`, an `EnvFilter` such as `info` or
     /// `warn,opsrun::access=info` (default: warnings, plus requests and run lifecycle at info).
-    #[arg(long, env = "OPSRUN_LOG_FORMAT", hide_env_values = true, default_value = "text", global = true, value_parser = ["text", "json"])]
+    #[arg(long, env = "OPSRUN_LOG_FORMAT", hide_env_values = true, default_value = "text", global = true, value_parser = ["text", "json"], help_heading = GLOBAL)]
     pub log_format: String,
 
     /// Whether `--database-url` was given on the command line (not from `DATABASE_URL` or the
@@ -134,45 +139,80 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create or upgrade the schema (runs, ledger, directory, family tables, job queue).
+    #[command(after_help = "Examples:\n  opsrun migrate
+  opsrun migrate --database-url postgres://opsrun@db/opsrun")]
     Migrate,
     /// Seed a demo workspace with two simulated tenants, run every run family with live
     /// progress, and print a summary. Needs no setup: uses its own SQLite file
     /// (`./opsrun-demo.db`) unless `--database-url` is given on the command line, and refuses a
     /// database that holds other workspaces than `demo`.
+    #[command(
+        after_help = "Examples:\n  opsrun demo                                   on ./opsrun-demo.db
+  opsrun demo --database-url sqlite://try.db"
+    )]
     Demo,
     /// Serve the HTTP API and run job workers in one process, until SIGINT or SIGTERM.
     ///
     /// Prints the bound address as the first line of stdout (`listening on http://...`), so
     /// `--bind 127.0.0.1:0` can be used by scripts.
+    #[command(
+        after_help = "Examples:\n  opsrun serve                                  http://127.0.0.1:8080/login
+  opsrun serve --bind 0.0.0.0:8080 --workers 16 --database-url postgres://opsrun@db/opsrun
+  OPSRUN_LOG=info opsrun serve --log-format json"
+    )]
     Serve(ServeArgs),
     /// Run job workers until SIGINT or SIGTERM (for more machines against one PostgreSQL).
     ///
     /// In-flight jobs finish before exit; jobs fetched but not started go back to the queue.
     /// The worker also ends runs whose job is gone (no heartbeat within --stale-after-secs)
     /// and reconciles counts, every --maintenance-secs.
+    #[command(
+        after_help = "Examples:\n  opsrun worker --database-url postgres://opsrun@db/opsrun --workers 16"
+    )]
     Worker(WorkerArgs),
     /// Manage simulated tenants.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  opsrun tenants add contoso --workspace acme --policies 120
+  opsrun tenants list -o json
+  opsrun tenants limit contoso --max-running 2"
+    )]
     Tenants(TenantsCommand),
     /// Manage API tokens.
     #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  opsrun token create --workspace acme --email ops@example.com --role operator --expires-in 90d
+  opsrun token list --workspace acme
+  opsrun token revoke 7"
+    )]
     Token(TokenCommand),
     /// List, show, watch, start, pause, resume, retry and cancel operations (as the
     /// workspace's owner).
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  opsrun ops list --status running
+  opsrun ops start inventory.sync --tenant contoso
+  opsrun ops watch 12")]
     Ops(OpsCommand),
     /// List workspaces.
     #[command(subcommand)]
+    #[command(after_help = "Examples:\n  opsrun workspaces list -o json")]
     Workspaces(WorkspacesCommand),
     /// Print a shell completion script, e.g. `opsrun completions bash > /etc/bash_completion.d/opsrun`.
+    #[command(
+        after_help = "Examples:\n  opsrun completions bash > /etc/bash_completion.d/opsrun
+  opsrun completions zsh > ~/.zfunc/_opsrun
+  opsrun completions fish > ~/.config/fish/completions/opsrun.fish"
+    )]
     Completions {
         /// The shell.
         #[arg(value_parser = ["bash", "zsh", "fish", "elvish", "powershell"])]
         shell: String,
     },
     /// Print the manual page (roff), e.g. `opsrun man > opsrun.1 && man ./opsrun.1`.
+    #[command(after_help = "Examples:\n  opsrun man > opsrun.1 && man ./opsrun.1")]
     Man,
     /// End every running run with no sign of life for --stale-after-secs as failed (run.stale).
+    #[command(after_help = "Examples:\n  opsrun fail-stale --stale-after-secs 1800")]
     FailStale {
         /// Seconds without a heartbeat after which a running run is stale.
         #[arg(long, env = "OPSRUN_STALE_AFTER_SECS", hide_env_values = true, default_value_t = STALE_AFTER_SECS)]
@@ -180,6 +220,9 @@ pub enum Command {
     },
     /// Recount every active run from its ledger (repairing drift) and complete fan-out parents
     /// whose children are all done.
+    #[command(
+        after_help = "Examples:\n  opsrun reconcile --database-url postgres://opsrun@db/opsrun"
+    )]
     Reconcile,
 }
 
@@ -295,7 +338,13 @@ pub struct WorkerArgs {
 #[derive(Debug, Subcommand)]
 pub enum WorkspacesCommand {
     /// List every workspace's slug.
-    List,
+    #[command(after_help = "Examples:\n  opsrun workspaces list
+  opsrun workspaces list -o json")]
+    List {
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
 }
 
 /// `opsrun tenants ...`.
@@ -303,15 +352,27 @@ pub enum WorkspacesCommand {
 pub enum TenantsCommand {
     /// Create the workspace if missing and a tenant backed by the simulated provider; prints the
     /// tenant slug.
+    #[command(
+        after_help = "Examples:\n  opsrun tenants add contoso --workspace acme --policies 120 --latency-ms 50 --failure-rate 0.1"
+    )]
     Add(TenantAddArgs),
     /// Set a tenant's own concurrency limit (runs of it that may run at once), or with
     /// `--default` go back to the workers' `--tenant-concurrency`.
+    #[command(
+        after_help = "Examples:\n  opsrun tenants limit contoso --max-running 2
+  opsrun tenants limit contoso --default"
+    )]
     Limit(TenantLimitArgs),
     /// List the tenants of a workspace: slug and concurrency limit.
+    #[command(after_help = "Examples:\n  opsrun tenants list --workspace acme
+  opsrun tenants list -o json")]
     List {
         /// Workspace slug (default: the only workspace).
         #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
         workspace: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArgs,
     },
 }
 
@@ -357,21 +418,20 @@ pub struct TenantAddArgs {
 #[derive(Debug, Subcommand)]
 pub enum OpsCommand {
     /// List top-level runs, newest first.
+    #[command(
+        after_help = "Examples:\n  opsrun ops list --tenant contoso --status running
+  opsrun ops list -o json | jq '.items[] | {id, status, outcome}'"
+    )]
     List(ListArgs),
     /// Show one run: status, outcome, counts, progress, failed items, timeline.
-    Show {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
-        workspace: Option<String>,
-        /// How to print it.
-        #[command(flatten)]
-        output: OutputArgs,
-    },
+    #[command(after_help = "Examples:\n  opsrun ops show 12
+  opsrun ops show 12 -o json | jq .progress")]
+    Show(RunArgs),
     /// Follow a run until it completes (a live bar on a terminal, a line per change
     /// otherwise), then print its summary. Exit status by outcome: 0 succeeded, 3 partially
     /// succeeded, 1 failed, blocked or cancelled.
+    #[command(after_help = "Examples:\n  opsrun ops watch 12 && echo all succeeded
+  opsrun ops watch 12; echo $?   0 succeeded, 3 partially succeeded, 1 otherwise")]
     Watch {
         /// The run id.
         id: i64,
@@ -380,6 +440,8 @@ pub enum OpsCommand {
         workspace: Option<String>,
     },
     /// List a run's items by item key: key, outcome, reason, recorded at.
+    #[command(after_help = "Examples:\n  opsrun ops items 12 --outcome failed
+  opsrun ops items 12 -o json --limit 200 | jq -r '.items[].item_key'")]
     Items {
         /// The run id.
         id: i64,
@@ -403,37 +465,31 @@ pub enum OpsCommand {
     #[command(after_help = START_HELP)]
     Start(StartArgs),
     /// Cancel a queued or running run.
-    Cancel {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
-        workspace: Option<String>,
-    },
+    #[command(after_help = "Examples:\n  opsrun ops cancel 12")]
+    Cancel(RunArgs),
     /// Pause a queued or running run: it starts no new item, keeps its counts, never goes stale.
-    Pause {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
-        workspace: Option<String>,
-    },
+    #[command(after_help = "Examples:\n  opsrun ops pause 12 && opsrun ops resume 12")]
+    Pause(RunArgs),
     /// Resume a paused run where it stopped.
-    Resume {
-        /// The run id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
-        workspace: Option<String>,
-    },
+    #[command(after_help = "Examples:\n  opsrun ops resume 12")]
+    Resume(RunArgs),
     /// Start a new run over exactly the failed items of a completed run (linked as retry_of).
-    Retry {
-        /// The completed run's id.
-        id: i64,
-        /// Workspace slug (default: the only workspace).
-        #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
-        workspace: Option<String>,
-    },
+    #[command(after_help = "Examples:\n  opsrun ops retry 12
+  opsrun ops retry 12 -o json | jq .id")]
+    Retry(RunArgs),
+}
+
+/// A run named by id: `ops show|cancel|pause|resume|retry`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The run id.
+    pub id: i64,
+    /// Workspace slug (default: the only workspace).
+    #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
+    pub workspace: Option<String>,
+    /// How to print the run (`-o json`: the API's run document as it is after the command).
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Options of `opsrun ops list`.
@@ -489,20 +545,33 @@ pub struct StartArgs {
     /// Workspace slug (default: the only workspace).
     #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
     pub workspace: Option<String>,
+    /// How to print the run (`-o json`: the API's run document, `reused` included).
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// `opsrun token ...`.
 #[derive(Debug, Subcommand)]
 pub enum TokenCommand {
     /// Create the user if missing and a new API token; prints the token alone.
+    #[command(
+        after_help = "Examples:\n  opsrun token create --workspace acme --email ops@example.com --role owner
+  opsrun token create --workspace acme --email ci@example.com --role operator --tenant contoso --expires-in 30d"
+    )]
     Create(TokenArgs),
     /// List API tokens (never their secrets): id, workspace, user, role, tenants, dates.
+    #[command(after_help = "Examples:\n  opsrun token list --workspace acme
+  opsrun token list -o json | jq '.items[] | select(.status == \"active\")'")]
     List {
         /// Only this workspace's tokens.
         #[arg(long)]
         workspace: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArgs,
     },
     /// Revoke an API token: it fails at once, its page sessions and event streams end.
+    #[command(after_help = "Examples:\n  opsrun token revoke 7")]
     Revoke {
         /// The token id (from `token list`).
         id: String,
@@ -560,5 +629,47 @@ pub fn queue_settings(args: Option<&WorkerArgs>) -> QueueSettings {
             give_up_after: Duration::from_secs(a.give_up_after_secs.max(1)),
             ..defaults
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// Every command, at every depth, ends its help with examples; the global options stand
+    /// under their own heading, so a subcommand's help lists them once, apart from its own.
+    #[test]
+    fn every_command_has_examples_and_globals_have_their_heading() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            let examples = command
+                .get_after_help()
+                .is_some_and(|h| h.to_string().contains("Examples:"));
+            if !examples && command.get_name() != "help" {
+                missing.push(path.clone());
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let cli = Cli::command();
+        let mut missing = Vec::new();
+        walk(&cli, "", &mut missing);
+        let globals: Vec<_> = cli
+            .get_arguments()
+            .filter(|a| a.is_global_set())
+            .map(|a| (a.get_id().to_string(), a.get_help_heading()))
+            .collect();
+
+        assert_eq!(missing, Vec::<String>::new());
+        assert_eq!(globals.len(), 3, "{globals:?}");
+        assert!(
+            globals
+                .iter()
+                .all(|(_, heading)| *heading == Some("Global options")),
+            "{globals:?}"
+        );
     }
 }

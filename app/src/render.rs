@@ -100,3 +100,39 @@ pub fn duration(from: opsrun_domain::Timestamp, to: opsrun_domain::Timestamp) ->
     let ms = to.millis_since(from).max(0);
     format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
 }
+
+/// How long ago `then` was, seen at `now`, in the largest whole unit: `just now`, `12 s ago`,
+/// `4 min ago`, `3 h ago`, `2 d ago` (for a person scanning a table; the exact time is RFC 3339
+/// beside it or in `-o json`).
+#[must_use]
+pub fn ago(then: opsrun_domain::Timestamp, now: opsrun_domain::Timestamp) -> String {
+    let secs = now.millis_since(then).max(0) / 1000;
+    match secs {
+        0 => "just now".to_owned(),
+        1..=59 => format!("{secs} s ago"),
+        60..=3_599 => format!("{} min ago", secs / 60),
+        3_600..=86_399 => format!("{} h ago", secs / 3_600),
+        _ => format!("{} d ago", secs / 86_400),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::Timestamp;
+
+    use super::ago;
+
+    #[test]
+    fn times_ago_use_the_largest_whole_unit() {
+        let now = Timestamp::from_millis(10_000_000_000);
+        let before = |ms: i64| Timestamp::from_millis(10_000_000_000 - ms);
+
+        assert_eq!(ago(before(400), now), "just now");
+        assert_eq!(ago(before(12_900), now), "12 s ago");
+        assert_eq!(ago(before(240_000), now), "4 min ago");
+        assert_eq!(ago(before(3 * 3_600_000 + 59_000), now), "3 h ago");
+        assert_eq!(ago(before(2 * 86_400_000), now), "2 d ago");
+        // A clock a little behind another machine's never says "in the future".
+        assert_eq!(ago(before(-5_000), now), "just now");
+    }
+}

@@ -12,8 +12,8 @@ use opsrun_application::read_models::CollectionFilter;
 use opsrun_application::start::OperationError;
 use opsrun_domain::{OperationType, RunId, RunStatus, Slug, Timestamp, WorkspaceId};
 
-use super::{CliError, input, now};
-use crate::config::OpsCommand;
+use super::{CliError, input, now, write_json as json};
+use crate::config::{OpsCommand, RunArgs};
 use crate::render::{counts_line, duration, status_line, words};
 use crate::wiring::Stack;
 
@@ -139,13 +139,6 @@ fn time(t: Timestamp) -> String {
     crate::web::api::dto::rfc3339(t)
 }
 
-/// Prints `doc` as pretty JSON, the same document the HTTP API answers.
-fn json(out: &mut dyn Write, doc: &impl serde::Serialize) -> Result<(), CliError> {
-    let text = serde_json::to_string_pretty(doc).context("failed to encode JSON")?;
-    writeln!(out, "{text}").context("failed to write")?;
-    Ok(())
-}
-
 /// The exit status `ops watch` ends with: 0 succeeded, 3 partially succeeded, 1 otherwise.
 #[must_use]
 pub fn watch_status(outcome: opsrun_domain::RunOutcome) -> u8 {
@@ -193,30 +186,32 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             }
             writeln!(
                 out,
-                "{:<6} {:<27} {:<10} {:<10} {:<20} progress",
-                "id", "type", "tenant", "status", "outcome"
+                "{:<6} {:<27} {:<10} {:<10} {:<20} {:<11} progress",
+                "id", "type", "tenant", "status", "outcome", "created"
             )
             .context("failed to write")?;
+            let now = super::now();
             for s in page.items {
                 writeln!(
                     out,
-                    "{:<6} {:<27} {:<10} {:<10} {:<20} {}",
+                    "{:<6} {:<27} {:<10} {:<10} {:<20} {:<11} {}",
                     s.run.id().to_string(),
                     s.run.operation_type().key(),
                     s.tenant.as_str(),
                     s.run.status().key(),
                     s.run.outcome().key(),
+                    crate::render::ago(s.run.created_at(), now),
                     status_line(&s.run, &s.progress)
                 )
                 .context("failed to write")?;
             }
             Ok(())
         }
-        OpsCommand::Show {
+        OpsCommand::Show(RunArgs {
             id,
             workspace,
             output,
-        } => {
+        }) => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let detail = models
                 .detail(&caller, RunId::new(*id))
@@ -299,14 +294,22 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                 }
             }
             writeln!(out, "timeline:").context("failed to write")?;
+            let now = super::now();
             for entry in &detail.timeline {
                 let actor = entry
                     .actor
                     .as_deref()
                     .map(|a| format!(" by {a}"))
                     .unwrap_or_default();
-                writeln!(out, "  {}  {}{}", time(entry.at), entry.event, actor)
-                    .context("failed to write")?;
+                writeln!(
+                    out,
+                    "  {}  ({})  {}{}",
+                    time(entry.at),
+                    crate::render::ago(entry.at, now),
+                    entry.event,
+                    actor
+                )
+                .context("failed to write")?;
             }
             Ok(())
         }
@@ -319,6 +322,9 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
                 .execute(&caller, &tenant, params)
                 .await
                 .map_err(operation)?;
+            if args.output.is_json() {
+                return run_doc(stack, &caller, started.run.id(), started.reused, out).await;
+            }
             // The run as it is now: a running worker may have taken it already.
             let now = stack
                 .queries
@@ -343,13 +349,20 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             .context("failed to write")?;
             Ok(())
         }
-        OpsCommand::Cancel { id, workspace } => {
+        OpsCommand::Cancel(RunArgs {
+            id,
+            workspace,
+            output,
+        }) => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let run = stack
                 .cancel
                 .execute(&caller, RunId::new(*id))
                 .await
                 .map_err(operation)?;
+            if output.is_json() {
+                return run_doc(stack, &caller, run.id(), false, out).await;
+            }
             writeln!(out, "{} cancelled", run.id()).context("failed to write")?;
             Ok(())
         }
@@ -405,13 +418,20 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             }
             Ok(())
         }
-        OpsCommand::Pause { id, workspace } => {
+        OpsCommand::Pause(RunArgs {
+            id,
+            workspace,
+            output,
+        }) => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let run = stack
                 .control
                 .pause(&caller, RunId::new(*id))
                 .await
                 .map_err(operation)?;
+            if output.is_json() {
+                return run_doc(stack, &caller, run.id(), false, out).await;
+            }
             writeln!(
                 out,
                 "{} paused (items in flight finish; `opsrun ops resume {}` goes on)",
@@ -421,23 +441,37 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             .context("failed to write")?;
             Ok(())
         }
-        OpsCommand::Resume { id, workspace } => {
+        OpsCommand::Resume(RunArgs {
+            id,
+            workspace,
+            output,
+        }) => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let run = stack
                 .control
                 .resume(&caller, RunId::new(*id))
                 .await
                 .map_err(operation)?;
+            if output.is_json() {
+                return run_doc(stack, &caller, run.id(), false, out).await;
+            }
             writeln!(out, "{} resumed", run.id()).context("failed to write")?;
             Ok(())
         }
-        OpsCommand::Retry { id, workspace } => {
+        OpsCommand::Retry(RunArgs {
+            id,
+            workspace,
+            output,
+        }) => {
             let caller = owner(stack, workspace.as_deref()).await?;
             let started = stack
                 .retry
                 .execute(&caller, RunId::new(*id))
                 .await
                 .map_err(operation)?;
+            if output.is_json() {
+                return run_doc(stack, &caller, started.run.id(), started.reused, out).await;
+            }
             let what = if started.reused {
                 "already active"
             } else {
@@ -457,6 +491,18 @@ pub async fn run(stack: &Stack, command: &OpsCommand, out: &mut dyn Write) -> Re
             Ok(())
         }
     }
+}
+
+/// Prints the API's document of run `id` as it is now (`-o json` of the commands that act).
+async fn run_doc(
+    stack: &Stack,
+    caller: &Caller,
+    id: RunId,
+    reused: bool,
+    out: &mut dyn Write,
+) -> Result<(), CliError> {
+    let summary = stack.models.run(caller, id).await.map_err(access)?;
+    json(out, &crate::web::api::dto::RunDoc::new(&summary, reused))
 }
 
 fn operation(error: OperationError) -> CliError {

@@ -87,6 +87,7 @@ pub(super) async fn limit(
 pub(super) async fn list(
     stack: &crate::wiring::Stack,
     workspace: Option<&str>,
+    as_json: bool,
     out: &mut dyn std::io::Write,
 ) -> Result<(), CliError> {
     let workspace = super::ops::workspace(stack, workspace).await?;
@@ -95,15 +96,27 @@ pub(super) async fn list(
         .tenants_of(workspace)
         .await
         .map_err(|e| CliError::Failure(e.into()))?;
-    write_line(out, "tenant\tmax_running")?;
+    let mut rows = Vec::new();
     for tenant in tenants {
         let limit = stack
             .queries
             .tenant_limit(tenant.id)
             .await
             .map_err(|e| CliError::Failure(e.into()))?;
+        rows.push((tenant.slug, limit));
+    }
+    if as_json {
+        // `GET /api/tenants`'s document, with each tenant's own limit (null: the default).
+        let items: Vec<_> = rows
+            .iter()
+            .map(|(slug, limit)| serde_json::json!({"slug": slug.as_str(), "max_running": limit}))
+            .collect();
+        return super::write_json(out, &serde_json::json!({ "items": items }));
+    }
+    write_line(out, "tenant\tmax_running")?;
+    for (slug, limit) in rows {
         let limit = limit.map_or_else(|| "default".to_owned(), |n| n.to_string());
-        write_line(out, &format!("{}\t{limit}", tenant.slug))?;
+        write_line(out, &format!("{slug}\t{limit}"))?;
     }
     Ok(())
 }

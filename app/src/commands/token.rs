@@ -10,6 +10,7 @@ use opsrun_domain::Slug;
 
 use super::{CliError, input};
 use crate::config::TokenArgs;
+use crate::web::api::dto::TokenDoc;
 use crate::wiring::Stack;
 
 /// Runs `token create`: prints the new token alone.
@@ -56,11 +57,8 @@ fn lifetime(text: &str) -> Result<std::time::Duration, CliError> {
     })
 }
 
-fn when(at: Option<opsrun_domain::Timestamp>) -> String {
-    at.map_or_else(|| "-".to_owned(), crate::web::api::dto::rfc3339)
-}
-
-/// Runs `token list`: a header and one tab-separated line per token, newest first.
+/// Runs `token list`: a header and one tab-separated line per token, newest first; with
+/// `-o json` the API's token documents (`GET /api/tokens`), each with its `workspace`.
 ///
 /// # Errors
 ///
@@ -68,6 +66,7 @@ fn when(at: Option<opsrun_domain::Timestamp>) -> String {
 pub async fn list_tokens(
     stack: &Stack,
     workspace: Option<&str>,
+    as_json: bool,
     out: &mut dyn Write,
 ) -> Result<(), CliError> {
     let workspaces = stack
@@ -88,30 +87,55 @@ pub async fn list_tokens(
         }
     };
     let tokens = stack.tokens.list(only).await.map_err(admin)?;
-    let mut lines =
-        vec!["ID\tWORKSPACE\tUSER\tROLE\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS".to_owned()];
-    for token in tokens {
+    let mut docs = Vec::new();
+    for token in &tokens {
         let workspace = workspaces
             .iter()
             .find(|(id, _)| *id == token.workspace)
             .map_or_else(|| token.workspace.to_string(), |(_, s)| s.to_string());
         let tenants = match &token.scope {
-            TenantScope::All => "all".to_owned(),
-            TenantScope::Only(ids) => ids
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(","),
+            TenantScope::All => None,
+            TenantScope::Only(ids) => Some(
+                stack
+                    .directory
+                    .tenants_of(token.workspace)
+                    .await
+                    .map_err(|e| CliError::Failure(e.into()))?
+                    .into_iter()
+                    .filter(|t| ids.contains(&t.id))
+                    .map(|t| t.slug.to_string())
+                    .collect(),
+            ),
         };
-        let status = stack.tokens.status(&token);
+        let doc = TokenDoc::new(token, stack.tokens.status(token), tenants);
+        docs.push((workspace, doc));
+    }
+    if as_json {
+        let items: Vec<serde_json::Value> = docs
+            .into_iter()
+            .map(|(workspace, doc)| {
+                let mut value = serde_json::to_value(doc).unwrap_or_default();
+                value["workspace"] = serde_json::Value::String(workspace);
+                value
+            })
+            .collect();
+        return super::write_json(out, &serde_json::json!({ "items": items }));
+    }
+    let mut lines =
+        vec!["ID\tWORKSPACE\tUSER\tROLE\tTENANTS\tCREATED\tEXPIRES\tLAST USED\tSTATUS".to_owned()];
+    for (workspace, doc) in docs {
+        let dash = |t: Option<String>| t.unwrap_or_else(|| "-".to_owned());
         lines.push(format!(
-            "{}\t{workspace}\t{}\t{}\t{tenants}\t{}\t{}\t{}\t{status}",
-            token.id,
-            token.email,
-            token.role.key(),
-            crate::web::api::dto::rfc3339(token.created_at),
-            when(token.expires_at),
-            when(token.last_used_at),
+            "{}\t{workspace}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            doc.id,
+            doc.user,
+            doc.role,
+            doc.tenants
+                .map_or_else(|| "all".to_owned(), |t| t.join(",")),
+            doc.created_at,
+            dash(doc.expires_at),
+            dash(doc.last_used_at),
+            doc.status,
         ));
     }
     for line in lines {

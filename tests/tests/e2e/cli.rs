@@ -153,6 +153,23 @@ async fn run_control_from_the_command_line() -> Result<(), TestError> {
     let bad_limit = run(&url, &["tenants", "limit", "contoso", "--max-running", "0"]).await?;
     let unknown = run(&url, &["tenants", "limit", "nosuch", "--max-running", "2"]).await?;
     let shown = ok(run(&url, &["ops", "show", &id]).await?)?;
+    let paused_doc: serde_json::Value =
+        serde_json::from_str(&ok(run(&url, &["ops", "pause", &id, "-o", "json"]).await?)?)?;
+    let cancelled_doc: serde_json::Value =
+        serde_json::from_str(&ok(run(&url, &["ops", "cancel", &id, "--json"]).await?)?)?;
+    let started_doc: serde_json::Value = serde_json::from_str(&ok(run(
+        &url,
+        &[
+            "ops",
+            "start",
+            "inventory.sync",
+            "--tenant",
+            "contoso",
+            "-o",
+            "json",
+        ],
+    )
+    .await?)?)?;
 
     assert_eq!(
         paused
@@ -178,6 +195,27 @@ async fn run_control_from_the_command_line() -> Result<(), TestError> {
     assert!(
         unknown.2.contains("tenant 'nosuch' not found"),
         "{unknown:?}"
+    );
+    assert_eq!(
+        (&paused_doc["id"], &paused_doc["progress"]["paused"]),
+        (
+            &serde_json::json!(id.parse::<i64>()?),
+            &serde_json::json!(true)
+        )
+    );
+    assert_eq!(
+        (&cancelled_doc["status"], &cancelled_doc["outcome"]),
+        (
+            &serde_json::json!("completed"),
+            &serde_json::json!("cancelled")
+        )
+    );
+    assert_eq!(
+        (&started_doc["type"], &started_doc["reused"]),
+        (
+            &serde_json::json!("inventory.sync"),
+            &serde_json::json!(false)
+        )
     );
     assert!(shown.contains("retry of   -"), "{shown}");
     assert!(shown.contains("estimate   -"), "{shown}");

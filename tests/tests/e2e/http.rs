@@ -432,74 +432,80 @@ api_case!(
     }
 );
 
-api_case!(policies_backup_sets_and_notifications_page_with_a_cursor, |api| {
-    let ids = |doc: &Value| -> Vec<Value> {
-        doc["items"]
-            .as_array()
-            .map(|items| items.iter().map(|i| i["id"].clone()).collect())
-            .unwrap_or_default()
-    };
-    let mut pages = Vec::new();
-    let mut cursor = String::new();
-    loop {
-        let (status, page) = api
+api_case!(
+    policies_backup_sets_and_notifications_page_with_a_cursor,
+    |api| {
+        let ids = |doc: &Value| -> Vec<Value> {
+            doc["items"]
+                .as_array()
+                .map(|items| items.iter().map(|i| i["id"].clone()).collect())
+                .unwrap_or_default()
+        };
+        let mut pages = Vec::new();
+        let mut cursor = String::new();
+        loop {
+            let (status, page) = api
+                .get(
+                    &format!("/api/tenants/contoso/policies?limit=4{cursor}"),
+                    READONLY,
+                )
+                .await?;
+            assert_eq!(status, StatusCode::OK);
+            pages.push(ids(&page).len());
+            match page["next_cursor"].as_str() {
+                Some(next) => cursor = format!("&cursor={next}"),
+                None => break,
+            }
+        }
+        for name in ["a", "b", "c"] {
+            api.post(
+                "/api/tenants/contoso/backup-sets",
+                OPERATOR,
+                json!({"name": name}),
+            )
+            .await?;
+        }
+        let (_, first) = api
+            .get("/api/tenants/contoso/backup-sets?limit=2", READONLY)
+            .await?;
+        let next = first["next_cursor"].as_str().ok_or("no cursor")?.to_owned();
+        let (_, second) = api
             .get(
-                &format!("/api/tenants/contoso/policies?limit=4{cursor}"),
+                &format!("/api/tenants/contoso/backup-sets?limit=2&cursor={next}"),
                 READONLY,
             )
             .await?;
-        assert_eq!(status, StatusCode::OK);
-        pages.push(ids(&page).len());
-        match page["next_cursor"].as_str() {
-            Some(next) => cursor = format!("&cursor={next}"),
-            None => break,
-        }
-    }
-    for name in ["a", "b", "c"] {
-        api.post(
-            "/api/tenants/contoso/backup-sets",
-            OPERATOR,
-            json!({"name": name}),
-        )
-        .await?;
-    }
-    let (_, first) = api
-        .get("/api/tenants/contoso/backup-sets?limit=2", READONLY)
-        .await?;
-    let next = first["next_cursor"].as_str().ok_or("no cursor")?.to_owned();
-    let (_, second) = api
-        .get(
-            &format!("/api/tenants/contoso/backup-sets?limit=2&cursor={next}"),
-            READONLY,
-        )
-        .await?;
-    let (_, notifications) = api.get("/api/notifications?limit=1", OWNER).await?;
-    let (empty, e) = api.get("/api/notifications?cursor=", OWNER).await?;
-    let (signed, _) = api
-        .get("/api/tenants/contoso/policies?cursor=%2B4", READONLY)
-        .await?;
-    let (zero, _) = api
-        .get("/api/tenants/contoso/backup-sets?limit=0", READONLY)
-        .await?;
+        let (_, notifications) = api.get("/api/notifications?limit=1", OWNER).await?;
+        let (empty, e) = api.get("/api/notifications?cursor=", OWNER).await?;
+        let (signed, _) = api
+            .get("/api/tenants/contoso/policies?cursor=%2B4", READONLY)
+            .await?;
+        let (zero, _) = api
+            .get("/api/tenants/contoso/backup-sets?limit=0", READONLY)
+            .await?;
 
-    assert_eq!(pages, vec![4, 4, 2]);
-    assert_eq!(
-        (ids(&first), ids(&second)),
-        (vec![json!(1), json!(2)], vec![json!(3)])
-    );
-    assert_eq!(second["next_cursor"], Value::Null);
-    assert_eq!(
-        (notifications["items"].clone(), notifications["next_cursor"].clone()),
-        (json!([]), Value::Null)
-    );
-    assert_eq!(
-        (empty, code(&e)),
-        (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
-    );
-    assert_eq!(signed, StatusCode::UNPROCESSABLE_ENTITY);
-    assert_eq!(zero, StatusCode::UNPROCESSABLE_ENTITY);
-    Ok(())
-});
+        assert_eq!(pages, vec![4, 4, 2]);
+        assert_eq!(
+            (ids(&first), ids(&second)),
+            (vec![json!(1), json!(2)], vec![json!(3)])
+        );
+        assert_eq!(second["next_cursor"], Value::Null);
+        assert_eq!(
+            (
+                notifications["items"].clone(),
+                notifications["next_cursor"].clone()
+            ),
+            (json!([]), Value::Null)
+        );
+        assert_eq!(
+            (empty, code(&e)),
+            (StatusCode::UNPROCESSABLE_ENTITY, "invalid_parameter")
+        );
+        assert_eq!(signed, StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(zero, StatusCode::UNPROCESSABLE_ENTITY);
+        Ok(())
+    }
+);
 
 api_case!(tenant_lists_show_what_exists, |api| {
     let (created, set) = api
@@ -1457,8 +1463,15 @@ async fn openapi_case(api: Api) -> Result<(), TestError> {
         for (method, op) in item.as_object().ok_or("no operations")? {
             let tag = op["tags"][0].as_str().unwrap_or_default();
             assert!(
-                ["operations", "catalog", "discovery", "notifications", "tokens", "health"]
-                    .contains(&tag),
+                [
+                    "operations",
+                    "catalog",
+                    "discovery",
+                    "notifications",
+                    "tokens",
+                    "health"
+                ]
+                .contains(&tag),
                 "{method} {path} is tagged '{tag}'"
             );
             for (code, response) in op["responses"].as_object().ok_or("no responses")? {

@@ -17,7 +17,10 @@ use opsrun_tests::TestError;
 /// is installed; under `OPSRUN_REQUIRE_TOOLS=1` it must be.
 fn schemathesis_command() -> Result<Option<std::path::PathBuf>, TestError> {
     let scripts = std::process::Command::new("python3")
-        .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+        .args([
+            "-c",
+            "import sysconfig; print(sysconfig.get_path('scripts'))",
+        ])
         .output()
         .ok()
         .filter(|o| o.status.success())
@@ -202,10 +205,8 @@ async fn schemathesis_with_every_check_finds_nothing() -> Result<(), TestError> 
     };
     let server = contoso_server(&["--policies", "24", "--failure-rate", "0.25"], &[]).await?;
     let values = seed(&server).await?;
-    let mut config = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/schemathesis.toml"
-    ))?;
+    let mut config =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/schemathesis.toml"))?;
     for (name, value) in &values {
         config = config.replace(name, value);
     }
@@ -235,5 +236,11 @@ async fn schemathesis_with_every_check_finds_nothing() -> Result<(), TestError> 
         .await?,
         ..server
     };
-    schemathesis(&st, &revoker, &file, &["--include-path", "/api/tokens/{id}"]).await
+    schemathesis(
+        &st,
+        &revoker,
+        &file,
+        &["--include-path", "/api/tokens/{id}"],
+    )
+    .await
 }

@@ -1019,5 +1019,29 @@ async fn the_cli_prints_the_api_documents_and_watch_exits_by_outcome() -> Result
         api(format!("/api/operations/{partial}/items?outcome=failed")).await?
     );
     assert!(items["items"].as_array().is_some_and(|i| !i.is_empty()));
+
+    // Tokens, tenants and workspaces: the API's documents (with the CLI's `workspace` and
+    // `max_running` added); the token that just read the API is listed as the API lists it.
+    // The API first: its own request may move `last_used_at` (kept to the minute).
+    let mut from_api = api("/api/tokens".to_owned()).await?;
+    let tokens: Value =
+        serde_json::from_str(&cli(&server, &["token", "list", "-o", "json"]).await?.1)?;
+    for token in from_api["items"].as_array_mut().ok_or("no tokens")? {
+        token["workspace"] = json!("acme");
+    }
+    let tenants: Value =
+        serde_json::from_str(&cli(&server, &["tenants", "list", "--json"]).await?.1)?;
+    let workspaces: Value =
+        serde_json::from_str(&cli(&server, &["workspaces", "list", "-o", "json"]).await?.1)?;
+    assert_eq!(tokens, from_api);
+    assert_eq!(
+        tenants,
+        json!({"items": [{"slug": "contoso", "max_running": null}]})
+    );
+    assert_eq!(
+        api("/api/tenants".to_owned()).await?,
+        json!({"items": [{"slug": "contoso"}]})
+    );
+    assert_eq!(workspaces, json!({"items": [{"slug": "acme"}]}));
     Ok(())
 }

@@ -379,7 +379,10 @@ pub struct ReadinessDoc {
 pub struct BackupSetBody {
     /// 1 to 100 characters of visible text once surrounding whitespace is trimmed: no control,
     /// bidirectional-override or zero-width characters (the pattern says exactly which).
-    #[schema(example = "nightly", pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff]([^\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]{0,98}[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
+    #[schema(
+        example = "nightly",
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff]([^\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]{0,98}[^\u0000-\u0020\u007f-\u00a0\u061c\u1680\u2000-\u200f\u2028-\u202f\u205f-\u2064\u2066-\u2069\u3000\ufeff])?[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub name: String,
 }
 
@@ -465,6 +468,31 @@ pub struct TokenDoc {
     pub status: String,
 }
 
+impl TokenDoc {
+    /// The document of a token record: `status` as [`ManageTokens::status`] says it, and the
+    /// slugs of the tenants it is limited to (`None`: every tenant).
+    ///
+    /// [`ManageTokens::status`]: opsrun_application::admin::ManageTokens::status
+    #[must_use]
+    pub fn new(
+        record: &opsrun_application::ports::TokenRecord,
+        status: &str,
+        tenants: Option<Vec<String>>,
+    ) -> Self {
+        Self {
+            id: record.id.0,
+            user: record.email.clone(),
+            role: record.role.key().to_owned(),
+            tenants,
+            created_at: rfc3339(record.created_at),
+            expires_at: record.expires_at.map(rfc3339),
+            last_used_at: record.last_used_at.map(rfc3339),
+            revoked_at: record.revoked_at.map(rfc3339),
+            status: status.to_owned(),
+        }
+    }
+}
+
 /// A workspace's tokens, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TokenList {
@@ -478,7 +506,11 @@ pub struct TokenList {
 pub struct TokenBody {
     /// The user's e-mail (created if missing): an `@` and no whitespace once trimmed, at most
     /// 254 bytes.
-    #[schema(example = "ops@example.com", max_length = 254, pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*@[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
+    #[schema(
+        example = "ops@example.com",
+        max_length = 254,
+        pattern = r"^[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*@[^\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[\t-\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     pub email: String,
     /// `readonly`, `operator` or `owner`.
     #[schema(example = "operator")]

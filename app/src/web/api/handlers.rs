@@ -66,9 +66,8 @@ pub(crate) fn slug(text: &str) -> Result<Slug, ApiError> {
 /// An id as the document describes it: a positive integer in plain digits (no sign, no leading
 /// zero), so what the server takes is exactly what the schema allows.
 pub(crate) fn positive_id(text: &str) -> Option<i64> {
-    let plain = !text.is_empty()
-        && text.bytes().all(|b| b.is_ascii_digit())
-        && !text.starts_with('0');
+    let plain =
+        !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
     plain.then(|| text.parse::<i64>().ok()).flatten()
 }
 
@@ -604,17 +603,7 @@ async fn token_doc(
         }
     };
     let status = state.stack.tokens.status(&record);
-    Ok(TokenDoc {
-        id: record.id.0,
-        user: record.email,
-        role: record.role.key().to_owned(),
-        tenants,
-        created_at: rfc3339(record.created_at),
-        expires_at: record.expires_at.map(rfc3339),
-        last_used_at: record.last_used_at.map(rfc3339),
-        revoked_at: record.revoked_at.map(rfc3339),
-        status: status.to_owned(),
-    })
+    Ok(TokenDoc::new(&record, status, tenants))
 }
 
 /// The caller's workspace's API tokens (owner only).

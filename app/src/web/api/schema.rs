@@ -57,11 +57,17 @@ pub fn document(families: &Families) -> Result<Value, String> {
         ("MeDoc", "role", &roles),
         ("TypeDoc", "type", &types),
         ("TypeDoc", "mode", &modes),
-        ("ParamDoc", "kind", &keys(ParamKind::ALL.map(super::discovery::kind))),
+        (
+            "ParamDoc",
+            "kind",
+            &keys(ParamKind::ALL.map(super::discovery::kind)),
+        ),
         ("ReadinessDoc", "status", &keys(["ready", "not_ready"])),
     ] {
         let target = doc
-            .pointer_mut(&format!("/components/schemas/{schema}/properties/{property}"))
+            .pointer_mut(&format!(
+                "/components/schemas/{schema}/properties/{property}"
+            ))
             .and_then(Value::as_object_mut)
             .ok_or_else(|| format!("no property {schema}.{property}"))?;
         target.insert("enum".to_owned(), json!(values));
