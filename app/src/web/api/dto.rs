@@ -18,6 +18,8 @@ pub fn rfc3339(t: Timestamp) -> String {
 
 /// An error answer.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({"error": {"code": "unknown_backup_set",
+    "message": "backup set 9 does not exist in tenant 'contoso'", "request_id": "5f0c2a9e1b7d4c36"}}))]
 pub struct ErrorBody {
     /// The error.
     pub error: ErrorDetail,
@@ -157,6 +159,21 @@ pub struct FailureDoc {
 
 /// The run document.
 #[derive(Debug, Serialize, ToSchema)]
+#[schema(example = json!({
+    "id": 42, "type": "backup_set.restore", "tenant": "contoso", "status": "running",
+    "outcome": "pending",
+    "summary_counts": {"total": 120, "processed": 37, "succeeded": 35, "failed": 2},
+    "progress": {"mode": "counted", "processed": 37, "total": 120, "percent": 30,
+        "phase": null, "components": null, "current": null, "anomaly": false,
+        "basis": "120 selected backup items", "stale": false, "paused": false, "rate": 4.2,
+        "eta_seconds": 20, "waiting_reason": null, "estimate": "about 20 s left · 4.2/s"},
+    "parent_id": null, "initiator": "ops@example.com",
+    "created_at": "2026-12-05T09:30:00.000Z", "started_at": "2026-12-05T09:30:00.120Z",
+    "completed_at": null,
+    "failures": [{"code": "restore.item_failed", "message": "2 items failed to restore"}],
+    "paused_at": null, "waiting_reason": null, "retry_of": null,
+    "view_url": "/operations/42", "reused": false
+}))]
 pub struct RunDoc {
     /// Run id.
     pub id: i64,
