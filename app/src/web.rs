@@ -118,6 +118,7 @@ pub fn router(state: AppState) -> Router {
             REQUEST_TIMEOUT,
         ))
         .merge(api::stream_routes())
+        .merge(pages::stream_routes())
         .fallback(api::handlers::not_found)
         // Every answer: no MIME sniffing, and nothing (a page, a run document, a token) kept
         // in a shared or browser cache.

@@ -13,117 +13,22 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
-use opsrun_application::families::Families;
 use opsrun_application::ports::Role;
-use opsrun_application::read_models::{CollectionFilter, RunSummary};
-use opsrun_domain::{OperationType, ProgressDetail, RunId, RunOutcome, RunStatus, Slug};
+use opsrun_application::read_models::CollectionFilter;
+use opsrun_domain::{OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::api::dto::rfc3339;
+use live::Follow;
+
+pub mod live;
+pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
 use super::{ApiError, AppState};
 
 /// The Content-Security-Policy of every page.
 pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
-
-/// A progress widget, as the templates draw it.
-#[derive(Debug, Clone, Default)]
-pub struct Widget {
-    mode: String,
-    label: String,
-    percent: u8,
-    processed: u64,
-    total: u64,
-    phase_index: usize,
-    phase_count: usize,
-    phase_label: String,
-    components: Vec<(String, String)>,
-    outcome: String,
-    activity: String,
-    stale: bool,
-    anomaly: bool,
-    paused: bool,
-    estimate: Option<String>,
-}
-
-impl Widget {
-    fn of(summary: &RunSummary, families: &Families) -> Self {
-        let view = &summary.progress;
-        let mut w = Self {
-            mode: view.mode().key().to_owned(),
-            label: families.label(summary.run.operation_type()),
-            outcome: summary.run.outcome().key().to_owned(),
-            stale: view.stale,
-            anomaly: view.anomaly,
-            paused: view.paused,
-            estimate: view
-                .pace
-                .as_ref()
-                .map(opsrun_application::read_models::eta_phrase),
-            ..Self::default()
-        };
-        match &view.detail {
-            ProgressDetail::Counted {
-                processed,
-                total,
-                percent,
-            } => {
-                w.processed = *processed;
-                w.total = *total;
-                w.percent = *percent;
-            }
-            ProgressDetail::Phased(phase) => {
-                w.phase_index = phase.index;
-                w.phase_count = phase.count;
-                w.phase_label = phase.label.clone();
-            }
-            ProgressDetail::Composite { components, .. } => {
-                w.components = components
-                    .iter()
-                    .map(|c| (c.label.clone(), crate::render::component_line(c)))
-                    .collect();
-            }
-            ProgressDetail::Activity { processed } => {
-                // A queued run is waiting (for a worker, or its tenant's slot), not working.
-                w.activity = match (&view.waiting, summary.run.status()) {
-                    (Some(reason), _) => reason.clone(),
-                    (None, opsrun_domain::RunStatus::Queued) => "waiting for a worker".to_owned(),
-                    (None, _) => processed
-                        .map_or("working".to_owned(), |n| format!("working, {n} processed")),
-                };
-            }
-            ProgressDetail::None { .. } => {}
-        }
-        w
-    }
-}
-
-/// A run as a page row.
-#[derive(Debug, Clone)]
-pub struct PageRun {
-    id: i64,
-    label: String,
-    status: String,
-    tenant: String,
-    view_url: String,
-    created_at: String,
-    widget: Widget,
-}
-
-impl PageRun {
-    fn of(summary: &RunSummary, families: &Families) -> Self {
-        Self {
-            id: summary.run.id().value(),
-            label: families.label(summary.run.operation_type()),
-            status: summary.run.status().key().to_owned(),
-            tenant: summary.tenant.to_string(),
-            view_url: summary.view_url.clone(),
-            created_at: rfc3339(summary.run.created_at()),
-            widget: Widget::of(summary, families),
-        }
-    }
-}
 
 #[derive(Template)]
 #[template(path = "login.html")]
@@ -143,7 +48,7 @@ struct ShellPage {
     csrf: String,
     owner: bool,
     tenant: String,
-    runs: Vec<PageRun>,
+    items: Vec<String>,
 }
 
 #[derive(Template)]
@@ -153,7 +58,8 @@ struct CollectionPage {
     tenants: Vec<String>,
     csrf: String,
     owner: bool,
-    runs: Vec<PageRun>,
+    items: Vec<String>,
+    live: String,
     types: Vec<String>,
     statuses: Vec<String>,
     outcomes: Vec<String>,
@@ -171,18 +77,9 @@ struct DetailPage {
     tenants: Vec<String>,
     csrf: String,
     owner: bool,
-    r: PageRun,
-    initiator: Option<String>,
-    basis: Option<String>,
-    counts: Vec<(String, u64)>,
-    failures: Vec<(String, String)>,
-    failed_items: Vec<(String, String)>,
-    parent: Option<i64>,
-    children: Vec<i64>,
-    timeline: Vec<(String, String)>,
-    controls: Controls,
-    retry_of: Option<i64>,
-    retried_by: Vec<i64>,
+    id: i64,
+    label: String,
+    body: String,
 }
 
 fn html(page: &impl Template) -> Response {
@@ -337,13 +234,12 @@ async fn shell(
     let Ok(page) = page else {
         return to_login();
     };
-    let caller = &page.caller;
     let Ok(slug) = Slug::parse(&tenant) else {
         return ApiError::NotFound("tenant not found".into()).into_response();
     };
-    let feed = match state.stack.models.activity(caller, &slug).await {
-        Ok(feed) => feed,
-        Err(e) => return ApiError::from(e).into_response(),
+    let shown = match live::shown(&state, &page, &Follow::Feed(slug.clone())).await {
+        Ok(shown) => shown,
+        Err(e) => return e.into_response(),
     };
     let chrome = chrome(&state, &page).await;
     html(&ShellPage {
@@ -352,22 +248,33 @@ async fn shell(
         csrf: chrome.csrf,
         owner: chrome.owner,
         tenant: slug.to_string(),
-        runs: feed
-            .iter()
-            .map(|s| PageRun::of(s, &state.stack.families))
-            .collect(),
+        items: shown.fragments.into_iter().map(|f| f.html).collect(),
     })
 }
 
-async fn collection(
+/// The tenant page's live stream.
+async fn shell_live(
     State(state): State<AppState>,
     page: Result<PageCaller, ApiError>,
-    Query(params): Query<HashMap<String, String>>,
+    Path(tenant): Path<String>,
 ) -> Response {
-    let Ok(page) = page else {
-        return to_login();
+    let page = match page {
+        Ok(page) => page,
+        Err(e) => return e.into_response(),
     };
-    let caller = &page.caller;
+    let Ok(slug) = Slug::parse(&tenant) else {
+        return ApiError::NotFound("tenant not found".into()).into_response();
+    };
+    // The tenant must be visible: an invisible one answers like an absent one.
+    if let Err(e) = state.stack.models.activity(&page.caller, &slug).await {
+        return ApiError::from(e).into_response();
+    }
+    live::stream(state, page, Follow::Feed(slug)).into_response()
+}
+
+/// The collection's filter and page from its query (unknown values are ignored, as a form
+/// that sends empty selects needs).
+fn collection_query(params: &HashMap<String, String>) -> (CollectionFilter, Option<RunId>) {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let filter = CollectionFilter {
         tenant: get("tenant").and_then(|t| Slug::parse(t).ok()),
@@ -379,36 +286,80 @@ async fn collection(
         .and_then(|c| c.parse::<i64>().ok())
         .filter(|c| *c > 0)
         .map(RunId::new);
-    let runs = match state
-        .stack
-        .models
-        .collection(caller, filter.clone(), 25, before)
-        .await
+    (filter, before)
+}
+
+/// The collection page's live stream, for the same query as the page.
+async fn collection_live(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let page = match page {
+        Ok(page) => page,
+        Err(e) => return e.into_response(),
+    };
+    let (filter, before) = collection_query(&params);
+    live::stream(state, page, Follow::Collection(filter, before)).into_response()
+}
+
+/// The detail page's live stream.
+async fn detail_live(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    Path(id): Path<String>,
+) -> Response {
+    let page = match page {
+        Ok(page) => page,
+        Err(e) => return e.into_response(),
+    };
+    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0).map(RunId::new) else {
+        return ApiError::NotFound("operation not found".into()).into_response();
+    };
+    if let Err(e) = state.stack.models.run(&page.caller, id).await {
+        return ApiError::from(e).into_response();
+    }
+    live::stream(state, page, Follow::Run(id)).into_response()
+}
+
+async fn collection(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    let Ok(page) = page else {
+        return to_login();
+    };
+    let (filter, before) = collection_query(&params);
+    let shown = match live::shown(&state, &page, &Follow::Collection(filter.clone(), before)).await
     {
-        Ok(runs) => runs,
-        Err(e) => return ApiError::from(e).into_response(),
+        Ok(shown) => shown,
+        Err(e) => return e.into_response(),
     };
     let chrome = chrome(&state, &page).await;
+    let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let keep = |k: &str| get(k).map(|v| format!("&{k}={v}")).unwrap_or_default();
-    let next = runs.next_cursor.map(|c| {
-        format!(
-            "/operations?cursor={c}{}{}{}{}",
-            keep("tenant"),
-            keep("type"),
-            keep("status"),
-            keep("outcome")
-        )
-    });
+    let filters = format!(
+        "{}{}{}{}",
+        keep("tenant"),
+        keep("type"),
+        keep("status"),
+        keep("outcome")
+    );
+    let next = shown
+        .next
+        .map(|c| format!("/operations?cursor={c}{filters}"));
+    let live = format!(
+        "/operations/live?cursor={}{filters}",
+        before.map(|b| b.to_string()).unwrap_or_default()
+    );
     html(&CollectionPage {
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
         owner: chrome.owner,
-        runs: runs
-            .items
-            .iter()
-            .map(|s| PageRun::of(s, &state.stack.families))
-            .collect(),
+        items: shown.fragments.into_iter().map(|f| f.html).collect(),
+        live,
         types: state
             .stack
             .families
@@ -446,101 +397,29 @@ async fn detail(
     let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
         return ApiError::NotFound("operation not found".into()).into_response();
     };
-    let detail = match state.stack.models.detail(caller, RunId::new(id)).await {
-        Ok(detail) => detail,
+    let id = RunId::new(id);
+    let shown = match live::shown(&state, &page, &Follow::Run(id)).await {
+        Ok(shown) => shown,
+        Err(e) => return e.into_response(),
+    };
+    let label = match state.stack.models.run(caller, id).await {
+        Ok(summary) => state.stack.families.label(summary.run.operation_type()),
         Err(e) => return ApiError::from(e).into_response(),
     };
     let chrome = chrome(&state, &page).await;
-    let run = &detail.summary.run;
     html(&DetailPage {
         user: chrome.user,
         tenants: chrome.tenants,
         csrf: chrome.csrf,
         owner: chrome.owner,
-        r: PageRun::of(&detail.summary, &state.stack.families),
-        initiator: detail.summary.initiator.clone(),
-        basis: detail.summary.progress.basis.clone(),
-        counts: run
-            .counts()
-            .iter()
-            .map(|(k, v)| (k.key().to_owned(), v))
-            .collect(),
-        failures: run
-            .failures()
-            .iter()
-            .map(|f| (f.code.to_string(), f.message.clone()))
-            .collect(),
-        failed_items: detail
-            .failed_items
-            .iter()
-            .map(|(k, e)| {
-                (
-                    k.to_string(),
-                    e.reason
-                        .as_ref()
-                        .map_or("-".to_owned(), ToString::to_string),
-                )
-            })
-            .collect(),
-        parent: detail.parent.map(RunId::value),
-        children: detail.children.iter().map(|c| c.run.id().value()).collect(),
-        timeline: detail
-            .timeline
-            .iter()
-            .map(|t| {
-                let who = t
-                    .actor
-                    .as_ref()
-                    .map(|a| format!(" by {a}"))
-                    .unwrap_or_default();
-                (rfc3339(t.at), format!("{}{who}", t.event))
-            })
-            .collect(),
-        controls: Controls::of(run, caller.role, &state.stack.families),
-        retry_of: run.retry_of().map(RunId::value),
-        retried_by: detail
-            .summary
-            .retried_by
-            .iter()
-            .flatten()
-            .map(|r| r.value())
-            .collect(),
+        id: id.value(),
+        label,
+        body: shown
+            .fragments
+            .into_iter()
+            .map(|f| f.html)
+            .collect::<String>(),
     })
-}
-
-/// The run-control forms of the detail page. A form the caller's role allows is always
-/// rendered, and shown only while the run allows its action; live.js applies the same rule
-/// to every run document it receives (`data-when`), so a run that completes, pauses or resumes
-/// on screen never keeps a button for an action it no longer allows.
-#[derive(Debug, Clone, Copy)]
-struct Controls {
-    /// Pause/resume/retry forms exist (operator and above).
-    operate: bool,
-    /// The cancel form exists (owner).
-    cancel: bool,
-    /// The retry form exists (operator, and the family retries failed items).
-    retry: bool,
-    /// Shown now: pause (active, not paused), resume (paused), cancel (active), retry
-    /// (completed with failed items).
-    pause_shown: bool,
-    resume_shown: bool,
-    cancel_shown: bool,
-    retry_shown: bool,
-}
-
-impl Controls {
-    fn of(run: &opsrun_domain::OperationRun, role: Role, families: &Families) -> Self {
-        let active = !run.is_completed();
-        Self {
-            operate: role >= Role::Operator,
-            cancel: role == Role::Owner,
-            retry: role >= Role::Operator && families.is_retryable(run.operation_type()),
-            pause_shown: active && !run.is_paused(),
-            resume_shown: run.is_paused(),
-            cancel_shown: active,
-            retry_shown: !active && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0,
-        }
-    }
 }
 
 /// A run-control form of the detail page: pause, resume, retry or cancel.
@@ -702,6 +581,14 @@ async fn script() -> Response {
         include_str!("../../static/live.js"),
     )
         .into_response()
+}
+
+/// The pages' live streams (long-lived: no request timeout).
+pub(super) fn stream_routes() -> Router<AppState> {
+    Router::new()
+        .route("/tenants/{tenant}/live", get(shell_live))
+        .route("/operations/live", get(collection_live))
+        .route("/operations/{id}/live", get(detail_live))
 }
 
 /// The pages' routes, with their security headers.

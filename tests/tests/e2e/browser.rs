@@ -13,6 +13,21 @@ use serde_json::{Value, json};
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 
+/// Clicks the element `css` selects now (one script call: a live page may have just replaced
+/// the element a WebDriver handle pointed at).
+async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), TestError> {
+    let clicked = browser
+        .execute(
+            "var e = document.querySelector(arguments[0]); if (!e) { return false; } e.click(); return true;",
+            vec![Value::String(css.to_owned())],
+        )
+        .await?;
+    if clicked != Value::Bool(true) {
+        return Err(format!("nothing to click at {css}").into());
+    }
+    Ok(())
+}
+
 fn free_port() -> Result<u16, TestError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -131,14 +146,14 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     // Read the widget in one script call: live.js replaces it on every event.
     let probe = format!(
-        "var run = document.querySelector(\"[data-run-id='{id}']\"); if (!run) {{ return null; }} \
+        "var run = document.getElementById('run-{id}'); if (!run) {{ return null; }} \
          var outcome = run.querySelector('.outcome'); var bar = run.querySelector(\"progress[role='progressbar']\"); \
          return {{ outcome: outcome ? outcome.textContent : null, now: bar ? bar.getAttribute('aria-valuenow') : null }};"
     );
     loop {
         let state = browser.execute(&probe, vec![]).await?;
         if let Some(outcome) = state["outcome"].as_str() {
-            assert_eq!(outcome, "succeeded");
+            assert_eq!(outcome, "✓ succeeded");
             break;
         }
         if let Some(now) = state["now"].as_str() {
@@ -222,15 +237,13 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     // live.js redraws the widget on every event: read it in one script call.
     let widget = "var q = function (c) { var e = document.querySelector(c); return e ? e.textContent : null; }; \
         return { paused: q('.paused'), numbers: q('.numbers'), estimate: q('.estimate'), \
-                 resume: document.querySelectorAll('form.resume:not([hidden]) button').length, \
-                 controls: Array.from(document.querySelectorAll('form[data-when]:not([hidden])')) \
-                   .map(function (f) { return f.getAttribute('data-when'); }) };";
+                 resume: document.querySelectorAll('form.resume button').length, \
+                 controls: Array.from(document.querySelectorAll('.controls > form, .controls > details')) \
+                   .map(function (f) { return f.className; }) };";
     browser.goto(&format!("{base}/operations/{id2}")).await?;
-    browser
-        .find(Locator::Css("form.pause button"))
-        .await?
-        .click()
-        .await?;
+    // The live stream redraws the detail body whole: click through one script call, so the
+    // button clicked is the one on screen now.
+    click(&browser, "form.pause button").await?;
     tokio::time::sleep(Duration::from_millis(2_500)).await;
     browser.goto(&format!("{base}/operations/{id2}")).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -238,11 +251,9 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     std::fs::write(shots.join("detail-paused.png"), browser.screenshot().await?)?;
     tokio::time::sleep(Duration::from_millis(1_000)).await;
     let still = browser.execute(widget, vec![]).await?;
-    browser
-        .find(Locator::Css("form.resume button"))
-        .await?
-        .click()
-        .await?;
+    // The live stream redraws the detail body whole: click through one script call, so the
+    // button clicked is the one on screen now.
+    click(&browser, "form.resume button").await?;
     tokio::time::sleep(Duration::from_millis(600)).await;
     browser.goto(&format!("{base}/operations/{id2}")).await?;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -309,7 +320,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     );
     assert_eq!(processed, "60");
     assert_eq!(basis, "Total from: 60 requested policies");
-    assert!(timeline.contains("operation.completed"), "{timeline}");
+    assert!(timeline.contains("operation completed"), "{timeline}");
     // A completed run shows its outcome, never a bar.
     assert!(bars.is_empty());
     assert_eq!(token_rows, 1);

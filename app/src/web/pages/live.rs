@@ -1,0 +1,245 @@
+//! One event stream per page. A page's stream follows exactly what the page shows (a tenant's
+//! activity feed, the Operations collection as filtered, or one run's detail), renders it with
+//! the page's own templates, and sends each run's fragment whole when it changes, new runs with
+//! their place, and the removal of runs the page no longer shows. A page therefore converges to
+//! what a reload shows, whatever it missed: a reconnecting page (`Last-Event-ID`) is sent
+//! everything it shows again.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use opsrun_application::read_models::CollectionFilter;
+use opsrun_domain::{RunId, Slug};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::views::{CollectionRow, FeedItem, PageRun, RunDetail};
+use crate::web::auth::PageCaller;
+use crate::web::{ApiError, AppState};
+
+/// Rows of the Operations collection page.
+pub const COLLECTION_PAGE: u32 = 25;
+
+/// Changes within this window are drawn together (a busy run records many items a second).
+const COALESCE: Duration = Duration::from_millis(250);
+/// What no notification reaches (another process's writes on SQLite, a stale run, a run
+/// leaving the feed's one-minute window) is seen at least this often.
+const REREAD: Duration = Duration::from_secs(2);
+/// How often a stream re-checks the session behind it.
+const RECHECK: Duration = Duration::from_secs(15);
+
+/// What a page shows.
+#[derive(Debug, Clone)]
+pub enum Follow {
+    /// A tenant's activity feed.
+    Feed(Slug),
+    /// A page of the Operations collection (newest first, below `before` when paging).
+    Collection(CollectionFilter, Option<RunId>),
+    /// One run's detail.
+    Run(RunId),
+}
+
+/// One rendered view: the id of its element and its HTML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fragment {
+    /// The element id (`run-42`, or the empty state's).
+    pub id: String,
+    /// The element, rendered.
+    pub html: String,
+}
+
+/// What the page shows now, as fragments in page order, and whether it can no longer change
+/// (a completed run's detail). Also the `next` cursor of a collection page.
+pub struct Shown {
+    /// The fragments, in page order.
+    pub fragments: Vec<Fragment>,
+    /// Nothing on it can change any more.
+    pub done: bool,
+    /// The collection's next page.
+    pub next: Option<RunId>,
+}
+
+fn rendered(id: String, page: &impl askama::Template) -> Result<Fragment, ApiError> {
+    Ok(versioned(id, page.render().map_err(ApiError::internal)?))
+}
+
+/// A fragment whose root element carries `data-v`, a hash of its HTML: the page keeps an
+/// element whose version it already shows (a stream's first events repeat what the page
+/// rendered) instead of redrawing it, so nothing flickers and no focus is lost.
+fn versioned(id: String, html: String) -> Fragment {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    html.hash(&mut hasher);
+    // Every fragment starts with its root's start tag; askama escapes `>` in attribute
+    // values, so the first `>` ends that tag.
+    let html = html
+        .trim()
+        .replacen('>', &format!(" data-v=\"{:016x}\">", hasher.finish()), 1);
+    Fragment { id, html }
+}
+
+/// Renders what `follow` shows for `page`'s caller: the one rendering of the page and its
+/// stream.
+///
+/// # Errors
+///
+/// [`ApiError`] when the caller may not see it, or the store fails.
+pub async fn shown(
+    state: &AppState,
+    page: &PageCaller,
+    follow: &Follow,
+) -> Result<Shown, ApiError> {
+    let families = &state.stack.families;
+    let caller = &page.caller;
+    match follow {
+        Follow::Feed(tenant) => {
+            let feed = state.stack.models.activity(caller, tenant).await?;
+            let mut fragments = Vec::with_capacity(feed.len().max(1));
+            for summary in &feed {
+                let r = PageRun::of(summary, families);
+                fragments.push(rendered(format!("run-{}", r.id), &FeedItem { r: &r })?);
+            }
+            if fragments.is_empty() {
+                fragments.push(versioned(
+                    "feed-empty".to_owned(),
+                    "<li id=\"feed-empty\" class=\"empty\">No operation is running, and none \
+                     finished in the last minute.</li>"
+                        .to_owned(),
+                ));
+            }
+            Ok(Shown {
+                fragments,
+                done: false,
+                next: None,
+            })
+        }
+        Follow::Collection(filter, before) => {
+            let runs = state
+                .stack
+                .models
+                .collection(caller, filter.clone(), COLLECTION_PAGE, *before)
+                .await?;
+            let mut fragments = Vec::with_capacity(runs.items.len().max(1));
+            for summary in &runs.items {
+                let r = PageRun::of(summary, families);
+                fragments.push(rendered(format!("run-{}", r.id), &CollectionRow { r: &r })?);
+            }
+            if fragments.is_empty() {
+                fragments.push(versioned(
+                    "runs-empty".to_owned(),
+                    "<tr id=\"runs-empty\" class=\"empty\"><td colspan=\"6\">No operation \
+                     matches.</td></tr>"
+                        .to_owned(),
+                ));
+            }
+            Ok(Shown {
+                fragments,
+                done: false,
+                next: runs.next_cursor,
+            })
+        }
+        Follow::Run(id) => {
+            let detail = state.stack.models.detail(caller, *id).await?;
+            let csrf = opsrun_application::auth::csrf_token(&page.session);
+            let body = RunDetail::of(&detail, caller.role, &csrf, families);
+            let done = detail.summary.run.is_completed();
+            Ok(Shown {
+                fragments: vec![rendered(format!("run-{}", id.value()), &body)?],
+                done,
+                next: None,
+            })
+        }
+    }
+}
+
+/// The page's event stream: `put` events (`{"id", "html", "after"}` to place a fragment,
+/// `{"remove"}` to drop one), then `end` once nothing can change (a completed run's detail, a
+/// session that ended, a server that stops).
+pub fn stream(state: AppState, page: PageCaller, follow: Follow) -> impl IntoResponse {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        // A closed page ends the task at its next wait; send errors mean the same.
+        let _ = follow_page(&state, &page, &follow, &tx).await;
+    });
+    Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
+}
+
+type Sender = mpsc::Sender<Result<Event, Infallible>>;
+
+async fn send(tx: &Sender, seq: &mut u64, event: &str, data: String) -> Result<(), ()> {
+    *seq += 1;
+    let event = Event::default().event(event).id(seq.to_string()).data(data);
+    tx.send(Ok(event)).await.map_err(|_| ())
+}
+
+async fn follow_page(
+    state: &AppState,
+    page: &PageCaller,
+    follow: &Follow,
+    tx: &Sender,
+) -> Result<(), ()> {
+    let mut receiver = state.stack.events.subscribe();
+    let mut sent: HashMap<String, String> = HashMap::new();
+    let mut order: Vec<String> = Vec::new();
+    let mut seq = 0_u64;
+    let mut checked = tokio::time::Instant::now();
+    loop {
+        if checked.elapsed() >= RECHECK {
+            checked = tokio::time::Instant::now();
+            if let Ok(false) = state.stack.authenticate.still_valid(&page.caller).await {
+                return send(tx, &mut seq, "end", r#"{"reason":"session ended"}"#.into()).await;
+            }
+        }
+        // A failed read (a store hiccup) keeps what is shown and tries again later.
+        if let Ok(now) = shown(state, page, follow).await {
+            let ids: Vec<String> = now.fragments.iter().map(|f| f.id.clone()).collect();
+            for (i, fragment) in now.fragments.into_iter().enumerate() {
+                if sent.get(&fragment.id) == Some(&fragment.html) {
+                    continue;
+                }
+                let after = i.checked_sub(1).map(|j| ids[j].clone());
+                let data =
+                    serde_json::json!({"id": fragment.id, "html": fragment.html, "after": after});
+                send(tx, &mut seq, "put", data.to_string()).await?;
+                sent.insert(fragment.id, fragment.html);
+            }
+            for gone in order.iter().filter(|id| !ids.contains(id)) {
+                sent.remove(gone);
+                let data = serde_json::json!({ "remove": gone });
+                send(tx, &mut seq, "put", data.to_string()).await?;
+            }
+            order = ids;
+            if now.done {
+                return send(tx, &mut seq, "end", r#"{"reason":"completed"}"#.into()).await;
+            }
+        }
+        // Wait for a change the page may show, the periodic re-read, the page closing, or the
+        // server stopping.
+        let deadline = tokio::time::sleep(REREAD);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                () = tx.closed() => return Err(()),
+                () = state.shutting_down() => {
+                    return send(tx, &mut seq, "end", r#"{"reason":"shutdown"}"#.into()).await;
+                }
+                () = &mut deadline => break,
+                changed = receiver.recv() => match (changed, follow) {
+                    (Ok(id), Follow::Run(followed)) if id != *followed => {}
+                    (Err(tokio::sync::broadcast::error::RecvError::Closed), _) => {
+                        // No notifications (a state without a server): re-read on the clock.
+                        (&mut deadline).await;
+                        break;
+                    }
+                    _ => {
+                        tokio::time::sleep(COALESCE).await;
+                        break;
+                    }
+                },
+            }
+        }
+    }
+}
