@@ -34,91 +34,149 @@ fn free_port() -> Result<u16, TestError> {
         .port())
 }
 
+/// A logged-in headless Chromium on a fresh `opsrun serve` (SQLite) with tenant `contoso` of
+/// workspace `acme`, made with `tenant` as its extra `tenants add` options.
+struct Session {
+    browser: fantoccini::Client,
+    base: String,
+    token: String,
+    shots: std::path::PathBuf,
+    driver: tokio::process::Child,
+    server: tokio::process::Child,
+    _dirs: (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir),
+}
+
+impl Session {
+    /// `None` (after a loud NOT RUN) when Chromium is missing and not required.
+    async fn open(tenant: &[&str], workers: &str) -> Result<Option<Self>, TestError> {
+        if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists()
+        {
+            if std::env::var("OPSRUN_REQUIRE_BROWSER").as_deref() == Ok("1") {
+                return Err("OPSRUN_REQUIRE_BROWSER=1 but chromium/chromedriver are missing (tests/run installs them)".into());
+            }
+            #[expect(clippy::print_stderr, reason = "a skipped test must be visible")]
+            {
+                eprintln!("NOT RUN: Chromium is not installed (tests/run installs it)");
+            }
+            return Ok(None);
+        }
+        let (db_dir, url) = fresh_sqlite_file()?;
+        let dir = tempfile::tempdir()?;
+        let add = [
+            &["tenants", "add", "contoso", "--workspace", "acme"][..],
+            tenant,
+        ]
+        .concat();
+        output(&url, dir.path(), &add).await?;
+        let token = crate::owner_token(&url, dir.path()).await?;
+        let (server, base) = crate::start_server(&url, dir.path(), workers).await?;
+
+        let port = free_port()?;
+        let driver = tokio::process::Command::new(CHROMEDRIVER)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()?;
+        let profile = tempfile::tempdir()?;
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                         "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
+                         "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())]
+            }),
+        );
+        let webdriver = format!("http://127.0.0.1:{port}");
+        let mut browser = None;
+        for _ in 0..50 {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&webdriver)
+                .await
+            {
+                Ok(client) => {
+                    browser = Some(client);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+        let browser = browser.ok_or("chromedriver did not start")?;
+        let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
+        std::fs::create_dir_all(&shots)?;
+
+        // Log in through the form.
+        browser.goto(&format!("{base}/login")).await?;
+        browser
+            .find(Locator::Css("#token"))
+            .await?
+            .send_keys(&token)
+            .await?;
+        browser
+            .find(Locator::Css("form.login button"))
+            .await?
+            .click()
+            .await?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let landed = browser.current_url().await?;
+        assert!(
+            landed.path().ends_with("/tenants/contoso"),
+            "landed on {landed}"
+        );
+        Ok(Some(Self {
+            browser,
+            base,
+            token,
+            shots,
+            driver,
+            server,
+            _dirs: (db_dir, dir, profile),
+        }))
+    }
+
+    /// `POST` (with `body`) or `GET` (without) on the API as the owner; the JSON answer.
+    async fn api(&self, path: &str, body: Option<Value>) -> Result<Value, TestError> {
+        let client = reqwest::Client::new();
+        let url = format!("{}{path}", self.base);
+        let request = match body {
+            Some(body) => client.post(url).json(&body),
+            None => client.get(url),
+        };
+        Ok(request
+            .bearer_auth(&self.token)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?)
+    }
+
+    async fn close(mut self) -> Result<(), TestError> {
+        self.browser.clone().close().await?;
+        self.driver.start_kill()?;
+        self.server.start_kill()?;
+        Ok(())
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(), TestError> {
-    if !std::path::Path::new(CHROMIUM).exists() || !std::path::Path::new(CHROMEDRIVER).exists() {
-        if std::env::var("OPSRUN_REQUIRE_BROWSER").as_deref() == Ok("1") {
-            return Err("OPSRUN_REQUIRE_BROWSER=1 but chromium/chromedriver are missing (tests/run installs them)".into());
-        }
-        eprintln!("NOT RUN: Chromium is not installed (tests/run installs it)");
+    let Some(session) = Session::open(&["--policies", "60", "--latency-ms", "60"], "2").await?
+    else {
         return Ok(());
-    }
-    let (_db_dir, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "60",
-            "--latency-ms",
-            "60",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
-    let (mut server, base) = crate::start_server(&url, dir.path(), "2").await?;
-
-    let port = free_port()?;
-    let mut driver = tokio::process::Command::new(CHROMEDRIVER)
-        .arg(format!("--port={port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()?;
-    let profile = tempfile::tempdir()?;
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--no-first-run", "--disable-quic", "--disable-sync",
-                     "--window-size=1280,900", format!("--user-data-dir={}", profile.path().display())]
-        }),
-    );
-    let webdriver = format!("http://127.0.0.1:{port}");
-    let mut browser = None;
-    for _ in 0..50 {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(&webdriver)
-            .await
-        {
-            Ok(client) => {
-                browser = Some(client);
-                break;
-            }
-            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
-        }
-    }
-    let browser = browser.ok_or("chromedriver did not start")?;
-    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("browser");
-    std::fs::create_dir_all(&shots)?;
-
-    // Log in through the form.
-    browser.goto(&format!("{base}/login")).await?;
-    browser
-        .find(Locator::Css("#token"))
-        .await?
-        .send_keys(&token)
-        .await?;
-    browser
-        .find(Locator::Css("form.login button"))
-        .await?
-        .click()
-        .await?;
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let landed = browser.current_url().await?;
-    assert!(
-        landed.path().ends_with("/tenants/contoso"),
-        "landed on {landed}"
-    );
+    };
+    let Session {
+        browser,
+        base,
+        token,
+        shots,
+        ..
+    } = &session;
+    let (browser, base, token, shots) =
+        (browser.clone(), base.clone(), token.clone(), shots.clone());
 
     // Start a counted run (60 policies, 60 ms each) and watch its bar on the shell page.
     let api = reqwest::Client::new();
@@ -310,9 +368,7 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     let after_logout = browser.current_url().await?;
     browser.goto(&format!("{base}/operations")).await?;
     let after_revisit = browser.current_url().await?;
-    browser.close().await?;
-    driver.start_kill()?;
-    server.start_kill()?;
+    session.close().await?;
 
     assert_eq!(
         heading,
@@ -326,5 +382,252 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     assert_eq!(token_rows, 1);
     assert!(after_logout.path().ends_with("/login"), "{after_logout}");
     assert!(after_revisit.path().ends_with("/login"), "{after_revisit}");
+    Ok(())
+}
+
+/// Polls `script` in the page until it answers something other than `null` (or 60 s pass).
+async fn until(browser: &fantoccini::Client, script: &str) -> Result<Value, TestError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let value = browser.execute(script, vec![]).await?;
+        if !value.is_null() {
+            return Ok(value);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the page never answered: {script}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The text a person reads in the page's live region (the run views), without the versions.
+const LIVE_TEXT: &str = "return document.querySelector('[data-live]').innerText;";
+
+/// The truth of live pages, as a person sees it:
+/// - a restore's detail page opened while it waits behind another run ends showing exactly
+///   what a reload shows (every count, the failed items, the outcome, no cancel);
+/// - the tenant feed shows a run started after it loaded within 2 s;
+/// - the collection with 50 active runs keeps the page's other requests under 1 s (one stream
+///   per page, not one per row);
+/// - cancelling asks first, naming what stops; a phased run lists its phases.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
+    let tenant = [
+        "--policies",
+        "99",
+        "--latency-ms",
+        "30",
+        "--failure-rate",
+        "0.2",
+    ];
+    let Some(session) = Session::open(&tenant, "1").await? else {
+        return Ok(());
+    };
+    let browser = session.browser.clone();
+    let base = session.base.clone();
+    let wait_done = |id: i64| {
+        let session = &session;
+        async move {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+            loop {
+                let doc = session.api(&format!("/api/operations/{id}"), None).await?;
+                if doc["status"] == "completed" {
+                    return Ok::<Value, TestError>(doc);
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return Err(format!("run {id} did not complete: {doc}").into());
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let start = |body: Value| {
+        let session = &session;
+        async move {
+            let doc = session
+                .api("/api/tenants/contoso/operations", Some(body))
+                .await?;
+            doc["id"].as_i64().ok_or_else(|| TestError::from("no id"))
+        }
+    };
+    let set = |name: &'static str| {
+        let session = &session;
+        async move {
+            let doc = session
+                .api(
+                    "/api/tenants/contoso/backup-sets",
+                    Some(json!({ "name": name })),
+                )
+                .await?;
+            Ok::<Value, TestError>(doc["id"].clone())
+        }
+    };
+    let all: Vec<String> = (1..=99).map(|i| format!("pol-{i:05}")).collect();
+
+    // The feed is open before anything runs: the first run appears within 2 s.
+    browser.goto(&format!("{base}/tenants/contoso")).await?;
+    let source = set("source").await?;
+    let filled = start(json!({"type": "backup_set.add_policies",
+        "params": {"backup_set_id": source, "policy_ids": all}}))
+    .await?;
+    let started = tokio::time::Instant::now();
+    until(
+        &browser,
+        &format!("return document.getElementById('run-{filled}') ? true : null;"),
+    )
+    .await?;
+    let appeared = started.elapsed();
+    wait_done(filled).await?;
+
+    // One worker: a blocker holds it, so the restore waits when its page opens.
+    let blocker_set = set("blocker").await?;
+    let blocker = start(json!({"type": "backup_set.add_policies",
+        "params": {"backup_set_id": blocker_set, "policy_ids": all}}))
+    .await?;
+    let restore = start(json!({"type": "backup_set.restore",
+        "params": {"backup_set_id": source}}))
+    .await?;
+    browser
+        .goto(&format!("{base}/operations/{restore}"))
+        .await?;
+    let waiting = browser.execute(LIVE_TEXT, vec![]).await?;
+    std::fs::write(
+        session.shots.join("detail-waiting.png"),
+        browser.screenshot().await?,
+    )?;
+    let outcome = until(
+        &browser,
+        "var o = document.querySelector('[data-live] .progress .outcome'); return o ? o.textContent : null;",
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let live = browser.execute(LIVE_TEXT, vec![]).await?;
+    std::fs::write(
+        session.shots.join("detail-live-ended.png"),
+        browser.screenshot().await?,
+    )?;
+    browser.refresh().await?;
+    let reloaded = browser.execute(LIVE_TEXT, vec![]).await?;
+    let doc = session
+        .api(&format!("/api/operations/{restore}"), None)
+        .await?;
+    let controls = browser
+        .execute(
+            "return document.querySelectorAll('.controls form.cancel, .controls form.pause').length;",
+            vec![],
+        )
+        .await?;
+    wait_done(blocker).await?;
+
+    // 50 active runs (one worker, a blocker ahead of them) on the collection page: a request
+    // from the page still answers within 1 s.
+    let slow_set = set("slow").await?;
+    let slow = start(json!({"type": "backup_set.add_policies",
+        "params": {"backup_set_id": slow_set, "policy_ids": all}}))
+    .await?;
+    for i in 0..49 {
+        let one = set("one").await?;
+        start(json!({"type": "backup_set.add_policies",
+            "params": {"backup_set_id": one, "policy_ids": [format!("pol-{:05}", i + 1)]}}))
+        .await?;
+    }
+    browser.goto(&format!("{base}/operations")).await?;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let timed = browser
+        .execute_async(
+            "var done = arguments[arguments.length - 1]; var t = performance.now(); \
+             fetch('/healthz').then(function () { done(performance.now() - t); });",
+            vec![],
+        )
+        .await?;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('tbody[data-live] tr').length;",
+            vec![],
+        )
+        .await?;
+    std::fs::write(
+        session.shots.join("collection-active.png"),
+        browser.screenshot().await?,
+    )?;
+
+    // Cancel asks first, naming what stops; only the confirmation cancels. (Once the run has
+    // its total, so the question can name it.)
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while session
+        .api(&format!("/api/operations/{slow}"), None)
+        .await?["summary_counts"]["processed"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the slow run never started".into());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    browser.goto(&format!("{base}/operations/{slow}")).await?;
+    click(&browser, "details.cancel summary").await?;
+    let question = browser
+        .execute(
+            "var q = document.querySelector('details.cancel[open] p'); return q ? q.textContent : null;",
+            vec![],
+        )
+        .await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = session
+        .api(&format!("/api/operations/{slow}"), None)
+        .await?;
+    std::fs::write(
+        session.shots.join("detail-cancel-question.png"),
+        browser.screenshot().await?,
+    )?;
+    click(&browser, "details.cancel button.danger").await?;
+    let cancelled = wait_done(slow).await?;
+
+    // A phased run lists its phases, each done.
+    let capture = start(json!({"type": "baseline.capture"})).await?;
+    wait_done(capture).await?;
+    browser
+        .goto(&format!("{base}/operations/{capture}"))
+        .await?;
+    let phases = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('.phases li')).map(function (l) { return l.className; });",
+            vec![],
+        )
+        .await?;
+    session.close().await?;
+
+    assert!(appeared < Duration::from_secs(2), "{appeared:?}");
+    let waiting = waiting.as_str().unwrap_or_default();
+    assert!(waiting.starts_with("waiting"), "{waiting}");
+    assert!(!waiting.contains("working"), "{waiting}");
+    assert_eq!(doc["outcome"], "partially_succeeded", "{doc}");
+    assert_eq!(outcome, "⚠ partially succeeded");
+    assert_eq!(live, reloaded, "the live page ended apart from a reload");
+    let text = live.as_str().unwrap_or_default();
+    let failed = doc["summary_counts"]["failed"].as_u64().unwrap_or_default();
+    assert!(failed > 0, "{doc}");
+    assert!(text.contains(&format!("failed\t{failed}")), "{text}");
+    let total = doc["summary_counts"]["total"].as_u64().unwrap_or_default();
+    assert_eq!(doc["summary_counts"]["processed"], json!(total), "{doc}");
+    assert!(text.contains(&format!("processed\t{total}")), "{text}");
+    assert!(
+        text.contains(&format!("Showing {failed} of {failed} failed items")),
+        "{text}"
+    );
+    assert_eq!(controls, json!(0));
+    assert_eq!(rows, json!(25), "a page of the collection");
+    let ms = timed.as_f64().unwrap_or(f64::MAX);
+    assert!(ms < 1_000.0, "a request from the page took {ms} ms");
+    let question = question.as_str().unwrap_or_default();
+    assert!(
+        question.starts_with("Cancel add policies to backup set of 99 items?"),
+        "{question}"
+    );
+    assert_ne!(before["status"], "completed", "{before}");
+    assert_eq!(cancelled["outcome"], "cancelled");
+    assert_eq!(phases, json!(["phase-done", "phase-done", "phase-done"]));
     Ok(())
 }

@@ -223,7 +223,12 @@ fn phase_rows(run: &OperationRun) -> Vec<PhaseRow> {
     };
     let current = phases.current_index();
     let done = run.is_completed();
-    let succeeded = run.outcome() == RunOutcome::Succeeded;
+    // A run that got through its phases (some items may have failed) finished its last one;
+    // one that failed, was blocked or cancelled stopped in the phase it was in.
+    let succeeded = matches!(
+        run.outcome(),
+        RunOutcome::Succeeded | RunOutcome::PartiallySucceeded
+    );
     phases
         .list()
         .iter()
