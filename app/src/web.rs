@@ -4,6 +4,7 @@
 pub mod api;
 pub(crate) mod auth;
 mod error;
+pub mod live;
 pub mod pages;
 pub mod server;
 mod state;

@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
 pub mod schema;
+pub(crate) mod streams;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -24,6 +25,8 @@ use super::AppState;
         handlers::get_operation,
         handlers::operation_items,
         handlers::operation_events,
+        streams::tenant_events,
+        streams::events,
         control::cancel_operation,
         control::pause_operation,
         control::resume_operation,
@@ -94,10 +97,13 @@ impl utoipa::Modify for BearerAuth {
 
 /// The API's event streams (long-lived: no request timeout).
 pub(super) fn stream_routes() -> Router<AppState> {
-    Router::new().route(
-        "/api/operations/{id}/events",
-        get(handlers::operation_events),
-    )
+    Router::new()
+        .route(
+            "/api/operations/{id}/events",
+            get(handlers::operation_events),
+        )
+        .route("/api/tenants/{tenant}/events", get(streams::tenant_events))
+        .route("/api/events", get(streams::events))
 }
 
 /// The API's other routes.

@@ -20,9 +20,8 @@ use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::api::dto::rfc3339;
-use live::Follow;
+use super::live::{self, Follow};
 
-pub mod live;
 pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
 use super::{ApiError, AppState};
@@ -269,7 +268,7 @@ async fn shell_live(
     if let Err(e) = state.stack.models.activity(&page.caller, &slug).await {
         return ApiError::from(e).into_response();
     }
-    live::stream(state, page, Follow::Feed(slug)).into_response()
+    live::stream(state, live::Wire::Page(page), Follow::Feed(slug)).into_response()
 }
 
 /// The collection's filter and page from its query (unknown values are ignored, as a form
@@ -300,7 +299,12 @@ async fn collection_live(
         Err(e) => return e.into_response(),
     };
     let (filter, before) = collection_query(&params);
-    live::stream(state, page, Follow::Collection(filter, before)).into_response()
+    live::stream(
+        state,
+        live::Wire::Page(page),
+        Follow::Collection(filter, before),
+    )
+    .into_response()
 }
 
 /// The detail page's live stream.
@@ -319,7 +323,7 @@ async fn detail_live(
     if let Err(e) = state.stack.models.run(&page.caller, id).await {
         return ApiError::from(e).into_response();
     }
-    live::stream(state, page, Follow::Run(id)).into_response()
+    live::stream(state, live::Wire::Page(page), Follow::Run(id)).into_response()
 }
 
 async fn collection(

@@ -585,6 +585,101 @@ api_case!(a_completed_run_streams_one_progress_event_and_ends, |api| {
     Ok(())
 });
 
+/// Reads server-sent events from `body` until one named `name` whose data satisfies `wanted`
+/// (or 20 s pass); that event's data.
+async fn next_event(
+    body: &mut (impl futures::Stream<Item = Result<axum::body::Bytes, axum::Error>> + Unpin),
+    buffer: &mut String,
+    name: &str,
+    wanted: impl Fn(&Value) -> bool,
+) -> Result<Value, TestError> {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        while let Some(end) = buffer.find("\n\n") {
+            let frame: String = buffer.drain(..end + 2).collect();
+            let event = frame.lines().find_map(|l| l.strip_prefix("event: "));
+            let data = frame.lines().find_map(|l| l.strip_prefix("data: "));
+            if let (Some(event), Some(data)) = (event, data)
+                && event == name
+            {
+                let data: Value = serde_json::from_str(data)?;
+                if wanted(&data) {
+                    return Ok(data);
+                }
+            }
+        }
+        let chunk = tokio::time::timeout_at(deadline, body.next())
+            .await
+            .map_err(|_| format!("no '{name}' event in time; last: {buffer}"))?
+            .ok_or("the stream ended")??;
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+    }
+}
+
+api_case!(
+    one_stream_follows_a_tenants_runs_as_they_appear_change_and_end,
+    |api| {
+        let open = |uri: String, token: &'static str| {
+            let app = api.app.clone();
+            async move {
+                let request = Request::builder()
+                    .uri(uri)
+                    .header(header::AUTHORIZATION, format!("Bearer {token}"))
+                    .body(Body::empty())?;
+                Ok::<_, TestError>(app.oneshot(request).await?)
+            }
+        };
+        let response = open("/api/tenants/contoso/events".into(), OPERATOR).await?;
+        let status = response.status();
+        let mut body = response.into_body().into_data_stream();
+        let mut buffer = String::new();
+        let synced = next_event(&mut body, &mut buffer, "synced", |_| true).await?;
+        let (_, run) = api
+            .post(
+                "/api/tenants/contoso/operations",
+                OPERATOR,
+                json!({"type": "inventory.sync"}),
+            )
+            .await?;
+        let id = run["id"].as_i64().ok_or("no id")?;
+        let appeared = next_event(&mut body, &mut buffer, "progress", |d| d["id"] == id).await?;
+        api.post(&format!("/api/operations/{id}/cancel"), OWNER, json!({}))
+            .await?;
+        let ended = next_event(&mut body, &mut buffer, "progress", |d| {
+            d["id"] == id && d["status"] == "completed"
+        })
+        .await?;
+        let (_, shown) = api.get(&format!("/api/operations/{id}"), OPERATOR).await?;
+        let filtered = open("/api/events?status=completed".into(), OWNER).await?;
+        let mut filtered_body = filtered.into_body().into_data_stream();
+        let mut filtered_buffer = String::new();
+        let listed = next_event(&mut filtered_body, &mut filtered_buffer, "progress", |d| {
+            d["id"] == id
+        })
+        .await?;
+        let invisible = open("/api/tenants/fabrikam/events".into(), OPERATOR)
+            .await?
+            .status();
+        let bad = open("/api/events?status=done".into(), OWNER)
+            .await?
+            .status();
+
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(synced, json!({"count": 0}));
+        assert_eq!(appeared["status"], "queued");
+        assert_eq!(ended["outcome"], "cancelled");
+        // The stream's last document is the run document.
+        let mut ended = ended;
+        ended["retried_by"] = json!([]);
+        assert_eq!(ended, shown);
+        assert_eq!(listed["outcome"], "cancelled");
+        assert_eq!(invisible, StatusCode::NOT_FOUND);
+        assert_eq!(bad, StatusCode::UNPROCESSABLE_ENTITY);
+        Ok(())
+    }
+);
+
 api_case!(readiness_names_each_check_and_needs_no_token, |api| {
     let (status, doc) = api.call("GET", "/readyz", None, None).await?;
 

@@ -83,7 +83,7 @@ fn id_cursor(params: &HashMap<String, String>) -> Result<Option<i64>, ApiError> 
 }
 
 /// Query parameters: only `allowed` keys; each at most once (axum's map keeps the last).
-fn query(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+pub(crate) fn query(params: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
     if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
         return Err(ApiError::Invalid(
             "unknown_parameter",
@@ -250,6 +250,18 @@ pub async fn start_operation(
     Ok((status, Json(RunDoc::new(&summary, started.reused))))
 }
 
+/// The collection's filter from its query parameters.
+pub(crate) fn collection_filter(
+    params: &HashMap<String, String>,
+) -> Result<CollectionFilter, ApiError> {
+    Ok(CollectionFilter {
+        tenant: params.get("tenant").map(|t| slug(t)).transpose()?,
+        operation_type: parsed(params, "type", |v| OperationType::parse(v).ok())?,
+        status: parsed(params, "status", |v| RunStatus::parse(v).ok())?,
+        outcome: parsed(params, "outcome", |v| RunOutcome::parse(v).ok())?,
+    })
+}
+
 /// Top-level runs the caller may see, newest first.
 #[utoipa::path(get, path = "/api/operations", tag = "operations",
     params(("tenant" = Option<String>, Query, pattern = r"^[a-z][a-z0-9-]{0,62}$", description = "only this tenant (slug); one the token cannot see answers 404"), ("type" = Option<String>, Query, description = "only this type"), ("status" = Option<String>, Query, description = "only this status"), ("outcome" = Option<String>, Query, description = "only this outcome"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "entries per page (default 50)"), ("cursor" = Option<i64>, Query, minimum = 1, description = "the previous page's `next_cursor`")),
@@ -263,12 +275,7 @@ pub async fn list_operations(
         &params,
         &["tenant", "type", "status", "outcome", "limit", "cursor"],
     )?;
-    let filter = CollectionFilter {
-        tenant: params.get("tenant").map(|t| slug(t)).transpose()?,
-        operation_type: parsed(&params, "type", |v| OperationType::parse(v).ok())?,
-        status: parsed(&params, "status", |v| RunStatus::parse(v).ok())?,
-        outcome: parsed(&params, "outcome", |v| RunOutcome::parse(v).ok())?,
-    };
+    let filter = collection_filter(&params)?;
     let before = id_cursor(&params)?.map(RunId::new);
     let page = state
         .stack

@@ -77,6 +77,9 @@ pub fn document(families: &Families) -> Result<Value, String> {
         ("/api/operations", "get", "status", &statuses),
         ("/api/operations", "get", "outcome", &outcomes),
         ("/api/operations/{id}/items", "get", "outcome", &items),
+        ("/api/events", "get", "type", &types),
+        ("/api/events", "get", "status", &statuses),
+        ("/api/events", "get", "outcome", &outcomes),
     ] {
         let escaped = path.replace('~', "~0").replace('/', "~1");
         let parameter = doc
@@ -90,25 +93,43 @@ pub fn document(families: &Families) -> Result<Value, String> {
         parameter.insert("enum".to_owned(), json!(values));
     }
 
-    // One server-sent event (OpenAPI 3.1 describes an event stream by its events).
-    *doc.pointer_mut("/paths/~1api~1operations~1{id}~1events/get/responses/200/content/text~1event-stream/schema")
-        .ok_or("no event stream response")? = json!({
-        "type": "object",
-        "required": ["event", "data"],
-        "properties": {
-            "event": {
-                "type": "string",
-                "enum": ["progress", "unauthorized", "shutdown"],
-                "description": "`progress`: `data` is the run document; `unauthorized` and \
-                    `shutdown` end the stream, `data` is `{\"reason\": ...}`",
+    // One server-sent event of each stream (OpenAPI 3.1 describes an event stream by its
+    // events).
+    for (path, events) in [
+        (
+            "/api/operations/{id}/events",
+            &["progress", "unauthorized", "shutdown"][..],
+        ),
+        (
+            "/api/tenants/{tenant}/events",
+            &["progress", "removed", "synced", "unauthorized", "shutdown"][..],
+        ),
+        (
+            "/api/events",
+            &["progress", "removed", "synced", "unauthorized", "shutdown"][..],
+        ),
+    ] {
+        let escaped = path.replace('~', "~0").replace('/', "~1");
+        *doc.pointer_mut(&format!(
+            "/paths/{escaped}/get/responses/200/content/text~1event-stream/schema"
+        ))
+        .ok_or_else(|| format!("no event stream response of {path}"))? = json!({
+            "type": "object",
+            "required": ["event", "data"],
+            "properties": {
+                "event": {
+                    "type": "string",
+                    "enum": events,
+                    "description": "`progress`: `data` is a run document; `removed`: \
+                        `{\"id\"}` of a run the stream no longer follows; `synced`: \
+                        `{\"count\"}` once the first full state is sent; `unauthorized` and \
+                        `shutdown` end the stream with `{\"reason\"}`",
+                },
+                "data": {"type": "string", "contentMediaType": "application/json"},
+                "id": {"type": "string"},
             },
-            "data": {
-                "type": "string",
-                "contentMediaType": "application/json",
-                "contentSchema": {"$ref": "#/components/schemas/RunDoc"},
-            },
-        },
-    });
+        });
+    }
 
     // Tenant slugs in a token request: the same rule as every slug.
     doc.pointer_mut("/components/schemas/TokenBody/properties/tenants/items")

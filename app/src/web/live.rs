@@ -1,4 +1,4 @@
-//! One event stream per page. A page's stream follows exactly what the page shows (a tenant's
+//! One event stream per page (and per API client following many runs). A page's stream follows exactly what the page shows (a tenant's
 //! activity feed, the Operations collection as filtered, or one run's detail), renders it with
 //! the page's own templates, and sends each run's fragment whole when it changes, new runs with
 //! their place, and the removal of runs the page no longer shows. A page therefore converges to
@@ -16,12 +16,14 @@ use opsrun_domain::{RunId, Slug};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-use super::views::{CollectionRow, FeedItem, PageRun, RunDetail};
+use super::pages::views::{CollectionRow, FeedItem, PageRun, RunDetail};
 use crate::web::auth::PageCaller;
 use crate::web::{ApiError, AppState};
 
 /// Rows of the Operations collection page.
 pub const COLLECTION_PAGE: u32 = 25;
+/// Runs an API collection stream follows (the first page of `GET /api/operations`).
+pub const API_PAGE: u32 = 50;
 
 /// Changes within this window are drawn together (a busy run records many items a second).
 const COALESCE: Duration = Duration::from_millis(250);
@@ -155,14 +157,74 @@ pub async fn shown(
     }
 }
 
-/// The page's event stream: `put` events (`{"id", "html", "after"}` to place a fragment,
+/// Who a stream is for, and so how it speaks: a page gets rendered fragments, an API client
+/// run documents.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    /// A page of a session: `put` events with HTML fragments.
+    Page(PageCaller),
+    /// An API client: `progress` events with run documents, `removed` when a run leaves what
+    /// the stream follows, and `synced` once the first full state is sent.
+    Api(opsrun_application::access::Caller),
+}
+
+impl Wire {
+    fn caller(&self) -> &opsrun_application::access::Caller {
+        match self {
+            Self::Page(page) => &page.caller,
+            Self::Api(caller) => caller,
+        }
+    }
+}
+
+/// The run documents `follow` shows (each with its run id as the fragment id).
+async fn documents(
+    state: &AppState,
+    caller: &opsrun_application::access::Caller,
+    follow: &Follow,
+) -> Result<Shown, ApiError> {
+    use crate::web::api::dto::RunDoc;
+    let (summaries, done) = match follow {
+        Follow::Feed(tenant) => (state.stack.models.activity(caller, tenant).await?, false),
+        Follow::Collection(filter, before) => {
+            let page = state
+                .stack
+                .models
+                .collection(caller, filter.clone(), API_PAGE, *before)
+                .await?;
+            (page.items, false)
+        }
+        Follow::Run(id) => {
+            let summary = state.stack.models.run(caller, *id).await?;
+            let done = summary.run.is_completed();
+            (vec![summary], done)
+        }
+    };
+    let fragments = summaries
+        .iter()
+        .map(|s| {
+            let doc = RunDoc::new(s, false);
+            Fragment {
+                id: doc.id.to_string(),
+                html: serde_json::to_string(&doc).unwrap_or_default(),
+            }
+        })
+        .collect();
+    Ok(Shown {
+        fragments,
+        done,
+        next: None,
+    })
+}
+
+/// The stream: for a page, `put` events (`{"id", "html", "after"}` to place a fragment,
 /// `{"remove"}` to drop one), then `end` once nothing can change (a completed run's detail, a
-/// session that ended, a server that stops).
-pub fn stream(state: AppState, page: PageCaller, follow: Follow) -> impl IntoResponse {
+/// session that ended, a server that stops); for the API, as [`Wire::Api`] says.
+pub fn stream(state: AppState, wire: Wire, follow: Follow) -> impl IntoResponse {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         // A closed page ends the task at its next wait; send errors mean the same.
-        let _ = follow_page(&state, &page, &follow, &tx).await;
+        let _ = follow_page(&state, &wire, &follow, &tx).await;
     });
     Sse::new(ReceiverStream::new(rx)).keep_alive(KeepAlive::default())
 }
@@ -177,7 +239,7 @@ async fn send(tx: &Sender, seq: &mut u64, event: &str, data: String) -> Result<(
 
 async fn follow_page(
     state: &AppState,
-    page: &PageCaller,
+    wire: &Wire,
     follow: &Follow,
     tx: &Sender,
 ) -> Result<(), ()> {
@@ -185,35 +247,68 @@ async fn follow_page(
     let mut sent: HashMap<String, String> = HashMap::new();
     let mut order: Vec<String> = Vec::new();
     let mut seq = 0_u64;
+    let mut synced = false;
     let mut checked = tokio::time::Instant::now();
+    let (put, end) = match wire {
+        Wire::Page(_) => ("put", "end"),
+        Wire::Api(_) => ("progress", "end"),
+    };
     loop {
         if checked.elapsed() >= RECHECK {
             checked = tokio::time::Instant::now();
-            if let Ok(false) = state.stack.authenticate.still_valid(&page.caller).await {
-                return send(tx, &mut seq, "end", r#"{"reason":"session ended"}"#.into()).await;
+            if let Ok(false) = state.stack.authenticate.still_valid(wire.caller()).await {
+                let event = match wire {
+                    Wire::Page(_) => end,
+                    Wire::Api(_) => "unauthorized",
+                };
+                let reason =
+                    r#"{"reason":"the token or session behind this stream is no longer valid"}"#;
+                return send(tx, &mut seq, event, reason.into()).await;
             }
         }
+        let now = match wire {
+            Wire::Page(page) => shown(state, page, follow).await,
+            Wire::Api(caller) => documents(state, caller, follow).await,
+        };
         // A failed read (a store hiccup) keeps what is shown and tries again later.
-        if let Ok(now) = shown(state, page, follow).await {
+        if let Ok(now) = now {
             let ids: Vec<String> = now.fragments.iter().map(|f| f.id.clone()).collect();
             for (i, fragment) in now.fragments.into_iter().enumerate() {
                 if sent.get(&fragment.id) == Some(&fragment.html) {
                     continue;
                 }
-                let after = i.checked_sub(1).map(|j| ids[j].clone());
-                let data =
-                    serde_json::json!({"id": fragment.id, "html": fragment.html, "after": after});
-                send(tx, &mut seq, "put", data.to_string()).await?;
+                let data = match wire {
+                    Wire::Page(_) => {
+                        let after = i.checked_sub(1).map(|j| ids[j].clone());
+                        serde_json::json!({"id": fragment.id, "html": fragment.html, "after": after})
+                            .to_string()
+                    }
+                    Wire::Api(_) => fragment.html.clone(),
+                };
+                send(tx, &mut seq, put, data).await?;
                 sent.insert(fragment.id, fragment.html);
             }
             for gone in order.iter().filter(|id| !ids.contains(id)) {
                 sent.remove(gone);
-                let data = serde_json::json!({ "remove": gone });
-                send(tx, &mut seq, "put", data.to_string()).await?;
+                let (event, data) = match wire {
+                    Wire::Page(_) => ("put", serde_json::json!({ "remove": gone })),
+                    Wire::Api(_) => (
+                        "removed",
+                        serde_json::json!({ "id": gone.parse::<i64>().unwrap_or_default() }),
+                    ),
+                };
+                send(tx, &mut seq, event, data.to_string()).await?;
             }
+            if !synced && matches!(wire, Wire::Api(_)) {
+                // The client now holds everything the stream follows (as a Kubernetes watch's
+                // initial-events-end bookmark says).
+                let data = serde_json::json!({ "count": ids.len() }).to_string();
+                send(tx, &mut seq, "synced", data).await?;
+            }
+            synced = true;
             order = ids;
             if now.done {
-                return send(tx, &mut seq, "end", r#"{"reason":"completed"}"#.into()).await;
+                return send(tx, &mut seq, end, r#"{"reason":"completed"}"#.into()).await;
             }
         }
         // Wait for a change the page may show, the periodic re-read, the page closing, or the
@@ -224,7 +319,12 @@ async fn follow_page(
             tokio::select! {
                 () = tx.closed() => return Err(()),
                 () = state.shutting_down() => {
-                    return send(tx, &mut seq, "end", r#"{"reason":"shutdown"}"#.into()).await;
+                    let event = match wire {
+                        Wire::Page(_) => end,
+                        Wire::Api(_) => "shutdown",
+                    };
+                    let reason = r#"{"reason":"the server is shutting down; reconnect to follow"}"#;
+                    return send(tx, &mut seq, event, reason.into()).await;
                 }
                 () = &mut deadline => break,
                 changed = receiver.recv() => match (changed, follow) {
