@@ -35,6 +35,39 @@ impl ControlOperation {
         Ok(run)
     }
 
+    /// Marks the caller's notification `id` read, or with `None` every notification the
+    /// caller sees; returns how many changed (reading a read one changes nothing).
+    ///
+    /// # Errors
+    ///
+    /// [`OperationError::Access`] (`NotFound` for a notification of another user, or of a
+    /// tenant the token cannot see), or a failure.
+    pub async fn mark_read(&self, caller: &Caller, id: Option<i64>) -> Result<u64, OperationError> {
+        let visible: Vec<i64> = self
+            .service
+            .queries()
+            .notifications(caller.user.id)
+            .await
+            .map_err(crate::access::AccessError::from)?
+            .into_iter()
+            .filter(|n| AccessPolicy::can_see_notification(caller, n.tenant))
+            .map(|n| n.id)
+            .collect();
+        let ids = match id {
+            None => visible,
+            Some(id) if visible.contains(&id) => vec![id],
+            Some(id) => {
+                return Err(
+                    crate::access::AccessError::NotFound(format!("notification {id}")).into(),
+                );
+            }
+        };
+        Ok(self
+            .service
+            .mark_notifications_read(caller.user.id, &ids)
+            .await?)
+    }
+
     /// Pauses the run (pausing a paused run changes nothing); returns it as it is now.
     ///
     /// # Errors

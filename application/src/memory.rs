@@ -517,6 +517,25 @@ impl RunStore for MemoryRunStore {
         self.with_entry(id, |run, _| run.resume(at))
     }
 
+    async fn mark_notifications_read(
+        &self,
+        user: UserId,
+        ids: &[i64],
+        _at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let mut changed = 0;
+        for n in state
+            .notifications
+            .iter_mut()
+            .filter(|n| n.user == user && !n.read && ids.contains(&n.id))
+        {
+            n.read = true;
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
     async fn set_tenant_limit(
         &self,
         tenant: TenantId,

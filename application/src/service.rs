@@ -290,7 +290,24 @@ impl OperationRunService {
         Ok(change)
     }
 
-    /// Sets (or with `None` clears) a tenant's own concurrency limit.
+    /// Marks the user's notifications `ids` read (those already read keep their time);
+    /// returns how many changed. The outbox rows themselves never change otherwise.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`].
+    pub async fn mark_notifications_read(
+        &self,
+        user: opsrun_domain::UserId,
+        ids: &[i64],
+    ) -> Result<u64, ServiceError> {
+        Ok(self
+            .store
+            .mark_notifications_read(user, ids, self.clock.now())
+            .await?)
+    }
+
+    /// Sets a tenant's own concurrency limit, or with `None` goes back to the default.
     ///
     /// # Errors
     ///

@@ -241,6 +241,15 @@ impl RunStore for SqlRunStore {
         self.put_tenant_limit(tenant, limit).await
     }
 
+    async fn mark_notifications_read(
+        &self,
+        user: UserId,
+        ids: &[i64],
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        self.mark_read(user, ids, at).await
+    }
+
     async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError> {
         self.freeze_total(id, work_set).await
     }

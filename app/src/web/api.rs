@@ -4,6 +4,7 @@ pub(crate) mod control;
 pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
+pub(crate) mod inbox;
 pub mod schema;
 pub(crate) mod streams;
 
@@ -37,6 +38,8 @@ use super::AppState;
         handlers::list_baselines,
         handlers::list_policies,
         handlers::notifications,
+        inbox::read_one,
+        inbox::read_all,
         handlers::list_tokens,
         handlers::create_token,
         handlers::revoke_token,
@@ -150,6 +153,8 @@ pub(super) fn routes() -> Router<AppState> {
             get(handlers::list_policies),
         )
         .route("/api/notifications", get(handlers::notifications))
+        .route("/api/notifications/{id}/read", post(inbox::read_one))
+        .route("/api/notifications/read-all", post(inbox::read_all))
         .route(
             "/api/tokens",
             get(handlers::list_tokens).post(handlers::create_token),

@@ -371,6 +371,19 @@ pub trait RunStore: RunQueries {
         limit: Option<u32>,
     ) -> Result<(), StoreError>;
 
+    /// Marks the notifications `ids` of `user` read at `at` (those already read keep their
+    /// time); returns how many changed. Ids of other users change nothing.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn mark_notifications_read(
+        &self,
+        user: UserId,
+        ids: &[i64],
+        at: Timestamp,
+    ) -> Result<u64, StoreError>;
+
     /// As [`OperationRun::set_total`]: freezes the work set with the total.
     ///
     /// # Errors
@@ -515,6 +528,7 @@ mockall::mock! {
         async fn pause(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
         async fn resume(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;
         async fn set_tenant_limit(&self, tenant: TenantId, limit: Option<u32>) -> Result<(), StoreError>;
+        async fn mark_notifications_read(&self, user: UserId, ids: &[i64], at: Timestamp) -> Result<u64, StoreError>;
         async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
         async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;

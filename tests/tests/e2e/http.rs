@@ -680,6 +680,87 @@ api_case!(
     }
 );
 
+api_case!(
+    notifications_are_marked_read_by_their_own_user_only,
+    |api| {
+        let mut ids = Vec::new();
+        for (token, body) in [
+            (OWNER, json!({"type": "baseline.capture"})),
+            (OWNER, json!({"type": "evidence_snapshot.generate"})),
+            (OPERATOR, json!({"type": "review_pack.generate"})),
+        ] {
+            let (_, run) = api
+                .post("/api/tenants/contoso/operations", token, body)
+                .await?;
+            let id = run["id"].as_i64().ok_or("no id")?;
+            api.post(&format!("/api/operations/{id}/cancel"), OWNER, json!({}))
+                .await?;
+            ids.push(id);
+        }
+        let read = |doc: &Value| -> Vec<(i64, bool)> {
+            doc["items"]
+                .as_array()
+                .map(|items| {
+                    items
+                        .iter()
+                        .map(|n| (n["run_id"].as_i64().unwrap_or(0), n["read"] == true))
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
+        let (_, before) = api.get("/api/notifications", OWNER).await?;
+        let first = before["items"][1]["id"].as_i64().ok_or("no notification")?;
+        let (_, operators) = api.get("/api/notifications", OPERATOR).await?;
+        let theirs = operators["items"][0]["id"]
+            .as_i64()
+            .ok_or("no notification")?;
+        let (one, _) = api
+            .post(
+                &format!("/api/notifications/{first}/read"),
+                OWNER,
+                json!({}),
+            )
+            .await?;
+        let (again, _) = api
+            .post(
+                &format!("/api/notifications/{first}/read"),
+                OWNER,
+                json!({}),
+            )
+            .await?;
+        let (_, after_one) = api.get("/api/notifications", OWNER).await?;
+        let (other_user, o) = api
+            .post(
+                &format!("/api/notifications/{theirs}/read"),
+                OWNER,
+                json!({}),
+            )
+            .await?;
+        let (absent, _) = api
+            .post("/api/notifications/999999/read", OWNER, json!({}))
+            .await?;
+        let (all, _) = api
+            .post("/api/notifications/read-all", OWNER, json!({}))
+            .await?;
+        let (_, after_all) = api.get("/api/notifications", OWNER).await?;
+        let (_, operators_after) = api.get("/api/notifications", OPERATOR).await?;
+
+        assert_eq!(read(&before), vec![(ids[1], false), (ids[0], false)]);
+        assert_eq!(
+            (one, again),
+            (StatusCode::NO_CONTENT, StatusCode::NO_CONTENT)
+        );
+        assert_eq!(read(&after_one), vec![(ids[1], false), (ids[0], true)]);
+        assert_eq!((other_user, code(&o)), (StatusCode::NOT_FOUND, "not_found"));
+        assert_eq!(absent, StatusCode::NOT_FOUND);
+        assert_eq!(all, StatusCode::NO_CONTENT);
+        assert_eq!(read(&after_all), vec![(ids[1], true), (ids[0], true)]);
+        // Another user's notifications are untouched.
+        assert_eq!(read(&operators_after), vec![(ids[2], false)]);
+        Ok(())
+    }
+);
+
 api_case!(readiness_names_each_check_and_needs_no_token, |api| {
     let (status, doc) = api.call("GET", "/readyz", None, None).await?;
 

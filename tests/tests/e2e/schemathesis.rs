@@ -68,8 +68,8 @@ async fn call(
 }
 
 /// Seeds what the ids point at: a backup set holding the tenant's policies (an add-policies
-/// run with failed items, so retry and the failed-items filter have something), and a spare
-/// token to revoke. Returns the template's values.
+/// run with failed items, so retry and the failed-items filter have something; its
+/// notification), and a spare token to revoke. Returns the template's values.
 async fn seed(server: &Contoso) -> Result<Vec<(&'static str, String)>, TestError> {
     let client = reqwest::Client::new();
     let set = call(
@@ -158,7 +158,19 @@ async fn seed(server: &Contoso) -> Result<Vec<(&'static str, String)>, TestError
         .find(|t| t["user"] == "spare@example.com")
         .and_then(|t| t["id"].as_i64())
         .ok_or("no spare token")?;
+    let notifications = call(
+        &client,
+        server,
+        reqwest::Method::GET,
+        "/api/notifications",
+        None,
+    )
+    .await?;
+    let notification = notifications["items"][0]["id"]
+        .as_i64()
+        .ok_or("no notification")?;
     Ok(vec![
+        ("@NOTIFICATION@", notification.to_string()),
         ("@RUN@", id.to_string()),
         ("@RETRIED_RUN@", id.to_string()),
         ("@ITEM@", item),

@@ -149,6 +149,38 @@ impl SqlRunStore {
         Ok(())
     }
 
+    /// As [`RunStore::mark_notifications_read`]: one statement, of this user's unread ones
+    /// only. The ids arrive as one JSON array bound as text (SQLite's `json_each`,
+    /// PostgreSQL's `jsonb_array_elements_text`), so any number of them is one statement
+    /// with two parameters.
+    pub(super) async fn mark_read(
+        &self,
+        user: UserId,
+        ids: &[i64],
+        at: Timestamp,
+    ) -> Result<u64, StoreError> {
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let list = serde_json::to_string(ids).unwrap_or_else(|_| "[]".to_owned());
+        let sql = match self.backend {
+            DbBackend::Postgres => {
+                "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL \
+                 AND id IN (SELECT value::bigint FROM jsonb_array_elements_text($3::jsonb))"
+            }
+            _ => {
+                "UPDATE notifications SET read_at = $1 WHERE user_id = $2 AND read_at IS NULL \
+                 AND id IN (SELECT value FROM json_each($3))"
+            }
+        };
+        self.exec(
+            &self.db,
+            sql,
+            vec![at.as_millis().into(), user.value().into(), list.into()],
+        )
+        .await
+    }
+
     /// As [`RunQueries::tenant_limit`].
     pub(super) async fn get_tenant_limit(
         &self,
