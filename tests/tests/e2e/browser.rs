@@ -28,6 +28,69 @@ async fn click(browser: &fantoccini::Client, css: &str) -> Result<(), TestError>
     Ok(())
 }
 
+/// A Chrome DevTools command through chromedriver (`goog/cdp/execute`): WebDriver itself
+/// cannot emulate `prefers-color-scheme`.
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(
+        &self,
+        base: &url::Url,
+        session: Option<&str>,
+    ) -> Result<url::Url, url::ParseError> {
+        base.join(&format!(
+            "session/{}/goog/cdp/execute",
+            session.unwrap_or_default()
+        ))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
+/// Screenshots of the page as it is now at 1280 and 390 px wide, light and dark, as
+/// `NAME-WIDTH-SCHEME.png`; at every width the page must not scroll sideways. Leaves the
+/// browser at 1280 px, light.
+async fn shots(
+    browser: &fantoccini::Client,
+    dir: &std::path::Path,
+    name: &str,
+) -> Result<(), TestError> {
+    for scheme in ["light", "dark"] {
+        browser
+            .issue_cmd(Cdp(json!({"cmd": "Emulation.setEmulatedMedia",
+                "params": {"features": [{"name": "prefers-color-scheme", "value": scheme}]}})))
+            .await?;
+        for width in [1280_u32, 390] {
+            browser.set_window_size(width, 900).await?;
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            let sideways = browser
+                .execute(
+                    "var d = document.documentElement; return [d.scrollWidth, d.clientWidth];",
+                    vec![],
+                )
+                .await?;
+            let (scroll, client) = (sideways[0].as_i64(), sideways[1].as_i64());
+            assert!(
+                scroll <= client,
+                "{name} scrolls sideways at {width} px: {sideways}"
+            );
+            std::fs::write(
+                dir.join(format!("{name}-{width}-{scheme}.png")),
+                browser.screenshot().await?,
+            )?;
+        }
+    }
+    browser
+        .issue_cmd(Cdp(json!({"cmd": "Emulation.setEmulatedMedia",
+            "params": {"features": [{"name": "prefers-color-scheme", "value": "light"}]}})))
+        .await?;
+    browser.set_window_size(1280, 900).await?;
+    Ok(())
+}
+
 fn free_port() -> Result<u16, TestError> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
@@ -502,10 +565,6 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let live = browser.execute(LIVE_TEXT, vec![]).await?;
-    std::fs::write(
-        session.shots.join("detail-live-ended.png"),
-        browser.screenshot().await?,
-    )?;
     browser.refresh().await?;
     let reloaded = browser.execute(LIVE_TEXT, vec![]).await?;
     let doc = session
@@ -517,6 +576,9 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
             vec![],
         )
         .await?;
+    shots(&browser, &session.shots, "detail").await?;
+    browser.goto(&format!("{base}/tenants/contoso")).await?;
+    shots(&browser, &session.shots, "feed").await?;
     wait_done(blocker).await?;
 
     // 50 active runs (one worker, a blocker ahead of them) on the collection page: a request
@@ -546,10 +608,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
             vec![],
         )
         .await?;
-    std::fs::write(
-        session.shots.join("collection-active.png"),
-        browser.screenshot().await?,
-    )?;
+    shots(&browser, &session.shots, "collection").await?;
 
     // Cancel asks first, naming what stops; only the confirmation cancels. (Once the run has
     // its total, so the question can name it.)
@@ -597,6 +656,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
             vec![],
         )
         .await?;
+    shots(&browser, &session.shots, "detail-phased").await?;
     session.close().await?;
 
     assert!(appeared < Duration::from_secs(2), "{appeared:?}");
