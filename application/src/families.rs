@@ -20,7 +20,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use opsrun_domain::{ItemKey, OperationType, ProgressMode, ReasonCode, RunId, TenantId};
+use opsrun_domain::{
+    ItemKey, OperationRun, OperationType, ProgressMode, ReasonCode, RunId, TenantId,
+};
 
 pub use add_policies::AddPoliciesToBackupSet;
 pub use baseline_capture::{CAPTURE_PHASES, CaptureBaseline};
@@ -91,6 +93,23 @@ pub trait Describe: Send + Sync {
     /// and the answer of a family that is not [`Describe::retryable`]).
     fn retry_params(&self, _params: &RunParams, _failed: &[ItemKey]) -> Option<RunParams> {
         None
+    }
+
+    /// What a person calls the items `keys` of a run started with `params` in `tenant`, e.g.
+    /// `Policy 12 (compliance_policy)` for a backup item whose key is an id; keys it cannot
+    /// name are left out. Surfaces show the name first and the key beside it. The default
+    /// names none (a family whose keys read well already).
+    ///
+    /// # Errors
+    ///
+    /// A port failure (surfaces then show the keys alone).
+    async fn item_names(
+        &self,
+        _tenant: TenantId,
+        _params: &RunParams,
+        _keys: &[ItemKey],
+    ) -> Result<BTreeMap<ItemKey, String>, OperationError> {
+        Ok(BTreeMap::new())
     }
 }
 
@@ -212,6 +231,15 @@ impl<W: CountedWork> Describe for Counted<W> {
 
     fn retry_params(&self, params: &RunParams, failed: &[ItemKey]) -> Option<RunParams> {
         self.work.retry_params(params, failed)
+    }
+
+    async fn item_names(
+        &self,
+        tenant: TenantId,
+        params: &RunParams,
+        keys: &[ItemKey],
+    ) -> Result<BTreeMap<ItemKey, String>, OperationError> {
+        self.work.item_names(tenant, params, keys).await
     }
 }
 
@@ -356,6 +384,24 @@ impl Families {
     #[must_use]
     pub fn keys(&self) -> Vec<String> {
         self.by_type.keys().map(|k| k.key().to_owned()).collect()
+    }
+
+    /// What a person calls the items `keys` of `run`, started with `params` (see
+    /// [`Describe::item_names`]); empty when its family names none or a port fails, so
+    /// surfaces show the keys alone.
+    pub async fn item_names(
+        &self,
+        run: &OperationRun,
+        params: &RunParams,
+        keys: &[ItemKey],
+    ) -> BTreeMap<ItemKey, String> {
+        match self.get(run.operation_type()) {
+            Some(family) if !keys.is_empty() => family
+                .item_names(run.tenant(), params, keys)
+                .await
+                .unwrap_or_default(),
+            _ => BTreeMap::new(),
+        }
     }
 
     /// Whether the failed items of a completed run of `operation_type` can be retried.

@@ -146,7 +146,18 @@ pub async fn shown(
         Follow::Run(id) => {
             let detail = state.stack.models.detail(caller, *id).await?;
             let csrf = opsrun_application::auth::csrf_token(&page.session);
-            let body = RunDetail::of(&detail, caller.role, &csrf, families);
+            // The failed items by what a person calls them (a policy's name for a backup
+            // item); names are decoration: without params or names, the keys show alone.
+            let keys: Vec<_> = detail.failed_items.iter().map(|(k, _)| k.clone()).collect();
+            let names = match state.stack.queries.run_params(*id).await {
+                Ok(params) => {
+                    families
+                        .item_names(&detail.summary.run, &params, &keys)
+                        .await
+                }
+                Err(_) => std::collections::BTreeMap::new(),
+            };
+            let body = RunDetail::of(&detail, &names, caller.role, &csrf, families);
             let done = detail.summary.run.is_completed();
             Ok(Shown {
                 fragments: vec![rendered(format!("run-{}", id.value()), &body)?],

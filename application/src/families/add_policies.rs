@@ -196,6 +196,24 @@ impl Describe for AddPoliciesToBackupSet {
             policy_ids: failed.iter().map(|k| k.as_str().to_owned()).collect(),
         })
     }
+    /// The items are policy ids: named by the provider's policies.
+    async fn item_names(
+        &self,
+        tenant: TenantId,
+        _params: &RunParams,
+        keys: &[ItemKey],
+    ) -> Result<std::collections::BTreeMap<ItemKey, String>, OperationError> {
+        let policies = self.provider.all_policies(tenant).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| {
+                policies
+                    .iter()
+                    .find(|p| p.id == key.as_str())
+                    .map(|p| (key.clone(), p.display_name()))
+            })
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -350,6 +350,29 @@ impl Describe for BackupSetRestore {
             item_ids: Some(item_ids?),
         })
     }
+
+    /// The items are backup-item ids: named by the policy each one captured.
+    async fn item_names(
+        &self,
+        _tenant: TenantId,
+        params: &RunParams,
+        keys: &[ItemKey],
+    ) -> Result<std::collections::BTreeMap<ItemKey, String>, OperationError> {
+        let RunParams::BackupSetRestore { backup_set_id, .. } = params else {
+            return Ok(std::collections::BTreeMap::new());
+        };
+        let items = self.parent.backup_sets.items(*backup_set_id).await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| {
+                let id: i64 = key.as_str().parse().ok()?;
+                items
+                    .iter()
+                    .find(|item| item.id == id)
+                    .map(|item| (key.clone(), item.policy.display_name()))
+            })
+            .collect())
+    }
 }
 
 #[async_trait]

@@ -30,6 +30,14 @@ pub struct Policy {
     pub name: String,
 }
 
+impl Policy {
+    /// How surfaces name it: `Policy 12 (compliance_policy)`.
+    #[must_use]
+    pub fn display_name(&self) -> String {
+        format!("{} ({})", self.name, self.policy_type)
+    }
+}
+
 /// A policy with its full payload.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyPayload {

@@ -576,6 +576,14 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
             vec![],
         )
         .await?;
+    // Failed backup items by the policy each captured, the key beside it.
+    let named = browser
+        .execute(
+            "return Array.from(document.querySelectorAll('table.failed tbody td:first-child')) \
+               .filter(function (c) { return /^Policy \\d+ \\(\\w+\\) \\d+$/.test(c.textContent); }).length;",
+            vec![],
+        )
+        .await?;
     shots(&browser, &session.shots, "detail").await?;
     browser.goto(&format!("{base}/tenants/contoso")).await?;
     shots(&browser, &session.shots, "feed").await?;
@@ -678,6 +686,11 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         "{text}"
     );
     assert_eq!(controls, json!(0));
+    assert_eq!(
+        named,
+        json!(failed),
+        "every failed item named by its policy"
+    );
     assert_eq!(rows, json!(25), "a page of the collection");
     let ms = timed.as_f64().unwrap_or(f64::MAX);
     assert!(ms < 1_000.0, "a request from the page took {ms} ms");

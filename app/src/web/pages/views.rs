@@ -251,6 +251,15 @@ fn phase_rows(run: &OperationRun) -> Vec<PhaseRow> {
         .collect()
 }
 
+/// An item of a run as the detail lists it: what a person calls it (when its family names
+/// it), its key, and its reason.
+#[derive(Debug, Clone)]
+pub struct ItemRow {
+    pub(crate) name: Option<String>,
+    pub(crate) key: String,
+    pub(crate) reason: String,
+}
+
 /// The run-control forms of the detail page: rendered only when the caller's role allows the
 /// action and the run allows it now (the live stream re-renders them with the run).
 #[derive(Debug, Clone, Copy)]
@@ -294,7 +303,7 @@ pub struct RunDetail {
     pub(crate) counts: Vec<(String, u64)>,
     pub(crate) failures: Vec<(String, String, String)>,
     pub(crate) phases: Vec<PhaseRow>,
-    pub(crate) failed_items: Vec<(String, String)>,
+    pub(crate) failed_items: Vec<ItemRow>,
     pub(crate) failed_total: u64,
     pub(crate) parent: Option<i64>,
     pub(crate) children: Vec<PageRun>,
@@ -309,7 +318,13 @@ pub struct RunDetail {
 impl RunDetail {
     /// The detail body of `detail` for a caller of `role` with the session's `csrf` token.
     #[must_use]
-    pub fn of(detail: &OperationDetail, role: Role, csrf: &str, families: &Families) -> Self {
+    pub fn of(
+        detail: &OperationDetail,
+        names: &std::collections::BTreeMap<opsrun_domain::ItemKey, String>,
+        role: Role,
+        csrf: &str,
+        families: &Families,
+    ) -> Self {
         let summary = &detail.summary;
         let run = &summary.run;
         let r = PageRun::of(summary, families);
@@ -350,13 +365,13 @@ impl RunDetail {
             failed_items: detail
                 .failed_items
                 .iter()
-                .map(|(k, e)| {
-                    (
-                        k.to_string(),
-                        e.reason
-                            .as_ref()
-                            .map_or("-".to_owned(), ToString::to_string),
-                    )
+                .map(|(k, e)| ItemRow {
+                    name: names.get(k).cloned(),
+                    key: k.to_string(),
+                    reason: e
+                        .reason
+                        .as_ref()
+                        .map_or("-".to_owned(), ToString::to_string),
                 })
                 .collect(),
             failed_total: run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed),
