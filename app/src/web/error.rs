@@ -65,6 +65,18 @@ impl ApiError {
         }
     }
 
+    /// The status it answers with.
+    #[must_use]
+    pub fn status(&self) -> StatusCode {
+        self.parts().0
+    }
+
+    /// The sentence it answers with (for a page that shows it at the form that caused it).
+    #[must_use]
+    pub fn message(&self) -> String {
+        clip_quotes(&self.parts().2)
+    }
+
     /// An internal failure, logged with its source.
     pub fn internal(error: impl std::fmt::Display) -> Self {
         Self::Internal(error.to_string())

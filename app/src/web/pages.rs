@@ -22,6 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::api::dto::rfc3339;
 use super::live::{self, Follow};
 
+pub mod tenant;
 pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
 use super::{ApiError, AppState};
@@ -37,17 +38,6 @@ struct LoginPage {
     csrf: String,
     owner: bool,
     error: Option<String>,
-}
-
-#[derive(Template)]
-#[template(path = "shell.html")]
-struct ShellPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
-    tenant: String,
-    items: Vec<String>,
 }
 
 #[derive(Template)]
@@ -223,52 +213,6 @@ async fn logout(
         HeaderValue::from_static("opsrun_session=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0"),
     );
     response
-}
-
-async fn shell(
-    State(state): State<AppState>,
-    page: Result<PageCaller, ApiError>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let Ok(page) = page else {
-        return to_login();
-    };
-    let Ok(slug) = Slug::parse(&tenant) else {
-        return ApiError::NotFound("tenant not found".into()).into_response();
-    };
-    let shown = match live::shown(&state, &page, &Follow::Feed(slug.clone())).await {
-        Ok(shown) => shown,
-        Err(e) => return e.into_response(),
-    };
-    let chrome = chrome(&state, &page).await;
-    html(&ShellPage {
-        user: chrome.user,
-        tenants: chrome.tenants,
-        csrf: chrome.csrf,
-        owner: chrome.owner,
-        tenant: slug.to_string(),
-        items: shown.fragments.into_iter().map(|f| f.html).collect(),
-    })
-}
-
-/// The tenant page's live stream.
-async fn shell_live(
-    State(state): State<AppState>,
-    page: Result<PageCaller, ApiError>,
-    Path(tenant): Path<String>,
-) -> Response {
-    let page = match page {
-        Ok(page) => page,
-        Err(e) => return e.into_response(),
-    };
-    let Ok(slug) = Slug::parse(&tenant) else {
-        return ApiError::NotFound("tenant not found".into()).into_response();
-    };
-    // The tenant must be visible: an invisible one answers like an absent one.
-    if let Err(e) = state.stack.models.activity(&page.caller, &slug).await {
-        return ApiError::from(e).into_response();
-    }
-    live::stream(state, live::Wire::Page(page), Follow::Feed(slug)).into_response()
 }
 
 /// The collection's filter and page from its query (unknown values are ignored, as a form
@@ -590,7 +534,7 @@ async fn script() -> Response {
 /// The pages' live streams (long-lived: no request timeout).
 pub(super) fn stream_routes() -> Router<AppState> {
     Router::new()
-        .route("/tenants/{tenant}/live", get(shell_live))
+        .route("/tenants/{tenant}/live", get(tenant::live))
         .route("/operations/live", get(collection_live))
         .route("/operations/{id}/live", get(detail_live))
 }
@@ -601,7 +545,12 @@ pub fn routes() -> Router<AppState> {
         .route("/", get(index))
         .route("/login", get(login_form).post(login))
         .route("/logout", post(logout))
-        .route("/tenants/{tenant}", get(shell))
+        .route("/tenants/{tenant}", get(tenant::page))
+        .route("/tenants/{tenant}/start", post(tenant::start))
+        .route(
+            "/tenants/{tenant}/backup-sets",
+            post(tenant::create_backup_set),
+        )
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
         .route("/operations/{id}/{action}", post(control))

@@ -652,6 +652,36 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     click(&browser, "details.cancel button.danger").await?;
     let cancelled = wait_done(slow).await?;
 
+    // Start forms on the tenant page: a refusal shows at its form; a start opens the run.
+    browser.goto(&format!("{base}/tenants/contoso")).await?;
+    let submit = |key: &str| {
+        format!(
+            "document.querySelector('details.start').open = true; \
+             var d = document.getElementById('start-{key}'); d.open = true; \
+             d.querySelector('button[type=submit]').click(); return true;"
+        )
+    };
+    browser
+        .execute(&submit("backup_set.add_policies"), vec![])
+        .await?;
+    let refusal = until(
+        &browser,
+        "var d = document.getElementById('start-backup_set.add_policies'); \
+         var e = d && d.open && d.querySelector('.form-error'); return e ? e.textContent : null;",
+    )
+    .await?;
+    std::fs::write(
+        session.shots.join("tenant-start-refused.png"),
+        browser.screenshot().await?,
+    )?;
+    browser.execute(&submit("inventory.sync"), vec![]).await?;
+    let started_page = until(
+        &browser,
+        "return /\\/operations\\/\\d+$/.test(location.pathname) \
+           ? document.querySelector('h1').textContent : null;",
+    )
+    .await?;
+
     // A phased run lists its phases, each done.
     let capture = start(json!({"type": "baseline.capture"})).await?;
     wait_done(capture).await?;
@@ -702,5 +732,11 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     assert_ne!(before["status"], "completed", "{before}");
     assert_eq!(cancelled["outcome"], "cancelled");
     assert_eq!(phases, json!(["phase-done", "phase-done", "phase-done"]));
+    assert_eq!(
+        refusal,
+        json!("backup_set.add_policies needs the parameter 'policy_ids'")
+    );
+    let started_page = started_page.as_str().unwrap_or_default();
+    assert!(started_page.ends_with(": Inventory sync"), "{started_page}");
     Ok(())
 }
