@@ -22,6 +22,7 @@ use tower_http::set_header::SetResponseHeaderLayer;
 use super::api::dto::rfc3339;
 use super::live::{self, Follow};
 
+pub mod inbox;
 pub mod tenant;
 pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
@@ -33,20 +34,14 @@ pub const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; 
 #[derive(Template)]
 #[template(path = "login.html")]
 struct LoginPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+    chrome: Chrome,
     error: Option<String>,
 }
 
 #[derive(Template)]
 #[template(path = "collection.html")]
 struct CollectionPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+    chrome: Chrome,
     items: Vec<String>,
     live: String,
     types: Vec<String>,
@@ -62,10 +57,7 @@ struct CollectionPage {
 #[derive(Template)]
 #[template(path = "detail.html")]
 struct DetailPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+    chrome: Chrome,
     id: i64,
     label: String,
     body: String,
@@ -94,11 +86,15 @@ fn cross_site() -> Response {
     ApiError::Forbidden("cross-site request refused".into()).into_response()
 }
 
-struct Chrome {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+/// What the header of every page shows: who is logged in, the tenants to go to, the session's
+/// CSRF token (for log out), whether the tokens page is theirs, and unread notifications.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Chrome {
+    pub(crate) user: Option<String>,
+    pub(crate) tenants: Vec<String>,
+    pub(crate) csrf: String,
+    pub(crate) owner: bool,
+    pub(crate) unread: usize,
 }
 
 async fn chrome(state: &AppState, page: &PageCaller) -> Chrome {
@@ -108,11 +104,16 @@ async fn chrome(state: &AppState, page: &PageCaller) -> Chrome {
         // The chrome is decoration: a failed lookup shows no tenant links, not an error page.
         Err(_) => Vec::new(),
     };
+    let unread = match state.stack.models.notifications(caller).await {
+        Ok(all) => all.iter().filter(|(n, _)| !n.read).count(),
+        Err(_) => 0,
+    };
     Chrome {
         user: Some(caller.user.email.clone()),
         tenants,
         csrf: csrf_of(&page.session),
         owner: caller.role == Role::Owner,
+        unread,
     }
 }
 
@@ -133,10 +134,7 @@ async fn index(State(state): State<AppState>, page: Result<PageCaller, ApiError>
 
 async fn login_form() -> Response {
     html(&LoginPage {
-        user: None,
-        tenants: Vec::new(),
-        csrf: String::new(),
-        owner: false,
+        chrome: Chrome::default(),
         error: None,
     })
 }
@@ -159,10 +157,7 @@ async fn login(
         Ok(opened) => opened,
         Err(opsrun_application::auth::AuthError::Unauthorized) => {
             let page = LoginPage {
-                user: None,
-                tenants: Vec::new(),
-                csrf: String::new(),
-                owner: false,
+                chrome: Chrome::default(),
                 error: Some("That token is not valid.".to_owned()),
             };
             return (StatusCode::UNAUTHORIZED, html(&page)).into_response();
@@ -187,7 +182,7 @@ async fn login(
 }
 
 #[derive(Deserialize)]
-struct CsrfForm {
+pub(crate) struct CsrfForm {
     csrf: String,
 }
 
@@ -302,10 +297,7 @@ async fn collection(
         before.map(|b| b.to_string()).unwrap_or_default()
     );
     html(&CollectionPage {
-        user: chrome.user,
-        tenants: chrome.tenants,
-        csrf: chrome.csrf,
-        owner: chrome.owner,
+        chrome,
         items: shown.fragments.into_iter().map(|f| f.html).collect(),
         live,
         types: state
@@ -356,10 +348,7 @@ async fn detail(
     };
     let chrome = chrome(&state, &page).await;
     html(&DetailPage {
-        user: chrome.user,
-        tenants: chrome.tenants,
-        csrf: chrome.csrf,
-        owner: chrome.owner,
+        chrome,
         id: id.value(),
         label,
         body: shown
@@ -423,10 +412,7 @@ struct TokenRow {
 #[derive(Template)]
 #[template(path = "tokens.html")]
 struct TokensPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+    chrome: Chrome,
     tokens: Vec<TokenRow>,
 }
 
@@ -472,10 +458,7 @@ async fn tokens(State(state): State<AppState>, page: Result<PageCaller, ApiError
         .collect();
     let chrome = chrome(&state, &page).await;
     html(&TokensPage {
-        user: chrome.user,
-        tenants: chrome.tenants,
-        csrf: chrome.csrf,
-        owner: chrome.owner,
+        chrome,
         tokens: rows,
     })
 }
@@ -554,6 +537,9 @@ pub fn routes() -> Router<AppState> {
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
         .route("/operations/{id}/{action}", post(control))
+        .route("/notifications", get(inbox::page))
+        .route("/notifications/read-all", post(inbox::read_all))
+        .route("/notifications/{id}/read", post(inbox::read_one))
         .route("/tokens", get(tokens))
         .route("/tokens/{id}/revoke", post(revoke))
         .route("/static/app.css", get(stylesheet))

@@ -414,6 +414,18 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     assert_eq!(paused["controls"], json!(["resume", "cancel"]), "{paused}");
     assert_eq!(resumed["controls"], json!(["pause", "cancel"]), "{resumed}");
     assert_eq!(finished["controls"], json!([]), "{finished}");
+    // Both runs ended: two unread notifications, in the header and on their page; marking
+    // them all read clears the count.
+    browser.goto(&format!("{base}/notifications")).await?;
+    let inbox = "return { badge: (document.querySelector('.top .badge') || {}).textContent || null, \
+        unread: document.querySelectorAll('.notifications li.unread').length, \
+        read: document.querySelectorAll('.notifications li.read').length };";
+    let unread = browser.execute(inbox, vec![]).await?;
+    std::fs::write(shots.join("notifications.png"), browser.screenshot().await?)?;
+    click(&browser, "form.read-all button").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let all_read = browser.execute(inbox, vec![]).await?;
+
     // The owner's tokens page lists the token this session was opened with.
     browser.goto(&format!("{base}/tokens")).await?;
     let token_rows = browser
@@ -443,6 +455,8 @@ async fn the_pages_show_truthful_live_progress_in_a_real_browser() -> Result<(),
     // A completed run shows its outcome, never a bar.
     assert!(bars.is_empty());
     assert_eq!(token_rows, 1);
+    assert_eq!(unread, json!({"badge": "2", "unread": 2, "read": 0}));
+    assert_eq!(all_read, json!({"badge": null, "unread": 0, "read": 2}));
     assert!(after_logout.path().ends_with("/login"), "{after_logout}");
     assert!(after_revisit.path().ends_with("/login"), "{after_revisit}");
     Ok(())

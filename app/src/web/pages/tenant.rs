@@ -54,10 +54,7 @@ pub struct StartForm {
 #[derive(Template)]
 #[template(path = "shell.html")]
 struct TenantPage {
-    user: Option<String>,
-    tenants: Vec<String>,
-    csrf: String,
-    owner: bool,
+    chrome: super::Chrome,
     tenant: String,
     items: Vec<String>,
     operate: bool,
@@ -191,10 +188,7 @@ async fn render(
     };
     let chrome = chrome(state, page).await;
     let body = html(&TenantPage {
-        user: chrome.user,
-        tenants: chrome.tenants,
-        csrf: chrome.csrf,
-        owner: chrome.owner,
+        chrome,
         tenant: slug.to_string(),
         items: shown.fragments.into_iter().map(|f| f.html).collect(),
         operate,

@@ -186,7 +186,7 @@ fn counts_summary(run: &OperationRun) -> String {
 }
 
 /// An instant as a person reads it in a table: `2026-12-05 09:30:12 UTC`.
-fn utc_words(t: opsrun_domain::Timestamp) -> String {
+pub(crate) fn utc_words(t: opsrun_domain::Timestamp) -> String {
     chrono::DateTime::from_timestamp_millis(t.as_millis()).map_or_else(String::new, |d| {
         d.format("%Y-%m-%d %H:%M:%S UTC").to_string()
     })
