@@ -23,6 +23,7 @@ use super::api::dto::rfc3339;
 use super::live::{self, Follow};
 
 pub mod inbox;
+pub mod items;
 pub mod tenant;
 pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
@@ -537,6 +538,8 @@ pub fn routes() -> Router<AppState> {
         .route("/operations", get(collection))
         .route("/operations/{id}", get(detail))
         .route("/operations/{id}/{action}", post(control))
+        .route("/operations/{id}/items", get(items::page))
+        .route("/operations/{id}/items.csv", get(items::csv))
         .route("/notifications", get(inbox::page))
         .route("/notifications/read-all", post(inbox::read_all))
         .route("/notifications/{id}/read", post(inbox::read_one))

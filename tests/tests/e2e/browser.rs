@@ -599,6 +599,39 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         )
         .await?;
     shots(&browser, &session.shots, "detail").await?;
+    // Every failed item on its own page, named, with its position; and as CSV.
+    browser
+        .goto(&format!("{base}/operations/{restore}/items?outcome=failed"))
+        .await?;
+    let failed_page = browser
+        .execute(
+            "return { shown: document.querySelector('.shown').textContent, \
+                      rows: document.querySelectorAll('table.items tbody tr').length, \
+                      named: document.querySelectorAll('table.items tbody td .key').length };",
+            vec![],
+        )
+        .await?;
+    let csv = browser
+        .execute_async(
+            &format!(
+                "var done = arguments[arguments.length - 1]; \
+                 fetch('/operations/{restore}/items.csv?outcome=failed').then(function (r) {{ return r.text(); }}).then(done);"
+            ),
+            vec![],
+        )
+        .await?;
+    // The fill run's 99 items over two pages of 50.
+    browser
+        .goto(&format!("{base}/operations/{filled}/items"))
+        .await?;
+    click(&browser, "a[rel=next]").await?;
+    let second_page = until(
+        &browser,
+        "return location.search.indexOf('cursor=') >= 0 \
+           ? document.querySelector('.shown').textContent : null;",
+    )
+    .await?;
+    shots(&browser, &session.shots, "items").await?;
     browser.goto(&format!("{base}/tenants/contoso")).await?;
     shots(&browser, &session.shots, "feed").await?;
     wait_done(blocker).await?;
@@ -735,6 +768,25 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         json!(failed),
         "every failed item named by its policy"
     );
+    assert_eq!(
+        failed_page,
+        json!({"shown": format!("Showing 1–{failed} of {failed} failed items, by key."),
+               "rows": failed, "named": failed})
+    );
+    let csv = csv.as_str().unwrap_or_default();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines.first(),
+        Some(&"item_key,name,outcome,reason,recorded_at")
+    );
+    assert_eq!(lines.len() as u64, failed + 1, "{csv}");
+    assert!(
+        lines[1..]
+            .iter()
+            .all(|l| l.contains(",failed,simulated.item_failed,")),
+        "{csv}"
+    );
+    assert_eq!(second_page, json!("Showing 51–99 of 99 items, by key."));
     assert_eq!(rows, json!(25), "a page of the collection");
     let ms = timed.as_f64().unwrap_or(f64::MAX);
     assert!(ms < 1_000.0, "a request from the page took {ms} ms");
