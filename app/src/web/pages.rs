@@ -24,6 +24,7 @@ use super::live::{self, Follow};
 
 pub mod inbox;
 pub mod items;
+pub mod overview;
 pub mod tenant;
 pub mod views;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
@@ -540,6 +541,7 @@ pub fn routes() -> Router<AppState> {
         .route("/operations/{id}/{action}", post(control))
         .route("/operations/{id}/items", get(items::page))
         .route("/operations/{id}/items.csv", get(items::csv))
+        .route("/overview", get(overview::page))
         .route("/notifications", get(inbox::page))
         .route("/notifications/read-all", post(inbox::read_all))
         .route("/notifications/{id}/read", post(inbox::read_one))

@@ -699,6 +699,40 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     click(&browser, "details.cancel button.danger").await?;
     let cancelled = wait_done(slow).await?;
 
+    // The overview counts what the API lists (read until both agree: runs move meanwhile).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let overview = loop {
+        browser.goto(&format!("{base}/overview")).await?;
+        let shown = browser
+            .execute(
+                "var c = document.querySelectorAll('table.overview tbody tr td'); \
+                 return [c[0].textContent, c[1].textContent, c[2].textContent];",
+                vec![],
+            )
+            .await?;
+        let count = |status: &'static str| {
+            let session = &session;
+            async move {
+                let page = session
+                    .api(&format!("/api/operations?status={status}&limit=200"), None)
+                    .await?;
+                Ok::<usize, TestError>(page["items"].as_array().map_or(0, Vec::len))
+            }
+        };
+        let expected = json!([
+            "contoso",
+            count("running").await?.to_string(),
+            count("queued").await?.to_string()
+        ]);
+        if shown == expected {
+            break shown;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the overview shows {shown}, the API {expected}").into());
+        }
+    };
+    shots(&browser, &session.shots, "overview").await?;
+
     // Start forms on the tenant page: a refusal shows at its form; a start opens the run.
     browser.goto(&format!("{base}/tenants/contoso")).await?;
     let submit = |key: &str| {
@@ -788,6 +822,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     );
     assert_eq!(second_page, json!("Showing 51–99 of 99 items, by key."));
     assert_eq!(rows, json!(25), "a page of the collection");
+    assert_eq!(overview[0], "contoso");
     let ms = timed.as_f64().unwrap_or(f64::MAX);
     assert!(ms < 1_000.0, "a request from the page took {ms} ms");
     let question = question.as_str().unwrap_or_default();
