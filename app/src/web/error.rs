@@ -298,7 +298,11 @@ pub(super) async fn one_error_shape(
         let title = status.canonical_reason().unwrap_or("Error");
         axum::response::Html(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-             <link rel=\"stylesheet\" href=\"/static/app.css\"></head><body><main>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
+             <header class=\"top\"><a class=\"brand\" href=\"/\">opsrun</a>\
+             <nav aria-label=\"Main\"><a href=\"/overview\">Overview</a>\
+             <a href=\"/operations\">Operations</a></nav></header><main>\
              <h1>{} {title}</h1><p><code>{code}</code>: {}</p><p><a href=\"/\">Back to opsrun</a></p>\
              </main></body></html>",
             status.as_u16(),

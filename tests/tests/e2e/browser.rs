@@ -5,9 +5,9 @@
 use std::process::Stdio;
 use std::time::Duration;
 
-use crate::output;
+use crate::serve::{Contoso, contoso_server};
 use fantoccini::{ClientBuilder, Locator};
-use opsrun_tests::{TestError, fresh_sqlite_file};
+use opsrun_tests::TestError;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -123,16 +123,14 @@ impl Session {
             }
             return Ok(None);
         }
-        let (db_dir, url) = fresh_sqlite_file()?;
-        let dir = tempfile::tempdir()?;
-        let add = [
-            &["tenants", "add", "contoso", "--workspace", "acme"][..],
-            tenant,
-        ]
-        .concat();
-        output(&url, dir.path(), &add).await?;
-        let token = crate::owner_token(&url, dir.path()).await?;
-        let (server, base) = crate::start_server(&url, dir.path(), workers).await?;
+        let Contoso {
+            server,
+            base,
+            token,
+            dir,
+            _db: db_dir,
+            ..
+        } = contoso_server(tenant, &["--workers", workers]).await?;
 
         let port = free_port()?;
         let driver = tokio::process::Command::new(CHROMEDRIVER)
@@ -561,6 +559,18 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     let blocker = start(json!({"type": "backup_set.add_policies",
         "params": {"backup_set_id": blocker_set, "policy_ids": all}}))
     .await?;
+    // The blocker holds the one worker before the restore is queued behind it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while session
+        .api(&format!("/api/operations/{blocker}"), None)
+        .await?["status"]
+        != "running"
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the blocker never started".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let restore = start(json!({"type": "backup_set.restore",
         "params": {"backup_set_id": source}}))
     .await?;
@@ -680,6 +690,11 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Paused, so it cannot end on its own while the question is asked (a paused run can still
+    // be cancelled).
+    session
+        .api(&format!("/api/operations/{slow}/pause"), Some(json!({})))
+        .await?;
     browser.goto(&format!("{base}/operations/{slow}")).await?;
     click(&browser, "details.cancel summary").await?;
     let question = browser

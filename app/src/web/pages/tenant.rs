@@ -245,6 +245,27 @@ fn field<'a>(fields: &'a [(String, String)], name: &str) -> &'a str {
         .map_or("", |(_, v)| v.as_str())
 }
 
+/// A tenant form's caller and tenant: a session (else the login page), this site's form with
+/// the session's CSRF token (else 403), and a tenant slug (else 404).
+#[expect(clippy::result_large_err, reason = "the error is the answer itself")]
+fn checked(
+    page: Result<PageCaller, ApiError>,
+    headers: &HeaderMap,
+    fields: &[(String, String)],
+    tenant: &str,
+) -> Result<(PageCaller, Slug), Response> {
+    let Ok(page) = page else {
+        return Err(to_login());
+    };
+    if !form_ok(headers, &page, field(fields, "csrf")) {
+        return Err(cross_site());
+    }
+    let Ok(slug) = Slug::parse(tenant) else {
+        return Err(ApiError::NotFound("tenant not found".into()).into_response());
+    };
+    Ok((page, slug))
+}
+
 /// `POST /tenants/{tenant}/start` (form `csrf`, `type`, `p.NAME`...): starts the operation and
 /// shows it, or shows the tenant page again with the refusal at the family's form.
 pub(super) async fn start(
@@ -254,14 +275,9 @@ pub(super) async fn start(
     Path(tenant): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Ok(page) = page else {
-        return to_login();
-    };
-    if !form_ok(&headers, &page, field(&fields, "csrf")) {
-        return cross_site();
-    }
-    let Ok(slug) = Slug::parse(&tenant) else {
-        return ApiError::NotFound("tenant not found".into()).into_response();
+    let (page, slug) = match checked(page, &headers, &fields, &tenant) {
+        Ok(checked) => checked,
+        Err(answer) => return answer,
     };
     let key = field(&fields, "type").to_owned();
     let refused = |message: String| (key.clone(), message);
@@ -300,14 +316,9 @@ pub(super) async fn create_backup_set(
     Path(tenant): Path<String>,
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
-    let Ok(page) = page else {
-        return to_login();
-    };
-    if !form_ok(&headers, &page, field(&fields, "csrf")) {
-        return cross_site();
-    }
-    let Ok(slug) = Slug::parse(&tenant) else {
-        return ApiError::NotFound("tenant not found".into()).into_response();
+    let (page, slug) = match checked(page, &headers, &fields, &tenant) {
+        Ok(checked) => checked,
+        Err(answer) => return answer,
     };
     let name = field(&fields, "name").to_owned();
     match state
