@@ -298,7 +298,7 @@ pub(super) async fn one_error_shape(
         let title = status.canonical_reason().unwrap_or("Error");
         axum::response::Html(format!(
             "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title>\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <meta name=\"viewport\" content=\"width=device-width\">\
              <link rel=\"stylesheet\" href=\"/static/app.css\"></head><body>\
              <header class=\"top\"><a class=\"brand\" href=\"/\">opsrun</a>\
              <nav aria-label=\"Main\"><a href=\"/overview\">Overview</a>\
