@@ -757,6 +757,13 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
              d.querySelector('button[type=submit]').click(); return true;"
         )
     };
+    // The second backup set picked, no policy ticked: refused, and shown again as sent.
+    browser
+        .execute(
+            "document.getElementById('start-backup_set.add_policies').querySelector('select').selectedIndex = 1; return true;",
+            vec![],
+        )
+        .await?;
     browser
         .execute(&submit("backup_set.add_policies"), vec![])
         .await?;
@@ -766,6 +773,12 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
          var e = d && d.open && d.querySelector('.form-error'); return e ? e.textContent : null;",
     )
     .await?;
+    let kept = browser
+        .execute(
+            "return document.getElementById('start-backup_set.add_policies').querySelector('select').selectedIndex;",
+            vec![],
+        )
+        .await?;
     std::fs::write(
         session.shots.join("tenant-start-refused.png"),
         browser.screenshot().await?,
@@ -851,6 +864,11 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     assert_eq!(
         refusal,
         json!("backup_set.add_policies needs the parameter 'policy_ids'")
+    );
+    assert_eq!(
+        kept,
+        json!(1),
+        "the refused form keeps the backup set picked"
     );
     let started_page = started_page.as_str().unwrap_or_default();
     assert!(started_page.ends_with(": Inventory sync"), "{started_page}");

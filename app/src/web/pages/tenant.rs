@@ -49,6 +49,30 @@ pub struct StartForm {
     fields: Vec<Field>,
     /// Why the last attempt was refused (the form is shown open with it).
     error: Option<String>,
+    /// What that attempt sent (`name`, `value`), shown again so nothing is typed twice.
+    values: Vec<(String, String)>,
+}
+
+impl StartForm {
+    /// The value sent for `name` in the refused attempt (empty otherwise).
+    fn value(&self, name: &str) -> &str {
+        self.values
+            .iter()
+            .find(|(n, _)| n == name)
+            .map_or("", |(_, v)| v.as_str())
+    }
+
+    /// Whether the refused attempt sent `value` for `name` (a picked option, a ticked box).
+    fn has(&self, name: &str, value: &str) -> bool {
+        self.values.iter().any(|(n, v)| n == name && v == value)
+    }
+}
+
+/// A refused start: the family, why, and what was sent.
+struct Refused {
+    key: String,
+    message: String,
+    values: Vec<(String, String)>,
 }
 
 #[derive(Template)]
@@ -145,6 +169,7 @@ fn form(family: &dyn Family, catalog: &Catalog) -> StartForm {
         label: family.label().to_owned(),
         fields,
         error: None,
+        values: Vec::new(),
     }
 }
 
@@ -155,7 +180,7 @@ async fn render(
     page: &PageCaller,
     slug: Slug,
     status: StatusCode,
-    refused: Option<(String, String)>,
+    refused: Option<Refused>,
     set_error: Option<String>,
 ) -> Response {
     let shown = match live::shown(state, page, &Follow::Feed(slug.clone())).await {
@@ -174,10 +199,11 @@ async fn render(
             .iter()
             .map(|family| {
                 let mut form = form(family.as_ref(), &catalog);
-                if let Some((key, error)) = &refused
-                    && *key == form.key
+                if let Some(refused) = &refused
+                    && refused.key == form.key
                 {
-                    form.error = Some(error.clone());
+                    form.error = Some(refused.message.clone());
+                    form.values.clone_from(&refused.values);
                 }
                 form
             })
@@ -280,7 +306,15 @@ pub(super) async fn start(
         Err(answer) => return answer,
     };
     let key = field(&fields, "type").to_owned();
-    let refused = |message: String| (key.clone(), message);
+    let sent: Vec<(String, String)> = fields
+        .iter()
+        .filter_map(|(n, v)| n.strip_prefix("p.").map(|n| (n.to_owned(), v.clone())))
+        .collect();
+    let refused = |message: String| Refused {
+        key: key.clone(),
+        message,
+        values: sent.clone(),
+    };
     let params = match crate::commands::parse_params(&state.stack.families, &key, &pairs(&fields)) {
         Ok(params) => params,
         Err(e) => {

@@ -135,6 +135,9 @@ pub struct PageRun {
     pub(crate) created_at: String,
     pub(crate) created_words: String,
     pub(crate) took: Option<String>,
+    /// How long an unfinished run has been going, to the minute (`12 min`).
+    pub(crate) going_for: Option<String>,
+    pub(crate) initiator: Option<String>,
     pub(crate) counts_line: String,
     pub(crate) widget: Widget,
 }
@@ -156,9 +159,26 @@ impl PageRun {
             took: run.completed_at().map(|end| {
                 crate::render::duration(run.started_at().unwrap_or(run.created_at()), end)
             }),
+            going_for: match (run.started_at(), run.is_completed()) {
+                (Some(started), false) => Some(going_for(started, crate::commands::now())),
+                _ => None,
+            },
+            initiator: summary.initiator.clone(),
             counts_line: counts_summary(run),
             widget: Widget::of(summary, families),
         }
+    }
+}
+
+/// How long since `started`, to the minute (a page redraws a run when this changes, so it
+/// changes at most once a minute): `under a minute`, `12 min`, `3 h 5 min`, `2 d 4 h`.
+fn going_for(started: opsrun_domain::Timestamp, now: opsrun_domain::Timestamp) -> String {
+    let minutes = now.millis_since(started).max(0) / 60_000;
+    match minutes {
+        0 => "under a minute".to_owned(),
+        1..=59 => format!("{minutes} min"),
+        60..=1_439 => format!("{} h {} min", minutes / 60, minutes % 60),
+        _ => format!("{} d {} h", minutes / 1_440, minutes % 1_440 / 60),
     }
 }
 
@@ -409,5 +429,26 @@ impl RunDetail {
             cancel_question,
             r,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use opsrun_domain::Timestamp;
+
+    use super::going_for;
+
+    #[test]
+    fn a_run_goes_for_whole_minutes() {
+        let at = |ms: i64| Timestamp::from_millis(1_000_000_000 + ms);
+        let start = at(0);
+
+        assert_eq!(going_for(start, at(59_999)), "under a minute");
+        assert_eq!(going_for(start, at(12 * 60_000 + 5_000)), "12 min");
+        assert_eq!(going_for(start, at(185 * 60_000)), "3 h 5 min");
+        assert_eq!(
+            going_for(start, at((2 * 1_440 + 4 * 60) * 60_000)),
+            "2 d 4 h"
+        );
     }
 }
