@@ -111,6 +111,27 @@ pub trait Describe: Send + Sync {
     ) -> Result<BTreeMap<ItemKey, String>, OperationError> {
         Ok(BTreeMap::new())
     }
+
+    /// What run `run` produced (the default: nothing beyond its counts).
+    ///
+    /// # Errors
+    ///
+    /// A port failure (surfaces then show no results).
+    async fn results(&self, _run: RunId) -> Result<Vec<RunResult>, OperationError> {
+        Ok(Vec::new())
+    }
+}
+
+/// One result a completed run produced, as surfaces show it: a review pack's file and hash, a
+/// snapshot's hash, a comparison's findings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunResult {
+    /// What it is, e.g. `Review pack`.
+    pub label: String,
+    /// Its value in words, e.g. `sha256 3f2a… · 4,210 bytes`.
+    pub value: String,
+    /// A file to download, where the family wrote one (the artifact store's location).
+    pub file: Option<String>,
 }
 
 /// A run family: what it is ([`Describe`]) and how it runs.
@@ -240,6 +261,10 @@ impl<W: CountedWork> Describe for Counted<W> {
         keys: &[ItemKey],
     ) -> Result<BTreeMap<ItemKey, String>, OperationError> {
         self.work.item_names(tenant, params, keys).await
+    }
+
+    async fn results(&self, run: RunId) -> Result<Vec<RunResult>, OperationError> {
+        self.work.results(run).await
     }
 }
 
@@ -401,6 +426,15 @@ impl Families {
                 .await
                 .unwrap_or_default(),
             _ => BTreeMap::new(),
+        }
+    }
+
+    /// What `run` produced (see [`Describe::results`]); empty when its family says nothing or
+    /// a port fails.
+    pub async fn results(&self, run: &OperationRun) -> Vec<RunResult> {
+        match self.get(run.operation_type()) {
+            Some(family) => family.results(run.id()).await.unwrap_or_default(),
+            None => Vec::new(),
         }
     }
 

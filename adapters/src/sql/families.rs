@@ -370,6 +370,10 @@ impl ArtifactStore for SqlFamilies {
             .await?
             .ok_or_else(|| FamilyStoreError::NotFound(format!("review pack of run {run}")))
     }
+
+    async fn pack_of(&self, run: RunId) -> Result<Option<ReviewPack>, FamilyStoreError> {
+        self.review_pack(run).await
+    }
 }
 
 #[async_trait]
@@ -427,6 +431,10 @@ impl SnapshotStore for SqlFamilies {
         self.evidence_snapshot(run)
             .await?
             .ok_or_else(|| FamilyStoreError::NotFound(format!("snapshot of run {run}")))
+    }
+
+    async fn snapshot_of(&self, run: RunId) -> Result<Option<EvidenceSnapshot>, FamilyStoreError> {
+        self.evidence_snapshot(run).await
     }
 }
 
@@ -659,5 +667,27 @@ impl BaselineStore for SqlFamilies {
         )
         .await?;
         Ok(())
+    }
+
+    async fn findings_of(&self, run: RunId) -> Result<Vec<Finding>, FamilyStoreError> {
+        let rows = self
+            .rows(
+                &self.db,
+                "SELECT policy_id, kind FROM baseline_findings WHERE run_id = $1 ORDER BY policy_id",
+                vec![run.value().into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                let kind = match Self::text(r, "kind")?.as_str() {
+                    "missing" => FindingKind::Missing,
+                    _ => FindingKind::Changed,
+                };
+                Ok(Finding {
+                    policy_id: Self::text(r, "policy_id")?,
+                    kind,
+                })
+            })
+            .collect()
     }
 }

@@ -157,7 +157,13 @@ pub async fn shown(
                 }
                 Err(_) => std::collections::BTreeMap::new(),
             };
-            let body = RunDetail::of(&detail, &names, caller.role, &csrf, families);
+            let results = if detail.summary.run.is_completed() {
+                families.results(&detail.summary.run).await
+            } else {
+                Vec::new()
+            };
+            let mut body = RunDetail::of(&detail, &names, caller.role, &csrf, families);
+            body.results = results;
             let done = detail.summary.run.is_completed();
             Ok(Shown {
                 fragments: vec![rendered(format!("run-{}", id.value()), &body)?],

@@ -541,6 +541,7 @@ pub fn routes() -> Router<AppState> {
         .route("/operations/{id}/{action}", post(control))
         .route("/operations/{id}/items", get(items::page))
         .route("/operations/{id}/items.csv", get(items::csv))
+        .route("/operations/{id}/artifact", get(items::artifact))
         .route("/overview", get(overview::page))
         .route("/notifications", get(inbox::page))
         .route("/notifications/read-all", post(inbox::read_all))

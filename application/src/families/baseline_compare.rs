@@ -287,6 +287,30 @@ impl Describe for CompareBaseline {
             &[reasons::BASELINE_NOT_FOUND, reasons::COMPARE_FETCH_FAILED];
         REASONS
     }
+
+    async fn results(
+        &self,
+        run: opsrun_domain::RunId,
+    ) -> Result<Vec<crate::families::RunResult>, OperationError> {
+        let findings = self.baselines.findings_of(run).await?;
+        let mut results = vec![crate::families::RunResult {
+            label: "Findings".to_owned(),
+            value: match findings.len() {
+                0 => "none: every policy matches the baseline".to_owned(),
+                n => format!("{n} policies differ from the baseline"),
+            },
+            file: None,
+        }];
+        results.extend(findings.into_iter().map(|f| crate::families::RunResult {
+            label: f.policy_id,
+            value: match f.kind {
+                FindingKind::Missing => "missing: no longer in the tenant".to_owned(),
+                FindingKind::Changed => "changed since the baseline".to_owned(),
+            },
+            file: None,
+        }));
+        Ok(results)
+    }
 }
 
 #[async_trait]

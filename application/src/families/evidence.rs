@@ -151,6 +151,26 @@ impl Describe for GenerateEvidenceSnapshot {
             }
         })
     }
+
+    async fn results(
+        &self,
+        run: opsrun_domain::RunId,
+    ) -> Result<Vec<crate::families::RunResult>, OperationError> {
+        Ok(self
+            .snapshots
+            .snapshot_of(run)
+            .await?
+            .map(|snapshot| crate::families::RunResult {
+                label: format!("Evidence snapshot {}", snapshot.id),
+                value: format!(
+                    "{} dimensions · sha256 {}",
+                    snapshot.dimensions, snapshot.content_hash
+                ),
+                file: None,
+            })
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -156,6 +156,23 @@ impl Describe for GenerateReviewPack {
             }
         })
     }
+
+    async fn results(
+        &self,
+        run: opsrun_domain::RunId,
+    ) -> Result<Vec<crate::families::RunResult>, OperationError> {
+        Ok(self
+            .artifacts
+            .pack_of(run)
+            .await?
+            .map(|pack| crate::families::RunResult {
+                label: "Review pack".to_owned(),
+                value: format!("{} bytes · sha256 {}", pack.bytes, pack.sha256),
+                file: Some(pack.location),
+            })
+            .into_iter()
+            .collect())
+    }
 }
 
 #[cfg(test)]

@@ -203,6 +203,10 @@ impl ArtifactStore for MemoryFamilies {
             pack
         })
     }
+
+    async fn pack_of(&self, run: RunId) -> Result<Option<ReviewPack>, FamilyStoreError> {
+        Ok(lock(&self.state).packs.get(&run).cloned())
+    }
 }
 
 #[async_trait]
@@ -237,6 +241,10 @@ impl SnapshotStore for MemoryFamilies {
             state.snapshots.insert(run, snapshot.clone());
             snapshot
         })
+    }
+
+    async fn snapshot_of(&self, run: RunId) -> Result<Option<EvidenceSnapshot>, FamilyStoreError> {
+        Ok(lock(&self.state).snapshots.get(&run).cloned())
     }
 }
 
@@ -404,5 +412,16 @@ impl BaselineStore for MemoryFamilies {
                 .entry(key.clone())
                 .or_insert((baseline, finding));
         })
+    }
+
+    async fn findings_of(&self, run: RunId) -> Result<Vec<Finding>, FamilyStoreError> {
+        let mut findings: Vec<Finding> = lock(&self.state)
+            .findings
+            .iter()
+            .filter(|(key, _)| key.run == run)
+            .map(|(_, (_, f))| f.clone())
+            .collect();
+        findings.sort_by(|a, b| a.policy_id.cmp(&b.policy_id));
+        Ok(findings)
     }
 }

@@ -174,6 +174,13 @@ pub trait ArtifactStore: Send + Sync {
         tenant: TenantId,
         sections: Vec<ItemKey>,
     ) -> Result<ReviewPack, FamilyStoreError>;
+
+    /// The pack `run` assembled, if it did.
+    ///
+    /// # Errors
+    ///
+    /// [`FamilyStoreError::Unavailable`].
+    async fn pack_of(&self, run: RunId) -> Result<Option<ReviewPack>, FamilyStoreError>;
 }
 
 /// Where evidence comes from.
@@ -224,6 +231,13 @@ pub trait SnapshotStore: Send + Sync {
         run: RunId,
         tenant: TenantId,
     ) -> Result<EvidenceSnapshot, FamilyStoreError>;
+
+    /// The snapshot `run` sealed, if it did.
+    ///
+    /// # Errors
+    ///
+    /// [`FamilyStoreError::Unavailable`].
+    async fn snapshot_of(&self, run: RunId) -> Result<Option<EvidenceSnapshot>, FamilyStoreError>;
 }
 
 /// A backup set of a tenant.
@@ -437,4 +451,11 @@ pub trait BaselineStore: Send + Sync {
         baseline: i64,
         finding: Finding,
     ) -> Result<(), FamilyStoreError>;
+
+    /// The findings comparison run `run` saved, by policy id.
+    ///
+    /// # Errors
+    ///
+    /// [`FamilyStoreError::Unavailable`].
+    async fn findings_of(&self, run: RunId) -> Result<Vec<Finding>, FamilyStoreError>;
 }

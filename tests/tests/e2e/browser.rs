@@ -804,6 +804,41 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         )
         .await?;
     shots(&browser, &session.shots, "detail-phased").await?;
+
+    // Results: the review pack (downloadable), the evidence snapshot, the comparison's findings.
+    let baselines = session.api("/api/tenants/contoso/baselines", None).await?;
+    let baseline = baselines["items"][0]["id"].clone();
+    let mut results = Vec::new();
+    for body in [
+        json!({"type": "review_pack.generate"}),
+        json!({"type": "evidence_snapshot.generate"}),
+        json!({"type": "baseline.compare", "params": {"baseline_id": baseline}}),
+    ] {
+        let id = start(body).await?;
+        wait_done(id).await?;
+        browser.goto(&format!("{base}/operations/{id}")).await?;
+        let shown = browser
+            .execute(
+                "var r = document.querySelector('.results'); return r ? r.innerText : null;",
+                vec![],
+            )
+            .await?;
+        results.push((id, shown));
+    }
+    let pack = browser
+        .execute_async(
+            &format!(
+                "var done = arguments[arguments.length - 1]; \
+                 fetch('/operations/{}/artifact').then(function (r) {{ return r.text(); }}).then(done);",
+                results[0].0
+            ),
+            vec![],
+        )
+        .await?;
+    std::fs::write(
+        session.shots.join("detail-results.png"),
+        browser.screenshot().await?,
+    )?;
     session.close().await?;
 
     assert!(appeared < Duration::from_secs(2), "{appeared:?}");
@@ -870,6 +905,18 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         json!(1),
         "the refused form keeps the backup set picked"
     );
+    let text = |i: usize| results[i].1.as_str().unwrap_or_default().to_owned();
+    assert!(text(0).contains("Review pack:"), "{}", text(0));
+    assert!(text(0).contains("Download"), "{}", text(0));
+    assert!(
+        pack.as_str()
+            .unwrap_or_default()
+            .starts_with("# Review pack"),
+        "{pack}"
+    );
+    assert!(text(1).contains("Evidence snapshot"), "{}", text(1));
+    assert!(text(1).contains("sha256"), "{}", text(1));
+    assert!(text(2).contains("Findings:"), "{}", text(2));
     let started_page = started_page.as_str().unwrap_or_default();
     assert!(started_page.ends_with(": Inventory sync"), "{started_page}");
     Ok(())

@@ -265,3 +265,51 @@ pub(super) async fn csv(
         Err(e) => e.into_response(),
     }
 }
+
+/// `GET /operations/{id}/artifact`: the file the completed run produced (a review pack).
+pub(super) async fn artifact(
+    State(state): State<AppState>,
+    page: Result<PageCaller, ApiError>,
+    Path(id): Path<String>,
+) -> Response {
+    let page = match page {
+        Ok(page) => page,
+        Err(e) => return e.into_response(),
+    };
+    let result = async {
+        let id = run_id(&id)?;
+        let summary = state.stack.models.run(&page.caller, id).await?;
+        let results = state.stack.families.results(&summary.run).await;
+        let location = results
+            .into_iter()
+            .find_map(|r| r.file)
+            .ok_or_else(|| ApiError::NotFound(format!("a file of operation {id}")))?;
+        let path = std::path::PathBuf::from(&location);
+        let body = tokio::fs::read(&path)
+            .await
+            .map_err(|_| ApiError::NotFound(format!("the file of operation {id}")))?;
+        let name = path.file_name().map_or_else(
+            || format!("operation-{id}"),
+            |n| n.to_string_lossy().into_owned(),
+        );
+        Ok::<_, ApiError>((name, body))
+    }
+    .await;
+    match result {
+        Ok((name, body)) => (
+            [
+                (
+                    header::CONTENT_TYPE,
+                    "text/markdown; charset=utf-8".to_owned(),
+                ),
+                (
+                    header::CONTENT_DISPOSITION,
+                    format!("attachment; filename=\"{name}\""),
+                ),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => e.into_response(),
+    }
+}

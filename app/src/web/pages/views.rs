@@ -333,6 +333,8 @@ pub struct RunDetail {
     pub(crate) retried_by: Vec<i64>,
     pub(crate) started: Option<String>,
     pub(crate) cancel_question: String,
+    /// What the completed run produced (its family says).
+    pub(crate) results: Vec<opsrun_application::families::RunResult>,
 }
 
 impl RunDetail {
@@ -427,6 +429,7 @@ impl RunDetail {
                 .collect(),
             started: run.started_at().map(utc_words),
             cancel_question,
+            results: Vec::new(),
             r,
         }
     }
