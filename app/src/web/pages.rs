@@ -54,6 +54,10 @@ struct CollectionPage {
     filter_status: String,
     filter_outcome: String,
     next: Option<String>,
+    /// `26–50`: the runs this page shows.
+    position: Option<String>,
+    /// The first page, when this is not it.
+    newest: Option<String>,
 }
 
 #[derive(Template)]
@@ -291,9 +295,24 @@ async fn collection(
         keep("status"),
         keep("outcome")
     );
-    let next = shown
-        .next
-        .map(|c| format!("/operations?cursor={c}{filters}"));
+    // The page's place in the list: the link to it says how many came before.
+    let from = get("from")
+        .and_then(|f| f.parse::<usize>().ok())
+        .filter(|_| before.is_some())
+        .unwrap_or(0);
+    let count = shown
+        .fragments
+        .iter()
+        .filter(|f| f.id.starts_with("run-"))
+        .count();
+    let next = shown.next.map(|c| {
+        format!(
+            "/operations?cursor={c}&from={}{filters}",
+            from + live::COLLECTION_PAGE as usize
+        )
+    });
+    let position = (count > 0).then(|| format!("{}–{}", from + 1, from + count));
+    let newest = before.map(|_| format!("/operations?{}", filters.trim_start_matches('&')));
     let live = format!(
         "/operations/live?cursor={}{filters}",
         before.map(|b| b.to_string()).unwrap_or_default()
@@ -324,6 +343,8 @@ async fn collection(
             .map(|o| o.key().to_owned())
             .unwrap_or_default(),
         next,
+        position,
+        newest,
     })
 }
 

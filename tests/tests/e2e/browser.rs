@@ -674,6 +674,20 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         )
         .await?;
     shots(&browser, &session.shots, "collection").await?;
+    let first_position = browser
+        .execute(
+            "return document.querySelector('.pager .position').textContent;",
+            vec![],
+        )
+        .await?;
+    click(&browser, "a[rel=next]").await?;
+    let second_position = until(
+        &browser,
+        "return location.search.indexOf('cursor=') >= 0 \
+           ? [document.querySelector('.pager .position').textContent, \
+              document.querySelectorAll('.pager a').length] : null;",
+    )
+    .await?;
 
     // Cancel asks first, naming what stops; only the confirmation cancels. (Once the run has
     // its total, so the question can name it.)
@@ -885,6 +899,12 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     );
     assert_eq!(second_page, json!("Showing 51–99 of 99 items, by key."));
     assert_eq!(rows, json!(25), "a page of the collection");
+    assert_eq!(first_position, json!("Operations 1–25, newest first"));
+    // The second page: its place, and both ways out (newest, older).
+    assert_eq!(
+        second_position,
+        json!(["Operations 26–50, newest first", 2])
+    );
     assert_eq!(overview[0], "contoso");
     let ms = timed.as_f64().unwrap_or(f64::MAX);
     assert!(ms < 1_000.0, "a request from the page took {ms} ms");
