@@ -187,6 +187,9 @@ async fn schemathesis(
     filter: &[&str],
 ) -> Result<(), TestError> {
     let out = tokio::process::Command::new(st)
+        // schemathesis keeps a cache (`.schemathesis/`) in its working folder: the run's own,
+        // so nothing is written into the repository and every run starts alike.
+        .current_dir(server.dir.path())
         .arg("--config-file")
         .arg(config)
         .arg("run")
