@@ -331,6 +331,7 @@ impl RunQueries for MemoryRunStore {
             .filter(|r| query.status.is_none_or(|s| r.status() == s))
             .filter(|r| query.outcome.is_none_or(|o| r.outcome() == o))
             .filter(|r| query.before.is_none_or(|b| r.id() < b))
+            .filter(|r| query.created_since.is_none_or(|t| r.created_at() >= t))
             .filter(|r| !query.top_level_only || r.parent().is_none())
             .take(query.limit as usize)
             .map(|r| state.named(r))

@@ -86,6 +86,8 @@ pub struct CollectionFilter {
     pub status: Option<RunStatus>,
     /// Only this outcome.
     pub outcome: Option<RunOutcome>,
+    /// Only runs created at or after this instant.
+    pub created_since: Option<Timestamp>,
 }
 
 /// One line of a run's timeline.
@@ -352,6 +354,7 @@ impl ReadModels {
                 status: filter.status,
                 outcome: filter.outcome,
                 before,
+                created_since: filter.created_since,
                 top_level_only: true,
                 limit: limit + 1,
             })

@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use opsrun_application::ports::Role;
 use opsrun_application::read_models::CollectionFilter;
-use opsrun_domain::{OperationType, RunId, RunOutcome, RunStatus, Slug};
+use opsrun_domain::{OperationType, RunId, RunOutcome, RunStatus, Slug, Timestamp};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -53,6 +53,9 @@ struct CollectionPage {
     filter_type: String,
     filter_status: String,
     filter_outcome: String,
+    /// The time ranges `(key, label)`.
+    since: Vec<(String, String)>,
+    filter_since: String,
     next: Option<String>,
     /// `26–50`: the runs this page shows.
     position: Option<String>,
@@ -216,6 +219,14 @@ async fn logout(
     response
 }
 
+/// The time ranges of the collection's filter: `(key, label, milliseconds back)`.
+const SINCE: [(&str, &str, i64); 4] = [
+    ("1h", "last hour", 3_600_000),
+    ("24h", "last 24 hours", 86_400_000),
+    ("7d", "last 7 days", 7 * 86_400_000),
+    ("30d", "last 30 days", 30 * 86_400_000),
+];
+
 /// The collection's filter and page from its query (unknown values are ignored, as a form
 /// that sends empty selects needs).
 fn collection_query(params: &HashMap<String, String>) -> (CollectionFilter, Option<RunId>) {
@@ -225,6 +236,9 @@ fn collection_query(params: &HashMap<String, String>) -> (CollectionFilter, Opti
         operation_type: get("type").and_then(|t| OperationType::parse(t).ok()),
         status: get("status").and_then(|s| RunStatus::parse(s).ok()),
         outcome: get("outcome").and_then(|o| RunOutcome::parse(o).ok()),
+        created_since: get("since")
+            .and_then(|s| SINCE.iter().find(|(key, _, _)| *key == s))
+            .map(|(_, _, ms)| Timestamp::from_millis(crate::commands::now().as_millis() - ms)),
     };
     let before = get("cursor")
         .and_then(|c| c.parse::<i64>().ok())
@@ -289,11 +303,12 @@ async fn collection(
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let keep = |k: &str| get(k).map(|v| format!("&{k}={v}")).unwrap_or_default();
     let filters = format!(
-        "{}{}{}{}",
+        "{}{}{}{}{}",
         keep("tenant"),
         keep("type"),
         keep("status"),
-        keep("outcome")
+        keep("outcome"),
+        keep("since")
     );
     // The page's place in the list: the link to it says how many came before.
     let from = get("from")
@@ -342,6 +357,11 @@ async fn collection(
             .outcome
             .map(|o| o.key().to_owned())
             .unwrap_or_default(),
+        since: SINCE
+            .iter()
+            .map(|(key, label, _)| ((*key).to_owned(), (*label).to_owned()))
+            .collect(),
+        filter_since: get("since").unwrap_or_default().to_owned(),
         next,
         position,
         newest,

@@ -145,6 +145,8 @@ pub struct RunQuery {
     pub outcome: Option<RunOutcome>,
     /// Only runs with an id below this one (the cursor).
     pub before: Option<RunId>,
+    /// Only runs created at or after this instant.
+    pub created_since: Option<Timestamp>,
     /// Only runs without a parent.
     pub top_level_only: bool,
     /// At most this many.

@@ -674,6 +674,16 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         )
         .await?;
     shots(&browser, &session.shots, "collection").await?;
+    // Created in the last hour: every run here is.
+    browser.goto(&format!("{base}/operations?since=1h")).await?;
+    let recent = browser
+        .execute(
+            "return [document.querySelectorAll('tbody[data-live] tr').length, \
+                     document.getElementById('f-since').value];",
+            vec![],
+        )
+        .await?;
+    browser.goto(&format!("{base}/operations")).await?;
     let first_position = browser
         .execute(
             "return document.querySelector('.pager .position').textContent;",
@@ -900,6 +910,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     assert_eq!(second_page, json!("Showing 51–99 of 99 items, by key."));
     assert_eq!(rows, json!(25), "a page of the collection");
     assert_eq!(first_position, json!("Operations 1–25, newest first"));
+    assert_eq!(recent, json!([25, "1h"]));
     // The second page: its place, and both ways out (newest, older).
     assert_eq!(
         second_position,

@@ -765,10 +765,26 @@ contract!(queries_serve_the_feed_and_the_collection, |store| {
             status: None,
             outcome: None,
             before: None,
+            created_since: None,
             top_level_only: true,
             limit: 10,
         })
         .await?;
+    // Created at or after: the boundary is inclusive on every store.
+    let since = |at: i64| RunQuery {
+        workspace: store.workspace(),
+        scope: TenantScope::All,
+        tenant: None,
+        operation_type: None,
+        status: None,
+        outcome: None,
+        before: None,
+        created_since: Some(t(at)),
+        top_level_only: true,
+        limit: 10,
+    };
+    let created_then = runs.list_runs(since(1_000)).await?;
+    let created_after = runs.list_runs(since(1_001)).await?;
     let scoped = runs
         .list_runs(RunQuery {
             workspace: store.workspace(),
@@ -778,6 +794,7 @@ contract!(queries_serve_the_feed_and_the_collection, |store| {
             status: Some(RunStatus::Queued),
             outcome: None,
             before: Some(c),
+            created_since: None,
             top_level_only: true,
             limit: 10,
         })
@@ -819,6 +836,8 @@ contract!(queries_serve_the_feed_and_the_collection, |store| {
         ]
     );
     assert_eq!(ids(&scoped), vec![b]);
+    assert_eq!(ids(&created_then), vec![c, b, a]);
+    assert!(created_after.is_empty());
     assert_eq!(active, vec![b, c]);
     assert!(runs.children(a).await?.is_empty());
     Ok(())

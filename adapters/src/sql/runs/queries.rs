@@ -167,7 +167,7 @@ impl RunQueries for SqlRunStore {
             let list: Vec<String> = tenants.iter().map(|t| t.value().to_string()).collect();
             clauses.push(format!("tenant_id IN ({})", list.join(", ")));
         }
-        let filters: [(&str, Option<Value>); 5] = [
+        let filters: [(&str, Option<Value>); 6] = [
             ("tenant_id", query.tenant.map(|t| t.value().into())),
             (
                 "operation_type",
@@ -176,11 +176,16 @@ impl RunQueries for SqlRunStore {
             ("status", query.status.map(|s| s.key().into())),
             ("outcome", query.outcome.map(|o| o.key().into())),
             ("id <", query.before.map(|b| b.value().into())),
+            (
+                "created_at >=",
+                query.created_since.map(|t| t.as_millis().into()),
+            ),
         ];
         for (column, value) in filters {
             if let Some(value) = value {
                 values.push(value);
-                let op = if column.ends_with('<') { "" } else { " =" };
+                // A column alone compares for equality; one with its operator says it.
+                let op = if column.contains(' ') { "" } else { " =" };
                 clauses.push(format!("{column}{op} ${}", values.len()));
             }
         }

@@ -259,6 +259,7 @@ pub(crate) fn collection_filter(
         operation_type: parsed(params, "type", |v| OperationType::parse(v).ok())?,
         status: parsed(params, "status", |v| RunStatus::parse(v).ok())?,
         outcome: parsed(params, "outcome", |v| RunOutcome::parse(v).ok())?,
+        created_since: None,
     })
 }
 
