@@ -2,7 +2,8 @@
 // body) with the same templates as the page; the page's one event stream sends those
 // fragments whole when they change. This script only places them: replace the element with
 // the same id, insert a new one after its neighbour, or remove one the page no longer shows.
-// It never edits inside a fragment, so a live page cannot drift from what a reload shows.
+// It never changes what a fragment says (only how its times read: in the viewer's time zone),
+// so a live page cannot drift from what a reload shows.
 "use strict";
 (function () {
   function place(container, message) {
@@ -29,12 +30,27 @@
     var after = message.after && document.getElementById(message.after);
     if (after) { after.after(fresh); } else { container.prepend(fresh); }
   }
+  // Times: the server writes them in UTC (what a page without JavaScript shows); here they
+  // read in the viewer's own time zone, the exact UTC instant on hover.
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]").forEach(function (el) {
+      var at = new Date(el.getAttribute("datetime"));
+      if (isNaN(at.getTime())) { return; }
+      el.title = el.getAttribute("datetime");
+      el.textContent = at.toLocaleString(undefined, {
+        year: "numeric", month: "short", day: "numeric",
+        hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
+      });
+    });
+  }
   document.addEventListener("DOMContentLoaded", function () {
+    localTimes(document);
     var container = document.querySelector("[data-live]");
     if (!container || !window.EventSource) { return; }
     var source = new EventSource(container.getAttribute("data-live"));
     source.addEventListener("put", function (event) {
       place(container, JSON.parse(event.data));
+      localTimes(container);
     });
     // The run is completed (or the session ended): nothing more will change.
     source.addEventListener("end", function () { source.close(); });

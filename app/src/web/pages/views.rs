@@ -331,7 +331,8 @@ pub struct RunDetail {
     pub(crate) controls: Controls,
     pub(crate) retry_of: Option<i64>,
     pub(crate) retried_by: Vec<i64>,
-    pub(crate) started: Option<String>,
+    /// When it started: RFC 3339, and in words.
+    pub(crate) started: Option<(String, String)>,
     pub(crate) cancel_question: String,
     /// What the completed run produced (its family says).
     pub(crate) results: Vec<opsrun_application::families::RunResult>,
@@ -427,7 +428,7 @@ impl RunDetail {
                 .flatten()
                 .map(|r| r.value())
                 .collect(),
-            started: run.started_at().map(utc_words),
+            started: run.started_at().map(|t| (rfc3339(t), utc_words(t))),
             cancel_question,
             results: Vec::new(),
             r,
