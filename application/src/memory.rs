@@ -587,8 +587,13 @@ impl RunStore for MemoryRunStore {
         self.with_entry(id, |run, _| run.declare_phases(phases))
     }
 
-    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError> {
-        self.with_entry(id, |run, _| run.enter_phase(&key))
+    async fn enter_phase(
+        &self,
+        id: RunId,
+        key: String,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        self.with_entry(id, |run, _| run.enter_phase_at(&key, at))
     }
 
     async fn declare_components(

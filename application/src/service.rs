@@ -408,7 +408,10 @@ impl OperationRunService {
     ///
     /// [`ServiceError::Store`].
     pub async fn set_phase(&self, id: RunId, key: &str) -> Result<Change, ServiceError> {
-        let change = self.store.enter_phase(id, key.to_owned()).await?;
+        let change = self
+            .store
+            .enter_phase(id, key.to_owned(), self.clock.now())
+            .await?;
         Ok(self.published(id, change == Change::Applied, change))
     }
 

@@ -472,6 +472,19 @@ impl OperationRun {
     /// [`RunError::RunAlreadyCompleted`], [`RunError::UnknownPhase`] (also when no phases are
     /// declared), [`RunError::PhaseRegressed`].
     pub fn enter_phase(&mut self, key: &str) -> Result<Change, RunError> {
+        self.enter_phase_with(key, None)
+    }
+
+    /// As [`Self::enter_phase`], recording `at` as the time the phase was entered.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::enter_phase`].
+    pub fn enter_phase_at(&mut self, key: &str, at: Timestamp) -> Result<Change, RunError> {
+        self.enter_phase_with(key, Some(at))
+    }
+
+    fn enter_phase_with(&mut self, key: &str, at: Option<Timestamp>) -> Result<Change, RunError> {
         self.ensure_open()?;
         let phases = self
             .parts
@@ -480,7 +493,11 @@ impl OperationRun {
             .ok_or_else(|| RunError::UnknownPhase {
                 key: key.to_owned(),
             })?;
-        phases.enter(key).map(Change::from_bool)
+        match at {
+            Some(at) => phases.enter_at(key, at),
+            None => phases.enter(key),
+        }
+        .map(Change::from_bool)
     }
 
     /// Declares the run's components (once; the same declaration again is `Unchanged`).

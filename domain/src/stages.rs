@@ -1,6 +1,6 @@
 //! Phases and components: the declared stages of runs that are not counted.
 
-use crate::{InvalidValue, RunError};
+use crate::{InvalidValue, RunError, Timestamp};
 
 fn check_key(what: &'static str, key: &str) -> Result<(), InvalidValue> {
     let ok = !key.is_empty()
@@ -80,6 +80,9 @@ impl Phase {
 pub struct Phases {
     list: Vec<Phase>,
     current: Option<usize>,
+    /// When each phase was entered, where that was recorded (surfaces show per-phase
+    /// durations from it; phases entered without a time have none).
+    entered: Vec<Option<Timestamp>>,
 }
 
 impl Phases {
@@ -98,9 +101,11 @@ impl Phases {
         if keys.len() != list.len() {
             return Err(InvalidValue::new("phases", "phase keys must be distinct"));
         }
+        let entered = vec![None; list.len()];
         Ok(Self {
             list,
             current: None,
+            entered,
         })
     }
 
@@ -115,10 +120,26 @@ impl Phases {
         Ok(phases)
     }
 
+    /// The same phases with the times their phases were entered (from storage; a list of
+    /// another length is ignored).
+    #[must_use]
+    pub fn with_entered(mut self, entered: Vec<Option<Timestamp>>) -> Self {
+        if entered.len() == self.list.len() {
+            self.entered = entered;
+        }
+        self
+    }
+
     /// The declared phases.
     #[must_use]
     pub fn list(&self) -> &[Phase] {
         &self.list
+    }
+
+    /// When each declared phase was entered, where recorded (same order as [`Self::list`]).
+    #[must_use]
+    pub fn entered(&self) -> &[Option<Timestamp>] {
+        &self.entered
     }
 
     /// The current phase with its 0-based index, once one is entered.
@@ -140,6 +161,20 @@ impl Phases {
     /// [`RunError::UnknownPhase`] for an undeclared key, [`RunError::PhaseRegressed`] for a
     /// phase before the current one.
     pub fn enter(&mut self, key: &str) -> Result<bool, RunError> {
+        self.enter_phase(key, None)
+    }
+
+    /// As [`Self::enter`], recording `at` as the time the phase was entered (a phase entered
+    /// again keeps its first time).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::enter`].
+    pub fn enter_at(&mut self, key: &str, at: Timestamp) -> Result<bool, RunError> {
+        self.enter_phase(key, Some(at))
+    }
+
+    fn enter_phase(&mut self, key: &str, at: Option<Timestamp>) -> Result<bool, RunError> {
         let index =
             self.list
                 .iter()
@@ -155,6 +190,11 @@ impl Phases {
             Some(current) if index == current => Ok(false),
             _ => {
                 self.current = Some(index);
+                if let Some(slot) = self.entered.get_mut(index)
+                    && slot.is_none()
+                {
+                    *slot = at;
+                }
                 Ok(true)
             }
         }

@@ -280,6 +280,9 @@ pub(crate) fn decode_params(json: &str) -> Result<RunParams, StoreError> {
 struct PhasesDto {
     list: Vec<(String, String)>,
     current: Option<usize>,
+    /// When each phase was entered (ms); absent in rows written before it was kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    entered: Vec<Option<i64>>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -319,6 +322,16 @@ fn phases_dto(phases: &Phases) -> PhasesDto {
             .map(|p| (p.key().to_owned(), p.label().to_owned()))
             .collect(),
         current: phases.current_index(),
+        // Nothing recorded yet writes what older rows hold, so their comparisons still match.
+        entered: if phases.entered().iter().all(Option::is_none) {
+            Vec::new()
+        } else {
+            phases
+                .entered()
+                .iter()
+                .map(|t| t.map(Timestamp::as_millis))
+                .collect()
+        },
     }
 }
 
@@ -328,7 +341,12 @@ fn phases_from(dto: PhasesDto) -> Result<Phases, StoreError> {
         .iter()
         .map(|(k, l)| Phase::try_new(k, l))
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(Phases::restore(list, dto.current)?)
+    let entered = dto
+        .entered
+        .iter()
+        .map(|t| t.map(Timestamp::from_millis))
+        .collect();
+    Ok(Phases::restore(list, dto.current)?.with_entered(entered))
 }
 
 /// Phases as JSON.

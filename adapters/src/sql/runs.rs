@@ -286,8 +286,14 @@ impl RunStore for SqlRunStore {
             .await
     }
 
-    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError> {
-        self.update_stages(id, |run| run.enter_phase(&key)).await
+    async fn enter_phase(
+        &self,
+        id: RunId,
+        key: String,
+        at: Timestamp,
+    ) -> Result<Change, StoreError> {
+        self.update_stages(id, |run| run.enter_phase_at(&key, at))
+            .await
     }
 
     async fn declare_components(

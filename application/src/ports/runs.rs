@@ -441,7 +441,12 @@ pub trait RunStore: RunQueries {
     /// # Errors
     ///
     /// As the domain method, plus the common errors.
-    async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError>;
+    async fn enter_phase(
+        &self,
+        id: RunId,
+        key: String,
+        at: Timestamp,
+    ) -> Result<Change, StoreError>;
 
     /// As [`OperationRun::declare_components`].
     ///
@@ -536,7 +541,7 @@ mockall::mock! {
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;
         async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
         async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;
-        async fn enter_phase(&self, id: RunId, key: String) -> Result<Change, StoreError>;
+        async fn enter_phase(&self, id: RunId, key: String, at: Timestamp) -> Result<Change, StoreError>;
         async fn declare_components( &self, id: RunId, components: Components, ) -> Result<Change, StoreError>;
         async fn update_component( &self, id: RunId, key: String, state: ComponentState, ) -> Result<Change, StoreError>;
         async fn heartbeat(&self, id: RunId, at: Timestamp) -> Result<Change, StoreError>;

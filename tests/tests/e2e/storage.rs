@@ -853,8 +853,8 @@ contract!(stages_move_forward_only, |store| {
 
     let declared = runs.declare_phases(id, phases.clone()).await?;
     let redeclared = runs.declare_phases(id, phases).await?;
-    let entered = runs.enter_phase(id, "two".into()).await?;
-    let back = rule(runs.enter_phase(id, "one".into()).await)?;
+    let entered = runs.enter_phase(id, "two".into(), t(1_500)).await?;
+    let back = rule(runs.enter_phase(id, "one".into(), t(1_600)).await)?;
     let total = rule(runs.set_total(id, work_set(&keys(1)?)?).await)?;
 
     assert_eq!(

@@ -321,8 +321,8 @@ impl Case<'_> {
                     Op::EnterPhase(_, p) => {
                         let name = ["one", "two", "three"][usize::from(*p)];
                         (
-                            answer(run.enter_phase(name)),
-                            store_answer(runs.enter_phase(id, name.to_owned()).await)?,
+                            answer(run.enter_phase_at(name, at)),
+                            store_answer(runs.enter_phase(id, name.to_owned(), at).await)?,
                         )
                     }
                     Op::Pause(_) => (

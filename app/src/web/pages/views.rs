@@ -235,6 +235,9 @@ pub struct PhaseRow {
     pub(crate) state: &'static str,
     /// The state as a class name (`not-reached`).
     pub(crate) class: String,
+    /// How long it took (`1.2s`), or for the current phase how long it has been going (to the
+    /// minute), where the phase's entry time was recorded.
+    pub(crate) took: Option<String>,
 }
 
 fn phase_rows(run: &OperationRun) -> Vec<PhaseRow> {
@@ -243,6 +246,15 @@ fn phase_rows(run: &OperationRun) -> Vec<PhaseRow> {
     };
     let current = phases.current_index();
     let done = run.is_completed();
+    let entered = phases.entered();
+    // A phase ends when the next one is entered, the last when the run completed.
+    let ended = |i: usize| {
+        entered
+            .get(i + 1)
+            .copied()
+            .flatten()
+            .or_else(|| run.completed_at().filter(|_| Some(i) == current))
+    };
     // A run that got through its phases (some items may have failed) finished its last one;
     // one that failed, was blocked or cancelled stopped in the phase it was in.
     let succeeded = matches!(
@@ -262,10 +274,20 @@ fn phase_rows(run: &OperationRun) -> Vec<PhaseRow> {
                 _ if done => "not reached",
                 _ => "next",
             };
+            let took = entered
+                .get(i)
+                .copied()
+                .flatten()
+                .and_then(|start| match state {
+                    "done" | "stopped" => ended(i).map(|end| crate::render::duration(start, end)),
+                    "now" => Some(format!("for {}", going_for(start, crate::commands::now()))),
+                    _ => None,
+                });
             PhaseRow {
                 label: phase.label().to_owned(),
                 state,
                 class: state.replace(' ', "-"),
+                took,
             }
         })
         .collect()
