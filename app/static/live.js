@@ -7,6 +7,14 @@
 "use strict";
 (function () {
   function place(container, message) {
+    // The stream's first state: these ids are all the page shows (a reconnecting page may
+    // hold views that left meanwhile).
+    if (message.only) {
+      Array.from(container.children).forEach(function (child) {
+        if (child.id && message.only.indexOf(child.id) < 0) { child.remove(); }
+      });
+      return;
+    }
     if (message.remove) {
       var gone = document.getElementById(message.remove);
       if (gone) { gone.remove(); }
@@ -47,12 +55,27 @@
     localTimes(document);
     var container = document.querySelector("[data-live]");
     if (!container || !window.EventSource) { return; }
-    var source = new EventSource(container.getAttribute("data-live"));
-    source.addEventListener("put", function (event) {
-      place(container, JSON.parse(event.data));
-      localTimes(container);
-    });
-    // The run is completed (or the session ended): nothing more will change.
-    source.addEventListener("end", function () { source.close(); });
+    var url = container.getAttribute("data-live");
+    var wait = 1000;
+    function follow() {
+      var source = new EventSource(url);
+      source.addEventListener("put", function (event) {
+        wait = 1000;
+        place(container, JSON.parse(event.data));
+        localTimes(container);
+      });
+      // Nothing more will change (the run completed, the session ended, or the page shows
+      // what this caller may no longer see): stop following.
+      source.addEventListener("end", function () { source.close(); });
+      // The server is restarting ("restart") or went away: the browser retries by itself
+      // while it can; once it gives up (a proxy's 502), follow again, a little later each time.
+      source.onerror = function () {
+        if (source.readyState === EventSource.CLOSED) {
+          setTimeout(follow, wait);
+          wait = Math.min(wait * 2, 30000);
+        }
+      };
+    }
+    follow();
   });
 })();

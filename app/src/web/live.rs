@@ -38,10 +38,22 @@ const RECHECK: Duration = Duration::from_secs(15);
 pub enum Follow {
     /// A tenant's activity feed.
     Feed(Slug),
-    /// A page of the Operations collection (newest first, below `before` when paging).
-    Collection(CollectionFilter, Option<RunId>),
+    /// A page of the Operations collection (newest first, below `before` when paging; with a
+    /// window, only runs created within that many milliseconds of each read).
+    Collection(CollectionFilter, Option<RunId>, Option<i64>),
     /// One run's detail.
     Run(RunId),
+}
+
+/// The filter with its time window (if any) ending now: a live page filtered to "the last
+/// hour" keeps showing the last hour, as a reload would.
+fn windowed(filter: &CollectionFilter, window: Option<i64>) -> CollectionFilter {
+    let mut filter = filter.clone();
+    if let Some(ms) = window {
+        let now = crate::commands::now().as_millis();
+        filter.created_since = Some(opsrun_domain::Timestamp::from_millis(now - ms));
+    }
+    filter
 }
 
 /// One rendered view: the id of its element and its HTML.
@@ -118,11 +130,11 @@ pub async fn shown(
                 next: None,
             })
         }
-        Follow::Collection(filter, before) => {
+        Follow::Collection(filter, before, window) => {
             let runs = state
                 .stack
                 .models
-                .collection(caller, filter.clone(), COLLECTION_PAGE, *before)
+                .collection(caller, windowed(filter, *window), COLLECTION_PAGE, *before)
                 .await?;
             let mut fragments = Vec::with_capacity(runs.items.len().max(1));
             for summary in &runs.items {
@@ -203,11 +215,11 @@ async fn documents(
     use crate::web::api::dto::RunDoc;
     let (summaries, done) = match follow {
         Follow::Feed(tenant) => (state.stack.models.activity(caller, tenant).await?, false),
-        Follow::Collection(filter, before) => {
+        Follow::Collection(filter, before, window) => {
             let page = state
                 .stack
                 .models
-                .collection(caller, filter.clone(), API_PAGE, *before)
+                .collection(caller, windowed(filter, *window), API_PAGE, *before)
                 .await?;
             (page.items, false)
         }
@@ -287,7 +299,16 @@ async fn follow_page(
             Wire::Page(page) => shown(state, page, follow).await,
             Wire::Api(caller) => documents(state, caller, follow).await,
         };
-        // A failed read (a store hiccup) keeps what is shown and tries again later.
+        // What the caller may no longer see (a run, a tenant) ends the stream; any other failed
+        // read (a store hiccup) keeps what is shown and tries again later.
+        if let Err(e) = &now
+            && matches!(
+                e.status(),
+                axum::http::StatusCode::NOT_FOUND | axum::http::StatusCode::FORBIDDEN
+            )
+        {
+            return send(tx, &mut seq, end, r#"{"reason":"not visible"}"#.into()).await;
+        }
         if let Ok(now) = now {
             let ids: Vec<String> = now.fragments.iter().map(|f| f.id.clone()).collect();
             for (i, fragment) in now.fragments.into_iter().enumerate() {
@@ -316,11 +337,22 @@ async fn follow_page(
                 };
                 send(tx, &mut seq, event, data.to_string()).await?;
             }
-            if !synced && matches!(wire, Wire::Api(_)) {
-                // The client now holds everything the stream follows (as a Kubernetes watch's
-                // initial-events-end bookmark says).
-                let data = serde_json::json!({ "count": ids.len() }).to_string();
-                send(tx, &mut seq, "synced", data).await?;
+            if !synced {
+                match wire {
+                    // A page that reconnects may hold views that left meanwhile: the first
+                    // state says which ids are all there is, and the page drops the others.
+                    Wire::Page(_) => {
+                        let data = serde_json::json!({ "only": ids }).to_string();
+                        send(tx, &mut seq, "put", data).await?;
+                    }
+                    // The client now holds everything the stream follows (as a Kubernetes
+                    // watch's initial-events-end bookmark says); after a reconnect, whatever it
+                    // holds that was not sent again is gone.
+                    Wire::Api(_) => {
+                        let data = serde_json::json!({ "count": ids.len() }).to_string();
+                        send(tx, &mut seq, "synced", data).await?;
+                    }
+                }
             }
             synced = true;
             order = ids;
@@ -336,8 +368,10 @@ async fn follow_page(
             tokio::select! {
                 () = tx.closed() => return Err(()),
                 () = state.shutting_down() => {
+                    // A page is not told to stop following: its EventSource reconnects to the
+                    // next server by itself.
                     let event = match wire {
-                        Wire::Page(_) => end,
+                        Wire::Page(_) => "restart",
                         Wire::Api(_) => "shutdown",
                     };
                     let reason = r#"{"reason":"the server is shutting down; reconnect to follow"}"#;

@@ -15,7 +15,7 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use opsrun_application::ports::Role;
 use opsrun_application::read_models::CollectionFilter;
-use opsrun_domain::{OperationType, RunId, RunOutcome, RunStatus, Slug, Timestamp};
+use opsrun_domain::{OperationType, RunId, RunOutcome, RunStatus, Slug};
 use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -227,24 +227,27 @@ const SINCE: [(&str, &str, i64); 4] = [
     ("30d", "last 30 days", 30 * 86_400_000),
 ];
 
-/// The collection's filter and page from its query (unknown values are ignored, as a form
-/// that sends empty selects needs).
-fn collection_query(params: &HashMap<String, String>) -> (CollectionFilter, Option<RunId>) {
+/// The collection's filter, page and time window (ms) from its query (unknown values are
+/// ignored, as a form that sends empty selects needs).
+fn collection_query(
+    params: &HashMap<String, String>,
+) -> (CollectionFilter, Option<RunId>, Option<i64>) {
     let get = |k: &str| params.get(k).map(String::as_str).filter(|v| !v.is_empty());
     let filter = CollectionFilter {
         tenant: get("tenant").and_then(|t| Slug::parse(t).ok()),
         operation_type: get("type").and_then(|t| OperationType::parse(t).ok()),
         status: get("status").and_then(|s| RunStatus::parse(s).ok()),
         outcome: get("outcome").and_then(|o| RunOutcome::parse(o).ok()),
-        created_since: get("since")
-            .and_then(|s| SINCE.iter().find(|(key, _, _)| *key == s))
-            .map(|(_, _, ms)| Timestamp::from_millis(crate::commands::now().as_millis() - ms)),
+        created_since: None,
     };
+    let window = get("since")
+        .and_then(|s| SINCE.iter().find(|(key, _, _)| *key == s))
+        .map(|(_, _, ms)| *ms);
     let before = get("cursor")
         .and_then(|c| c.parse::<i64>().ok())
         .filter(|c| *c > 0)
         .map(RunId::new);
-    (filter, before)
+    (filter, before, window)
 }
 
 /// The collection page's live stream, for the same query as the page.
@@ -257,13 +260,13 @@ async fn collection_live(
         Ok(page) => page,
         Err(e) => return e.into_response(),
     };
-    let (filter, before) = collection_query(&params);
-    live::stream(
-        state,
-        live::Wire::Page(page),
-        Follow::Collection(filter, before),
-    )
-    .into_response()
+    let (filter, before, window) = collection_query(&params);
+    let follow = Follow::Collection(filter, before, window);
+    // What the page may show, or its refusal (an invisible tenant filter), before streaming.
+    if let Err(e) = live::shown(&state, &page, &follow).await {
+        return e.into_response();
+    }
+    live::stream(state, live::Wire::Page(page), follow).into_response()
 }
 
 /// The detail page's live stream.
@@ -293,9 +296,9 @@ async fn collection(
     let Ok(page) = page else {
         return to_login();
     };
-    let (filter, before) = collection_query(&params);
-    let shown = match live::shown(&state, &page, &Follow::Collection(filter.clone(), before)).await
-    {
+    let (filter, before, window) = collection_query(&params);
+    let follow = Follow::Collection(filter.clone(), before, window);
+    let shown = match live::shown(&state, &page, &follow).await {
         Ok(shown) => shown,
         Err(e) => return e.into_response(),
     };
@@ -323,10 +326,11 @@ async fn collection(
     let next = shown.next.map(|c| {
         format!(
             "/operations?cursor={c}&from={}{filters}",
-            from + live::COLLECTION_PAGE as usize
+            from.saturating_add(live::COLLECTION_PAGE as usize)
         )
     });
-    let position = (count > 0).then(|| format!("{}–{}", from + 1, from + count));
+    let position =
+        (count > 0).then(|| format!("{}–{}", from.saturating_add(1), from.saturating_add(count)));
     let newest = before.map(|_| format!("/operations?{}", filters.trim_start_matches('&')));
     let live = format!(
         "/operations/live?cursor={}{filters}",

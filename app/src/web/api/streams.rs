@@ -60,5 +60,10 @@ pub async fn events(
         .models
         .collection(&caller, filter.clone(), 1, None)
         .await?;
-    Ok(live::stream(state, Wire::Api(caller), Follow::Collection(filter, None)).into_response())
+    Ok(live::stream(
+        state,
+        Wire::Api(caller),
+        Follow::Collection(filter, None, None),
+    )
+    .into_response())
 }

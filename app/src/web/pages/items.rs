@@ -158,7 +158,7 @@ pub(super) async fn page(
             format!(
                 "{query}{sep}cursor={}&from={}",
                 urlencode(c.as_str()),
-                before + PER_PAGE as u64
+                before.saturating_add(u64::from(PER_PAGE))
             )
         });
         Ok::<_, ApiError>(ItemsPage {
@@ -168,9 +168,9 @@ pub(super) async fn page(
             filters,
             outcome: outcome.map(|o| o.key().to_owned()).unwrap_or_default(),
             query,
-            first: before + 1,
-            last: before + rows.len() as u64,
-            of: of.max(before + rows.len() as u64),
+            first: before.saturating_add(1),
+            last: before.saturating_add(rows.len() as u64),
+            of: of.max(before.saturating_add(rows.len() as u64)),
             rows,
             per_page: PER_PAGE,
             next,
@@ -183,6 +183,17 @@ pub(super) async fn page(
             html(&shown)
         }
         Err(e) => e.into_response(),
+    }
+}
+
+/// A CSV cell a spreadsheet shows as text: one that would start a formula (`=`, `+`, `-`,
+/// `@`, a tab or a carriage return, as OWASP lists them) is prefixed with `'`. Names and
+/// reasons come from providers, and an export must not run what they say.
+fn cell(text: &str) -> String {
+    if text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{text}")
+    } else {
+        text.to_owned()
     }
 }
 
@@ -234,11 +245,11 @@ pub(super) async fn csv(
                     .unwrap_or_default();
                 writer
                     .write_record([
-                        key.as_str(),
-                        named.get(key).map_or("", String::as_str),
-                        entry.outcome.key(),
-                        &reason,
-                        &rfc3339(entry.recorded_at),
+                        cell(key.as_str()),
+                        cell(named.get(key).map_or("", String::as_str)),
+                        entry.outcome.key().to_owned(),
+                        cell(&reason),
+                        rfc3339(entry.recorded_at),
                     ])
                     .map_err(ApiError::internal)?;
             }
@@ -311,5 +322,21 @@ pub(super) async fn artifact(
         )
             .into_response(),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cell;
+
+    #[test]
+    fn cells_that_would_start_a_formula_are_text() {
+        assert_eq!(cell("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        assert_eq!(cell("-1"), "'-1");
+        assert_eq!(cell("@sum"), "'@sum");
+        assert_eq!(
+            cell("Policy 12 (compliance_policy)"),
+            "Policy 12 (compliance_policy)"
+        );
     }
 }
