@@ -45,14 +45,25 @@
       var at = new Date(el.getAttribute("datetime"));
       if (isNaN(at.getTime())) { return; }
       el.title = el.getAttribute("datetime");
-      el.textContent = at.toLocaleString(undefined, {
+      var text = at.toLocaleString(undefined, {
         year: "numeric", month: "short", day: "numeric",
         hour: "2-digit", minute: "2-digit", second: "2-digit", timeZoneName: "short"
       });
+      // Lists also say how long ago, to the minute (redrawn every 30 s).
+      if (el.hasAttribute("data-ago")) { text += " (" + ago(Date.now() - at.getTime()) + ")"; }
+      el.textContent = text;
     });
+  }
+  function ago(ms) {
+    var minutes = Math.floor(Math.max(ms, 0) / 60000);
+    if (minutes < 1) { return "just now"; }
+    if (minutes < 60) { return minutes + " min ago"; }
+    if (minutes < 1440) { return Math.floor(minutes / 60) + " h ago"; }
+    return Math.floor(minutes / 1440) + " d ago";
   }
   document.addEventListener("DOMContentLoaded", function () {
     localTimes(document);
+    setInterval(function () { localTimes(document); }, 30000);
     var container = document.querySelector("[data-live]");
     if (!container || !window.EventSource) { return; }
     var url = container.getAttribute("data-live");
