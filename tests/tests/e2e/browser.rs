@@ -652,6 +652,25 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     let slow = start(json!({"type": "backup_set.add_policies",
         "params": {"backup_set_id": slow_set, "policy_ids": all}}))
     .await?;
+    // Held from its first item on (paused: it keeps its total and counts, starts nothing
+    // new, and can still be cancelled), so it is active for the collection below and still
+    // cancellable when the cancel question is asked, however slow the machine is.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while session
+        .api(&format!("/api/operations/{slow}"), None)
+        .await?["summary_counts"]["processed"]
+        .as_u64()
+        .unwrap_or(0)
+        == 0
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the slow run never started".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    session
+        .api(&format!("/api/operations/{slow}/pause"), Some(json!({})))
+        .await?;
     for i in 0..49 {
         let one = set("one").await?;
         start(json!({"type": "backup_set.add_policies",
@@ -699,26 +718,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     )
     .await?;
 
-    // Cancel asks first, naming what stops; only the confirmation cancels. (Once the run has
-    // its total, so the question can name it.)
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while session
-        .api(&format!("/api/operations/{slow}"), None)
-        .await?["summary_counts"]["processed"]
-        .as_u64()
-        .unwrap_or(0)
-        == 0
-    {
-        if tokio::time::Instant::now() > deadline {
-            return Err("the slow run never started".into());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // Paused, so it cannot end on its own while the question is asked (a paused run can still
-    // be cancelled).
-    session
-        .api(&format!("/api/operations/{slow}/pause"), Some(json!({})))
-        .await?;
+    // Cancel asks first, naming what stops; only the confirmation cancels.
     browser.goto(&format!("{base}/operations/{slow}")).await?;
     click(&browser, "details.cancel summary").await?;
     let question = browser
