@@ -68,8 +68,9 @@
     if (!container || !window.EventSource) { return; }
     var url = container.getAttribute("data-live");
     var wait = 1000;
+    var source = null;
     function follow() {
-      var source = new EventSource(url);
+      source = new EventSource(url);
       source.addEventListener("put", function (event) {
         wait = 1000;
         place(container, JSON.parse(event.data));
@@ -88,5 +89,10 @@
       };
     }
     follow();
+    // A page left for another is closed, stream and all (a browser may keep it in its
+    // back/forward cache, and an open stream there holds one of the few connections a browser
+    // allows per site); coming back follows again.
+    window.addEventListener("pagehide", function () { if (source) { source.close(); } });
+    window.addEventListener("pageshow", function (event) { if (event.persisted) { follow(); } });
   });
 })();

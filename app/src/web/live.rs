@@ -176,7 +176,12 @@ pub async fn shown(
             };
             let mut body = RunDetail::of(&detail, &names, caller.role, &csrf, families);
             body.results = results;
-            let done = detail.summary.run.is_completed();
+            // A completed run can still be retried (its failed items), and its page then says
+            // by which run: such a page keeps following; any other completed run is final.
+            let run = &detail.summary.run;
+            let retry_possible = families.is_retryable(run.operation_type())
+                && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0;
+            let done = run.is_completed() && !retry_possible;
             Ok(Shown {
                 fragments: vec![rendered(format!("run-{}", id.value()), &body)?],
                 done,

@@ -600,6 +600,17 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
             vec![],
         )
         .await?;
+    // A completed run with failed items keeps following: a retry started elsewhere shows up.
+    let retry = session
+        .api(&format!("/api/operations/{restore}/retry"), Some(json!({})))
+        .await?;
+    let retry = retry["id"].as_i64().ok_or("no retry id")?;
+    let retried_by = until(
+        &browser,
+        "var r = document.querySelector('[data-live] .retried-by'); return r ? r.textContent : null;",
+    )
+    .await?;
+
     // Failed backup items by the policy each captured, the key beside it.
     let named = browser
         .execute(
@@ -885,6 +896,10 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         "{text}"
     );
     assert_eq!(controls, json!(0));
+    assert_eq!(
+        retried_by,
+        json!(format!("Failed items retried by operation {retry}."))
+    );
     assert_eq!(
         named,
         json!(failed),
