@@ -74,6 +74,8 @@ pub struct Shown {
     pub done: bool,
     /// The collection's next page.
     pub next: Option<RunId>,
+    /// A run detail's family label (its page's title).
+    pub label: Option<String>,
 }
 
 fn rendered(id: String, page: &impl askama::Template) -> Result<Fragment, ApiError> {
@@ -128,6 +130,7 @@ pub async fn shown(
                 fragments,
                 done: false,
                 next: None,
+                label: None,
             })
         }
         Follow::Collection(filter, before, window) => {
@@ -153,6 +156,7 @@ pub async fn shown(
                 fragments,
                 done: false,
                 next: runs.next_cursor,
+                label: None,
             })
         }
         Follow::Run(id) => {
@@ -183,6 +187,7 @@ pub async fn shown(
                 && run.counts().get_or_zero(opsrun_domain::SummaryKey::Failed) > 0;
             let done = run.is_completed() && !retry_possible;
             Ok(Shown {
+                label: Some(body.r.label.clone()),
                 fragments: vec![rendered(format!("run-{}", id.value()), &body)?],
                 done,
                 next: None,
@@ -248,6 +253,7 @@ async fn documents(
         fragments,
         done,
         next: None,
+        label: None,
     })
 }
 
@@ -283,9 +289,10 @@ async fn follow_page(
     let mut seq = 0_u64;
     let mut synced = false;
     let mut checked = tokio::time::Instant::now();
-    let (put, end) = match wire {
-        Wire::Page(_) => ("put", "end"),
-        Wire::Api(_) => ("progress", "end"),
+    let end = "end";
+    let put = match wire {
+        Wire::Page(_) => "put",
+        Wire::Api(_) => "progress",
     };
     loop {
         if checked.elapsed() >= RECHECK {

@@ -20,6 +20,7 @@ use serde::Deserialize;
 use tower_http::set_header::SetResponseHeaderLayer;
 
 use super::api::dto::rfc3339;
+use super::api::handlers::{positive_id, run_id};
 use super::live::{self, Follow};
 
 pub mod inbox;
@@ -279,8 +280,9 @@ async fn detail_live(
         Ok(page) => page,
         Err(e) => return e.into_response(),
     };
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0).map(RunId::new) else {
-        return ApiError::NotFound("operation not found".into()).into_response();
+    let id = match run_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
     if let Err(e) = state.stack.models.run(&page.caller, id).await {
         return ApiError::from(e).into_response();
@@ -380,24 +382,19 @@ async fn detail(
     let Ok(page) = page else {
         return to_login();
     };
-    let caller = &page.caller;
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
-        return ApiError::NotFound("operation not found".into()).into_response();
+    let id = match run_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
-    let id = RunId::new(id);
     let shown = match live::shown(&state, &page, &Follow::Run(id)).await {
         Ok(shown) => shown,
         Err(e) => return e.into_response(),
-    };
-    let label = match state.stack.models.run(caller, id).await {
-        Ok(summary) => state.stack.families.label(summary.run.operation_type()),
-        Err(e) => return ApiError::from(e).into_response(),
     };
     let chrome = chrome(&state, &page).await;
     html(&DetailPage {
         chrome,
         id: id.value(),
-        label,
+        label: shown.label.unwrap_or_default(),
         body: shown
             .fragments
             .into_iter()
@@ -421,10 +418,10 @@ async fn control(
     if !form_ok(&headers, &page, &form.csrf) {
         return cross_site();
     }
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
-        return ApiError::NotFound("operation not found".into()).into_response();
+    let id = match run_id(&id) {
+        Ok(id) => id,
+        Err(e) => return e.into_response(),
     };
-    let id = RunId::new(id);
     let result = match action.as_str() {
         "pause" => state.stack.control.pause(caller, id).await.map(|r| r.id()),
         "resume" => state.stack.control.resume(caller, id).await.map(|r| r.id()),
@@ -527,7 +524,7 @@ async fn revoke(
     if let Err(e) = AccessPolicy::require(&page.caller, Role::Owner) {
         return ApiError::from(e).into_response();
     }
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+    let Some(id) = positive_id(&id) else {
         return ApiError::NotFound("token not found".into()).into_response();
     };
     let revoked = state

@@ -92,7 +92,7 @@ pub(super) async fn read_one(
     Path(id): Path<String>,
     Form(form): Form<CsrfForm>,
 ) -> Response {
-    let Some(id) = id.parse::<i64>().ok().filter(|i| *i > 0) else {
+    let Some(id) = crate::web::api::handlers::positive_id(&id) else {
         return ApiError::NotFound("notification not found".into()).into_response();
     };
     mark(state, page, &headers, &form, Some(id)).await

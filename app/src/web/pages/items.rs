@@ -12,6 +12,7 @@ use opsrun_domain::{ItemKey, ItemOutcome, RunId, SummaryKey};
 
 use super::{Chrome, chrome, html, to_login};
 use crate::web::api::dto::rfc3339;
+use crate::web::api::handlers::run_id;
 use crate::web::auth::PageCaller;
 use crate::web::{ApiError, AppState};
 
@@ -46,14 +47,6 @@ struct ItemsPage {
     of: u64,
     per_page: u32,
     next: Option<String>,
-}
-
-fn run_id(text: &str) -> Result<RunId, ApiError> {
-    text.parse::<i64>()
-        .ok()
-        .filter(|i| *i > 0)
-        .map(RunId::new)
-        .ok_or_else(|| ApiError::NotFound("operation not found".into()))
 }
 
 /// The outcome filter of the query (`None`: every item); an unknown one is refused.

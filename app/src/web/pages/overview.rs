@@ -5,13 +5,13 @@ use askama::Template;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use opsrun_application::read_models::{CollectionFilter, MAX_PAGE};
-use opsrun_domain::{RunOutcome, RunStatus};
+use opsrun_domain::{RunOutcome, RunStatus, Timestamp};
 
 use super::{Chrome, chrome, html, to_login};
 use crate::web::auth::PageCaller;
 use crate::web::{ApiError, AppState};
 
-/// Failures this recent count.
+/// Failures of runs created this recently count (the collection's `since=24h`).
 const FAILED_WINDOW_MS: i64 = 24 * 3_600_000;
 
 #[derive(Debug, Clone)]
@@ -22,6 +22,8 @@ struct Row {
     /// More than one page of active runs: the numbers are lower bounds.
     capped: bool,
     failed: usize,
+    /// More than one page of failures.
+    failed_capped: bool,
     stale: usize,
 }
 
@@ -46,35 +48,46 @@ pub(super) async fn page(
         let mut rows = Vec::new();
         let now = crate::commands::now();
         for tenant in state.stack.catalog.tenants(caller).await? {
-            let of = |status, outcome| CollectionFilter {
+            let of = |status, outcome, created_since| CollectionFilter {
                 tenant: Some(tenant.slug.clone()),
                 status,
                 outcome,
+                created_since,
                 ..CollectionFilter::default()
             };
             let running = models
-                .collection(caller, of(Some(RunStatus::Running), None), MAX_PAGE, None)
+                .collection(
+                    caller,
+                    of(Some(RunStatus::Running), None, None),
+                    MAX_PAGE,
+                    None,
+                )
                 .await?;
             let queued = models
-                .collection(caller, of(Some(RunStatus::Queued), None), MAX_PAGE, None)
+                .collection(
+                    caller,
+                    of(Some(RunStatus::Queued), None, None),
+                    MAX_PAGE,
+                    None,
+                )
                 .await?;
+            // The same query as the collection's link below, so both say the same number.
+            let day_ago = Timestamp::from_millis(now.as_millis() - FAILED_WINDOW_MS);
             let failed = models
-                .collection(caller, of(None, Some(RunOutcome::Failed)), MAX_PAGE, None)
+                .collection(
+                    caller,
+                    of(None, Some(RunOutcome::Failed), Some(day_ago)),
+                    MAX_PAGE,
+                    None,
+                )
                 .await?;
             rows.push(Row {
                 slug: tenant.slug.to_string(),
                 running: running.items.len(),
                 queued: queued.items.len(),
                 capped: running.next_cursor.is_some() || queued.next_cursor.is_some(),
-                failed: failed
-                    .items
-                    .iter()
-                    .filter(|s| {
-                        s.run
-                            .completed_at()
-                            .is_some_and(|at| now.millis_since(at) <= FAILED_WINDOW_MS)
-                    })
-                    .count(),
+                failed: failed.items.len(),
+                failed_capped: failed.next_cursor.is_some(),
                 stale: running.items.iter().filter(|s| s.progress.stale).count(),
             });
         }
