@@ -12,7 +12,7 @@ use opsrun_application::memory::{MemoryFamilies, MemoryRunStore};
 use opsrun_application::ports::{
     ArtifactStore, BackupSetStore, BaselineStore, Directory, DirectoryAdmin, EvidenceSource,
     HealthProbe, InventoryStore, JobQueue, PolicyProvider, RestoreTarget, Retention,
-    ReviewPackSource, RunQueries, RunStore, SnapshotStore, TenantSetup, Tokens,
+    ReviewPackSource, RunQueries, RunStore, SnapshotStore, TenantSetup, Tokens, WebhookStore,
 };
 use opsrun_application::writers::Writers;
 
@@ -152,6 +152,7 @@ impl SqlBackend {
             directory: self.store.clone(),
             admin: self.store.clone(),
             tokens: self.store.clone(),
+            webhooks: self.store.clone(),
             setup: self.simulated.clone(),
             provider: self.provider.clone(),
             review_source: self.provider.clone(),
@@ -184,6 +185,8 @@ pub struct Backend {
     pub admin: Arc<dyn DirectoryAdmin>,
     /// API tokens.
     pub tokens: Arc<dyn Tokens>,
+    /// Webhook endpoints and deliveries.
+    pub webhooks: Arc<dyn WebhookStore>,
     /// Connecting a new tenant to its (simulated) provider.
     pub setup: Arc<dyn TenantSetup>,
     /// The tenants' policy provider.
@@ -238,6 +241,7 @@ impl Backend {
             directory: store.clone(),
             admin: store.clone(),
             tokens: store.clone(),
+            webhooks: store.clone(),
             retention: store,
             setup: simulated,
             provider: provider.clone(),

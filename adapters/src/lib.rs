@@ -12,6 +12,7 @@ pub mod retention;
 pub mod runtime;
 pub mod simulated;
 pub mod sql;
+pub mod webhooks;
 
 /// The in-memory reference store lives with the application (it is the domain model behind the
 /// port); it is re-exported here so that hosts find every storage adapter in one crate.

@@ -12,6 +12,7 @@ pub mod migration;
 pub(crate) mod raw;
 mod runs;
 mod tokens;
+mod webhooks;
 
 pub use connect::{Backend, CONNECT_TIMEOUT, connect, migrate, sqlite_creating, sqlite_file};
 pub use families::{SqlFamilies, sha256_hex};

@@ -16,6 +16,7 @@ use opsrun_application::health::Readiness;
 use opsrun_application::ports::{Directory, DirectoryAdmin, Retention, RunQueries};
 use opsrun_application::read_models::ReadModels;
 use opsrun_application::start::{CancelOperation, StartOperation};
+use opsrun_application::webhooks::{ManageWebhooks, WebhookDispatch, WebhookPolicy};
 use opsrun_application::writers::{WriterPorts, WriterSettings, Writers};
 
 pub use opsrun_adapters::backend::{BackendOptions as StackOptions, redact};
@@ -63,6 +64,11 @@ pub struct Stack {
     pub readiness: Readiness,
     /// What the maintenance pass prunes.
     pub retention: Arc<dyn Retention>,
+    /// Webhook endpoints, their delivery logs, redelivery.
+    pub webhooks: ManageWebhooks,
+    /// Claims and settles webhook deliveries (what the dispatcher runs).
+    pub dispatch: WebhookDispatch,
+    webhook_store: Arc<dyn opsrun_application::ports::WebhookStore>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -184,10 +190,23 @@ impl Stack {
                 backend.directory.clone(),
                 backend.admin.clone(),
                 backend.setup.clone(),
-                clock,
+                clock.clone(),
             ),
             readiness: Readiness::new(backend.health.clone()),
             retention: backend.retention.clone(),
+            webhooks: ManageWebhooks::new(
+                backend.webhooks.clone(),
+                Arc::new(OsEntropy),
+                clock.clone(),
+                WebhookPolicy::default(),
+            ),
+            dispatch: WebhookDispatch::new(
+                backend.webhooks.clone(),
+                Arc::new(OsEntropy),
+                clock.clone(),
+                WebhookPolicy::default(),
+            ),
+            webhook_store: backend.webhooks.clone(),
             start,
             service,
             writers,
@@ -195,6 +214,28 @@ impl Stack {
             workers: backend.workers.clone(),
             events: backend.events.clone(),
         }
+    }
+}
+
+impl Stack {
+    /// The same stack with the installation's webhook `policy` (what endpoints may be
+    /// registered, what deliveries may reach, the retry schedule).
+    #[must_use]
+    pub fn with_webhook_policy(mut self, policy: WebhookPolicy) -> Self {
+        let clock = Arc::new(SystemClock);
+        self.webhooks = ManageWebhooks::new(
+            self.webhook_store.clone(),
+            Arc::new(OsEntropy),
+            clock.clone(),
+            policy,
+        );
+        self.dispatch = WebhookDispatch::new(
+            self.webhook_store.clone(),
+            Arc::new(OsEntropy),
+            clock,
+            policy,
+        );
+        self
     }
 }
 

@@ -24,6 +24,7 @@ mod service;
 pub mod start;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;
+pub mod webhooks;
 pub mod worker;
 pub mod writers;
 

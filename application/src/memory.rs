@@ -6,6 +6,7 @@
 //! transaction in a SQL store. Nothing is durable.
 
 mod families;
+mod webhooks;
 
 pub use families::MemoryFamilies;
 
@@ -61,6 +62,7 @@ struct State {
     tokens: Vec<StoredToken>,
     sessions: Vec<StoredSession>,
     tenant_limits: BTreeMap<TenantId, u32>,
+    webhooks: webhooks::Webhooks,
 }
 
 impl State {
@@ -653,6 +655,9 @@ impl RunStore for MemoryRunStore {
                         read: false,
                     });
                 }
+                state
+                    .webhooks
+                    .enqueue(&run, opsrun_domain::WebhookEvent::Completed, at);
                 Ok(Completed { run, won: true })
             }
             Err(RunError::RunAlreadyCompleted) => Ok(Completed {

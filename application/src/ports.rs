@@ -9,6 +9,7 @@ mod health;
 mod queue;
 mod retention;
 mod runs;
+mod webhooks;
 
 pub use clock::Clock;
 pub use directory::{
@@ -31,6 +32,11 @@ pub use runs::{
     RunStore, Started, TenantActivity, TerminalEffects, completion_action,
 };
 
+pub use webhooks::{
+    AttemptRecord, Delivery, DeliveryId, DueDelivery, Endpoint, NewEndpoint, WebhookId,
+    WebhookStore,
+};
+
 #[cfg(any(test, feature = "mocks"))]
 pub use clock::MockClock;
 #[cfg(any(test, feature = "mocks"))]
@@ -51,3 +57,5 @@ pub use queue::MockJobQueue;
 pub use retention::MockRetention;
 #[cfg(any(test, feature = "mocks"))]
 pub use runs::{MockRunQueries, MockRunStore};
+#[cfg(any(test, feature = "mocks"))]
+pub use webhooks::MockWebhookStore;

@@ -16,6 +16,7 @@ mod run;
 mod stages;
 mod status;
 mod summary;
+mod webhook;
 
 pub use error::{InvalidValue, RunError};
 pub use fairness::{Admission, TenantLoad};
@@ -39,3 +40,4 @@ pub use run::{
 pub use stages::{Component, ComponentState, Components, Phase, Phases};
 pub use status::{ItemOutcome, RunOutcome, RunStatus};
 pub use summary::{AuxiliaryKey, MAX_COUNT, OperationSummaryKeys, SummaryCounts, SummaryKey};
+pub use webhook::{DeliveryState, RetrySchedule, WebhookEvent, is_public_address};

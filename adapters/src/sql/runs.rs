@@ -94,6 +94,11 @@ impl SqlRunStore {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Which database this is.
+    pub(super) fn backend(&self) -> DbBackend {
+        self.backend
+    }
+
     /// The connection (for other adapters sharing the pool).
     #[must_use]
     pub fn connection(&self) -> &DatabaseConnection {
@@ -124,7 +129,7 @@ impl SqlRunStore {
     }
 
     /// A write transaction (`BEGIN IMMEDIATE` on SQLite), counted as a statement.
-    async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
+    pub(super) async fn write_tx(&self) -> Result<DatabaseTransaction, StoreError> {
         self.count();
         raw::begin_write(&self.db).await.map_err(raw::sql)
     }
@@ -179,12 +184,12 @@ impl SqlRunStore {
             .map_err(raw::sql)
     }
 
-    async fn commit(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+    pub(super) async fn commit(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
         self.count();
         tx.commit().await.map_err(raw::sql)
     }
 
-    async fn rollback(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
+    pub(super) async fn rollback(&self, tx: DatabaseTransaction) -> Result<(), StoreError> {
         self.count();
         tx.rollback().await.map_err(raw::sql)
     }

@@ -263,6 +263,13 @@ impl SqlRunStore {
                 )
                 .await?;
             }
+            self.enqueue_deliveries(
+                &tx,
+                &after,
+                opsrun_domain::WebhookEvent::Completed,
+                completion.at,
+            )
+            .await?;
             self.commit(tx).await?;
             return Ok(Completed {
                 run: after,
