@@ -69,6 +69,7 @@ impl Resolve for PublicOnly {
 pub struct WebhookSender {
     client: reqwest::Client,
     policy: WebhookPolicy,
+    timeout: Duration,
 }
 
 impl WebhookSender {
@@ -90,7 +91,14 @@ impl WebhookSender {
         Ok(Self {
             client: builder.build()?,
             policy,
+            timeout,
         })
+    }
+
+    /// The longest an attempt takes.
+    #[must_use]
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// Sends `body` for `due`, signed at `at`; never fails: how it went is the answer.
@@ -103,10 +111,12 @@ impl WebhookSender {
             error,
         };
         // The registered URL is checked again: the policy may have changed since.
-        if let Err(refused) = opsrun_application::webhooks::check_url(&due.url, self.policy) {
+        if let Err(refused) =
+            opsrun_application::webhooks::check_url(&due.endpoint.url, self.policy)
+        {
             return done(None, Some(refused.to_string()));
         }
-        if let Some(ip) = literal_host(&due.url)
+        if let Some(ip) = literal_host(&due.endpoint.url)
             && !self.policy.allow_private
             && !is_public_address(ip)
         {
@@ -116,7 +126,7 @@ impl WebhookSender {
         let unix = at.as_millis().div_euclid(1_000);
         let request = self
             .client
-            .post(&due.url)
+            .post(&due.endpoint.url)
             .header("content-type", "application/json")
             .header("opsrun-signature", signature(&due.secret, unix, &body))
             .header("opsrun-event-id", &delivery.event_id)

@@ -81,6 +81,7 @@ async fn open_url(cli: &Cli, url: &str, worker: Option<&WorkerArgs>) -> Result<S
         if !(1..=1_000).contains(&worker.tenant_concurrency) {
             return Err(input("--tenant-concurrency must be 1 to 1000"));
         }
+        worker.webhooks.policy().map_err(input)?;
     }
     let stack = Stack::open(&StackOptions {
         database_url: url,
@@ -93,6 +94,8 @@ async fn open_url(cli: &Cli, url: &str, worker: Option<&WorkerArgs>) -> Result<S
         stack
             .service
             .set_tenant_limit_default(worker.tenant_concurrency);
+        let policy = worker.webhooks.policy().map_err(input)?;
+        return Ok(stack.with_webhook_policy(policy, worker.webhooks.timeout()));
     }
     Ok(stack)
 }

@@ -332,6 +332,98 @@ pub struct WorkerArgs {
     /// wins); the others wait queued, so one tenant's slow runs never occupy every worker.
     #[arg(long, env = "OPSRUN_TENANT_CONCURRENCY", hide_env_values = true, default_value_t = DEFAULT_TENANT_LIMIT)]
     pub tenant_concurrency: u32,
+    /// Webhook settings (registration and delivery).
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+}
+
+/// Where webhooks may go and how they are retried: `serve` and `worker` deliver,
+/// `serve` and `webhooks add` register.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Webhooks")]
+pub struct WebhookArgs {
+    /// Accept plain http:// webhook URLs (local development; deliveries are then unencrypted).
+    #[arg(long, env = "OPSRUN_ALLOW_HTTP_WEBHOOKS", hide_env_values = true)]
+    pub allow_http_webhooks: bool,
+    /// Let webhooks reach loopback, private and link-local addresses (local development;
+    /// off, a registered URL cannot make this server call its own network).
+    #[arg(long, env = "OPSRUN_ALLOW_PRIVATE_WEBHOOKS", hide_env_values = true)]
+    pub allow_private_webhooks: bool,
+    /// Seconds one delivery attempt may take (connect, send, answer).
+    #[arg(
+        long,
+        env = "OPSRUN_WEBHOOK_TIMEOUT_SECS",
+        hide_env_values = true,
+        default_value_t = 10
+    )]
+    pub webhook_timeout_secs: u64,
+    /// Milliseconds before the first retry of a failed delivery; each next one waits twice as
+    /// long (at most an hour, with jitter).
+    #[arg(
+        long,
+        env = "OPSRUN_WEBHOOK_RETRY_BASE_MS",
+        hide_env_values = true,
+        default_value_t = 10_000
+    )]
+    pub webhook_retry_base_ms: u64,
+    /// Seconds after the event during which a failing delivery is retried; then it is failed.
+    #[arg(
+        long,
+        env = "OPSRUN_WEBHOOK_RETRY_FOR_SECS",
+        hide_env_values = true,
+        default_value_t = 86_400
+    )]
+    pub webhook_retry_for_secs: u64,
+}
+
+impl Default for WebhookArgs {
+    /// The options' defaults (https only, public addresses only, 10 s, 10 s doubling, 24 h).
+    fn default() -> Self {
+        Self {
+            allow_http_webhooks: false,
+            allow_private_webhooks: false,
+            webhook_timeout_secs: 10,
+            webhook_retry_base_ms: 10_000,
+            webhook_retry_for_secs: 86_400,
+        }
+    }
+}
+
+impl WebhookArgs {
+    /// The policy these options give, or why they are refused.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the option out of range.
+    pub fn policy(&self) -> Result<opsrun_application::webhooks::WebhookPolicy, String> {
+        if !(1..=300).contains(&self.webhook_timeout_secs) {
+            return Err("--webhook-timeout-secs must be 1 to 300".to_owned());
+        }
+        if !(10..=3_600_000).contains(&self.webhook_retry_base_ms) {
+            return Err("--webhook-retry-base-ms must be 10 to 3600000".to_owned());
+        }
+        if !(1..=30 * 86_400).contains(&self.webhook_retry_for_secs) {
+            return Err("--webhook-retry-for-secs must be 1 to 2592000 (30 days)".to_owned());
+        }
+        let base_ms = i64::try_from(self.webhook_retry_base_ms).unwrap_or(i64::MAX);
+        Ok(opsrun_application::webhooks::WebhookPolicy {
+            allow_http: self.allow_http_webhooks,
+            allow_private: self.allow_private_webhooks,
+            retry: opsrun_domain::RetrySchedule {
+                base_ms,
+                cap_ms: base_ms.max(3_600_000),
+                window_ms: i64::try_from(self.webhook_retry_for_secs)
+                    .unwrap_or(i64::MAX)
+                    .saturating_mul(1_000),
+            },
+        })
+    }
+
+    /// The attempt timeout.
+    #[must_use]
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.webhook_timeout_secs)
+    }
 }
 
 /// `opsrun workspaces ...`.

@@ -7,6 +7,7 @@ pub mod config;
 pub mod render;
 pub mod runtime;
 pub mod web;
+pub mod webhooks;
 pub mod wiring;
 
 pub use config::{Cli, DEFAULT_DATABASE_URL};

@@ -34,8 +34,25 @@ where
         },
         |error| tracing::warn!(%error, "maintenance pass failed"),
     ));
+    let dispatcher = match opsrun_adapters::webhooks::WebhookSender::new(
+        stack.dispatch.policy(),
+        stack.webhook_timeout,
+    ) {
+        Ok(sender) => Some(tokio::spawn(crate::webhooks::dispatch_loop(
+            stack.clone(),
+            sender,
+            stop_tx.subscribe(),
+        ))),
+        Err(error) => {
+            tracing::error!(%error, "webhooks cannot be sent: the HTTP client could not be built");
+            None
+        }
+    };
     let result = stack.workers.run(stack.writers.clone(), shutdown).await;
     let _ = stop_tx.send(true);
     let _ = maintenance.await;
+    if let Some(dispatcher) = dispatcher {
+        let _ = dispatcher.await;
+    }
     result.context("the workers stopped on an error")
 }

@@ -68,6 +68,8 @@ pub struct Stack {
     pub webhooks: ManageWebhooks,
     /// Claims and settles webhook deliveries (what the dispatcher runs).
     pub dispatch: WebhookDispatch,
+    /// The longest one webhook attempt takes.
+    pub webhook_timeout: std::time::Duration,
     webhook_store: Arc<dyn opsrun_application::ports::WebhookStore>,
 }
 
@@ -207,6 +209,7 @@ impl Stack {
                 WebhookPolicy::default(),
             ),
             webhook_store: backend.webhooks.clone(),
+            webhook_timeout: std::time::Duration::from_secs(10),
             start,
             service,
             writers,
@@ -219,9 +222,14 @@ impl Stack {
 
 impl Stack {
     /// The same stack with the installation's webhook `policy` (what endpoints may be
-    /// registered, what deliveries may reach, the retry schedule).
+    /// registered, what deliveries may reach, the retry schedule) and attempt `timeout`.
     #[must_use]
-    pub fn with_webhook_policy(mut self, policy: WebhookPolicy) -> Self {
+    pub fn with_webhook_policy(
+        mut self,
+        policy: WebhookPolicy,
+        timeout: std::time::Duration,
+    ) -> Self {
+        self.webhook_timeout = timeout;
         let clock = Arc::new(SystemClock);
         self.webhooks = ManageWebhooks::new(
             self.webhook_store.clone(),

@@ -296,6 +296,30 @@ impl ReadModels {
         Ok(summary)
     }
 
+    /// Run `id` as the workspace `workspace` sees it through tenant `scope`: what a webhook
+    /// delivery carries (read with the endpoint's own scope, so a delivery never shows a run
+    /// its endpoint could not see).
+    ///
+    /// # Errors
+    ///
+    /// [`AccessError::NotFound`] when absent or out of scope; [`AccessError::Store`].
+    pub async fn run_in(
+        &self,
+        workspace: opsrun_domain::WorkspaceId,
+        scope: &crate::TenantScope,
+        id: RunId,
+    ) -> Result<RunSummary, AccessError> {
+        let run = self
+            .store
+            .visible_run(id, workspace, scope)
+            .await?
+            .ok_or_else(|| AccessError::NotFound(format!("operation {id}")))?;
+        let mut names = Names::new(self.directory.as_ref());
+        let mut summary = self.summarize(&mut names, run).await?;
+        summary.retried_by = Some(self.store.retries_of(id).await?);
+        Ok(summary)
+    }
+
     /// The tenant shell activity feed: the tenant's queued and running top-level runs plus
     /// those completed in the last 60 s, newest first.
     ///

@@ -80,6 +80,20 @@ pub struct Manager {
     pub user: Option<UserId>,
 }
 
+impl Manager {
+    /// Whether this manager may see `endpoint`: an owner limited to some tenants sees only
+    /// endpoints limited to tenants among them, so no delivery log shows it another tenant's
+    /// runs.
+    #[must_use]
+    pub fn sees(&self, endpoint: &Endpoint) -> bool {
+        match (&self.scope, &endpoint.scope) {
+            (TenantScope::All, _) => true,
+            (TenantScope::Only(_), TenantScope::All) => false,
+            (TenantScope::Only(mine), TenantScope::Only(its)) => its.is_subset(mine),
+        }
+    }
+}
+
 /// What a new endpoint is asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndpointRequest {
@@ -184,7 +198,13 @@ impl ManageWebhooks {
     ///
     /// [`WebhookError::Store`].
     pub async fn list(&self, manager: &Manager) -> Result<Vec<Endpoint>, WebhookError> {
-        Ok(self.store.endpoints(manager.workspace).await?)
+        Ok(self
+            .store
+            .endpoints(manager.workspace)
+            .await?
+            .into_iter()
+            .filter(|e| manager.sees(e))
+            .collect())
     }
 
     /// Removes endpoint `id` and its delivery log; pending deliveries are not sent.
@@ -193,6 +213,7 @@ impl ManageWebhooks {
     ///
     /// [`WebhookError::NotFound`]; [`WebhookError::Store`].
     pub async fn remove(&self, manager: &Manager, id: WebhookId) -> Result<Endpoint, WebhookError> {
+        self.endpoint(manager, id).await?;
         self.store
             .remove_endpoint(manager.workspace, id)
             .await?
@@ -238,7 +259,7 @@ impl ManageWebhooks {
             .endpoints(manager.workspace)
             .await?
             .into_iter()
-            .find(|e| e.id == id)
+            .find(|e| e.id == id && manager.sees(e))
             .ok_or_else(|| WebhookError::NotFound(format!("webhook {id}")))
     }
 }

@@ -66,6 +66,14 @@ impl SqlRunStore {
     }
 
     fn endpoint_of(row: &QueryResult) -> Result<Endpoint, StoreError> {
+        Self::endpoint_of_columns(row, "id", "created_at")
+    }
+
+    fn endpoint_of_columns(
+        row: &QueryResult,
+        id: &str,
+        created_at: &str,
+    ) -> Result<Endpoint, StoreError> {
         let events = Self::text(row, "events")?
             .split(',')
             .filter(|s| !s.is_empty())
@@ -87,14 +95,19 @@ impl SqlRunStore {
             ),
         };
         Ok(Endpoint {
-            id: WebhookId(Self::int(row, "id")?),
+            id: WebhookId(Self::int(row, id)?),
             workspace: WorkspaceId::new(Self::int(row, "workspace_id")?),
             url: Self::text(row, "url")?,
             events,
             scope,
             created_by: Self::opt_int(row, "created_by")?.map(UserId::new),
-            created_at: Timestamp::from_millis(Self::int(row, "created_at")?),
+            created_at: Timestamp::from_millis(Self::int(row, created_at)?),
         })
+    }
+
+    /// The endpoint columns of a claim row (`id` and `created_at` are the delivery's there).
+    fn endpoint_of_claim(row: &QueryResult) -> Result<Endpoint, StoreError> {
+        Self::endpoint_of_columns(row, "endpoint_id", "endpoint_created_at")
     }
 
     fn delivery_of(row: &QueryResult) -> Result<Delivery, StoreError> {
@@ -302,7 +315,8 @@ impl WebhookStore for SqlRunStore {
             .rows(
                 &tx,
                 &format!(
-                    "SELECT {DELIVERY_COLUMNS}, e.url, e.secret FROM webhook_deliveries d \
+                    "SELECT {DELIVERY_COLUMNS}, e.workspace_id, e.url, e.events, e.tenant_ids, \
+                     e.created_by, e.created_at AS endpoint_created_at, e.secret FROM webhook_deliveries d \
                      JOIN webhook_endpoints e ON e.id = d.endpoint_id WHERE d.id IN ({list}) \
                      ORDER BY d.next_attempt_at, d.id"
                 ),
@@ -320,7 +334,7 @@ impl WebhookStore for SqlRunStore {
             .map(|row| {
                 Ok(DueDelivery {
                     delivery: Self::delivery_of(row)?,
-                    url: Self::text(row, "url")?,
+                    endpoint: Self::endpoint_of_claim(row)?,
                     secret: Self::text(row, "secret")?,
                 })
             })

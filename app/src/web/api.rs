@@ -7,6 +7,7 @@ pub(crate) mod handlers;
 pub(crate) mod inbox;
 pub mod schema;
 pub(crate) mod streams;
+pub mod webhooks;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -43,6 +44,11 @@ use super::AppState;
         handlers::list_tokens,
         handlers::create_token,
         handlers::revoke_token,
+        webhooks::list,
+        webhooks::create,
+        webhooks::remove,
+        webhooks::deliveries,
+        webhooks::redeliver,
         discovery::me,
         discovery::tenants,
         discovery::types,
@@ -67,6 +73,13 @@ use super::AppState;
         dto::TokenList,
         dto::TokenBody,
         dto::IssuedTokenDoc,
+        webhooks::WebhookDoc,
+        webhooks::RegisteredWebhookDoc,
+        webhooks::WebhookList,
+        webhooks::WebhookBody,
+        webhooks::DeliveryDoc,
+        webhooks::DeliveryList,
+        crate::webhooks::WebhookPayload,
         discovery::MeDoc,
         discovery::TenantList,
         discovery::TypeList,
@@ -78,6 +91,7 @@ use super::AppState;
         (name = "discovery", description = "Who the caller is, its tenants, the run families."),
         (name = "notifications", description = "One notification per completed run the caller started."),
         (name = "tokens", description = "API tokens of the workspace (owners)."),
+        (name = "webhooks", description = "Signed webhook endpoints of the workspace and their delivery logs (owners)."),
         (name = "health", description = "Probes for load balancers and orchestrators (no auth)."),
     ),
     modifiers(&BearerAuth)
@@ -160,4 +174,11 @@ pub(super) fn routes() -> Router<AppState> {
             get(handlers::list_tokens).post(handlers::create_token),
         )
         .route("/api/tokens/{id}", delete(handlers::revoke_token))
+        .route("/api/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/api/webhooks/{id}", delete(webhooks::remove))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
+        .route(
+            "/api/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
 }

@@ -176,6 +176,17 @@ impl From<opsrun_application::admin::AdminError> for ApiError {
     }
 }
 
+impl From<opsrun_application::webhooks::WebhookError> for ApiError {
+    fn from(error: opsrun_application::webhooks::WebhookError) -> Self {
+        use opsrun_application::webhooks::WebhookError;
+        match error {
+            WebhookError::Invalid { code, message } => Self::Invalid(code, message),
+            WebhookError::NotFound(m) => Self::NotFound(m),
+            WebhookError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<AuthError> for ApiError {
     fn from(error: AuthError) -> Self {
         match error {

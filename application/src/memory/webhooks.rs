@@ -187,7 +187,7 @@ impl WebhookStore for MemoryRunStore {
             {
                 out.push(DueDelivery {
                     delivery: before,
-                    url: endpoint.url.clone(),
+                    endpoint: endpoint.clone(),
                     secret: secret.clone(),
                 });
             }

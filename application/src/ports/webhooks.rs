@@ -110,8 +110,8 @@ pub struct Delivery {
 pub struct DueDelivery {
     /// The delivery (its `attempts` before this one).
     pub delivery: Delivery,
-    /// The endpoint's URL.
-    pub url: String,
+    /// The endpoint (its URL, and the workspace and scope the run is read in).
+    pub endpoint: Endpoint,
     /// The endpoint's signing secret.
     pub secret: String,
 }
