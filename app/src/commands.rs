@@ -9,6 +9,7 @@ mod serve;
 mod tenants;
 mod token;
 mod watch;
+mod webhooks;
 mod worker;
 
 use anyhow::Context;
@@ -18,7 +19,8 @@ pub use error::CliError;
 pub use ops::parse_params;
 
 use crate::config::{
-    Cli, Command, TenantsCommand, TokenCommand, WorkerArgs, WorkspacesCommand, queue_settings,
+    Cli, Command, TenantsCommand, TokenCommand, WebhooksCommand, WorkerArgs, WorkspacesCommand,
+    queue_settings,
 };
 use crate::wiring::{Stack, StackOptions};
 
@@ -168,6 +170,18 @@ pub async fn run(cli: Cli, out: &mut dyn std::io::Write) -> Result<(), CliError>
         Command::Token(TokenCommand::List { workspace, output }) => {
             let stack = open_existing(&cli).await?;
             token::list_tokens(&stack, workspace.as_deref(), output.is_json(), out).await
+        }
+        Command::Webhooks(WebhooksCommand::Add(args)) => {
+            let stack = open_existing(&cli).await?;
+            webhooks::add(stack, args, out).await
+        }
+        Command::Webhooks(WebhooksCommand::List { workspace, output }) => {
+            let stack = open_existing(&cli).await?;
+            webhooks::list(&stack, workspace.as_deref(), output.is_json(), out).await
+        }
+        Command::Webhooks(WebhooksCommand::Remove { id }) => {
+            let stack = open_existing(&cli).await?;
+            webhooks::remove(&stack, id, out).await
         }
         Command::Token(TokenCommand::Revoke { id }) => {
             let stack = open_existing(&cli).await?;

@@ -186,6 +186,14 @@ pub enum Command {
   opsrun token revoke 7"
     )]
     Token(TokenCommand),
+    /// Manage webhook endpoints: signed POSTs when runs complete.
+    #[command(subcommand)]
+    #[command(
+        after_help = "Examples:\n  opsrun webhooks add https://hooks.example.com/opsrun --workspace acme
+  opsrun webhooks list -o json
+  opsrun webhooks remove 3"
+    )]
+    Webhooks(WebhooksCommand),
     /// List, show, watch, start, pause, resume, retry and cancel operations (as the
     /// workspace's owner).
     #[command(subcommand)]
@@ -668,6 +676,54 @@ pub enum TokenCommand {
         /// The token id (from `token list`).
         id: String,
     },
+}
+
+/// `opsrun webhooks ...`.
+#[derive(Debug, Subcommand)]
+pub enum WebhooksCommand {
+    /// Register an endpoint for the workspace's runs; prints its id and signing secret (shown
+    /// this once).
+    #[command(
+        after_help = "Examples:\n  opsrun webhooks add https://hooks.example.com/opsrun --workspace acme
+  opsrun webhooks add http://127.0.0.1:9000/hook --allow-http-webhooks --allow-private-webhooks -o json"
+    )]
+    Add(WebhookAddArgs),
+    /// List endpoints (never their secrets): id, workspace, URL, events, tenants, created.
+    #[command(after_help = "Examples:\n  opsrun webhooks list --workspace acme
+  opsrun webhooks list -o json")]
+    List {
+        /// Only this workspace's endpoints.
+        #[arg(long)]
+        workspace: Option<String>,
+        /// Output format.
+        #[command(flatten)]
+        output: OutputArgs,
+    },
+    /// Remove an endpoint and its delivery log; its pending deliveries are not sent.
+    #[command(after_help = "Examples:\n  opsrun webhooks remove 3")]
+    Remove {
+        /// The endpoint id (from `webhooks list`).
+        id: String,
+    },
+}
+
+/// Options of `opsrun webhooks add`.
+#[derive(Debug, Args)]
+pub struct WebhookAddArgs {
+    /// The endpoint's URL: https (http only with --allow-http-webhooks), no credentials.
+    pub url: String,
+    /// Workspace slug (default: the only workspace).
+    #[arg(long, env = "OPSRUN_WORKSPACE", hide_env_values = true)]
+    pub workspace: Option<String>,
+    /// An event to deliver (repeat); default `operation.completed`.
+    #[arg(long = "event")]
+    pub events: Vec<String>,
+    /// Where webhooks may go (the same options as `serve`).
+    #[command(flatten)]
+    pub webhooks: WebhookArgs,
+    /// Output format.
+    #[command(flatten)]
+    pub output: OutputArgs,
 }
 
 /// Options of `opsrun token create`.

@@ -149,12 +149,14 @@ pub fn manager(caller: &Caller) -> Result<Manager, ApiError> {
 /// # Errors
 ///
 /// When the directory cannot be read.
-pub async fn webhook_doc(state: &AppState, endpoint: &Endpoint) -> Result<WebhookDoc, ApiError> {
+pub async fn webhook_doc(
+    stack: &crate::wiring::Stack,
+    endpoint: &Endpoint,
+) -> Result<WebhookDoc, opsrun_application::StoreError> {
     let tenants = match &endpoint.scope {
         TenantScope::All => None,
         TenantScope::Only(ids) => Some(
-            state
-                .stack
+            stack
                 .directory
                 .tenants_of(endpoint.workspace)
                 .await?
@@ -191,7 +193,7 @@ pub async fn list(
     let manager = manager(&caller)?;
     let mut items = Vec::new();
     for endpoint in state.stack.webhooks.list(&manager).await? {
-        items.push(webhook_doc(&state, &endpoint).await?);
+        items.push(webhook_doc(&state.stack, &endpoint).await?);
     }
     Ok(Json(WebhookList { items }))
 }
@@ -223,7 +225,7 @@ pub async fn create(
             },
         )
         .await?;
-    let webhook = webhook_doc(&state, &registered.endpoint).await?;
+    let webhook = webhook_doc(&state.stack, &registered.endpoint).await?;
     Ok((
         StatusCode::CREATED,
         Json(RegisteredWebhookDoc {
@@ -252,7 +254,7 @@ pub async fn remove(
         .webhooks
         .remove(&manager, webhook_id(&id)?)
         .await?;
-    Ok(Json(webhook_doc(&state, &removed).await?))
+    Ok(Json(webhook_doc(&state.stack, &removed).await?))
 }
 
 /// An endpoint's delivery log, newest first (owner only).
@@ -275,7 +277,7 @@ pub async fn deliveries(
         .deliveries(&manager, webhook_id(&id)?)
         .await?;
     Ok(Json(DeliveryList {
-        webhook: webhook_doc(&state, &endpoint).await?,
+        webhook: webhook_doc(&state.stack, &endpoint).await?,
         items: log.iter().map(DeliveryDoc::new).collect(),
     }))
 }
