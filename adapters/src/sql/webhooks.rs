@@ -356,7 +356,7 @@ impl WebhookStore for SqlRunStore {
                 attempt.state.key().into(),
                 attempt.next_attempt_at.map(Timestamp::as_millis).into(),
                 attempt.at.as_millis().into(),
-                attempt.status.map(i32::from).into(),
+                attempt.status.map(i64::from).into(),
                 attempt.latency_ms.into(),
                 attempt.error.into(),
             ],

@@ -9,7 +9,7 @@
 use sea_orm::ConnectionTrait;
 use sea_orm_migration::prelude::*;
 use sea_orm_migration::schema::{
-    big_integer, big_integer_null, big_pk_auto, integer, integer_null, string, text, text_null,
+    big_integer, big_integer_null, big_pk_auto, string, text, text_null,
 };
 
 #[derive(DeriveMigrationName)]
@@ -60,10 +60,10 @@ impl MigrationTrait for Migration {
                     .col(big_integer("occurred_at"))
                     .col(big_integer("created_at"))
                     .col(string("state"))
-                    .col(integer("attempts"))
+                    .col(big_integer("attempts"))
                     .col(big_integer_null("next_attempt_at"))
                     .col(big_integer_null("last_attempt_at"))
-                    .col(integer_null("last_status"))
+                    .col(big_integer_null("last_status"))
                     .col(big_integer_null("last_latency_ms"))
                     .col(text_null("last_error"))
                     .col(big_integer_null("redelivery_of"))
