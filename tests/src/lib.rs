@@ -190,6 +190,15 @@ impl TestStore {
         }
     }
 
+    /// The webhook store, as the port.
+    #[must_use]
+    pub fn webhooks(&self) -> Arc<dyn opsrun_application::ports::WebhookStore> {
+        match &self.inner {
+            Inner::Memory(store) => store.clone(),
+            Inner::Sql { store, .. } => store.clone(),
+        }
+    }
+
     /// The directory, as the port.
     #[must_use]
     pub fn directory(&self) -> Arc<dyn Directory> {

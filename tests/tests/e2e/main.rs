@@ -14,6 +14,7 @@ mod serve;
 mod storage;
 mod storage_control;
 mod storage_model;
+mod storage_webhooks;
 mod webhooks;
 
 use opsrun_tests::{Backend, TestError, TestStore};
