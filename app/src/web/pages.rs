@@ -28,6 +28,7 @@ pub mod items;
 pub mod overview;
 pub mod tenant;
 pub mod views;
+pub mod webhooks;
 use super::auth::{PageCaller, SESSION_COOKIE, same_origin};
 use super::{ApiError, AppState};
 
@@ -588,6 +589,13 @@ pub fn routes() -> Router<AppState> {
         .route("/notifications", get(inbox::page))
         .route("/notifications/read-all", post(inbox::read_all))
         .route("/notifications/{id}/read", post(inbox::read_one))
+        .route("/webhooks", get(webhooks::page).post(webhooks::add))
+        .route("/webhooks/{id}", get(webhooks::deliveries))
+        .route("/webhooks/{id}/remove", post(webhooks::remove))
+        .route(
+            "/webhooks/{id}/deliveries/{delivery}/redeliver",
+            post(webhooks::redeliver),
+        )
         .route("/tokens", get(tokens))
         .route("/tokens/{id}/revoke", post(revoke))
         .route("/static/app.css", get(stylesheet))

@@ -972,3 +972,111 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     assert!(started_page.ends_with(": Inventory sync"), "{started_page}");
     Ok(())
 }
+
+/// The webhooks page as an owner sees it: a refused URL says why and keeps what was typed; a
+/// registered endpoint shows its secret once; a completed run appears in the endpoint's
+/// delivery log with its failed attempts (the receiver's name does not resolve here), and
+/// "Redeliver" adds a delivery of the same event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_owner_manages_webhooks_and_reads_their_delivery_log() -> Result<(), TestError> {
+    let Some(session) = Session::open(&["--policies", "4"], "2").await? else {
+        return Ok(());
+    };
+    let browser = session.browser.clone();
+    let base = session.base.clone();
+    let text = |css: &'static str| {
+        let browser = browser.clone();
+        async move {
+            let found = browser
+                .execute(
+                    "var e = document.querySelector(arguments[0]); return e ? e.innerText : null;",
+                    vec![Value::String(css.to_owned())],
+                )
+                .await?;
+            Ok::<String, TestError>(found.as_str().unwrap_or_default().to_owned())
+        }
+    };
+    browser.goto(&format!("{base}/webhooks")).await?;
+    assert!(text("main").await?.contains("No endpoint yet."));
+    let fill = |url: &'static str| {
+        let browser = browser.clone();
+        async move {
+            browser
+                .execute(
+                    "document.getElementById('webhook-url').value = arguments[0];",
+                    vec![Value::String(url.to_owned())],
+                )
+                .await?;
+            click(&browser, "form.add-webhook button").await?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            Ok::<(), TestError>(())
+        }
+    };
+    fill("http://10.0.0.1/hook").await?;
+    let error = text("p.error").await?;
+    assert!(error.contains("https"), "{error}");
+    let kept = browser
+        .execute(
+            "return document.getElementById('webhook-url').value;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(kept, "http://10.0.0.1/hook");
+    fill("https://hooks.example.com/opsrun").await?;
+    let secret = text("code.secret").await?;
+    assert!(
+        secret.starts_with("whsec_") && secret.len() == 70,
+        "{secret}"
+    );
+    assert!(
+        text("table.webhooks")
+            .await?
+            .contains("https://hooks.example.com/opsrun")
+    );
+    shots(&browser, &session.shots, "webhooks").await?;
+    // Shown once: a reload lists the endpoint without it.
+    browser.goto(&format!("{base}/webhooks")).await?;
+    assert_eq!(text("code.secret").await?, "");
+
+    let run = session
+        .api(
+            "/api/tenants/contoso/operations",
+            Some(json!({"type": "inventory.sync"})),
+        )
+        .await?["id"]
+        .as_i64()
+        .ok_or("no id")?;
+    let hooks = session.api("/api/webhooks", None).await?;
+    let hook = hooks["items"][0]["id"].as_i64().ok_or("no webhook")?;
+    let event = format!("evt_{run}_completed");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let log = session
+            .api(&format!("/api/webhooks/{hook}/deliveries"), None)
+            .await?;
+        if log["items"][0]["attempts"].as_u64().unwrap_or(0) >= 1 {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("no attempt: {log}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    browser.goto(&format!("{base}/webhooks/{hook}")).await?;
+    let log = text("table.deliveries").await?;
+    assert!(log.contains(&event), "{log}");
+    assert!(log.contains("pending"), "{log}");
+    assert!(log.contains("could not connect"), "{log}");
+    click(&browser, "form.redeliver button").await?;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let rows = browser
+        .execute(
+            "return document.querySelectorAll('table.deliveries tbody tr').length;",
+            vec![],
+        )
+        .await?;
+    assert_eq!(rows, 2);
+    assert!(text("table.deliveries").await?.contains("redelivery of"));
+    shots(&browser, &session.shots, "webhook-deliveries").await?;
+    session.close().await
+}

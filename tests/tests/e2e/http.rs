@@ -1128,8 +1128,12 @@ api_case!(
             .as_object()
             .ok_or("the API document has no paths")?
             .iter()
+            // Webhook ids are not run ids: their rule (an endpoint of another workspace answers
+            // like none) is checked below.
             .filter(|(path, item)| {
-                item.get("get").is_some() && (path.contains("{id}") || path.contains("{tenant}"))
+                item.get("get").is_some()
+                    && !path.starts_with("/api/webhooks")
+                    && (path.contains("{id}") || path.contains("{tenant}"))
             })
             .map(|(path, _)| path.clone())
             .collect();
@@ -1186,6 +1190,34 @@ api_case!(
                 compared += 1;
             }
         }
+        // A webhook endpoint of another workspace answers exactly like none.
+        let (status, hook) = api
+            .post(
+                "/api/webhooks",
+                OWNER,
+                json!({"url": "https://hooks.example.com/opsrun"}),
+            )
+            .await?;
+        assert_eq!(status, StatusCode::CREATED, "{hook}");
+        let hook = hook["id"].as_i64().ok_or("no webhook id")?;
+        let auth = format!("Bearer {OTHER_WORKSPACE}");
+        let foreign = seen(
+            &api,
+            &format!("/api/webhooks/{hook}/deliveries"),
+            (header::AUTHORIZATION.as_str(), auth.as_str()),
+            &hook.to_string(),
+        )
+        .await?;
+        let none = seen(
+            &api,
+            "/api/webhooks/987654/deliveries",
+            (header::AUTHORIZATION.as_str(), auth.as_str()),
+            "987654",
+        )
+        .await?;
+        assert_eq!(foreign, none);
+        assert_eq!(foreign.0, StatusCode::NOT_FOUND);
+
         // The backup-set id of a hidden tenant is not a way in either.
         let (status, _) = api
             .get(
@@ -1645,6 +1677,7 @@ async fn openapi_case(api: Api) -> Result<(), TestError> {
                     "discovery",
                     "notifications",
                     "tokens",
+                    "webhooks",
                     "health"
                 ]
                 .contains(&tag),
