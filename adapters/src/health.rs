@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use opsrun_application::ports::{HealthCheck, HealthProbe};
+use opsrun_application::StoreError;
+use opsrun_application::ports::{HealthCheck, HealthProbe, QueueGauge, WorkGauges};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::in_process::InProcessQueue;
@@ -97,6 +98,65 @@ impl HealthProbe for SqlHealth {
         let (store, workers) = tokio::join!(self.store(), self.workers());
         vec![store, workers]
     }
+
+    async fn gauges(&self) -> Result<WorkGauges, StoreError> {
+        let backend = self.db.get_database_backend();
+        let window = i64::try_from(self.queue.settings().liveness_window().as_secs())
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        // Due jobs not started, per queue, and the age of the oldest (apalis keeps `run_at`
+        // as timestamptz on PostgreSQL and as epoch seconds on SQLite).
+        let (due, alive) = match backend {
+            sea_orm::DbBackend::Postgres => (
+                "SELECT job_type, COUNT(*) AS due, \
+                 CAST(EXTRACT(EPOCH FROM (now() - MIN(run_at))) * 1000 AS BIGINT) AS oldest_ms \
+                 FROM apalis.jobs WHERE status IN ('Pending', 'Queued') AND run_at <= now() \
+                 GROUP BY job_type",
+                "SELECT COUNT(*) AS n FROM apalis.workers \
+                 WHERE last_seen > now() - ($1 * interval '1 second')",
+            ),
+            _ => (
+                "SELECT job_type, COUNT(*) AS due, \
+                 (CAST(strftime('%s', 'now') AS INTEGER) - MIN(run_at)) * 1000 AS oldest_ms \
+                 FROM Jobs WHERE status IN ('Pending', 'Queued') \
+                 AND run_at <= CAST(strftime('%s', 'now') AS INTEGER) GROUP BY job_type",
+                "SELECT COUNT(*) AS n FROM Workers \
+                 WHERE last_seen > CAST(strftime('%s', 'now') AS INTEGER) - $1",
+            ),
+        };
+        let fail = |e: sea_orm::DbErr| StoreError::Unavailable(e.to_string().into());
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(backend, due))
+            .await
+            .map_err(fail)?;
+        let queues = rows
+            .iter()
+            .map(|row| QueueGauge {
+                queue: row.try_get::<String>("", "job_type").unwrap_or_default(),
+                due: u64::try_from(row.try_get::<i64>("", "due").unwrap_or(0)).unwrap_or(0),
+                oldest_due_secs: row.try_get::<i64>("", "oldest_ms").unwrap_or(0).max(0) as f64
+                    / 1_000.0,
+            })
+            .collect();
+        let alive = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                alive,
+                vec![window.into()],
+            ))
+            .await
+            .map_err(fail)?;
+        let workers_alive = alive
+            .first()
+            .and_then(|r| r.try_get::<i64>("", "n").ok())
+            .map_or(0, |n| u64::try_from(n).unwrap_or(0));
+        Ok(WorkGauges {
+            queues,
+            workers_alive,
+        })
+    }
 }
 
 /// The probe of the in-memory backend: its store always accepts a write; its workers are alive
@@ -126,5 +186,13 @@ impl HealthProbe for MemoryHealth {
                 if running { "running" } else { "not started" },
             ),
         ]
+    }
+
+    async fn gauges(&self) -> Result<WorkGauges, StoreError> {
+        // The in-process queue keeps no rows to count: only whether its loop runs.
+        Ok(WorkGauges {
+            queues: Vec::new(),
+            workers_alive: u64::from(self.queue.is_running()),
+        })
     }
 }

@@ -24,6 +24,43 @@ use crate::config::{
 };
 use crate::wiring::{Stack, StackOptions};
 
+/// Binds `--metrics-bind` (when given) and serves `/metrics` there until a signal; returns
+/// the bound address.
+///
+/// # Errors
+///
+/// [`CliError::Input`] for an address that does not parse; a failure when it cannot be bound.
+async fn metrics_listener(
+    stack: &Stack,
+    worker: &WorkerArgs,
+) -> Result<Option<std::net::SocketAddr>, CliError> {
+    let Some(bind) = worker.metrics_bind.as_deref() else {
+        return Ok(None);
+    };
+    let addr: std::net::SocketAddr = bind.parse().map_err(|_| {
+        input(format!(
+            "--metrics-bind '{bind}' is not an address like 127.0.0.1:9100"
+        ))
+    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("failed to bind {addr} (--metrics-bind)"))?;
+    let bound = listener
+        .local_addr()
+        .context("failed to read the bound metrics address")?;
+    let stack = stack.clone();
+    tokio::spawn(async move {
+        let stopped = crate::web::metrics::serve(listener, stack, async {
+            let _ = shutdown_signal().await;
+        })
+        .await;
+        if let Err(error) = stopped {
+            tracing::warn!(%error, "the metrics listener stopped");
+        }
+    });
+    Ok(Some(bound))
+}
+
 /// Bad input: exit 2 with `message`.
 pub(crate) fn input(message: impl Into<String>) -> CliError {
     CliError::Input(message.into())

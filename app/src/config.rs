@@ -340,6 +340,10 @@ pub struct WorkerArgs {
     /// wins); the others wait queued, so one tenant's slow runs never occupy every worker.
     #[arg(long, env = "OPSRUN_TENANT_CONCURRENCY", hide_env_values = true, default_value_t = DEFAULT_TENANT_LIMIT)]
     pub tenant_concurrency: u32,
+    /// Serve Prometheus metrics at http://ADDR/metrics, without auth (bind a private address;
+    /// the main port does not serve them).
+    #[arg(long, env = "OPSRUN_METRICS_BIND", hide_env_values = true)]
+    pub metrics_bind: Option<String>,
     /// Webhook settings (registration and delivery).
     #[command(flatten)]
     pub webhooks: WebhookArgs,

@@ -5,6 +5,7 @@ pub mod api;
 pub(crate) mod auth;
 mod error;
 pub mod live;
+pub mod metrics;
 pub mod pages;
 pub mod server;
 mod state;
@@ -98,6 +99,12 @@ async fn access_log(
     request.headers_mut().insert(REQUEST_ID, id.clone());
     let mut response = with_request_id(next.run(request).await, &id).await;
     response.headers_mut().insert(REQUEST_ID, id.clone());
+    metrics::request(
+        method.as_str(),
+        &route,
+        response.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     tracing::info!(
         target: "opsrun::access",
         method = %method,

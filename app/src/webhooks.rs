@@ -120,6 +120,9 @@ async fn attempt(stack: &Stack, sender: &WebhookSender, due: DueDelivery) {
                 DeliveryState::Pending => "retry",
                 DeliveryState::Failed => "failed",
             };
+            metrics::counter!("opsrun_webhook_attempts_total", "result" => outcome).increment(1);
+            metrics::histogram!("opsrun_webhook_attempt_seconds")
+                .record(latency.max(0) as f64 / 1_000.0);
             tracing::info!(
                 delivery = due.delivery.id.0,
                 event_id = %due.delivery.event_id,

@@ -32,6 +32,15 @@ impl Readiness {
         Self { probe }
     }
 
+    /// The queues and workers as they are now (for metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`crate::StoreError`] when the queue's tables cannot be read.
+    pub async fn gauges(&self) -> Result<crate::ports::WorkGauges, crate::StoreError> {
+        self.probe.gauges().await
+    }
+
     /// Runs every check; ready only when all pass (and there is at least one).
     pub async fn check(&self) -> ReadinessReport {
         let checks = self.probe.checks().await;

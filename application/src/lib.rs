@@ -22,6 +22,7 @@ pub mod read_models;
 pub mod reasons;
 mod service;
 pub mod start;
+pub mod telemetry;
 #[cfg(any(test, feature = "mocks"))]
 pub mod testing;
 pub mod webhooks;

@@ -315,6 +315,30 @@ impl RunQueries for MemoryRunStore {
             .collect())
     }
 
+    async fn census(&self) -> Result<Vec<crate::ports::RunCensus>, StoreError> {
+        let state = self.lock();
+        let mut counts: BTreeMap<(String, &'static str, &'static str), crate::ports::RunCensus> =
+            BTreeMap::new();
+        for entry in state.runs.values().filter(|e| e.run.parent().is_none()) {
+            let run = &entry.run;
+            let key = (
+                run.operation_type().key().to_owned(),
+                run.status().key(),
+                run.outcome().key(),
+            );
+            counts
+                .entry(key)
+                .or_insert_with(|| crate::ports::RunCensus {
+                    operation_type: run.operation_type().clone(),
+                    status: run.status(),
+                    outcome: run.outcome(),
+                    count: 0,
+                })
+                .count += 1;
+        }
+        Ok(counts.into_values().collect())
+    }
+
     async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
         let state = self.lock();
         state

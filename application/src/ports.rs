@@ -24,12 +24,12 @@ pub use family::{
     InventoryStore, Policy, PolicyPayload, PolicyProvider, RestoreTarget, ReviewPack,
     ReviewPackSource, SnapshotStore, WorkKey,
 };
-pub use health::{HealthCheck, HealthProbe};
+pub use health::{HealthCheck, HealthProbe, QueueGauge, WorkGauges};
 pub use queue::{Job, JobQueue};
 pub use retention::{Pruned, Retention};
 pub use runs::{
-    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunQueries, RunQuery,
-    RunStore, Started, TenantActivity, TerminalEffects, completion_action,
+    AuditEvent, Completed, CreateRun, LedgerQuery, NamedRun, Notification, RunCensus, RunQueries,
+    RunQuery, RunStore, Started, TenantActivity, TerminalEffects, completion_action,
 };
 
 pub use webhooks::{

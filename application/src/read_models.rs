@@ -296,6 +296,25 @@ impl ReadModels {
         Ok(summary)
     }
 
+    /// The installation's top-level runs by family, status and outcome, and how many running
+    /// runs are stale now (the same rule the pages flag them with), for metrics.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn census(&self) -> Result<(Vec<crate::ports::RunCensus>, u64), crate::StoreError> {
+        let census = self.store.census().await?;
+        let now = self.clock.now();
+        let stale = self
+            .store
+            .active_runs()
+            .await?
+            .iter()
+            .filter(|run| run.is_stale(now, self.stale_after_ms))
+            .count() as u64;
+        Ok((census, stale))
+    }
+
     /// Run `id` as the workspace `workspace` sees it through tenant `scope`: what a webhook
     /// delivery carries (read with the endpoint's own scope, so a delivery never shows a run
     /// its endpoint could not see).

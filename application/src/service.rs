@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
-    ItemRecord, OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
-    RunOutcome, TenantId, UserId, WorkSet, WorkspaceId,
+    ItemOutcome, ItemRecord, OperationRun, OperationType, Phases, ReasonCode, RecordOutcome,
+    RunError, RunId, RunOutcome, TenantId, UserId, WorkSet, WorkspaceId,
 };
 
 use crate::ports::{
@@ -98,6 +98,7 @@ fn log_completed(completed: &Completed) {
         return;
     }
     let run = &completed.run;
+    crate::telemetry::completed(run);
     let counts = run.counts();
     let count = |key| {
         counts
@@ -356,10 +357,13 @@ impl OperationRunService {
         id: RunId,
         records: Vec<ItemRecord>,
     ) -> Result<RecordOutcome, ServiceError> {
+        let started = std::time::Instant::now();
+        let outcomes: Vec<ItemOutcome> = records.iter().map(ItemRecord::outcome).collect();
         let outcome = self
             .store
             .record_items(id, records, self.clock.now())
             .await?;
+        crate::telemetry::recorded(&outcomes, &outcome, started.elapsed());
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 

@@ -154,6 +154,15 @@ impl ManageWebhooks {
         self.policy
     }
 
+    /// How many deliveries of every endpoint are in each state (for metrics).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    pub async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {
+        self.store.delivery_counts().await
+    }
+
     /// Registers an endpoint and returns its secret (shown this once).
     ///
     /// # Errors

@@ -244,6 +244,7 @@ pub(super) async fn command(cli: &Cli, out: &mut dyn Write) -> Result<(), CliErr
         retention_days: 14,
         maintenance_secs: 30,
         tenant_concurrency: opsrun_application::DEFAULT_TENANT_LIMIT,
+        metrics_bind: None,
         webhooks: crate::config::WebhookArgs::default(),
     };
     let url = if cli.database_url_given {

@@ -32,7 +32,11 @@ pub(super) async fn command(
     let bound = listener
         .local_addr()
         .context("failed to read the bound address")?;
+    let metrics = super::metrics_listener(&stack, &args.worker).await?;
     write_line(out, &format!("listening on http://{bound}"))?;
+    if let Some(metrics) = metrics {
+        tracing::info!(%metrics, "metrics served at /metrics");
+    }
     out.flush().context("failed to write to stdout")?;
     let limits = HttpLimits {
         header_read_timeout: std::time::Duration::from_secs(args.header_timeout_secs.max(1)),

@@ -127,6 +127,7 @@ pub(super) fn stream_routes() -> Router<AppState> {
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
+        .route("/metrics", get(crate::web::metrics::elsewhere))
         .route("/readyz", get(handlers::readyz))
         .route("/api/openapi.json", get(handlers::openapi))
         .route("/api/operations", get(handlers::list_operations))

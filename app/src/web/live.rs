@@ -263,6 +263,7 @@ async fn documents(
 pub fn stream(state: AppState, wire: Wire, follow: Follow) -> impl IntoResponse {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
+        let _client = super::metrics::StreamClient::open();
         // A closed page ends the task at its next wait; send errors mean the same.
         let _ = follow_page(&state, &wire, &follow, &tx).await;
     });

@@ -34,6 +34,19 @@ pub struct TenantActivity {
     pub runs: Vec<NamedRun>,
 }
 
+/// A count of top-level runs of one family, status and outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunCensus {
+    /// The family.
+    pub operation_type: OperationType,
+    /// The status.
+    pub status: RunStatus,
+    /// The outcome (`pending` until completed).
+    pub outcome: RunOutcome,
+    /// How many.
+    pub count: u64,
+}
+
 /// What a new run is created with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateRun {
@@ -232,6 +245,14 @@ pub trait RunQueries: Send + Sync {
     ///
     /// [`StoreError::Unavailable`].
     async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+
+    /// How many top-level runs there are of each family, status and outcome (every workspace:
+    /// what the installation's metrics show).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn census(&self) -> Result<Vec<RunCensus>, StoreError>;
 
     /// Runs matching `query`, newest (highest id) first.
     ///
@@ -517,6 +538,7 @@ mockall::mock! {
         async fn ledger_keys(&self, id: RunId) -> Result<BTreeSet<ItemKey>, StoreError>;
         async fn ledger_entries( &self, query: LedgerQuery, ) -> Result<Vec<(ItemKey, LedgerEntry)>, StoreError>;
         async fn active_runs(&self) -> Result<Vec<OperationRun>, StoreError>;
+        async fn census(&self) -> Result<Vec<RunCensus>, StoreError>;
         async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError>;
         async fn activity( &self, workspace: WorkspaceId, slug: &Slug, completed_since: Timestamp, ) -> Result<TenantActivity, StoreError>;
         async fn children(&self, parent: RunId) -> Result<Vec<OperationRun>, StoreError>;

@@ -7,6 +7,7 @@ mod control;
 mod crash;
 mod host;
 mod http;
+mod metrics;
 mod pool;
 mod runtime;
 mod schemathesis;

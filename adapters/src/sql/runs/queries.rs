@@ -156,6 +156,34 @@ impl RunQueries for SqlRunStore {
         self.load_many(&sql, Vec::new()).await
     }
 
+    async fn census(&self) -> Result<Vec<opsrun_application::ports::RunCensus>, StoreError> {
+        let rows = self
+            .rows(
+                self.connection(),
+                "SELECT operation_type, status, outcome, COUNT(*) AS n FROM operation_runs \
+                 WHERE parent_id IS NULL GROUP BY operation_type, status, outcome",
+                Vec::new(),
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let kind = Self::text(row, "operation_type")?;
+                let status = Self::text(row, "status")?;
+                let outcome = Self::text(row, "outcome")?;
+                let corrupt = |what: &str| StoreError::Corrupt(format!("a run has the {what}"));
+                Ok(opsrun_application::ports::RunCensus {
+                    operation_type: OperationType::parse(&kind)
+                        .map_err(|_| corrupt(&format!("type '{kind}'")))?,
+                    status: opsrun_domain::RunStatus::parse(&status)
+                        .map_err(|_| corrupt(&format!("status '{status}'")))?,
+                    outcome: RunOutcome::parse(&outcome)
+                        .map_err(|_| corrupt(&format!("outcome '{outcome}'")))?,
+                    count: u64::try_from(Self::int(row, "n")?).unwrap_or(0),
+                })
+            })
+            .collect()
+    }
+
     async fn list_runs(&self, query: RunQuery) -> Result<Vec<NamedRun>, StoreError> {
         let mut clauses = vec!["workspace_id = $1".to_owned()];
         let mut values: Vec<Value> = vec![query.workspace.value().into()];

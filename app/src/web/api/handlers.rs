@@ -410,6 +410,12 @@ pub async fn operation_events(
             }
         },
     );
+    // Counted as an open stream until the client goes (the stream is dropped).
+    let client = crate::web::metrics::StreamClient::open();
+    let stream = futures::StreamExt::map(stream, move |event| {
+        let _ = &client;
+        event
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
