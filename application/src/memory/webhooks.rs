@@ -85,7 +85,7 @@ impl WebhookStore for MemoryRunStore {
             .filter(|(e, _)| workspace.is_none_or(|w| e.workspace == w))
             .map(|(e, _)| e.clone())
             .collect();
-        out.sort_by(|a, b| b.id.cmp(&a.id));
+        out.sort_by_key(|e| std::cmp::Reverse(e.id));
         Ok(out)
     }
 
