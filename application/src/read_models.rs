@@ -301,7 +301,7 @@ impl ReadModels {
     ///
     /// # Errors
     ///
-    /// [`StoreError`].
+    /// [`crate::StoreError`].
     pub async fn census(&self) -> Result<(Vec<crate::ports::RunCensus>, u64), crate::StoreError> {
         let census = self.store.census().await?;
         let now = self.clock.now();
