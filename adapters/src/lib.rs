@@ -12,6 +12,7 @@ pub mod retention;
 pub mod runtime;
 pub mod simulated;
 pub mod sql;
+pub mod trace;
 pub mod webhooks;
 
 /// The in-memory reference store lives with the application (it is the domain model behind the

@@ -86,6 +86,9 @@ async fn plan_sqlite_jobs_at_scale(
 pub struct RunJob {
     /// The run.
     pub run: i64,
+    /// The W3C `traceparent` of the span that enqueued it (see [`crate::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// The payload of a fan-out child job.
@@ -95,6 +98,9 @@ pub struct ChildJob {
     pub parent: i64,
     /// The item of the parent's work set.
     pub item: String,
+    /// The W3C `traceparent` of the span that fanned it out (see [`crate::trace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }
 
 /// Queue and worker settings.
@@ -294,6 +300,21 @@ async fn handle_run(
     current: ApalisAttempt,
     state: Data<WorkerState>,
 ) -> Result<(), BoxDynError> {
+    use tracing::Instrument as _;
+    // One span per attempt, a child of the request that started the run; the run service
+    // records the family, tenant and outcome on it.
+    let span = tracing::info_span!(
+        target: "opsrun::jobs",
+        "opsrun.run",
+        otel.name = "opsrun.run",
+        otel.kind = "consumer",
+        opsrun.run_id = job.run,
+        opsrun.attempt = current.current(),
+        opsrun.family = tracing::field::Empty,
+        opsrun.tenant = tracing::field::Empty,
+        opsrun.outcome = tracing::field::Empty,
+    );
+    crate::trace::continue_from(&span, job.trace.as_deref());
     handle(
         Job::Run {
             run: RunId::new(job.run),
@@ -301,6 +322,7 @@ async fn handle_run(
         current.current(),
         &state,
     )
+    .instrument(span)
     .await
 }
 
@@ -313,12 +335,28 @@ async fn handle_child(
     let Ok(item) = ItemKey::parse(&job.item) else {
         return Ok(());
     };
+    use tracing::Instrument as _;
+    // A trace of its own, linked to the run that fanned it out (not one giant trace).
+    let span = tracing::info_span!(
+        target: "opsrun::jobs",
+        "opsrun.item",
+        otel.name = "opsrun.item",
+        otel.kind = "consumer",
+        opsrun.run_id = job.parent,
+        opsrun.item = %item,
+        opsrun.attempt = current.current(),
+        opsrun.family = tracing::field::Empty,
+        opsrun.tenant = tracing::field::Empty,
+        opsrun.outcome = tracing::field::Empty,
+    );
+    crate::trace::link_to(&span, job.trace.as_deref());
     let parent = RunId::new(job.parent);
     handle(
         Job::RestoreChild { parent, item },
         current.current(),
         &state,
     )
+    .instrument(span)
     .await
 }
 
@@ -664,15 +702,21 @@ impl JobQueue for ApalisQueue {
         let max = self.max_attempts();
         match (job, self.storages.clone()) {
             (Job::Run { run }, Storages::Sqlite { mut runs, .. }) => {
-                let task = TaskBuilder::new(RunJob { run: run.value() })
-                    .max_attempts(max)
-                    .build();
+                let task = TaskBuilder::new(RunJob {
+                    run: run.value(),
+                    trace: crate::trace::current(),
+                })
+                .max_attempts(max)
+                .build();
                 runs.push_task(task).await.map_err(unavailable)
             }
             (Job::Run { run }, Storages::Postgres { mut runs, .. }) => {
-                let task = TaskBuilder::new(RunJob { run: run.value() })
-                    .max_attempts(max)
-                    .build();
+                let task = TaskBuilder::new(RunJob {
+                    run: run.value(),
+                    trace: crate::trace::current(),
+                })
+                .max_attempts(max)
+                .build();
                 runs.push_task(task).await.map_err(unavailable)
             }
             (Job::RestoreChild { parent, item }, _) => {
@@ -687,10 +731,13 @@ impl JobQueue for ApalisQueue {
             return self.enqueue(job).await;
         };
         let task = || {
-            TaskBuilder::new(RunJob { run: run.value() })
-                .max_attempts(max)
-                .run_after(delay)
-                .build()
+            TaskBuilder::new(RunJob {
+                run: run.value(),
+                trace: crate::trace::current(),
+            })
+            .max_attempts(max)
+            .run_after(delay)
+            .build()
         };
         match self.storages.clone() {
             Storages::Sqlite { mut runs, .. } => runs.push_task(task()).await.map_err(unavailable),
@@ -703,10 +750,12 @@ impl JobQueue for ApalisQueue {
     async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
         let max = self.max_attempts();
         let per_round = self.settings.concurrency.max(1);
+        let trace = crate::trace::current();
         let tasks = items.into_iter().enumerate().map(move |(i, item)| {
             TaskBuilder::new(ChildJob {
                 parent: parent.value(),
                 item: item.as_str().to_owned(),
+                trace: trace.clone(),
             })
             .max_attempts(max)
             .priority(child_priority(i, per_round))

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod config;
 pub mod render;
 pub mod runtime;
+pub mod telemetry;
 pub mod web;
 pub mod webhooks;
 pub mod wiring;
@@ -66,9 +67,14 @@ pub async fn main_entry() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    init_logging(&cli.log_format);
+    let exporter = init_logging(&cli.log_format);
     let mut stdout = std::io::stdout();
-    match commands::run(cli, &mut stdout).await {
+    let result = commands::run(cli, &mut stdout).await;
+    // The spans of the last moments (a shutdown) go out before the process ends.
+    if let Some(exporter) = exporter {
+        exporter.shutdown().await;
+    }
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         // A reader that went away (`| head`) is not an error worth a line.
         Err(error) if error.is_broken_pipe() => std::process::ExitCode::SUCCESS,
@@ -90,17 +96,34 @@ pub const DEFAULT_LOG_FILTER: &str =
     "warn,opsrun::access=info,opsrun::runs=info,opsrun_app=info,opsrun_adapters=info";
 
 /// Logs to stderr: `OPSRUN_LOG` (else [`DEFAULT_LOG_FILTER`]) as `text` or `json` lines; ANSI
-/// colours only when stderr is a terminal, so a log file never holds escape codes.
-fn init_logging(format: &str) {
+/// colours only when stderr is a terminal, so a log file never holds escape codes. With an
+/// OTLP endpoint configured, opsrun's spans are exported too (see [`telemetry`]); the log
+/// filter applies to the log only.
+fn init_logging(format: &str) -> Option<telemetry::Exporter> {
     use std::io::IsTerminal as _;
+    use tracing_subscriber::Layer as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
     let filter = tracing_subscriber::EnvFilter::try_from_env("OPSRUN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG_FILTER));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().with_current_span(false).init();
+    let log = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let log = if format == "json" {
+        log.json()
+            .with_current_span(false)
+            .with_filter(filter)
+            .boxed()
     } else {
-        builder.with_ansi(std::io::stderr().is_terminal()).init();
+        log.with_ansi(std::io::stderr().is_terminal())
+            .with_filter(filter)
+            .boxed()
+    };
+    let (traces, exporter) = match telemetry::layer() {
+        Some((layer, exporter)) => (Some(layer), Some(exporter)),
+        None => (None, None),
+    };
+    tracing_subscriber::registry().with(log).with(traces).init();
+    if exporter.is_none() && telemetry::configured() {
+        tracing::warn!("OTEL_EXPORTER_OTLP_ENDPOINT is set but this build cannot export traces");
     }
+    exporter
 }

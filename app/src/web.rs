@@ -97,7 +97,24 @@ async fn access_log(
         .map_or_else(|| "(unmatched)".to_owned(), |p| p.as_str().to_owned());
     let id = request_id(request.headers().get(REQUEST_ID));
     request.headers_mut().insert(REQUEST_ID, id.clone());
-    let mut response = with_request_id(next.run(request).await, &id).await;
+    // The request's span (exported with an OTLP endpoint configured): what it starts (a run's
+    // job) continues its trace.
+    let span = tracing::info_span!(
+        target: "opsrun::http",
+        "http.request",
+        otel.name = %format!("{method} {route}"),
+        otel.kind = "server",
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+        opsrun.request_id = id.to_str().unwrap_or("-"),
+    );
+    let answered = {
+        use tracing::Instrument as _;
+        next.run(request).instrument(span.clone()).await
+    };
+    span.record("http.response.status_code", answered.status().as_u16());
+    let mut response = with_request_id(answered, &id).await;
     response.headers_mut().insert(REQUEST_ID, id.clone());
     metrics::request(
         method.as_str(),

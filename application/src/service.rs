@@ -99,6 +99,8 @@ fn log_completed(completed: &Completed) {
     }
     let run = &completed.run;
     crate::telemetry::completed(run);
+    // The job attempt that won the completion carries its outcome (its span declares it).
+    tracing::Span::current().record("opsrun.outcome", run.outcome().key());
     let counts = run.counts();
     let count = |key| {
         counts

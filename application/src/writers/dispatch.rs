@@ -96,6 +96,7 @@ impl Writers {
     ///
     /// [`WriterError`]; when [`WriterError::is_transient`], retry the job later.
     pub async fn execute(&self, job: &Job) -> Result<WriterOutcome, WriterError> {
+        self.describe_span(job).await;
         match job {
             Job::RestoreChild { parent, item } => {
                 self.family_of(*parent)
@@ -104,6 +105,49 @@ impl Writers {
                     .await
             }
             Job::Run { run } => self.family_of(*run).await?.execute(*run).await,
+        }
+    }
+
+    /// Records the run's family (and, for a run job, its tenant's slug) on the current span:
+    /// the job attempt's, when traces are exported. Reads nothing when no span records.
+    async fn describe_span(&self, job: &Job) {
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return;
+        }
+        let (id, with_tenant) = match job {
+            Job::Run { run } => (*run, true),
+            Job::RestoreChild { parent, .. } => (*parent, false),
+        };
+        let Ok(run) = self.service.queries().run(id).await else {
+            return;
+        };
+        span.record("opsrun.family", run.operation_type().key());
+        if !with_tenant {
+            return;
+        }
+        // The slug comes with the run in a list read (one statement).
+        let named = self
+            .service
+            .queries()
+            .list_runs(crate::ports::RunQuery {
+                workspace: run.workspace(),
+                scope: crate::TenantScope::All,
+                tenant: Some(run.tenant()),
+                operation_type: None,
+                status: None,
+                outcome: None,
+                before: Some(RunId::new(id.value().saturating_add(1))),
+                created_since: None,
+                top_level_only: false,
+                limit: 1,
+            })
+            .await;
+        if let Ok(list) = named
+            && let Some(named) = list.first()
+            && named.run.id() == id
+        {
+            span.record("opsrun.tenant", named.tenant.as_str());
         }
     }
 

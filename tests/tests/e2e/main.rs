@@ -16,6 +16,7 @@ mod storage;
 mod storage_control;
 mod storage_model;
 mod storage_webhooks;
+mod traces;
 mod webhooks;
 
 use opsrun_tests::{Backend, TestError, TestStore};
@@ -146,10 +147,21 @@ pub(crate) async fn start_server_with(
     dir: &std::path::Path,
     args: &[&str],
 ) -> Result<(tokio::process::Child, String), TestError> {
+    start_server_env(url, dir, args, &[]).await
+}
+
+/// As [`start_server_with`], with `env` set for the server.
+pub(crate) async fn start_server_env(
+    url: &str,
+    dir: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> Result<(tokio::process::Child, String), TestError> {
     use tokio::io::AsyncBufReadExt;
     let mut server = opsrun(url, dir)
         .args(["serve", "--bind", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .stdout(std::process::Stdio::piped())
         .stderr(std::fs::File::create(dir.join("serve.log"))?)
         .spawn()?;
