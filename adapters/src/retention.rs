@@ -63,10 +63,13 @@ impl Retention for SqlRetention {
         };
         let notifications = "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
              WHERE created_at < $3 LIMIT $2) AND $1 = $1";
+        let deliveries = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
+             WHERE state <> 'pending' AND created_at < $3 LIMIT $2) AND $1 = $1";
         Ok(Pruned {
             jobs: self.delete(jobs, before, batch).await?,
             workers: self.delete(workers, before, batch).await?,
             notifications: self.delete(notifications, before, batch).await?,
+            webhook_deliveries: self.delete(deliveries, before, batch).await?,
         })
     }
 }

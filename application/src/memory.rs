@@ -758,9 +758,11 @@ impl Retention for MemoryRunStore {
             .map(|n| n.id)
             .collect();
         state.notifications.retain(|n| !old.contains(&n.id));
+        let webhook_deliveries = state.webhooks.prune(before, batch);
         // The memory store keeps no queue jobs or worker rows.
         Ok(Pruned {
             notifications: old.len() as u64,
+            webhook_deliveries,
             ..Pruned::default()
         })
     }

@@ -20,6 +20,19 @@ pub(super) struct Webhooks {
 }
 
 impl Webhooks {
+    /// Drops at most `batch` ended deliveries created before `before`; how many.
+    pub(super) fn prune(&mut self, before: Timestamp, batch: u32) -> u64 {
+        let old: Vec<DeliveryId> = self
+            .deliveries
+            .iter()
+            .filter(|d| d.state != DeliveryState::Pending && d.created_at < before)
+            .take(batch as usize)
+            .map(|d| d.id)
+            .collect();
+        self.deliveries.retain(|d| !old.contains(&d.id));
+        old.len() as u64
+    }
+
     /// Queues `event` of `run` for every endpoint of its workspace that subscribes to it and
     /// may see its tenant (called inside the transition's lock: the outbox).
     pub(super) fn enqueue(&mut self, run: &OperationRun, event: WebhookEvent, at: Timestamp) {

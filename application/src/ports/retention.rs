@@ -14,6 +14,8 @@ pub struct Pruned {
     pub workers: u64,
     /// Notifications.
     pub notifications: u64,
+    /// Webhook deliveries that ended (delivered or failed); pending ones are kept.
+    pub webhook_deliveries: u64,
 }
 
 /// Prunes what no active run needs, older than a cutoff, at most `batch` rows of each kind per

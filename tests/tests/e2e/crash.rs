@@ -437,11 +437,44 @@ async fn a_queued_run_whose_job_is_lost_runs_after_maintenance_on_postgres() -> 
 async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), TestError> {
     use opsrun_application::ports::{JobQueue, Pruned};
 
+    use opsrun_application::ports::{AttemptRecord, NewEndpoint, WebhookStore};
+
     let running = Running::start(&url, SimulationSettings::default()).await?;
+    // A webhook endpoint: the completion below writes one delivery for it.
+    let hooks = running.backend.store.clone();
+    let endpoint = hooks
+        .add_endpoint(NewEndpoint {
+            workspace: running.tenant.workspace,
+            url: "https://hooks.example.com/opsrun".to_owned(),
+            events: [opsrun_domain::WebhookEvent::Completed].into(),
+            scope: opsrun_application::TenantScope::All,
+            secret: "whsec_test".to_owned(),
+            created_by: None,
+            at: Timestamp::from_millis(0),
+        })
+        .await?;
     let done = running
         .start_run(RunParams::EvidenceSnapshotGenerate { dimensions: None })
         .await?;
     running.completed(done).await?;
+    // It ends failed; a redelivery of it stays pending (and is kept).
+    let delivery = hooks.deliveries(endpoint.id, 10).await?[0].clone();
+    hooks
+        .record_attempt(
+            delivery.id,
+            AttemptRecord {
+                at: delivery.occurred_at,
+                status: Some(500),
+                latency_ms: 1,
+                error: Some("the endpoint answered 500".to_owned()),
+                state: opsrun_domain::DeliveryState::Failed,
+                next_attempt_at: None,
+            },
+        )
+        .await?;
+    hooks
+        .redeliver(endpoint.id, delivery.id, delivery.occurred_at)
+        .await?;
     let (backend, stack, user, tenant) = (
         running.backend.clone(),
         running.stack.clone(),
@@ -474,7 +507,11 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
     assert_eq!(first.jobs, 1, "{first:?}");
     assert_eq!(first.workers, 2, "{first:?}");
     assert_eq!(first.notifications, 1, "{first:?}");
+    assert_eq!(first.webhook_deliveries, 1, "{first:?}");
     assert_eq!(second, Pruned::default());
+    let left = hooks.deliveries(endpoint.id, 10).await?;
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].state, opsrun_domain::DeliveryState::Pending);
     assert!(kept);
     assert!(notes.is_empty());
     Ok(())
