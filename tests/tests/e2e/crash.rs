@@ -547,8 +547,9 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         SimulationSettings {
             policies: 0,
             // Workers spend nearly all their time inside the provider call, so the cancel
-            // finds calls in flight.
-            latency_ms: 150,
+            // finds calls in flight; long calls, so a cancel that waits for SQLite's write
+            // lock behind the workers' records (a loaded machine) still lands inside them.
+            latency_ms: 400,
             failure_rate: 0.0,
             seed: 1,
         },
@@ -591,8 +592,8 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let cancelled = running.stack.service.cancel_run(id, None).await?;
-    // Let every call that was in flight end at the provider (each takes 150 ms).
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Let every call that was in flight end at the provider (each takes 400 ms).
+    tokio::time::sleep(Duration::from_millis(2_000)).await;
     let restored_rows = db
         .query_all_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
