@@ -104,13 +104,16 @@ impl HealthProbe for SqlHealth {
         let window = i64::try_from(self.queue.settings().liveness_window().as_secs())
             .unwrap_or(i64::MAX)
             .saturating_add(1);
-        // Due jobs not started, per queue, and the age of the oldest (apalis keeps `run_at`
-        // as timestamptz on PostgreSQL and as epoch seconds on SQLite).
+        // Due jobs no worker has fetched, per queue, and the age of the oldest: waiting ones
+        // and failed ones with attempts left (apalis fetches both; `Queued` is fetched
+        // already). apalis keeps `run_at` as timestamptz on PostgreSQL and as epoch seconds on
+        // SQLite.
         let (due, alive) = match backend {
             sea_orm::DbBackend::Postgres => (
                 "SELECT job_type, COUNT(*) AS due, \
                  CAST(EXTRACT(EPOCH FROM (now() - MIN(run_at))) * 1000 AS BIGINT) AS oldest_ms \
-                 FROM apalis.jobs WHERE status IN ('Pending', 'Queued') AND run_at <= now() \
+                 FROM apalis.jobs WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
+                 AND run_at <= now() \
                  GROUP BY job_type",
                 "SELECT COUNT(*) AS n FROM apalis.workers \
                  WHERE last_seen > now() - ($1 * interval '1 second')",
@@ -118,7 +121,7 @@ impl HealthProbe for SqlHealth {
             _ => (
                 "SELECT job_type, COUNT(*) AS due, \
                  (CAST(strftime('%s', 'now') AS INTEGER) - MIN(run_at)) * 1000 AS oldest_ms \
-                 FROM Jobs WHERE status IN ('Pending', 'Queued') \
+                 FROM Jobs WHERE (status = 'Pending' OR (status = 'Failed' AND attempts < max_attempts)) \
                  AND run_at <= CAST(strftime('%s', 'now') AS INTEGER) GROUP BY job_type",
                 "SELECT COUNT(*) AS n FROM Workers \
                  WHERE last_seen > CAST(strftime('%s', 'now') AS INTEGER) - $1",

@@ -63,8 +63,10 @@ impl Retention for SqlRetention {
         };
         let notifications = "DELETE FROM notifications WHERE id IN (SELECT id FROM notifications \
              WHERE created_at < $3 LIMIT $2) AND $1 = $1";
-        let deliveries = "DELETE FROM webhook_deliveries WHERE id IN (SELECT id FROM webhook_deliveries \
-             WHERE state <> 'pending' AND created_at < $3 LIMIT $2) AND $1 = $1";
+        // Ended deliveries, and any left behind by an endpoint removed while its run completed.
+        let deliveries = "DELETE FROM webhook_deliveries WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+             WHERE d.created_at < $3 AND (d.state <> 'pending' OR NOT EXISTS \
+             (SELECT 1 FROM webhook_endpoints e WHERE e.id = d.endpoint_id)) LIMIT $2) AND $1 = $1";
         Ok(Pruned {
             jobs: self.delete(jobs, before, batch).await?,
             workers: self.delete(workers, before, batch).await?,

@@ -83,6 +83,9 @@ impl WebhookSender {
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
+            // A proxy from the environment (HTTPS_PROXY) would resolve the target itself and
+            // bypass the address check: deliveries always connect directly.
+            .no_proxy()
             .user_agent(concat!("opsrun-webhooks/", env!("CARGO_PKG_VERSION")))
             .pool_max_idle_per_host(2);
         if !policy.allow_private {

@@ -102,7 +102,7 @@ async fn access_log(
     let span = tracing::info_span!(
         target: "opsrun::http",
         "http.request",
-        otel.name = %format!("{method} {route}"),
+        otel.name = %format!("{} {route}", metrics::method_label(&method)),
         otel.kind = "server",
         http.request.method = %method,
         http.route = %route,
@@ -117,7 +117,7 @@ async fn access_log(
     let mut response = with_request_id(answered, &id).await;
     response.headers_mut().insert(REQUEST_ID, id.clone());
     metrics::request(
-        method.as_str(),
+        metrics::method_label(&method),
         &route,
         response.status().as_u16(),
         started.elapsed().as_secs_f64(),

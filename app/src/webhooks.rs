@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use opsrun_adapters::webhooks::WebhookSender;
 use opsrun_application::ports::DueDelivery;
 use opsrun_application::read_models::RunSummary;
@@ -15,10 +14,9 @@ use serde::Serialize;
 use crate::web::api::dto::{RunDoc, rfc3339};
 use crate::wiring::Stack;
 
-/// Deliveries claimed per round.
-const BATCH: u32 = 32;
-/// Attempts in flight at once.
-const CONCURRENCY: usize = 8;
+/// Deliveries claimed per round: all of them are sent at once, so each is attempted within
+/// its lease (a claim of more than are sent at once could outlive its lease while waiting).
+const BATCH: u32 = 8;
 /// How often due retries are looked for when nothing wakes the dispatcher sooner.
 const POLL: Duration = Duration::from_millis(500);
 
@@ -71,13 +69,14 @@ pub async fn dispatch_loop(
             }
         };
         let full = claimed.len() == BATCH as usize;
-        futures::stream::iter(claimed)
-            .for_each_concurrent(CONCURRENCY, |due| {
-                let stack = &stack;
-                let sender = &sender;
-                async move { attempt(stack, sender, due).await }
-            })
-            .await;
+        let round =
+            futures::future::join_all(claimed.into_iter().map(|due| attempt(&stack, &sender, due)));
+        // A stopping process does not wait out slow endpoints: the attempts cut short are
+        // claimed again once their leases end (at least once).
+        tokio::select! {
+            _ = round => {}
+            _ = stop.changed() => return,
+        }
         if full {
             continue;
         }
@@ -114,7 +113,11 @@ async fn attempt(stack: &Stack, sender: &WebhookSender, due: DueDelivery) {
     let status = result.status;
     let latency = result.latency_ms;
     match stack.dispatch.settle(&due, result).await {
-        Ok(state) => {
+        Ok(None) => tracing::warn!(
+            delivery = due.delivery.id.0,
+            "a webhook attempt outlived its claim; another dispatcher has the delivery"
+        ),
+        Ok(Some(state)) => {
             let outcome = match state {
                 DeliveryState::Delivered => "delivered",
                 DeliveryState::Pending => "retry",

@@ -106,12 +106,21 @@ pub struct EndpointRequest {
 }
 
 /// An endpoint just registered: its secret is shown once.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RegisteredEndpoint {
     /// The endpoint.
     pub endpoint: Endpoint,
     /// Its signing secret (`whsec_` and 64 hex digits).
     pub secret: String,
+}
+
+impl fmt::Debug for RegisteredEndpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegisteredEndpoint")
+            .field("endpoint", &self.endpoint)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Registers, lists and removes endpoints, reads their delivery logs and redelivers.
@@ -337,7 +346,9 @@ impl WebhookDispatch {
             .await
     }
 
-    /// Records attempt `result` of `due` and returns the delivery's new state.
+    /// Records attempt `result` of `due` and returns the delivery's new state; `None` when the
+    /// claim no longer held it (its lease ran out and another dispatcher took it): nothing
+    /// was recorded.
     ///
     /// # Errors
     ///
@@ -346,7 +357,7 @@ impl WebhookDispatch {
         &self,
         due: &DueDelivery,
         result: AttemptResult,
-    ) -> Result<DeliveryState, StoreError> {
+    ) -> Result<Option<DeliveryState>, StoreError> {
         let delivery = &due.delivery;
         let attempts = delivery.attempts.saturating_add(1);
         let accepted =
@@ -380,9 +391,11 @@ impl WebhookDispatch {
                 )
             }))
         };
-        self.store
+        let recorded = self
+            .store
             .record_attempt(
                 delivery.id,
+                due.lease_until,
                 AttemptRecord {
                     at: result.at,
                     status: result.status,
@@ -393,7 +406,7 @@ impl WebhookDispatch {
                 },
             )
             .await?;
-        Ok(state)
+        Ok(recorded.then_some(state))
     }
 }
 

@@ -196,18 +196,29 @@ fn is_public_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return is_public_v4(v4);
     }
-    let first = ip.segments()[0];
+    let segments = ip.segments();
+    let first = segments[0];
+    // ::ffff:0:a.b.c.d (IPv4-translated) embeds an IPv4 address too.
+    if segments[..4] == [0, 0, 0, 0] && segments[4] == 0xffff && segments[5] == 0 {
+        let [a, b] = segments[6].to_be_bytes();
+        let [c, d] = segments[7].to_be_bytes();
+        return is_public_v4(Ipv4Addr::new(a, b, c, d));
+    }
     !(ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
         // fc00::/7 unique local, fe80::/10 link-local.
         || (first & 0xfe00) == 0xfc00
         || (first & 0xffc0) == 0xfe80
-        // 2001:db8::/32 documentation.
-        || (first == 0x2001 && ip.segments()[1] == 0x0db8)
-        // 64:ff9b::/96 NAT64 and ::/96 IPv4-compatible can reach IPv4 internals.
-        || (first == 0x0064 && ip.segments()[1] == 0xff9b)
-        || ip.segments()[..6].iter().all(|s| *s == 0))
+        // fec0::/10 site-local (deprecated, still routed inside some networks).
+        || (first & 0xffc0) == 0xfec0
+        // 2001:db8::/32 documentation; 2001::/32 Teredo and 2002::/16 6to4 embed IPv4.
+        || (first == 0x2001 && (segments[1] == 0x0db8 || segments[1] == 0))
+        || first == 0x2002
+        // 64:ff9b::/96 and 64:ff9b:1::/48 NAT64 and ::/96 IPv4-compatible can reach IPv4
+        // internals.
+        || (first == 0x0064 && segments[1] == 0xff9b)
+        || segments[..6].iter().all(|s| *s == 0))
 }
 
 #[cfg(test)]
@@ -215,7 +226,9 @@ mod tests {
     use super::*;
 
     fn ip(text: &str) -> IpAddr {
-        text.parse().unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
+        // A typo in the lists below must fail, not test 0.0.0.0.
+        text.parse()
+            .unwrap_or_else(|_| panic!("not an address: {text}"))
     }
 
     #[test]
@@ -241,7 +254,12 @@ mod tests {
             "::ffff:10.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::a00:1",
+            "64:ff9b:1::a00:1",
             "2001:db8::1",
+            "2001:0:4136:e378:8000:63bf:3fff:fdd2",
+            "2002:c0a8:101::1",
+            "fec0::1",
+            "::ffff:0:7f00:1",
         ] {
             assert!(!is_public_address(ip(private)), "{private}");
         }

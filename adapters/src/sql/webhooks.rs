@@ -281,6 +281,18 @@ impl WebhookStore for SqlRunStore {
         lease_until: Timestamp,
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError> {
+        // A plain read first: most wake-ups find nothing due, and need no write lock.
+        let any = self
+            .rows(
+                self.connection(),
+                "SELECT id FROM webhook_deliveries WHERE state = 'pending' \
+                 AND next_attempt_at <= $1 LIMIT 1",
+                vec![now.as_millis().into()],
+            )
+            .await?;
+        if any.is_empty() {
+            return Ok(Vec::new());
+        }
         let tx = self.write_tx().await?;
         // PostgreSQL: concurrent dispatchers skip each other's rows instead of waiting;
         // SQLite serializes write transactions already.
@@ -336,6 +348,7 @@ impl WebhookStore for SqlRunStore {
                     delivery: Self::delivery_of(row)?,
                     endpoint: Self::endpoint_of_claim(row)?,
                     secret: Self::text(row, "secret")?,
+                    lease_until,
                 })
             })
             .collect()
@@ -344,25 +357,30 @@ impl WebhookStore for SqlRunStore {
     async fn record_attempt(
         &self,
         id: DeliveryId,
+        lease_until: Timestamp,
         attempt: AttemptRecord,
-    ) -> Result<(), StoreError> {
-        self.exec(
-            self.connection(),
-            "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, \
+    ) -> Result<bool, StoreError> {
+        // Fenced by the claim: only while this claim's lease is the row's due time.
+        let changed = self
+            .exec(
+                self.connection(),
+                "UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, \
              next_attempt_at = $3, last_attempt_at = $4, last_status = $5, \
-             last_latency_ms = $6, last_error = $7 WHERE id = $1",
-            vec![
-                id.0.into(),
-                attempt.state.key().into(),
-                attempt.next_attempt_at.map(Timestamp::as_millis).into(),
-                attempt.at.as_millis().into(),
-                attempt.status.map(i64::from).into(),
-                attempt.latency_ms.into(),
-                attempt.error.into(),
-            ],
-        )
-        .await?;
-        Ok(())
+             last_latency_ms = $6, last_error = $7 \
+             WHERE id = $1 AND state = 'pending' AND next_attempt_at = $8",
+                vec![
+                    id.0.into(),
+                    attempt.state.key().into(),
+                    attempt.next_attempt_at.map(Timestamp::as_millis).into(),
+                    attempt.at.as_millis().into(),
+                    attempt.status.map(i64::from).into(),
+                    attempt.latency_ms.into(),
+                    attempt.error.into(),
+                    lease_until.as_millis().into(),
+                ],
+            )
+            .await?;
+        Ok(changed == 1)
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {

@@ -63,6 +63,7 @@ pub async fn render(stack: &Stack) -> String {
     let Some(handle) = handle() else {
         return String::new();
     };
+    let mut errors = 0_u32;
     match stack.models.census().await {
         Ok((census, stale)) => {
             let mut now = BTreeSet::new();
@@ -83,11 +84,10 @@ pub async fn render(stack: &Stack) -> String {
                 }
             }
             metrics::gauge!("opsrun_runs_stale").set(stale as f64);
-            metrics::gauge!("opsrun_scrape_errors").set(0.0);
         }
         Err(error) => {
             tracing::warn!(%error, "metrics: runs could not be counted");
-            metrics::gauge!("opsrun_scrape_errors").increment(1.0);
+            errors += 1;
         }
     }
     match stack.readiness.gauges().await {
@@ -110,7 +110,7 @@ pub async fn render(stack: &Stack) -> String {
         }
         Err(error) => {
             tracing::warn!(%error, "metrics: the queues could not be read");
-            metrics::gauge!("opsrun_scrape_errors").increment(1.0);
+            errors += 1;
         }
     }
     match stack.webhooks.delivery_counts().await {
@@ -121,19 +121,39 @@ pub async fn render(stack: &Stack) -> String {
         }
         Err(error) => {
             tracing::warn!(%error, "metrics: webhook deliveries could not be counted");
-            metrics::gauge!("opsrun_scrape_errors").increment(1.0);
+            errors += 1;
         }
     }
+    metrics::gauge!("opsrun_scrape_errors").set(f64::from(errors));
     // The exporter has no task of its own here: drain histogram buffers on each scrape.
     handle.run_upkeep();
     handle.render()
 }
 
+/// The method as a label: the standard ones, `_OTHER` for the rest (a client can send any
+/// token as a method; the label set stays bounded).
+#[must_use]
+pub fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "_OTHER",
+    }
+}
+
 /// Counts an HTTP request (the access log's middleware calls it).
-pub fn request(method: &str, route: &str, status: u16, seconds: f64) {
-    metrics::counter!("opsrun_http_requests_total", "method" => method.to_owned(), "route" => route.to_owned(), "status" => status.to_string())
+pub fn request(method: &'static str, route: &str, status: u16, seconds: f64) {
+    metrics::counter!("opsrun_http_requests_total", "method" => method, "route" => route.to_owned(), "status" => status.to_string())
         .increment(1);
-    metrics::histogram!("opsrun_http_request_seconds", "method" => method.to_owned(), "route" => route.to_owned())
+    metrics::histogram!("opsrun_http_request_seconds", "method" => method, "route" => route.to_owned())
         .record(seconds);
 }
 

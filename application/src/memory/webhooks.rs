@@ -202,6 +202,7 @@ impl WebhookStore for MemoryRunStore {
                     delivery: before,
                     endpoint: endpoint.clone(),
                     secret: secret.clone(),
+                    lease_until,
                 });
             }
         }
@@ -211,10 +212,16 @@ impl WebhookStore for MemoryRunStore {
     async fn record_attempt(
         &self,
         id: DeliveryId,
+        lease_until: Timestamp,
         attempt: AttemptRecord,
-    ) -> Result<(), StoreError> {
+    ) -> Result<bool, StoreError> {
         let mut state = self.lock();
-        if let Some(d) = state.webhooks.deliveries.iter_mut().find(|d| d.id == id) {
+        let held = state.webhooks.deliveries.iter_mut().find(|d| {
+            d.id == id
+                && d.state == DeliveryState::Pending
+                && d.next_attempt_at == Some(lease_until)
+        });
+        if let Some(d) = held {
             d.attempts = d.attempts.saturating_add(1);
             d.state = attempt.state;
             d.next_attempt_at = attempt.next_attempt_at;
@@ -222,8 +229,9 @@ impl WebhookStore for MemoryRunStore {
             d.last_status = attempt.status;
             d.last_latency_ms = Some(attempt.latency_ms);
             d.last_error = attempt.error;
+            return Ok(true);
         }
-        Ok(())
+        Ok(false)
     }
 
     async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError> {

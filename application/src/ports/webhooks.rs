@@ -29,7 +29,7 @@ impl std::fmt::Display for DeliveryId {
 }
 
 /// What a new endpoint is registered with.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct NewEndpoint {
     /// Its workspace: only this workspace's runs are delivered to it.
     pub workspace: WorkspaceId,
@@ -46,6 +46,19 @@ pub struct NewEndpoint {
     pub created_by: Option<UserId>,
     /// When.
     pub at: Timestamp,
+}
+
+// The secret never reaches a log line through `{:?}`.
+impl std::fmt::Debug for NewEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewEndpoint")
+            .field("workspace", &self.workspace)
+            .field("url", &self.url)
+            .field("events", &self.events)
+            .field("scope", &self.scope)
+            .field("secret", &"<redacted>")
+            .finish_non_exhaustive()
+    }
 }
 
 /// A registered endpoint, without its secret.
@@ -106,7 +119,7 @@ pub struct Delivery {
 }
 
 /// A due delivery claimed by one dispatcher, with what it needs to send it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct DueDelivery {
     /// The delivery (its `attempts` before this one).
     pub delivery: Delivery,
@@ -114,6 +127,20 @@ pub struct DueDelivery {
     pub endpoint: Endpoint,
     /// The endpoint's signing secret.
     pub secret: String,
+    /// Until when this claim holds it: an attempt is recorded only while it does (see
+    /// [`WebhookStore::record_attempt`]).
+    pub lease_until: Timestamp,
+}
+
+impl std::fmt::Debug for DueDelivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DueDelivery")
+            .field("delivery", &self.delivery)
+            .field("endpoint", &self.endpoint)
+            .field("lease_until", &self.lease_until)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The result of one attempt, as the store records it.
@@ -173,12 +200,15 @@ pub trait WebhookStore: Send + Sync {
         limit: u32,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
-    /// Records an attempt of delivery `id`.
+    /// Records an attempt of delivery `id` claimed until `lease_until`; `false` (nothing
+    /// recorded) when that claim no longer holds it (its lease ran out and another dispatcher
+    /// claimed it, or it is no longer pending), so a late answer never overwrites a newer one.
     async fn record_attempt(
         &self,
         id: DeliveryId,
+        lease_until: Timestamp,
         attempt: AttemptRecord,
-    ) -> Result<(), StoreError>;
+    ) -> Result<bool, StoreError>;
 
     /// How many deliveries are in each state (for metrics).
     async fn delivery_counts(&self) -> Result<Vec<(DeliveryState, u64)>, StoreError>;

@@ -459,9 +459,18 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
     running.completed(done).await?;
     // It ends failed; a redelivery of it stays pending (and is kept).
     let delivery = hooks.deliveries(endpoint.id, 10).await?[0].clone();
+    let claimed = hooks
+        .claim_due(
+            delivery.occurred_at,
+            delivery.occurred_at.plus_millis(1),
+            10,
+        )
+        .await?;
+    assert_eq!(claimed.len(), 1);
     hooks
         .record_attempt(
             delivery.id,
+            claimed[0].lease_until,
             AttemptRecord {
                 at: delivery.occurred_at,
                 status: Some(500),

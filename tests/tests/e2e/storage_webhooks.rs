@@ -104,9 +104,25 @@ contract!(
             .ok_or("no claim of the first endpoint")?;
         assert_eq!(first.secret, "whsec_https://a.example/");
         assert_eq!(first.endpoint.scope, TenantScope::All);
+        assert_eq!(first.lease_until, t(5_000));
+        let late = AttemptRecord {
+            at: t(255),
+            status: Some(503),
+            latency_ms: 12,
+            error: Some("the endpoint answered 503".to_owned()),
+            state: DeliveryState::Pending,
+            next_attempt_at: Some(t(1_000)),
+        };
+        // A claim that no longer holds the delivery records nothing.
+        assert!(
+            !hooks
+                .record_attempt(first.delivery.id, t(4_000), late.clone())
+                .await?
+        );
         hooks
             .record_attempt(
                 first.delivery.id,
+                first.lease_until,
                 AttemptRecord {
                     at: t(260),
                     status: Some(503),
@@ -117,6 +133,12 @@ contract!(
                 },
             )
             .await?;
+        // Recorded once: the same claim cannot record again.
+        assert!(
+            !hooks
+                .record_attempt(first.delivery.id, first.lease_until, late)
+                .await?
+        );
         let again = hooks.claim_due(t(1_000), t(2_000), 10).await?;
         assert_eq!(
             again.iter().map(|c| c.delivery.id).collect::<Vec<_>>(),
@@ -128,6 +150,7 @@ contract!(
         hooks
             .record_attempt(
                 first.delivery.id,
+                again[0].lease_until,
                 AttemptRecord {
                     at: t(1_010),
                     status: Some(200),

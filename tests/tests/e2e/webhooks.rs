@@ -28,6 +28,8 @@ struct Seen {
     /// Bodies accepted, per event id (the last one).
     bodies: HashMap<String, Value>,
     bad_signatures: u32,
+    /// Every request that reached the receiver, signed or not.
+    requests: u32,
 }
 
 type Receiver = Arc<Mutex<Seen>>;
@@ -84,6 +86,7 @@ fn verify(secret: &str, headers: &HeaderMap, body: &[u8]) -> bool {
 
 async fn receive(State(seen): State<Receiver>, headers: HeaderMap, body: Bytes) -> StatusCode {
     let mut seen = lock(&seen);
+    seen.requests += 1;
     let Some(secret) = seen.secret.clone() else {
         return StatusCode::SERVICE_UNAVAILABLE;
     };
@@ -505,10 +508,7 @@ async fn webhooks_never_reach_private_addresses_unless_allowed() -> Result<(), T
         last_error.contains("does not call"),
         "the delivery was not refused for its address: {last_error:?}"
     );
-    assert!(
-        lock(&seen).attempts.is_empty(),
-        "a request reached the receiver"
-    );
+    assert_eq!(lock(&seen).requests, 0, "a request reached the receiver");
     server.start_kill()?;
     Ok(())
 }

@@ -67,11 +67,10 @@ impl MigrationTrait for Migration {
                     .col(big_integer_null("last_latency_ms"))
                     .col(text_null("last_error"))
                     .col(big_integer_null("redelivery_of"))
-                    .foreign_key(
-                        ForeignKey::create()
-                            .from("webhook_deliveries", "endpoint_id")
-                            .to("webhook_endpoints", "id"),
-                    )
+                    // No foreign key to the endpoint: a completion's insert must never wait
+                    // on (or fail with) an endpoint's concurrent removal. A delivery whose
+                    // endpoint is gone is never claimed (claims join the endpoint) and is
+                    // pruned by retention.
                     .to_owned(),
             )
             .await?;

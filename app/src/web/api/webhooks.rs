@@ -34,7 +34,7 @@ pub struct WebhookDoc {
 }
 
 /// A webhook endpoint just registered: `secret` signs its deliveries and is shown this once.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Serialize, ToSchema)]
 pub struct RegisteredWebhookDoc {
     /// The endpoint.
     #[serde(flatten)]
@@ -42,6 +42,15 @@ pub struct RegisteredWebhookDoc {
     /// The signing secret (`whsec_` and 64 hex digits).
     #[schema(example = "whsec_4f0c…")]
     pub secret: String,
+}
+
+impl std::fmt::Debug for RegisteredWebhookDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegisteredWebhookDoc")
+            .field("webhook", &self.webhook)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
 }
 
 /// The workspace's webhook endpoints, newest first.
