@@ -48,6 +48,9 @@ async fn metrics_listener(
     let bound = listener
         .local_addr()
         .context("failed to read the bound metrics address")?;
+    // The recorder is installed before anything is served or run, so nothing counted
+    // before the first scrape is lost.
+    crate::web::metrics::handle();
     let stack = stack.clone();
     tokio::spawn(async move {
         let stopped = crate::web::metrics::serve(listener, stack, async {

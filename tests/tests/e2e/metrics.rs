@@ -244,6 +244,11 @@ async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestErro
     assert_eq!(value(&s, "opsrun_runs_stale", &[]), 0.0);
     assert!(value(&s, "opsrun_workers_alive", &[]) >= 1.0);
     assert_eq!(value(&s, "opsrun_queue_due_jobs", &[]), 0.0);
+    let http: Vec<String> = s
+        .iter()
+        .filter(|x| x.metric == "opsrun_http_requests_total")
+        .map(|x| format!("{:?} {}", x.labels, x.value))
+        .collect();
     assert_eq!(
         value(
             &s,
@@ -254,7 +259,8 @@ async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestErro
                 ("status", "202")
             ]
         ),
-        ids.len() as f64
+        ids.len() as f64,
+        "{http:?}"
     );
     assert_eq!(value(&s, "opsrun_webhook_deliveries", &[]), 0.0);
     for name in [
