@@ -3,6 +3,7 @@
 //! count rule; every rule comes from `opsrun-domain` and is only enforced atomically here.
 
 pub mod backend;
+pub mod chunk;
 pub mod clock;
 pub mod events;
 pub mod health;

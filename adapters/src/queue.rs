@@ -91,13 +91,18 @@ pub struct RunJob {
     pub trace: Option<String>,
 }
 
-/// The payload of a fan-out child job.
+/// The payload of a fan-out child job: a chunk of the parent's items (see
+/// [`opsrun_domain::chunk_size`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChildJob {
     /// The parent run.
     pub parent: i64,
-    /// The item of the parent's work set.
-    pub item: String,
+    /// One item (the payload of jobs enqueued before chunks existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub item: Option<String>,
+    /// The items of the parent's work set this job carries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub items: Vec<String>,
     /// The W3C `traceparent` of the span that fanned it out (see [`crate::trace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
@@ -280,6 +285,7 @@ const CHILD_TOP_PRIORITY: usize = 1_000_000;
 struct WorkerState {
     writers: Writers,
     max_attempts: u32,
+    retry_delay: Duration,
     queue: Arc<dyn JobQueue>,
 }
 
@@ -328,36 +334,29 @@ async fn handle_run(
 
 async fn handle_child(
     job: ChildJob,
-    current: ApalisAttempt,
+    _current: ApalisAttempt,
     state: Data<WorkerState>,
 ) -> Result<(), BoxDynError> {
-    // A malformed payload can never succeed: ignore it rather than retry it forever.
-    let Ok(item) = ItemKey::parse(&job.item) else {
-        return Ok(());
+    // A malformed item can never succeed: it is skipped rather than retried forever.
+    let items: Vec<ItemKey> = job
+        .item
+        .iter()
+        .chain(job.items.iter())
+        .filter_map(|key| ItemKey::parse(key).ok())
+        .collect();
+    let retries = crate::chunk::ItemRetries {
+        max_attempts: state.max_attempts,
+        first_delay: state.retry_delay,
     };
-    use tracing::Instrument as _;
-    // A trace of its own, linked to the run that fanned it out (not one giant trace).
-    let span = tracing::info_span!(
-        target: "opsrun::jobs",
-        "opsrun.item",
-        otel.name = "opsrun.item",
-        otel.kind = "consumer",
-        opsrun.run_id = job.parent,
-        opsrun.item = %item,
-        opsrun.attempt = current.current(),
-        opsrun.family = tracing::field::Empty,
-        opsrun.tenant = tracing::field::Empty,
-        opsrun.outcome = tracing::field::Empty,
-    );
-    crate::trace::link_to(&span, job.trace.as_deref());
-    let parent = RunId::new(job.parent);
-    handle(
-        Job::RestoreChild { parent, item },
-        current.current(),
-        &state,
+    crate::chunk::run_chunk(
+        &state.writers,
+        RunId::new(job.parent),
+        items,
+        retries,
+        job.trace.as_deref(),
     )
-    .instrument(span)
     .await
+    .map_err(|error| Box::new(error) as BoxDynError)
 }
 
 impl ApalisQueue {
@@ -583,6 +582,7 @@ impl ApalisQueue {
         let state = WorkerState {
             writers,
             max_attempts: self.settings.max_attempts.max(1),
+            retry_delay: self.settings.retry_delay,
             queue: Arc::new(self.clone()),
         };
         let settings = self.settings;
@@ -751,10 +751,17 @@ impl JobQueue for ApalisQueue {
         let max = self.max_attempts();
         let per_round = self.settings.concurrency.max(1);
         let trace = crate::trace::current();
-        let tasks = items.into_iter().enumerate().map(move |(i, item)| {
+        // Chunks: ~100 durable jobs for 10,000 items, one per item for a small fan-out.
+        let size = opsrun_domain::chunk_size(items.len(), per_round);
+        let chunks: Vec<Vec<String>> = items
+            .chunks(size)
+            .map(|chunk| chunk.iter().map(|k| k.as_str().to_owned()).collect())
+            .collect();
+        let tasks = chunks.into_iter().enumerate().map(move |(i, items)| {
             TaskBuilder::new(ChildJob {
                 parent: parent.value(),
-                item: item.as_str().to_owned(),
+                item: None,
+                items,
                 trace: trace.clone(),
             })
             .max_attempts(max)

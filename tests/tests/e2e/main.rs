@@ -5,6 +5,7 @@ mod browser;
 mod cli;
 mod control;
 mod crash;
+mod fanout;
 mod host;
 mod http;
 mod metrics;

@@ -1,0 +1,272 @@
+//! Chunked fan-out through the real queue: a 1,000-item restore is 100 durable child jobs of
+//! 10 items (not 1,000 jobs), its items are still counted one by one (the bar moves by single
+//! items, not by chunks), and every item is recorded exactly once.
+
+use std::time::Duration;
+
+use opsrun_application::RunParams;
+use opsrun_application::ports::RunQueries as _;
+use opsrun_application::ports::SimulationSettings;
+use opsrun_domain::{RunOutcome, SummaryKey};
+use opsrun_tests::{TestError, fresh_postgres_database, fresh_sqlite_file};
+use sea_orm::ConnectionTrait as _;
+
+use crate::runtime::Running;
+
+const ITEMS: usize = 1_000;
+
+async fn a_fan_out_runs_in_chunks_counted_item_by_item(url: String) -> Result<(), TestError> {
+    let running = Running::start(
+        &url,
+        SimulationSettings {
+            policies: 0,
+            latency_ms: 20,
+            failure_rate: 0.0,
+            seed: 1,
+        },
+    )
+    .await?;
+    let set = crate::crash::backup_set(&running, "chunked", ITEMS).await?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    // Watch the count as it moves.
+    let mut seen = vec![0_u64];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let run = running.backend.store.run(id).await?;
+        let processed = run.counts().get_or_zero(SummaryKey::Processed);
+        if seen.last() != Some(&processed) {
+            seen.push(processed);
+        }
+        if run.is_completed() {
+            break;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the fan-out did not complete: {processed}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let run = running.completed(id).await?;
+    let db = opsrun_adapters::sql::connect(&url, 1).await?;
+    let table = match db.get_database_backend() {
+        sea_orm::DbBackend::Postgres => "apalis.jobs",
+        _ => "Jobs",
+    };
+    let rows = db
+        .query_all_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!("SELECT COUNT(*) AS n FROM {table} WHERE job_type = 'opsrun.children'"),
+        ))
+        .await?;
+    let jobs = rows
+        .first()
+        .and_then(|r| r.try_get::<i64>("", "n").ok())
+        .unwrap_or(-1);
+    let ledger = running.backend.store.ledger(id).await?.len();
+    running.stop().await?;
+
+    let size = opsrun_domain::chunk_size(ITEMS, 8);
+    assert_eq!(size, 10);
+    assert_eq!(jobs, 100, "one durable job per chunk of {size}");
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    for key in [
+        SummaryKey::Total,
+        SummaryKey::Processed,
+        SummaryKey::Succeeded,
+    ] {
+        assert_eq!(run.counts().get(key), Some(ITEMS as u64), "{key:?}");
+    }
+    assert_eq!(ledger, ITEMS);
+    // Recorded item by item: the count was seen between chunk boundaries.
+    assert!(
+        seen.iter().any(|n| n % size as u64 != 0),
+        "the count only moved in chunk-sized steps: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0] < w[1]), "never backwards");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_runs_in_chunks_counted_item_by_item_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_fan_out_runs_in_chunks_counted_item_by_item(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_runs_in_chunks_counted_item_by_item_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_fan_out_runs_in_chunks_counted_item_by_item(url).await
+}
+
+/// The restore family with faults injected into its child items: `flaky` fails transiently
+/// twice and then works; `broken` always fails transiently.
+struct Faulty {
+    inner: std::sync::Arc<dyn opsrun_application::families::Family>,
+    flaky: opsrun_domain::ItemKey,
+    broken: opsrun_domain::ItemKey,
+    calls: std::sync::Mutex<std::collections::HashMap<opsrun_domain::ItemKey, u32>>,
+}
+
+#[async_trait::async_trait]
+impl opsrun_application::families::Describe for Faulty {
+    fn operation_type(&self) -> opsrun_domain::OperationType {
+        self.inner.operation_type()
+    }
+
+    fn label(&self) -> &'static str {
+        self.inner.label()
+    }
+
+    fn parse_params(
+        &self,
+        values: &opsrun_application::families::ParamValues,
+    ) -> Result<RunParams, opsrun_application::families::ParamError> {
+        self.inner.parse_params(values)
+    }
+}
+
+#[async_trait::async_trait]
+impl opsrun_application::families::Family for Faulty {
+    fn designed_mode(&self) -> opsrun_domain::ProgressMode {
+        self.inner.designed_mode()
+    }
+
+    fn fan_out(&self) -> bool {
+        true
+    }
+
+    async fn execute(
+        &self,
+        run: opsrun_domain::RunId,
+    ) -> Result<opsrun_application::writers::WriterOutcome, opsrun_application::writers::WriterError>
+    {
+        self.inner.execute(run).await
+    }
+
+    async fn execute_child(
+        &self,
+        parent: opsrun_domain::RunId,
+        item: opsrun_domain::ItemKey,
+    ) -> Result<opsrun_application::writers::WriterOutcome, opsrun_application::writers::WriterError>
+    {
+        let n = {
+            let mut calls = self
+                .calls
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let n = calls.entry(item.clone()).or_insert(0);
+            *n += 1;
+            *n
+        };
+        if item == self.broken || (item == self.flaky && n <= 2) {
+            return Err(opsrun_application::writers::WriterError::Provider(
+                opsrun_application::ProviderError::Unavailable("injected".into()),
+            ));
+        }
+        self.inner.execute_child(parent, item).await
+    }
+
+    async fn give_up_child(
+        &self,
+        parent: opsrun_domain::RunId,
+        item: opsrun_domain::ItemKey,
+    ) -> Result<opsrun_application::writers::WriterOutcome, opsrun_application::writers::WriterError>
+    {
+        self.inner.give_up_child(parent, item).await
+    }
+}
+
+/// A failing item never fails its chunk: a transient failure is tried again after a backoff
+/// (and then succeeds), one that keeps failing is recorded `failed` after its attempts, and
+/// every other item of the chunk is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
+    use opsrun_application::writers::Writers;
+
+    let (_dir, url) = fresh_sqlite_file()?;
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let set = crate::crash::backup_set(&running, "faulty", 20).await?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let restore = running
+        .stack
+        .families
+        .get(&opsrun_domain::OperationType::BACKUP_SET_RESTORE)
+        .ok_or("no restore family")?
+        .clone();
+    // The parent freezes its items and hands them out (no worker runs them here).
+    restore.execute(id).await?;
+    let items: Vec<opsrun_domain::ItemKey> = running
+        .backend
+        .store
+        .work_set(id)
+        .await?
+        .ok_or("no work set")?
+        .units()
+        .to_vec();
+    assert_eq!(items.len(), 20);
+    let faulty = std::sync::Arc::new(Faulty {
+        inner: restore,
+        flaky: items[3].clone(),
+        broken: items[7].clone(),
+        calls: std::sync::Mutex::default(),
+    });
+    let mut families = opsrun_application::families::Families::new();
+    families.register(faulty.clone())?;
+    let writers = Writers::with_families(running.stack.service.clone(), families);
+    let started = tokio::time::Instant::now();
+    opsrun_adapters::chunk::run_chunk(
+        &writers,
+        id,
+        items.clone(),
+        opsrun_adapters::chunk::ItemRetries {
+            max_attempts: 3,
+            first_delay: Duration::from_millis(100),
+        },
+        None,
+    )
+    .await?;
+    let took = started.elapsed();
+    let run = running.backend.store.run(id).await?;
+    let ledger = running.backend.store.ledger(id).await?;
+    let calls = faulty
+        .calls
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    running.stop().await?;
+    // Retried in the chunk, after a backoff (100 ms, then 200 ms).
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert_eq!(
+        calls[&items[3]], 3,
+        "the flaky item: two failures, then done"
+    );
+    assert_eq!(calls[&items[7]], 3, "the broken item: its three attempts");
+    assert_eq!(calls[&items[0]], 1);
+    assert!(run.is_completed());
+    assert_eq!(run.outcome(), RunOutcome::PartiallySucceeded);
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(20));
+    assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(19));
+    assert_eq!(run.counts().get(SummaryKey::Failed), Some(1));
+    assert_eq!(ledger.len(), 20);
+    let broken = ledger
+        .entries()
+        .find(|(k, _)| **k == items[7])
+        .ok_or("the broken item is not in the ledger")?;
+    assert_eq!(
+        broken.1.reason,
+        Some(opsrun_application::reasons::RESTORE_ATTEMPTS_EXHAUSTED)
+    );
+    Ok(())
+}
