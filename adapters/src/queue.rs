@@ -2,8 +2,9 @@
 //! `apalis-postgres` (many workers on many machines), sharing SeaORM's sqlx pool.
 //!
 //! Two queues with explicit names: `opsrun.runs` (one job per run) and `opsrun.children`
-//! (one job per fan-out child). Delivery is at-least-once: a job finished but not yet
-//! acknowledged runs again after a crash, and the item ledger makes that harmless.
+//! (one job per chunk of a fan-out's items, see [`crate::chunk`]). Delivery is at-least-once:
+//! a job finished but not yet acknowledged runs again after a crash, and the item ledger makes
+//! that harmless.
 
 use std::future::Future;
 use std::sync::Arc;

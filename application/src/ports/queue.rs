@@ -48,8 +48,10 @@ pub trait JobQueue: Send + Sync {
         self.enqueue(job).await
     }
 
-    /// Enqueues one [`Job::RestoreChild`] per item of a fan-out in one call (not one round
-    /// trip per child). Either all jobs are stored or none.
+    /// Enqueues the children of a fan-out in one call (not one round trip per child): one
+    /// [`Job::RestoreChild`] per item, or a durable queue may carry several items per job
+    /// (chunks of [`opsrun_domain::chunk_size`]) as long as each item is still executed, and
+    /// recorded, on its own. Either all jobs are stored or none.
     ///
     /// # Errors
     ///
