@@ -315,22 +315,29 @@ async fn wait_completed(backend: &SqlBackend, id: RunId, pid: u32) -> Result<u64
 /// What P4 and P6 measured on one database.
 struct FanOut {
     seconds: f64,
-    /// The same number of child jobs of a completed parent: each reads the parent and stops,
-    /// so this is the durable queue's own cost per child on this database.
+    /// The same items again as child jobs of a completed parent (chunked as the fan-out is):
+    /// each item reads the parent and stops, so this is the durable queue's own cost.
     queue_seconds: f64,
+    /// How many durable child jobs (chunks) carried the 10,000 items.
+    jobs: i64,
     idle_kib: u64,
     peak_kib: u64,
 }
 
 /// How many child jobs the queue has finished (apalis's tables).
 async fn children_done(db: &DatabaseConnection) -> Result<i64, Error> {
+    children_jobs(db, " AND status = 'Done'").await
+}
+
+/// How many child jobs the queue holds that match `filter`.
+async fn children_jobs(db: &DatabaseConnection, filter: &str) -> Result<i64, Error> {
     let sql = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => {
-            "SELECT count(*) AS n FROM apalis.jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
+            format!(
+                "SELECT count(*) AS n FROM apalis.jobs WHERE job_type = 'opsrun.children'{filter}"
+            )
         }
-        _ => {
-            "SELECT count(*) AS n FROM Jobs WHERE job_type = 'opsrun.children' AND status = 'Done'"
-        }
+        _ => format!("SELECT count(*) AS n FROM Jobs WHERE job_type = 'opsrun.children'{filter}"),
     };
     let row = db
         .query_one_raw(Statement::from_string(db.get_database_backend(), sql))
@@ -431,13 +438,15 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     // The queue's own cost: as many children again, of the now completed parent. Each job
     // reads the parent, sees it completed and stops; the clock stops when apalis has marked
     // them all done.
+    let jobs = children_jobs(&db, "").await?;
     let before = children_done(&db).await?;
     let keys: Vec<ItemKey> = (0..CHILDREN)
         .map(|i| ItemKey::parse(&format!("q{i}")))
         .collect::<Result<_, _>>()?;
     let began = Instant::now();
     opsrun_application::ports::JobQueue::enqueue_children(&backend.queue, restore, keys).await?;
-    while children_done(&db).await? < before + CHILDREN as i64 {
+    let enqueued = children_jobs(&db, "").await? - jobs;
+    while children_done(&db).await? < before + enqueued {
         if began.elapsed() > Duration::from_secs(600) {
             return Err("the queue baseline did not finish within 10 minutes".into());
         }
@@ -457,6 +466,7 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
     Ok(FanOut {
         seconds,
         queue_seconds,
+        jobs,
         idle_kib,
         peak_kib,
     })
@@ -593,17 +603,17 @@ fn p4_rows(rows: &mut Vec<String>, backend: &str, goal: f64, measured: &FanOut) 
     let FanOut {
         seconds,
         queue_seconds,
+        jobs,
         idle_kib,
         peak_kib,
     } = measured;
     rows.push(format!(
-        "| P4 {backend}, 10,000-child fan-out | start_run → parent completed {seconds:.1} s ({:.0} children/s) | {:.2}× of the target | ≤ {goal} s |",
+        "| P4 {backend}, 10,000-item fan-out in {jobs} child jobs | start_run → parent completed {seconds:.1} s ({:.0} items/s) | {:.2}× of the target | ≤ {goal} s |",
         CHILDREN as f64 / seconds,
         goal / seconds
     ));
     rows.push(format!(
-        "| P4q {backend}, the queue's own cost | 10,000 child jobs that read the parent and stop {queue_seconds:.1} s ({:.0} jobs/s) vs P4 | {:.2}× | (the wall) |",
-        CHILDREN as f64 / queue_seconds,
+        "| P4q {backend}, the queue's own cost | the same {jobs} jobs again, whose items read the parent and stop: {queue_seconds:.1} s vs P4 | {:.2}× | (the wall) |",
         queue_seconds / seconds
     ));
     rows.push(format!(
