@@ -270,3 +270,78 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
     );
     Ok(())
 }
+
+/// The statements a fan-out of n items costs the run store, as a function of n: the parent's
+/// part is constant, each item costs the same fixed number (its parent read, its claim, its
+/// record), and the completion is paid once. A change that adds a round trip per item fails.
+async fn statements_per_fan_out(url: String, per_item: u64, fixed: u64) -> Result<(), TestError> {
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let sql = running.backend.store.clone();
+    let mut cost = Vec::new();
+    for (n, name) in [(40_usize, "forty"), (80, "eighty")] {
+        let set = crate::crash::backup_set(&running, name, n).await?;
+        let id = running
+            .start_run(RunParams::BackupSetRestore {
+                backup_set_id: set.id,
+                item_ids: None,
+            })
+            .await?;
+        let before = sql.statements();
+        running
+            .stack
+            .writers
+            .execute(&opsrun_application::ports::Job::Run { run: id })
+            .await?;
+        let items = running
+            .backend
+            .store
+            .work_set(id)
+            .await?
+            .ok_or("no work set")?
+            .units()
+            .to_vec();
+        // The one read of the work set above is the test's, not the fan-out's.
+        let read = 1;
+        opsrun_adapters::chunk::run_chunk(
+            &running.stack.writers,
+            id,
+            items,
+            opsrun_adapters::chunk::ItemRetries {
+                max_attempts: 1,
+                first_delay: Duration::from_millis(1),
+            },
+            None,
+        )
+        .await?;
+        let run = running.backend.store.run(id).await?;
+        assert_eq!(run.outcome(), RunOutcome::Succeeded);
+        cost.push((n as u64, sql.statements() - before - read - 1));
+    }
+    running.stop().await?;
+    let [(n1, c1), (n2, c2)] = [cost[0], cost[1]];
+    let slope = (c2 - c1) / (n2 - n1);
+    assert_eq!((c2 - c1) % (n2 - n1), 0, "not linear in n: {cost:?}");
+    assert_eq!(slope, per_item, "statements per item: {cost:?}");
+    assert_eq!(c1 - slope * n1, fixed, "statements per fan-out: {cost:?}");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_costs_its_measured_statements_per_item_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    // Per item: the run read that picks its family, the restore worker's read of its parent
+    // (to stop after a cancel), its claim, its record (BEGIN IMMEDIATE, ledger insert, guarded
+    // update, COMMIT: see `statements_per_operation`).
+    statements_per_fan_out(url, 7, 29).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fan_out_costs_its_measured_statements_per_item_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    // Per item: the run read that picks its family, the restore worker's read of its parent,
+    // its claim, its record (one statement).
+    statements_per_fan_out(url, 4, 29).await
+}
