@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt as _;
-use opsrun_application::ports::Job;
-use opsrun_application::worker::{Attempt, attempt};
+use opsrun_application::families::Family;
+use opsrun_application::worker::{Attempt, attempt_child};
 use opsrun_application::writers::{WriterError, WriterOutcome, Writers};
 use opsrun_domain::{ItemKey, RunId};
 use tracing::Instrument as _;
@@ -54,6 +54,9 @@ pub async fn run_chunk(
     retries: ItemRetries,
     trace: Option<&str>,
 ) -> Result<(), WriterError> {
+    // One read for the whole chunk: every item has the same parent, so the same family.
+    let family = writers.family_for(parent).await?;
+    let family = family.as_ref();
     let stop = AtomicBool::new(false);
     let results: Vec<Result<(), WriterError>> = futures::stream::iter(items)
         .map(|item| {
@@ -65,7 +68,7 @@ pub async fn run_chunk(
                 otel.kind = "consumer",
                 opsrun.run_id = parent.value(),
                 opsrun.item = %item,
-                opsrun.family = tracing::field::Empty,
+                opsrun.family = family.operation_type().key(),
                 opsrun.tenant = tracing::field::Empty,
                 opsrun.outcome = tracing::field::Empty,
             );
@@ -75,7 +78,7 @@ pub async fn run_chunk(
                 if stop.load(Ordering::Relaxed) {
                     return Ok(());
                 }
-                let outcome = one_item(writers, parent, item, retries).await?;
+                let outcome = one_item(family, parent, item, retries).await?;
                 if matches!(outcome, WriterOutcome::Stopped | WriterOutcome::Paused) {
                     stop.store(true, Ordering::Relaxed);
                 }
@@ -90,15 +93,14 @@ pub async fn run_chunk(
 }
 
 async fn one_item(
-    writers: &Writers,
+    family: &dyn Family,
     parent: RunId,
     item: ItemKey,
     retries: ItemRetries,
 ) -> Result<WriterOutcome, WriterError> {
-    let job = Job::RestoreChild { parent, item };
     let mut number = 1;
     loop {
-        match attempt(writers, &job, number, retries.max_attempts.max(1)).await? {
+        match attempt_child(family, parent, &item, number, retries.max_attempts.max(1)).await? {
             Attempt::Done(outcome) | Attempt::GaveUp(outcome) => return Ok(outcome),
             // A child never waits for a tenant slot (its parent holds one).
             Attempt::Wait(_) => return Ok(WriterOutcome::ItemRecorded),

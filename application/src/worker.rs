@@ -66,20 +66,60 @@ pub async fn attempt(
     attempt: u32,
     max_attempts: u32,
 ) -> Result<Attempt, WriterError> {
-    match writers.execute(job).await {
-        Ok(WriterOutcome::Waiting) => {
-            let waited = match job {
-                Job::Run { run } => writers.waited(*run).await?,
-                Job::RestoreChild { .. } => Duration::ZERO,
-            };
-            Ok(Attempt::Wait(wait_delay(waited)))
-        }
+    let result = writers.execute(job).await;
+    if let Ok(WriterOutcome::Waiting) = result {
+        let waited = match job {
+            Job::Run { run } => writers.waited(*run).await?,
+            Job::RestoreChild { .. } => Duration::ZERO,
+        };
+        return Ok(Attempt::Wait(wait_delay(waited)));
+    }
+    settle(result, attempt, max_attempts, |error| async move {
+        writers.give_up(job, &error).await
+    })
+    .await
+}
+
+/// As [`attempt`], for item `item` of fan-out `parent` whose `family` the caller resolved
+/// already (a chunk of items resolves it once, not once per item).
+///
+/// # Errors
+///
+/// [`WriterError`] when even giving up failed (storage down): the item must be tried again.
+pub async fn attempt_child(
+    family: &dyn crate::families::Family,
+    parent: RunId,
+    item: &opsrun_domain::ItemKey,
+    attempt: u32,
+    max_attempts: u32,
+) -> Result<Attempt, WriterError> {
+    let result = family.execute_child(parent, item.clone()).await;
+    // A child never waits for a tenant slot: its parent holds one.
+    if let Ok(WriterOutcome::Waiting) = result {
+        return Ok(Attempt::Wait(Duration::ZERO));
+    }
+    settle(result, attempt, max_attempts, |_| {
+        family.give_up_child(parent, item.clone())
+    })
+    .await
+}
+
+/// The one retry rule: done, retry while attempts remain and the failure is transient, or
+/// give up (`give_up` gets the last error's text).
+async fn settle<F, Fut>(
+    result: Result<WriterOutcome, WriterError>,
+    attempt: u32,
+    max_attempts: u32,
+    give_up: F,
+) -> Result<Attempt, WriterError>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: std::future::Future<Output = Result<WriterOutcome, WriterError>>,
+{
+    match result {
         Ok(outcome) => Ok(Attempt::Done(outcome)),
         Err(error) if error.is_transient() && attempt < max_attempts => Ok(Attempt::Retry(error)),
-        Err(error) => {
-            let outcome = writers.give_up(job, &error.to_string()).await?;
-            Ok(Attempt::GaveUp(outcome))
-        }
+        Err(error) => Ok(Attempt::GaveUp(give_up(error.to_string()).await?)),
     }
 }
 

@@ -90,6 +90,15 @@ impl Writers {
             })
     }
 
+    /// The family of run `run` (a fan-out's chunk resolves it once for all its items).
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] when storage fails or no family runs the run's type.
+    pub async fn family_for(&self, run: RunId) -> Result<Arc<dyn Family>, WriterError> {
+        Ok(self.family_of(run).await?.clone())
+    }
+
     /// Executes (or resumes) a job with the family of its run.
     ///
     /// # Errors
