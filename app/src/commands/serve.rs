@@ -32,6 +32,8 @@ pub(super) async fn command(
     let bound = listener
         .local_addr()
         .context("failed to read the bound address")?;
+    // `/metrics` on this port (owner token) counts from the start, with or without a listener.
+    crate::web::metrics::handle();
     let metrics = super::metrics_listener(&stack, &args.worker).await?;
     write_line(out, &format!("listening on http://{bound}"))?;
     if let Some(metrics) = metrics {

@@ -22,6 +22,7 @@ use super::AppState;
     paths(
         handlers::healthz,
         handlers::readyz,
+        crate::web::metrics::with_token,
         handlers::start_operation,
         handlers::list_operations,
         handlers::get_operation,
@@ -127,7 +128,7 @@ pub(super) fn stream_routes() -> Router<AppState> {
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
         .route("/healthz", get(handlers::healthz))
-        .route("/metrics", get(crate::web::metrics::elsewhere))
+        .route("/metrics", get(crate::web::metrics::with_token))
         .route("/readyz", get(handlers::readyz))
         .route("/api/openapi.json", get(handlers::openapi))
         .route("/api/operations", get(handlers::list_operations))

@@ -263,7 +263,10 @@ pub(super) async fn one_error_shape(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
-    let page = !(path.starts_with("/api") || path == "/healthz" || path == "/readyz");
+    let page = !(path.starts_with("/api")
+        || path == "/healthz"
+        || path == "/readyz"
+        || path == "/metrics");
     let json = content_type.starts_with("application/json");
     // opsrun's own answers pass: HTML anywhere, JSON on the API.
     if content_type.starts_with("text/html") || (json && !page) {

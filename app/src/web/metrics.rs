@@ -176,13 +176,22 @@ impl Drop for StreamClient {
     }
 }
 
-/// `GET /metrics` on the main port: not served there (the metrics of every workspace are not
-/// for API tokens of one); the answer says where they are.
-pub(crate) async fn elsewhere() -> crate::web::ApiError {
-    crate::web::ApiError::NotFound(
-        "metrics are not served on this port: start the process with --metrics-bind ADDR and scrape http://ADDR/metrics"
-            .into(),
-    )
+/// Prometheus metrics of this process and the installation (owner token): the same text as
+/// the `--metrics-bind` listener serves without auth.
+#[utoipa::path(get, path = "/metrics", tag = "health",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", content_type = "text/plain; version=0.0.4", body = String),
+        (status = 401, body = crate::web::api::dto::ErrorBody, description = "no valid bearer token"),
+        (status = 403, body = crate::web::api::dto::ErrorBody, description = "the token's role is too low")))]
+pub async fn with_token(
+    State(state): State<crate::web::AppState>,
+    caller: opsrun_application::access::Caller,
+) -> Result<Response, crate::web::ApiError> {
+    // Metrics count every workspace: only an owner sees them on the API's port.
+    opsrun_application::access::AccessPolicy::require(
+        &caller,
+        opsrun_application::ports::Role::Owner,
+    )?;
+    Ok(scrape(State(state.stack.clone())).await)
 }
 
 async fn scrape(State(stack): State<Stack>) -> Response {

@@ -124,9 +124,30 @@ async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestErro
     let metrics = format!("http://{bind}/metrics");
     let client = reqwest::Client::new();
 
-    // Not on the main port.
-    let main = client.get(format!("{base}/metrics")).send().await?;
-    assert_eq!(main.status(), 404);
+    // On the main port only with an owner token.
+    let anonymous = client.get(format!("{base}/metrics")).send().await?;
+    assert_eq!(anonymous.status(), 401);
+    let readonly = output(
+        &url,
+        dir.path(),
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            "ro@example.com",
+            "--role",
+            "readonly",
+        ],
+    )
+    .await?;
+    let low = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&readonly)
+        .send()
+        .await?;
+    assert_eq!(low.status(), 403);
 
     let mut ids = Vec::new();
     for body in [
@@ -282,6 +303,26 @@ async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestErro
         value(&s, "opsrun_run_duration_seconds_count", &[]),
         runs.len() as f64
     );
+    // The owner's view on the main port is the same exposition.
+    let via_api = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await?;
+    assert_eq!(via_api.status(), 200);
+    let kind = via_api
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(kind.starts_with("text/plain"), "{kind}");
+    let text = via_api.text().await?;
+    for (family, outcome) in by.keys() {
+        let line =
+            format!("opsrun_runs_completed_total{{family=\"{family}\",outcome=\"{outcome}\"}}");
+        assert!(text.contains(&line), "{line} in the main port's metrics");
+    }
     // Bounded labels: no run or tenant id anywhere.
     for sample in &s {
         for key in sample.labels.keys() {
