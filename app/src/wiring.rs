@@ -70,7 +70,6 @@ pub struct Stack {
     pub dispatch: WebhookDispatch,
     /// The longest one webhook attempt takes.
     pub webhook_timeout: std::time::Duration,
-    webhook_store: Arc<dyn opsrun_application::ports::WebhookStore>,
 }
 
 impl std::fmt::Debug for Stack {
@@ -156,6 +155,12 @@ impl Stack {
         let writers = Writers::with_families(service.clone(), families.clone());
         let start =
             StartOperation::new(service.clone(), backend.directory.clone(), families.clone());
+        let webhooks = ManageWebhooks::new(
+            backend.webhooks.clone(),
+            Arc::new(OsEntropy),
+            clock.clone(),
+            WebhookPolicy::default(),
+        );
         Self {
             models: ReadModels::new(
                 backend.queries.clone(),
@@ -196,19 +201,8 @@ impl Stack {
             ),
             readiness: Readiness::new(backend.health.clone()),
             retention: backend.retention.clone(),
-            webhooks: ManageWebhooks::new(
-                backend.webhooks.clone(),
-                Arc::new(OsEntropy),
-                clock.clone(),
-                WebhookPolicy::default(),
-            ),
-            dispatch: WebhookDispatch::new(
-                backend.webhooks.clone(),
-                Arc::new(OsEntropy),
-                clock.clone(),
-                WebhookPolicy::default(),
-            ),
-            webhook_store: backend.webhooks.clone(),
+            dispatch: WebhookDispatch::new(webhooks.clone()),
+            webhooks,
             webhook_timeout: std::time::Duration::from_secs(10),
             start,
             service,
@@ -230,19 +224,8 @@ impl Stack {
         timeout: std::time::Duration,
     ) -> Self {
         self.webhook_timeout = timeout;
-        let clock = Arc::new(SystemClock);
-        self.webhooks = ManageWebhooks::new(
-            self.webhook_store.clone(),
-            Arc::new(OsEntropy),
-            clock.clone(),
-            policy,
-        );
-        self.dispatch = WebhookDispatch::new(
-            self.webhook_store.clone(),
-            Arc::new(OsEntropy),
-            clock,
-            policy,
-        );
+        self.webhooks = self.webhooks.with_policy(policy);
+        self.dispatch = WebhookDispatch::new(self.webhooks.clone());
         self
     }
 }

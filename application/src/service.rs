@@ -4,8 +4,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
-    ItemOutcome, ItemRecord, OperationRun, OperationType, Phases, ReasonCode, RecordOutcome,
-    RunError, RunId, RunOutcome, TenantId, UserId, WorkSet, WorkspaceId,
+    ItemRecord, OperationRun, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
+    RunOutcome, TenantId, UserId, WorkSet, WorkspaceId,
 };
 
 use crate::ports::{
@@ -360,12 +360,12 @@ impl OperationRunService {
         records: Vec<ItemRecord>,
     ) -> Result<RecordOutcome, ServiceError> {
         let started = std::time::Instant::now();
-        let outcomes: Vec<ItemOutcome> = records.iter().map(ItemRecord::outcome).collect();
+        let sent = crate::telemetry::Sent::of(&records);
         let outcome = self
             .store
             .record_items(id, records, self.clock.now())
             .await?;
-        crate::telemetry::recorded(&outcomes, &outcome, started.elapsed());
+        crate::telemetry::recorded(sent, &outcome, started.elapsed());
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 

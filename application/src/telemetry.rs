@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use opsrun_domain::{ItemOutcome, OperationRun, RecordOutcome};
+use opsrun_domain::{ItemOutcome, ItemRecord, OperationRun, RecordOutcome};
 
 /// Items newly recorded, by outcome.
 pub const ITEMS_RECORDED: &str = "opsrun_items_recorded_total";
@@ -15,26 +15,40 @@ pub const RUNS_COMPLETED: &str = "opsrun_runs_completed_total";
 /// How long completed runs took from creation to completion, by family.
 pub const RUN_DURATION_SECONDS: &str = "opsrun_run_duration_seconds";
 
-/// Counts a record call: `outcomes` of the records sent, `result` of the store.
-pub(crate) fn recorded(outcomes: &[ItemOutcome], result: &RecordOutcome, took: Duration) {
+/// How many records of a call carry each outcome (in [`ItemOutcome::ALL`]'s order): counted
+/// on the stack, so a record call allocates nothing for its metrics.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Sent([u64; 3]);
+
+impl Sent {
+    /// The outcomes of `records`.
+    pub(crate) fn of(records: &[ItemRecord]) -> Self {
+        let mut n = [0_u64; 3];
+        for record in records {
+            if let Some(i) = ItemOutcome::ALL.iter().position(|o| *o == record.outcome()) {
+                n[i] += 1;
+            }
+        }
+        Self(n)
+    }
+}
+
+/// Counts a record call: what was `sent`, and the store's `result`.
+pub(crate) fn recorded(sent: Sent, result: &RecordOutcome, took: Duration) {
     metrics::histogram!(RECORD_SECONDS).record(took.as_secs_f64());
     if result.recorded == 0 {
         return;
     }
+    let mut carried = ItemOutcome::ALL.iter().zip(sent.0).filter(|(_, n)| *n > 0);
     // Which records were new is known exactly when none was a duplicate, or when all carry
     // the same outcome; a batch that is both mixed and partly duplicate (a retried batch) is
     // counted without its outcome.
     if result.duplicates == 0 {
-        for outcome in ItemOutcome::ALL {
-            let n = outcomes.iter().filter(|o| **o == outcome).count() as u64;
-            if n > 0 {
-                metrics::counter!(ITEMS_RECORDED, "outcome" => outcome.key()).increment(n);
-            }
+        for (outcome, n) in carried {
+            metrics::counter!(ITEMS_RECORDED, "outcome" => outcome.key()).increment(n);
         }
-    } else if let Some(first) = outcomes.first()
-        && outcomes.iter().all(|o| o == first)
-    {
-        metrics::counter!(ITEMS_RECORDED, "outcome" => first.key()).increment(result.recorded);
+    } else if let (Some((outcome, _)), None) = (carried.next(), carried.next()) {
+        metrics::counter!(ITEMS_RECORDED, "outcome" => outcome.key()).increment(result.recorded);
     } else {
         metrics::counter!(ITEMS_RECORDED, "outcome" => "unattributed").increment(result.recorded);
     }

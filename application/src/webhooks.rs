@@ -163,6 +163,15 @@ impl ManageWebhooks {
         self.policy
     }
 
+    /// The same use case under another installation `policy`.
+    #[must_use]
+    pub fn with_policy(&self, policy: WebhookPolicy) -> Self {
+        Self {
+            policy,
+            ..self.clone()
+        }
+    }
+
     /// How many deliveries of every endpoint are in each state (for metrics).
     ///
     /// # Errors
@@ -297,41 +306,23 @@ pub struct AttemptResult {
 
 /// Claims due deliveries and settles their attempts: 2xx ends a delivery; anything else is
 /// retried on the policy's schedule until its window closes, then the delivery is `failed`.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct WebhookDispatch {
-    store: Arc<dyn WebhookStore>,
-    entropy: Arc<dyn Entropy>,
-    clock: Arc<dyn Clock>,
-    policy: WebhookPolicy,
-}
-
-impl fmt::Debug for WebhookDispatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WebhookDispatch").finish_non_exhaustive()
-    }
+    // The same store, randomness, clock and policy the endpoints are managed with.
+    webhooks: ManageWebhooks,
 }
 
 impl WebhookDispatch {
-    /// The dispatcher over the webhook store.
+    /// The dispatcher of the deliveries of `webhooks`' endpoints.
     #[must_use]
-    pub fn new(
-        store: Arc<dyn WebhookStore>,
-        entropy: Arc<dyn Entropy>,
-        clock: Arc<dyn Clock>,
-        policy: WebhookPolicy,
-    ) -> Self {
-        Self {
-            store,
-            entropy,
-            clock,
-            policy,
-        }
+    pub fn new(webhooks: ManageWebhooks) -> Self {
+        Self { webhooks }
     }
 
     /// The installation's policy (what the sender may reach).
     #[must_use]
     pub fn policy(&self) -> WebhookPolicy {
-        self.policy
+        self.webhooks.policy
     }
 
     /// Claims at most `limit` due deliveries for `lease_ms` (longer than one attempt can take).
@@ -340,8 +331,9 @@ impl WebhookDispatch {
     ///
     /// [`StoreError`].
     pub async fn claim(&self, limit: u32, lease_ms: i64) -> Result<Vec<DueDelivery>, StoreError> {
-        let now = self.clock.now();
-        self.store
+        let now = self.webhooks.clock.now();
+        self.webhooks
+            .store
             .claim_due(now, now.plus_millis(lease_ms), limit)
             .await
     }
@@ -365,16 +357,17 @@ impl WebhookDispatch {
         let (state, next_attempt_at) = if accepted {
             (DeliveryState::Delivered, None)
         } else {
-            let draw = self.entropy.bytes()?;
+            let draw = self.webhooks.entropy.bytes()?;
             let jitter = f64::from(u16::from_le_bytes([draw[0], draw[1]])) / 65_536.0;
             // The window runs from the delivery's creation: the event for the first
             // delivery, the request for a redelivery a person asked for.
             let from = delivery.created_at;
-            match self
-                .policy
-                .retry
-                .next_attempt(attempts, from, self.clock.now(), jitter)
-            {
+            match self.webhooks.policy.retry.next_attempt(
+                attempts,
+                from,
+                self.webhooks.clock.now(),
+                jitter,
+            ) {
                 Some(next) => (DeliveryState::Pending, Some(next)),
                 None => (DeliveryState::Failed, None),
             }
@@ -392,6 +385,7 @@ impl WebhookDispatch {
             }))
         };
         let recorded = self
+            .webhooks
             .store
             .record_attempt(
                 delivery.id,

@@ -106,7 +106,11 @@ struct Session {
     shots: std::path::PathBuf,
     driver: tokio::process::Child,
     server: tokio::process::Child,
-    _dirs: (tempfile::TempDir, tempfile::TempDir, tempfile::TempDir),
+    _dirs: (
+        Option<tempfile::TempDir>,
+        tempfile::TempDir,
+        tempfile::TempDir,
+    ),
 }
 
 impl Session {

@@ -105,6 +105,30 @@ pub(crate) async fn output(
     Ok(String::from_utf8(out.stdout)?.trim().to_owned())
 }
 
+/// An API token of `email` with `role` in workspace `acme` (`opsrun token create`).
+pub(crate) async fn token(
+    url: &str,
+    dir: &std::path::Path,
+    email: &str,
+    role: &str,
+) -> Result<String, TestError> {
+    output(
+        url,
+        dir,
+        &[
+            "token",
+            "create",
+            "--workspace",
+            "acme",
+            "--email",
+            email,
+            "--role",
+            role,
+        ],
+    )
+    .await
+}
+
 /// An API token of `ops@example.com`, owner of workspace `acme` (`opsrun token create`).
 pub(crate) async fn owner_token(url: &str, dir: &std::path::Path) -> Result<String, TestError> {
     output(

@@ -5,10 +5,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use opsrun_tests::{TestError, fresh_sqlite_file};
+use opsrun_tests::TestError;
 use serde_json::{Value, json};
-
-use crate::output;
 
 /// One sample of a scrape: metric name (with `_bucket`, `_count`, `_sum` for histograms),
 /// labels, value.
@@ -92,32 +90,19 @@ fn value(scrape: &[Sample], metric: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestError> {
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "30",
-            "--failure-rate",
-            "0.2",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?
         .port();
     let bind = format!("127.0.0.1:{port}");
-    let (mut server, base) = crate::start_server_with(
-        &url,
-        dir.path(),
+    let crate::serve::Contoso {
+        mut server,
+        base,
+        token,
+        url,
+        dir,
+        _db,
+    } = crate::serve::contoso_server(
+        &["--policies", "30", "--failure-rate", "0.2"],
         &["--workers", "4", "--metrics-bind", &bind],
     )
     .await?;
@@ -127,21 +112,7 @@ async fn metrics_equal_the_apis_counts_after_a_workload() -> Result<(), TestErro
     // On the main port only with an owner token.
     let anonymous = client.get(format!("{base}/metrics")).send().await?;
     assert_eq!(anonymous.status(), 401);
-    let readonly = output(
-        &url,
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "--workspace",
-            "acme",
-            "--email",
-            "ro@example.com",
-            "--role",
-            "readonly",
-        ],
-    )
-    .await?;
+    let readonly = crate::token(&url, dir.path(), "ro@example.com", "readonly").await?;
     let low = client
         .get(format!("{base}/metrics"))
         .bearer_auth(&readonly)

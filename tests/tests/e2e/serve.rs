@@ -192,11 +192,26 @@ pub(crate) struct Contoso {
     pub(crate) token: String,
     pub(crate) url: String,
     pub(crate) dir: tempfile::TempDir,
-    pub(crate) _db: tempfile::TempDir,
+    /// The SQLite file's folder (none on PostgreSQL).
+    pub(crate) _db: Option<tempfile::TempDir>,
 }
 
+/// `opsrun serve` (with `serve` options) on a fresh SQLite file with tenant `contoso` of
+/// workspace `acme` (with `tenant` options) and an owner token.
 pub(crate) async fn contoso_server(tenant: &[&str], serve: &[&str]) -> Result<Contoso, TestError> {
     let (db, url) = fresh_sqlite_file()?;
+    contoso_on(url, Some(db), tenant, serve, &[]).await
+}
+
+/// As [`contoso_server`] on database `url` (`db` keeps an SQLite file alive), with `env` set for
+/// the server.
+pub(crate) async fn contoso_on(
+    url: String,
+    db: Option<tempfile::TempDir>,
+    tenant: &[&str],
+    serve: &[&str],
+    env: &[(&str, &str)],
+) -> Result<Contoso, TestError> {
     let dir = tempfile::tempdir()?;
     let add = [
         &["tenants", "add", "contoso", "--workspace", "acme"][..],
@@ -205,7 +220,7 @@ pub(crate) async fn contoso_server(tenant: &[&str], serve: &[&str]) -> Result<Co
     .concat();
     output(&url, dir.path(), &add).await?;
     let token = crate::owner_token(&url, dir.path()).await?;
-    let (server, base) = crate::start_server_with(&url, dir.path(), serve).await?;
+    let (server, base) = crate::start_server_env(&url, dir.path(), serve, env).await?;
     Ok(Contoso {
         server,
         base,

@@ -13,8 +13,6 @@ use axum::http::StatusCode;
 use opsrun_tests::{TestError, fresh_sqlite_file};
 use serde_json::{Value, json};
 
-use crate::output;
-
 type Received = Arc<Mutex<Vec<Value>>>;
 
 async fn export(State(received): State<Received>, body: Bytes) -> (StatusCode, &'static str) {
@@ -68,26 +66,17 @@ async fn a_fan_out_is_traced_from_its_request_with_linked_children() -> Result<(
     let endpoint = format!("http://{}", listener.local_addr()?);
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "4",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
-    let (mut server, base) = crate::start_server_env(
-        &url,
-        dir.path(),
+    let (db, url) = fresh_sqlite_file()?;
+    let crate::serve::Contoso {
+        mut server,
+        base,
+        token,
+        _db,
+        ..
+    } = crate::serve::contoso_on(
+        url,
+        Some(db),
+        &["--policies", "4"],
         &["--workers", "2"],
         &[
             ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),

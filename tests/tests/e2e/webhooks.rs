@@ -154,40 +154,20 @@ const LOCAL: [&str; 8] = [
     "2",
 ];
 
-async fn every_completion_is_accepted_exactly_once(url: String) -> Result<(), TestError> {
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "6",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
-    let readonly = output(
-        &url,
-        dir.path(),
-        &[
-            "token",
-            "create",
-            "--workspace",
-            "acme",
-            "--email",
-            "ro@example.com",
-            "--role",
-            "readonly",
-        ],
-    )
-    .await?;
+async fn every_completion_is_accepted_exactly_once(
+    url: String,
+    db: Option<tempfile::TempDir>,
+) -> Result<(), TestError> {
     let (seen, hook) = receiver("127.0.0.1").await?;
-    let (mut server, base) = crate::start_server_with(&url, dir.path(), &LOCAL).await?;
+    let crate::serve::Contoso {
+        mut server,
+        base,
+        token,
+        url,
+        dir,
+        _db,
+    } = crate::serve::contoso_on(url, db, &["--policies", "6"], &LOCAL, &[]).await?;
+    let readonly = crate::token(&url, dir.path(), "ro@example.com", "readonly").await?;
     let client = reqwest::Client::new();
 
     // Readonly sees nothing of webhooks; an owner registers one.
@@ -356,8 +336,8 @@ async fn every_completion_is_accepted_exactly_once(url: String) -> Result<(), Te
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_completion_is_accepted_exactly_once_across_a_sigkill_on_sqlite()
 -> Result<(), TestError> {
-    let (_dir, url) = fresh_sqlite_file()?;
-    every_completion_is_accepted_exactly_once(url).await
+    let (db, url) = fresh_sqlite_file()?;
+    every_completion_is_accepted_exactly_once(url, Some(db)).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -367,7 +347,7 @@ async fn every_completion_is_accepted_exactly_once_across_a_sigkill_on_postgres(
         crate::report_skip();
         return Ok(());
     };
-    every_completion_is_accepted_exactly_once(url).await
+    every_completion_is_accepted_exactly_once(url, None).await
 }
 
 /// Without `--allow-private-webhooks`, loopback, private and link-local targets are refused
@@ -375,28 +355,17 @@ async fn every_completion_is_accepted_exactly_once_across_a_sigkill_on_postgres(
 /// refused when delivered: nothing reaches the receiver, and the log says why.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn webhooks_never_reach_private_addresses_unless_allowed() -> Result<(), TestError> {
-    let (_db, url) = fresh_sqlite_file()?;
-    let dir = tempfile::tempdir()?;
-    output(
-        &url,
-        dir.path(),
-        &[
-            "tenants",
-            "add",
-            "contoso",
-            "--workspace",
-            "acme",
-            "--policies",
-            "3",
-        ],
-    )
-    .await?;
-    let token = crate::owner_token(&url, dir.path()).await?;
     let (seen, hook) = receiver("127.0.0.1").await?;
     lock(&seen).secret = Some("unused".to_owned());
-    let (mut server, base) = crate::start_server_with(
-        &url,
-        dir.path(),
+    let crate::serve::Contoso {
+        mut server,
+        base,
+        token,
+        url,
+        dir,
+        _db,
+    } = crate::serve::contoso_server(
+        &["--policies", "3"],
         &[
             "--workers",
             "2",
