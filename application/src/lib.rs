@@ -11,6 +11,7 @@ pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
+pub mod coalesce;
 pub mod control;
 mod error;
 pub mod families;
@@ -29,6 +30,7 @@ pub mod webhooks;
 pub mod worker;
 pub mod writers;
 
+pub use coalesce::RecordCoalescer;
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};
 pub use params::{MAX_POLICY_IDS, RunParams};
 pub use ports::{Role, TenantScope, TerminalEffects};

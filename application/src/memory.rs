@@ -16,7 +16,7 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use async_trait::async_trait;
 use opsrun_domain::{
     Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
-    ItemLedger, ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordOutcome, RecordWindow,
+    ItemLedger, ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordWindow, Recorded,
     RunError, RunId, RunStatus, Slug, TenantId, TenantLoad, Timestamp, UserId, WorkSet,
     WorkspaceId,
 };
@@ -580,13 +580,15 @@ impl RunStore for MemoryRunStore {
         self.with_entry(id, |run, ledger| run.set_total(ledger, work_set))
     }
 
-    async fn record_items(
+    async fn record_items_keyed(
         &self,
         id: RunId,
         records: Vec<ItemRecord>,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
-        self.with_entry(id, |run, ledger| run.record_items(ledger, records, at))
+    ) -> Result<Recorded, StoreError> {
+        self.with_entry(id, |run, ledger| {
+            run.record_items_keyed(ledger, records, at)
+        })
     }
 
     async fn claim_item(

@@ -12,7 +12,7 @@ use crate::ports::{
     Clock, Completed, CreateRun, Job, JobQueue, RunEvents, RunQueries, RunStore, Started,
 };
 use crate::reasons;
-use crate::{QueueError, RunParams, StoreError, TerminalEffects};
+use crate::{QueueError, RecordCoalescer, RunParams, StoreError, TerminalEffects};
 
 /// What went wrong in a service call.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +74,9 @@ pub struct OperationRunService {
     queue: Arc<dyn JobQueue>,
     clock: Arc<dyn Clock>,
     events: Option<Arc<dyn RunEvents>>,
+    // Shared by every clone (the writers hold clones), so concurrent records of one run in
+    // this process are combined whichever clone makes them.
+    records: Arc<RecordCoalescer>,
     // Shared by every clone (the writers hold clones), so the composition root can set it
     // once after wiring.
     tenant_limit: Arc<std::sync::atomic::AtomicU32>,
@@ -125,6 +128,7 @@ impl OperationRunService {
     pub fn new(store: Arc<dyn RunStore>, queue: Arc<dyn JobQueue>, clock: Arc<dyn Clock>) -> Self {
         Self {
             queries: store.clone(),
+            records: Arc::new(RecordCoalescer::new(store.clone())),
             store,
             queue,
             clock,
@@ -171,6 +175,13 @@ impl OperationRunService {
     #[must_use]
     pub fn queries(&self) -> &Arc<dyn RunQueries> {
         &self.queries
+    }
+
+    /// The record coalescer every clone of this service writes through (its counters show how
+    /// many store calls the records took).
+    #[must_use]
+    pub fn coalescer(&self) -> &RecordCoalescer {
+        &self.records
     }
 
     /// The clock.
@@ -349,7 +360,9 @@ impl OperationRunService {
         self.record_items(id, vec![record]).await
     }
 
-    /// Records a batch of items in one unit of work, each key at most once.
+    /// Records a batch of items in one unit of work, each key at most once. Concurrent calls
+    /// for the same run (from any clone of this service) are combined into one store call; the
+    /// answer is still this call's own ([`RecordCoalescer`]).
     ///
     /// # Errors
     ///
@@ -361,10 +374,7 @@ impl OperationRunService {
     ) -> Result<RecordOutcome, ServiceError> {
         let started = std::time::Instant::now();
         let sent = crate::telemetry::Sent::of(&records);
-        let outcome = self
-            .store
-            .record_items(id, records, self.clock.now())
-            .await?;
+        let outcome = self.records.record(id, records, self.clock.now()).await?;
         crate::telemetry::recorded(sent, &outcome, started.elapsed());
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }

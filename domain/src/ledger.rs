@@ -223,6 +223,16 @@ pub struct RecordOutcome {
     pub all_recorded: bool,
 }
 
+/// What a record call did, with the keys it entered: what a caller needs to split one
+/// combined record among the callers whose items it carried.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Recorded {
+    /// The counts, as [`RecordOutcome`].
+    pub outcome: RecordOutcome,
+    /// The keys newly entered into the ledger, each once, in the order they were given.
+    pub fresh: Vec<ItemKey>,
+}
+
 /// Per run: the frozen work set (once the total is set), every recorded item keyed by its
 /// item key, and the keys of run-level auxiliary increments already applied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -23,7 +23,9 @@ pub use error::{InvalidValue, RunError};
 pub use fairness::{Admission, TenantLoad};
 pub use fanout::{MAX_CHUNK, MIN_CHUNKS, chunk_size};
 pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
-pub use ledger::{AuxDeltas, Claim, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, WorkSet};
+pub use ledger::{
+    AuxDeltas, Claim, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, Recorded, WorkSet,
+};
 pub use normalizer::{
     DropReason, DroppedCount, NormalizedCounts, RawCount, SummaryCountsNormalizer,
 };

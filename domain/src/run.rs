@@ -9,8 +9,8 @@ pub use parts::{Change, Completion, Drift, Failure, MAX_FAILURES, NewRun, RunPar
 
 use crate::{
     AuxDeltas, Claim, ComponentState, Components, ItemKey, ItemLedger, ItemOutcome, ItemRecord,
-    LedgerEntry, OperationType, Phases, RecordOutcome, RunError, RunId, RunOutcome, RunStatus,
-    SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    LedgerEntry, OperationType, Phases, RecordOutcome, Recorded, RunError, RunId, RunOutcome,
+    RunStatus, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
 };
 
 /// One execution of one operation for one tenant: status, outcome, summary counts and stages.
@@ -350,6 +350,22 @@ impl OperationRun {
         records: Vec<ItemRecord>,
         at: Timestamp,
     ) -> Result<RecordOutcome, RunError> {
+        self.record_items_keyed(ledger, records, at)
+            .map(|recorded| recorded.outcome)
+    }
+
+    /// As [`Self::record_items`], also naming the keys it entered (in the order given), so a
+    /// caller that combined several callers' records can tell each caller what was its own.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::record_items`].
+    pub fn record_items_keyed(
+        &mut self,
+        ledger: &mut ItemLedger,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<Recorded, RunError> {
         self.ensure_open()?;
         let mut seen = BTreeSet::new();
         let mut fresh = Vec::with_capacity(records.len());
@@ -395,6 +411,7 @@ impl OperationRun {
         if adding > 0 && self.parts.heartbeat_at.is_none_or(|h| h < at) {
             self.parts.heartbeat_at = Some(at);
         }
+        let mut keys = Vec::with_capacity(fresh.len());
         for record in fresh {
             let entry = LedgerEntry {
                 outcome: record.outcome(),
@@ -403,11 +420,15 @@ impl OperationRun {
                 recorded_at: at,
             };
             ledger.entries.insert(record.key().clone(), entry);
+            keys.push(record.key().clone());
         }
-        Ok(RecordOutcome {
-            recorded: adding,
-            duplicates,
-            all_recorded: self.all_recorded(),
+        Ok(Recorded {
+            outcome: RecordOutcome {
+                recorded: adding,
+                duplicates,
+                all_recorded: self.all_recorded(),
+            },
+            fresh: keys,
         })
     }
 

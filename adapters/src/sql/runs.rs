@@ -35,8 +35,9 @@ use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Change, Completion, ComponentState, Components, Drift, ItemKey,
     ItemLedger, ItemOutcome, ItemRecord, LedgerEntry, MAX_COUNT, OperationRun,
-    OperationSummaryKeys, OperationType, Phases, ReasonCode, RecordOutcome, RunError, RunId,
-    RunOutcome, Slug, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet, WorkspaceId,
+    OperationSummaryKeys, OperationType, Phases, ReasonCode, RecordOutcome, Recorded, RunError,
+    RunId, RunOutcome, Slug, SummaryCounts, SummaryKey, TenantId, Timestamp, UserId, WorkSet,
+    WorkspaceId,
 };
 use sea_orm::{
     ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, FromQueryResult,
@@ -259,12 +260,12 @@ impl RunStore for SqlRunStore {
         self.freeze_total(id, work_set).await
     }
 
-    async fn record_items(
+    async fn record_items_keyed(
         &self,
         id: RunId,
         records: Vec<ItemRecord>,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         self.record(id, records, at).await
     }
 

@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use opsrun_domain::{
     Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
     ItemOutcome, ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome,
-    RecordWindow, RunId, RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId, WorkSet,
-    WorkspaceId,
+    RecordWindow, Recorded, RunId, RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId,
+    WorkSet, WorkspaceId,
 };
 
 use super::Tenant;
@@ -425,7 +425,25 @@ pub trait RunStore: RunQueries {
         id: RunId,
         records: Vec<ItemRecord>,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError>;
+    ) -> Result<RecordOutcome, StoreError> {
+        self.record_items_keyed(id, records, at)
+            .await
+            .map(|recorded| recorded.outcome)
+    }
+
+    /// As [`OperationRun::record_items_keyed`]: [`Self::record_items`], also naming the keys it
+    /// entered, so one combined record can be split among the callers whose items it carried
+    /// (see [`crate::RecordCoalescer`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::record_items`].
+    async fn record_items_keyed(
+        &self,
+        id: RunId,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<Recorded, StoreError>;
 
     /// As [`OperationRun::claim_item`]: the claim is stored so that a cancel which wins later
     /// counts the item as in flight ([`OperationRun::complete_settling`]). A claim and a
@@ -560,6 +578,7 @@ mockall::mock! {
         async fn mark_notifications_read(&self, user: UserId, ids: &[i64], at: Timestamp) -> Result<u64, StoreError>;
         async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
         async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
+        async fn record_items_keyed( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<Recorded, StoreError>;
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;
         async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
         async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;

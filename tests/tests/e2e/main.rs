@@ -14,6 +14,7 @@ mod runtime;
 mod schemathesis;
 mod serve;
 mod storage;
+mod storage_coalesce;
 mod storage_control;
 mod storage_model;
 mod storage_webhooks;

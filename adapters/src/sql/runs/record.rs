@@ -11,7 +11,7 @@ impl SqlRunStore {
         id: RunId,
         records: Vec<ItemRecord>,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let submitted = records.len() as u64;
         // First occurrence of each key in the batch; later ones are duplicates.
         let mut seen = BTreeSet::new();
@@ -102,8 +102,8 @@ impl SqlRunStore {
         candidates: &[ItemRecord],
         submitted: u64,
         at: Timestamp,
-    ) -> Result<Option<RecordOutcome>, StoreError> {
-        let returning = format!("outcome, {}", aux_columns(""));
+    ) -> Result<Option<Recorded>, StoreError> {
+        let returning = format!("item_key, outcome, {}", aux_columns(""));
         let (ctes, insert, mut item_values) =
             ledger_insert(candidates, &returning, self.run_lock());
         // The `d` row: what the insert entered, per counter (NULL sums for absent deltas).
@@ -147,11 +147,13 @@ impl SqlRunStore {
                CASE WHEN d.processed > 0 AND NOT EXISTS (SELECT 1 FROM upd) \
                  THEN opsrun_refuse_record() ELSE d.processed END AS recorded, \
                COALESCE((SELECT processed FROM upd), (SELECT processed FROM run)) AS processed, \
-               COALESCE((SELECT total FROM upd), (SELECT total FROM run)) AS total \
+               COALESCE((SELECT total FROM upd), (SELECT total FROM run)) AS total, \
+               CASE WHEN d.processed < {} THEN (SELECT json_agg(item_key)::text FROM ins) END AS fresh \
              FROM d",
             moved.join(", "),
             sets.join(", "),
-            guards.join(" AND ")
+            guards.join(" AND "),
+            candidates.len()
         );
         let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
         values.append(&mut item_values);
@@ -165,13 +167,30 @@ impl SqlRunStore {
             return Ok(None);
         }
         let recorded = u64::try_from(Self::int(&row, "recorded")?).unwrap_or(0);
-        Ok(Some(RecordOutcome {
-            recorded,
-            duplicates: submitted - recorded,
-            all_recorded: all_recorded(
-                Self::opt_int(&row, "processed")?,
-                Self::opt_int(&row, "total")?,
-            ),
+        // Only a record that met keys already in the ledger says which it entered; otherwise
+        // it entered every candidate. (`json_agg` of nothing entered is NULL.)
+        let fresh = match Self::opt_text(&row, "fresh")? {
+            _ if recorded == candidates.len() as u64 => {
+                candidates.iter().map(|r| r.key().clone()).collect()
+            }
+            None => Vec::new(),
+            Some(json) => {
+                let entered: BTreeSet<String> = serde_json::from_str(&json).map_err(|e| {
+                    StoreError::Unavailable(format!("unreadable record answer: {e}").into())
+                })?;
+                in_order(candidates, &entered)
+            }
+        };
+        Ok(Some(Recorded {
+            outcome: RecordOutcome {
+                recorded,
+                duplicates: submitted - recorded,
+                all_recorded: all_recorded(
+                    Self::opt_int(&row, "processed")?,
+                    Self::opt_int(&row, "total")?,
+                ),
+            },
+            fresh,
         }))
     }
 
@@ -184,7 +203,7 @@ impl SqlRunStore {
         candidates: Vec<ItemRecord>,
         submitted: u64,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let tx = self.write_tx().await?;
         let mut fresh_keys = BTreeSet::new();
         for chunk in candidates.chunks(CHUNK) {
@@ -221,10 +240,13 @@ impl SqlRunStore {
             }
             if fresh_keys.is_empty() {
                 self.commit(tx).await?;
-                return Ok(RecordOutcome {
-                    recorded: 0,
-                    duplicates: submitted,
-                    all_recorded: run.all_recorded(),
+                return Ok(Recorded {
+                    outcome: RecordOutcome {
+                        recorded: 0,
+                        duplicates: submitted,
+                        all_recorded: run.all_recorded(),
+                    },
+                    fresh: Vec::new(),
                 });
             }
         }
@@ -262,10 +284,13 @@ impl SqlRunStore {
                 Self::opt_int(row, "total")?,
             );
             self.commit(tx).await?;
-            return Ok(RecordOutcome {
-                recorded: adding,
-                duplicates: submitted - adding,
-                all_recorded: done,
+            return Ok(Recorded {
+                outcome: RecordOutcome {
+                    recorded: adding,
+                    duplicates: submitted - adding,
+                    all_recorded: done,
+                },
+                fresh: fresh.iter().map(|r| r.key().clone()).collect(),
             });
         }
         // Refused: the domain names the rule, on the row as it is now.
@@ -306,4 +331,13 @@ impl SqlRunStore {
             .find(|r| !members.contains(r.key().as_str()))
             .map(|r| r.key().clone()))
     }
+}
+
+/// The keys of `candidates` (in their order) that are in `entered`.
+fn in_order(candidates: &[ItemRecord], entered: &BTreeSet<String>) -> Vec<ItemKey> {
+    candidates
+        .iter()
+        .filter(|r| entered.contains(r.key().as_str()))
+        .map(|r| r.key().clone())
+        .collect()
 }

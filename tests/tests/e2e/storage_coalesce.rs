@@ -1,0 +1,353 @@
+//! Coalesced records on every backend: many concurrent writers of one run, with duplicates,
+//! through one [`RecordCoalescer`], count each item exactly once and each caller gets its own
+//! answer; a combined record the store refuses refuses only the caller whose item caused it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use opsrun_application::ports::{CreateRun, RunStore};
+use opsrun_application::{RecordCoalescer, RunParams, StoreError};
+use opsrun_domain::{
+    ItemKey, ItemRecord, ReasonCode, RecordOutcome, RunError, RunId, SummaryKey, Timestamp, WorkSet,
+};
+use opsrun_tests::{Backend, TestError, TestStore};
+
+use crate::contract;
+
+fn t(ms: i64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn key(i: usize) -> Result<ItemKey, TestError> {
+    Ok(ItemKey::parse(&format!("item-{i:05}"))?)
+}
+
+/// Item `i`'s record: every third fails, every third is skipped, the rest succeed (the same
+/// whichever writer sends it).
+fn record(i: usize) -> Result<ItemRecord, TestError> {
+    let key = key(i)?;
+    Ok(match i % 3 {
+        0 => ItemRecord::succeeded(key),
+        1 => ItemRecord::failed(key, ReasonCode::parse("test.failed")?),
+        _ => ItemRecord::skipped(key, None),
+    })
+}
+
+/// A running restore over `units` items.
+async fn running_run(store: &TestStore, units: usize) -> Result<RunId, TestError> {
+    let tenant = store.tenant("contoso").await?;
+    let runs = store.store();
+    let started = runs
+        .create_run(CreateRun {
+            workspace: store.workspace(),
+            tenant: tenant.id,
+            params: RunParams::BackupSetRestore {
+                backup_set_id: 1,
+                item_ids: None,
+            },
+            initiator: None,
+            parent: None,
+            retry_of: None,
+            at: t(1_000),
+        })
+        .await?;
+    let id = started.run.id();
+    runs.mark_running(id, t(1_001)).await?;
+    let keys = (0..units).map(key).collect::<Result<Vec<_>, _>>()?;
+    runs.set_total(id, WorkSet::try_new(keys, format!("{units} test units"))?)
+        .await?;
+    Ok(id)
+}
+
+async fn count(runs: &Arc<dyn RunStore>, id: RunId, key: SummaryKey) -> Result<u64, TestError> {
+    Ok(runs.run(id).await?.counts().get_or_zero(key))
+}
+
+contract!(
+    sixteen_coalesced_writers_with_duplicates_count_each_item_once,
+    |store| {
+        const UNITS: usize = 480;
+        const WRITERS: usize = 16;
+        let id = running_run(&store, UNITS).await?;
+        let runs = store.store();
+        let coalescer = Arc::new(RecordCoalescer::new(runs.clone()));
+        // Writer w sends items [30w, 30w + 60): every item is sent by exactly two writers,
+        // in batches of one, two and three, while the other writers send theirs.
+        let mut tasks = Vec::new();
+        for w in 0..WRITERS {
+            let coalescer = coalescer.clone();
+            let items: Vec<usize> = (30 * w..30 * w + 60).map(|i| i % UNITS).collect();
+            tasks.push(tokio::spawn(async move {
+                let mut answers = Vec::new();
+                let mut rest = items.as_slice();
+                let mut size = 1;
+                while !rest.is_empty() {
+                    let (now, later) = rest.split_at(size.min(rest.len()));
+                    let records = now.iter().map(|i| record(*i)).collect::<Result<_, _>>()?;
+                    answers.push((
+                        now.len() as u64,
+                        coalescer.record(id, records, t(2_000)).await?,
+                    ));
+                    rest = later;
+                    size = size % 3 + 1;
+                }
+                Ok::<_, TestError>(answers)
+            }));
+        }
+        let (mut recorded, mut duplicates, mut sent) = (0, 0, 0);
+        let mut saw_all_recorded = false;
+        for task in tasks {
+            for (size, answer) in task.await?? {
+                assert_eq!(
+                    answer.recorded + answer.duplicates,
+                    size,
+                    "each caller's answer covers exactly its own records"
+                );
+                recorded += answer.recorded;
+                duplicates += answer.duplicates;
+                sent += size;
+                saw_all_recorded |= answer.all_recorded;
+            }
+        }
+        assert_eq!(sent, 2 * UNITS as u64);
+        assert_eq!(
+            recorded, UNITS as u64,
+            "each item counted by exactly one caller"
+        );
+        assert_eq!(duplicates, UNITS as u64);
+        assert!(
+            saw_all_recorded,
+            "the caller of the last item learns the run is whole"
+        );
+        assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 480);
+        assert_eq!(count(&runs, id, SummaryKey::Succeeded).await?, 160);
+        assert_eq!(count(&runs, id, SummaryKey::Failed).await?, 160);
+        assert_eq!(count(&runs, id, SummaryKey::Skipped).await?, 160);
+        assert_eq!(store.ledger(id).await?.entries().count(), UNITS);
+        assert_eq!(coalescer.submissions(), 16 * 30);
+        assert!(coalescer.store_calls() <= coalescer.submissions());
+        Ok(())
+    }
+);
+
+contract!(a_keyed_record_names_exactly_the_keys_it_entered, |store| {
+    let id = running_run(&store, 10).await?;
+    let runs = store.store();
+    runs.record_items(id, vec![record(0)?], t(2_000)).await?;
+    let mixed = runs
+        .record_items_keyed(
+            id,
+            vec![record(0)?, record(3)?, record(1)?, record(3)?, record(2)?],
+            t(2_001),
+        )
+        .await?;
+    assert_eq!(mixed.fresh, vec![key(3)?, key(1)?, key(2)?]);
+    assert_eq!(
+        (mixed.outcome.recorded, mixed.outcome.duplicates),
+        (3, 2),
+        "item 0 was in the ledger, item 3 came twice"
+    );
+    let all_new = runs
+        .record_items_keyed(id, vec![record(4)?, record(5)?], t(2_002))
+        .await?;
+    assert_eq!(all_new.fresh, vec![key(4)?, key(5)?]);
+    let none_new = runs
+        .record_items_keyed(id, vec![record(4)?, record(4)?], t(2_003))
+        .await?;
+    assert_eq!(none_new.fresh, Vec::<ItemKey>::new());
+    assert_eq!(
+        (none_new.outcome.recorded, none_new.outcome.duplicates),
+        (0, 2)
+    );
+    assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 6);
+    Ok(())
+});
+
+/// Something holding the run's row (PostgreSQL) or the database's write lock (SQLite), as a
+/// long transaction of an operator or another process does: records wait behind it.
+struct HeldLock(sea_orm::DatabaseTransaction);
+
+async fn hold(store: &TestStore, id: RunId) -> Result<HeldLock, TestError> {
+    use sea_orm::{
+        ConnectionTrait, SqliteTransactionMode, Statement, TransactionOptions, TransactionTrait,
+    };
+    let url = store.url.as_deref().ok_or("a SQL backend")?;
+    let other = opsrun_adapters::sql::connect(url, 1).await?;
+    let tx = other
+        .begin_with_options(TransactionOptions {
+            sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+            ..TransactionOptions::default()
+        })
+        .await?;
+    if store.backend == Backend::Postgres {
+        tx.execute_raw(Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "SELECT id FROM operation_runs WHERE id = $1 FOR UPDATE",
+            [id.value().into()],
+        ))
+        .await?;
+    }
+    Ok(HeldLock(tx))
+}
+
+/// Waits until the coalescer has received `n` records (the callers are queued in that order).
+async fn until_submitted(coalescer: &RecordCoalescer, n: u64) -> Result<(), TestError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while coalescer.submissions() < n {
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("only {} of {n} records arrived", coalescer.submissions()).into());
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    Ok(())
+}
+
+type Answer = tokio::task::JoinHandle<Result<RecordOutcome, StoreError>>;
+
+/// Starts one caller per batch, each after the previous one has arrived, while `lock` holds
+/// the first caller's write; then lets go. The answers, in the callers' order.
+async fn queued_behind(
+    store: &TestStore,
+    coalescer: &Arc<RecordCoalescer>,
+    id: RunId,
+    batches: Vec<Vec<ItemRecord>>,
+) -> Result<Vec<Result<RecordOutcome, StoreError>>, TestError> {
+    let lock = hold(store, id).await?;
+    let before = coalescer.submissions();
+    let mut callers: Vec<Answer> = Vec::new();
+    for (n, records) in batches.into_iter().enumerate() {
+        let caller = coalescer.clone();
+        callers.push(tokio::spawn(async move {
+            caller.record(id, records, t(3_000)).await
+        }));
+        until_submitted(coalescer, before + n as u64 + 1).await?;
+        if n == 0 {
+            // The first caller is writing alone (and waits for the lock) before the others
+            // come.
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    lock.0.rollback().await?;
+    let mut answers = Vec::new();
+    for caller in callers {
+        answers.push(caller.await?);
+    }
+    Ok(answers)
+}
+
+fn recorded(recorded: u64, duplicates: u64, all_recorded: bool) -> String {
+    format!(
+        "{:?}",
+        Ok::<_, ()>(RecordOutcome {
+            recorded,
+            duplicates,
+            all_recorded
+        })
+    )
+}
+
+/// Callers that arrive while a write is under way are written together by one store call, and
+/// each gets its own answer; when that combined call is refused (an item outside the work set),
+/// each caller is written on its own, so only the caller of that item is refused.
+async fn callers_queued_behind_a_write_share_one_store_call(
+    store: TestStore,
+) -> Result<(), TestError> {
+    let id = running_run(&store, 10).await?;
+    let coalescer = Arc::new(RecordCoalescer::new(store.store()));
+    let r = |i| record(i);
+
+    // Round one: the first caller alone, then four callers in one call; the fourth sends an
+    // item the second already sent.
+    let answers = queued_behind(
+        &store,
+        &coalescer,
+        id,
+        vec![
+            vec![r(0)?],
+            vec![r(1)?, r(2)?],
+            vec![r(3)?],
+            vec![r(2)?, r(4)?],
+            vec![r(5)?],
+        ],
+    )
+    .await?;
+    let shown: Vec<String> = answers.iter().map(|a| format!("{a:?}")).collect();
+    assert_eq!(
+        shown,
+        vec![
+            recorded(1, 0, false),
+            recorded(2, 0, false),
+            recorded(1, 0, false),
+            recorded(1, 1, false),
+            recorded(1, 0, false),
+        ]
+    );
+    assert_eq!(
+        coalescer.store_calls(),
+        2,
+        "one call alone, one for the other four"
+    );
+
+    // Round two: the combined call is refused for the third caller's item outside the work
+    // set; each caller is then written on its own.
+    let outside = ItemRecord::succeeded(ItemKey::parse("not-in-the-work-set")?);
+    let answers = queued_behind(
+        &store,
+        &coalescer,
+        id,
+        vec![
+            vec![r(6)?],
+            vec![r(7)?],
+            vec![outside],
+            vec![r(7)?, r(8)?],
+            vec![r(9)?],
+        ],
+    )
+    .await?;
+    let shown: Vec<String> = answers
+        .iter()
+        .map(|a| match a {
+            Err(StoreError::Rule(RunError::ItemNotInWorkSet { item_key })) => {
+                format!("refused {item_key}")
+            }
+            other => format!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        shown,
+        vec![
+            recorded(1, 0, false),
+            recorded(1, 0, false),
+            "refused not-in-the-work-set".to_owned(),
+            recorded(1, 1, false),
+            recorded(1, 0, true),
+        ]
+    );
+    assert_eq!(
+        coalescer.store_calls(),
+        2 + 1 + 1 + 4,
+        "one alone, one refused combined call, then the four on their own"
+    );
+    let runs = store.store();
+    assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 10);
+    assert_eq!(store.ledger(id).await?.entries().count(), 10);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_queued_behind_a_write_share_one_store_call_on_sqlite() -> Result<(), TestError> {
+    crate::on_backend(
+        Backend::Sqlite,
+        callers_queued_behind_a_write_share_one_store_call,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn callers_queued_behind_a_write_share_one_store_call_on_postgres() -> Result<(), TestError> {
+    crate::on_backend(
+        Backend::Postgres,
+        callers_queued_behind_a_write_share_one_store_call,
+    )
+    .await
+}
