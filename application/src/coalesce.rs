@@ -177,16 +177,24 @@ impl RecordCoalescer {
         match self.store.record_items_keyed(id, all, at).await {
             Ok(recorded) => {
                 let mut fresh: HashSet<&ItemKey> = recorded.fresh.iter().collect();
-                for submission in batch {
-                    let own = submission
-                        .records
-                        .iter()
-                        .filter(|r| fresh.remove(r.key()))
-                        .count() as u64;
+                let own: Vec<u64> = batch
+                    .iter()
+                    .map(|s| s.records.iter().filter(|r| fresh.remove(r.key())).count() as u64)
+                    .collect();
+                // As if written one after another: the run became whole with the last caller
+                // that entered something (or before this call, if nobody did), so only that
+                // caller and those after it learn it. One caller, not all of them, then goes
+                // on to complete a fan-out's parent.
+                let whole_from = if recorded.outcome.all_recorded {
+                    own.iter().rposition(|n| *n > 0).unwrap_or(0)
+                } else {
+                    batch.len()
+                };
+                for (index, (submission, own)) in batch.into_iter().zip(own).enumerate() {
                     let _ = submission.reply.send(Ok(RecordOutcome {
                         recorded: own,
                         duplicates: submission.records.len() as u64 - own,
-                        all_recorded: recorded.outcome.all_recorded,
+                        all_recorded: index >= whole_from,
                     }));
                 }
             }

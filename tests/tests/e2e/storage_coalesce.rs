@@ -252,7 +252,7 @@ fn recorded(recorded: u64, duplicates: u64, all_recorded: bool) -> String {
 async fn callers_queued_behind_a_write_share_one_store_call(
     store: TestStore,
 ) -> Result<(), TestError> {
-    let id = running_run(&store, 10).await?;
+    let id = running_run(&store, 13).await?;
     let coalescer = Arc::new(RecordCoalescer::new(store.store()));
     let r = |i| record(i);
 
@@ -320,7 +320,7 @@ async fn callers_queued_behind_a_write_share_one_store_call(
             recorded(1, 0, false),
             "refused not-in-the-work-set".to_owned(),
             recorded(1, 1, false),
-            recorded(1, 0, true),
+            recorded(1, 0, false),
         ]
     );
     assert_eq!(
@@ -328,9 +328,31 @@ async fn callers_queued_behind_a_write_share_one_store_call(
         2 + 1 + 1 + 4,
         "one alone, one refused combined call, then the four on their own"
     );
+
+    // Round three: the combined call makes the run whole. As if written one after another,
+    // only the caller whose item made it whole, and the one after it, learn so: one caller,
+    // not three, goes on to complete a fan-out's parent.
+    let answers = queued_behind(
+        &store,
+        &coalescer,
+        id,
+        vec![vec![r(10)?], vec![r(11)?], vec![r(12)?], vec![r(11)?]],
+    )
+    .await?;
+    let shown: Vec<String> = answers.iter().map(|a| format!("{a:?}")).collect();
+    assert_eq!(
+        shown,
+        vec![
+            recorded(1, 0, false),
+            recorded(1, 0, false),
+            recorded(1, 0, true),
+            recorded(0, 1, true),
+        ]
+    );
+    assert_eq!(coalescer.store_calls(), 8 + 2);
     let runs = store.store();
-    assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 10);
-    assert_eq!(store.ledger(id).await?.entries().count(), 10);
+    assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 13);
+    assert_eq!(store.ledger(id).await?.entries().count(), 13);
     Ok(())
 }
 
