@@ -15,8 +15,9 @@ use opsrun_application::writers::Writers;
 use opsrun_domain::{ItemKey, RunId};
 use tokio::sync::{Semaphore, mpsc};
 
-/// A queued job and the attempt it is on (1-based).
-type Queued = (Job, u32);
+/// A queued job, the attempt it is on (1-based), and a child job's sequence number among its
+/// parent's child jobs.
+type Queued = (Job, u32, Option<u64>);
 
 /// The in-process queue.
 #[derive(Clone)]
@@ -66,11 +67,15 @@ impl InProcessQueue {
     }
 
     fn send(&self, job: Job, attempt: u32) -> Result<(), QueueError> {
+        self.send_numbered(job, attempt, None)
+    }
+
+    fn send_numbered(&self, job: Job, attempt: u32, child: Option<u64>) -> Result<(), QueueError> {
         if let Job::Run { run } = &job {
             self.live().insert(*run);
         }
         self.sender
-            .send((job, attempt))
+            .send((job, attempt, child))
             .map_err(|_| QueueError::Unavailable("the in-process queue is closed".into()))
     }
 
@@ -100,14 +105,16 @@ impl InProcessQueue {
                 () = &mut shutdown => break,
                 queued = receiver.recv() => queued,
             };
-            let Some((job, number)) = queued else { break };
+            let Some((job, number, child)) = queued else {
+                break;
+            };
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 break;
             };
             let (writers, queue) = (writers.clone(), self.clone());
             running.spawn(async move {
                 let _slot = slot;
-                queue.run_one(&writers, job, number).await;
+                queue.run_one(&writers, job, number, child).await;
             });
         }
         while running.join_next().await.is_some() {}
@@ -118,19 +125,26 @@ impl InProcessQueue {
         Ok(())
     }
 
-    async fn run_one(&self, writers: &Writers, job: Job, number: u32) {
+    async fn run_one(&self, writers: &Writers, job: Job, number: u32, child: Option<u64>) {
         match attempt(writers, &job, number, self.max_attempts).await {
-            Ok(Attempt::Done(_) | Attempt::GaveUp(_)) => {
-                if let Job::Run { run } = &job {
+            Ok(Attempt::Done(_) | Attempt::GaveUp(_)) => match (&job, child) {
+                (Job::Run { run }, _) => {
                     self.live().remove(run);
                 }
-            }
+                (Job::RestoreChild { parent, .. }, Some(n)) => {
+                    // The memory store this queue serves does not fail; a failure is logged.
+                    if let Err(error) = writers.child_job_finished(*parent, n).await {
+                        tracing::warn!(%error, parent = parent.value(), "a child job's end was not counted");
+                    }
+                }
+                (Job::RestoreChild { .. }, None) => {}
+            },
             Ok(Attempt::Wait(delay)) => {
                 // Out of the queue for `delay`, without holding a worker: the run stays live.
                 let queue = self.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(delay).await;
-                    let _ = queue.send(job, number);
+                    let _ = queue.send_numbered(job, number, child);
                 });
             }
             Ok(Attempt::Retry(_)) | Err(_) => {
@@ -138,7 +152,7 @@ impl InProcessQueue {
                 // a failure even to give up is retried the same way).
                 tokio::time::sleep(self.retry_delay).await;
                 let next = number.saturating_add(1).min(self.max_attempts);
-                let _ = self.send(job, next);
+                let _ = self.send_numbered(job, next, child);
             }
         }
     }
@@ -158,10 +172,21 @@ impl JobQueue for InProcessQueue {
         Ok(runs.iter().copied().filter(|r| live.contains(r)).collect())
     }
 
-    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
-        for item in items {
-            self.send(Job::RestoreChild { parent, item }, 1)?;
+    async fn enqueue_children(
+        &self,
+        parent: RunId,
+        first_job: u64,
+        items: Vec<ItemKey>,
+    ) -> Result<u64, QueueError> {
+        // One job per item: nothing is stored, so chunks would save nothing.
+        let count = items.len() as u64;
+        for (i, item) in items.into_iter().enumerate() {
+            self.send_numbered(
+                Job::RestoreChild { parent, item },
+                1,
+                Some(first_job + i as u64),
+            )?;
         }
-        Ok(())
+        Ok(count)
     }
 }

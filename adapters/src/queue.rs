@@ -107,6 +107,10 @@ pub struct ChildJob {
     /// The W3C `traceparent` of the span that fanned it out (see [`crate::trace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<String>,
+    /// Its sequence number among the parent's child jobs (jobs enqueued before child jobs
+    /// were counted have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<u64>,
 }
 
 /// Queue and worker settings.
@@ -349,15 +353,20 @@ async fn handle_child(
         max_attempts: state.max_attempts,
         first_delay: state.retry_delay,
     };
-    crate::chunk::run_chunk(
-        &state.writers,
-        RunId::new(job.parent),
-        items,
-        retries,
-        job.trace.as_deref(),
-    )
-    .await
-    .map_err(|error| Box::new(error) as BoxDynError)
+    let parent = RunId::new(job.parent);
+    let boxed = |error| Box::new(error) as BoxDynError;
+    crate::chunk::run_chunk(&state.writers, parent, items, retries, job.trace.as_deref())
+        .await
+        .map_err(boxed)?;
+    // Every item was tried and recorded (or the run stopped): this job will not run again.
+    if let Some(number) = job.job {
+        state
+            .writers
+            .child_job_finished(parent, number)
+            .await
+            .map_err(boxed)?;
+    }
+    Ok(())
 }
 
 impl ApalisQueue {
@@ -697,6 +706,52 @@ impl ApalisQueue {
     }
 }
 
+impl ApalisQueue {
+    /// Stores `items` of fan-out `parent` as chunk jobs in one transaction, numbered from
+    /// `first_job` when they are a dispatch's (see [`JobQueue::enqueue_children`]); how many.
+    async fn push_children(
+        &self,
+        parent: RunId,
+        first_job: Option<u64>,
+        items: Vec<ItemKey>,
+    ) -> Result<u64, QueueError> {
+        let max = self.max_attempts();
+        let per_round = self.settings.concurrency.max(1);
+        let trace = crate::trace::current();
+        // Chunks: ~100 durable jobs for 10,000 items, one per item for a small fan-out.
+        let size = opsrun_domain::chunk_size(items.len(), per_round);
+        let chunks: Vec<Vec<String>> = items
+            .chunks(size)
+            .map(|chunk| chunk.iter().map(|k| k.as_str().to_owned()).collect())
+            .collect();
+        let count = chunks.len() as u64;
+        let tasks = chunks.into_iter().enumerate().map(move |(i, items)| {
+            TaskBuilder::new(ChildJob {
+                parent: parent.value(),
+                item: None,
+                items,
+                trace: trace.clone(),
+                job: first_job.map(|first| first + i as u64),
+            })
+            .max_attempts(max)
+            .priority(child_priority(i, per_round))
+            .build()
+        });
+        // One call: apalis buffers the tasks and writes them in one transaction.
+        match self.storages.clone() {
+            Storages::Sqlite { mut children, .. } => children
+                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
+                .await
+                .map_err(unavailable)?,
+            Storages::Postgres { mut children, .. } => children
+                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
+                .await
+                .map_err(unavailable)?,
+        }
+        Ok(count)
+    }
+}
+
 #[async_trait]
 impl JobQueue for ApalisQueue {
     async fn enqueue(&self, job: Job) -> Result<(), QueueError> {
@@ -720,8 +775,9 @@ impl JobQueue for ApalisQueue {
                 .build();
                 runs.push_task(task).await.map_err(unavailable)
             }
+            // A single child is not one of a dispatch's numbered jobs.
             (Job::RestoreChild { parent, item }, _) => {
-                self.enqueue_children(parent, vec![item]).await
+                self.push_children(parent, None, vec![item]).await.map(drop)
             }
         }
     }
@@ -748,38 +804,13 @@ impl JobQueue for ApalisQueue {
         }
     }
 
-    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
-        let max = self.max_attempts();
-        let per_round = self.settings.concurrency.max(1);
-        let trace = crate::trace::current();
-        // Chunks: ~100 durable jobs for 10,000 items, one per item for a small fan-out.
-        let size = opsrun_domain::chunk_size(items.len(), per_round);
-        let chunks: Vec<Vec<String>> = items
-            .chunks(size)
-            .map(|chunk| chunk.iter().map(|k| k.as_str().to_owned()).collect())
-            .collect();
-        let tasks = chunks.into_iter().enumerate().map(move |(i, items)| {
-            TaskBuilder::new(ChildJob {
-                parent: parent.value(),
-                item: None,
-                items,
-                trace: trace.clone(),
-            })
-            .max_attempts(max)
-            .priority(child_priority(i, per_round))
-            .build()
-        });
-        // One call: apalis buffers the tasks and writes them in one transaction.
-        match self.storages.clone() {
-            Storages::Sqlite { mut children, .. } => children
-                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
-                .await
-                .map_err(unavailable),
-            Storages::Postgres { mut children, .. } => children
-                .push_all(futures::stream::iter(tasks.collect::<Vec<_>>()))
-                .await
-                .map_err(unavailable),
-        }
+    async fn enqueue_children(
+        &self,
+        parent: RunId,
+        first_job: u64,
+        items: Vec<ItemKey>,
+    ) -> Result<u64, QueueError> {
+        self.push_children(parent, Some(first_job), items).await
     }
 
     async fn live_run_jobs(

@@ -15,10 +15,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
 use opsrun_domain::{
-    Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
-    ItemLedger, ItemRecord, LedgerEntry, NewRun, OperationRun, Phases, RecordWindow, Recorded,
-    RunError, RunId, RunStatus, Slug, TenantId, TenantLoad, Timestamp, UserId, WorkSet,
-    WorkspaceId,
+    Admission, AuxDeltas, Change, ChildJobLedger, Claim, Completion, ComponentState, Components,
+    Drift, ItemKey, ItemLedger, ItemRecord, LedgerEntry, NewRun, OperationRun, Phases,
+    RecordWindow, Recorded, RunError, RunId, RunStatus, Slug, TenantId, TenantLoad, Timestamp,
+    UserId, WorkSet, WorkspaceId,
 };
 
 use crate::auth::TokenHash;
@@ -34,6 +34,7 @@ struct Entry {
     run: OperationRun,
     ledger: ItemLedger,
     params: RunParams,
+    children: ChildJobLedger,
 }
 
 struct StoredToken {
@@ -227,6 +228,7 @@ impl MemoryRunStore {
                 run,
                 ledger,
                 params,
+                children: ChildJobLedger::new(),
             },
         );
     }
@@ -245,6 +247,23 @@ impl MemoryRunStore {
         let value = change(&mut run, &mut entry.ledger)?;
         entry.run = run;
         Ok(value)
+    }
+
+    /// Applies `change` to the run's child-job ledger and shows its counts on the run.
+    fn with_children(
+        &self,
+        id: RunId,
+        change: impl FnOnce(&mut ChildJobLedger) -> bool,
+    ) -> Result<Change, StoreError> {
+        let mut state = self.lock();
+        let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
+        let changed = change(&mut entry.children);
+        entry.run.show_children(entry.children.counts());
+        Ok(if changed {
+            Change::Applied
+        } else {
+            Change::Unchanged
+        })
     }
 
     fn read<T>(&self, id: RunId, read: impl FnOnce(&Entry) -> T) -> Result<T, StoreError> {
@@ -487,6 +506,7 @@ impl RunStore for MemoryRunStore {
                 run: run.clone(),
                 ledger: ItemLedger::new(),
                 params: new.params,
+                children: ChildJobLedger::new(),
             },
         );
         Ok(Started { run, reused: false })
@@ -589,6 +609,19 @@ impl RunStore for MemoryRunStore {
         self.with_entry(id, |run, ledger| {
             run.record_items_keyed(ledger, records, at)
         })
+    }
+
+    async fn child_jobs_enqueued(
+        &self,
+        id: RunId,
+        first: u64,
+        count: u64,
+    ) -> Result<Change, StoreError> {
+        self.with_children(id, |jobs| jobs.enqueued(first, count))
+    }
+
+    async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, StoreError> {
+        self.with_children(id, |jobs| jobs.finished(job))
     }
 
     async fn claim_item(

@@ -379,6 +379,32 @@ impl OperationRunService {
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 
+    /// Fan-out child jobs `first..first + count` of `id` were enqueued
+    /// ([`RunStore::child_jobs_enqueued`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`].
+    pub async fn child_jobs_enqueued(
+        &self,
+        id: RunId,
+        first: u64,
+        count: u64,
+    ) -> Result<Change, ServiceError> {
+        let change = self.store.child_jobs_enqueued(id, first, count).await?;
+        Ok(self.published(id, change == Change::Applied, change))
+    }
+
+    /// Fan-out child job `job` of `id` finished, counted once ([`RunStore::child_job_finished`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`].
+    pub async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, ServiceError> {
+        let change = self.store.child_job_finished(id, job).await?;
+        Ok(self.published(id, change == Change::Applied, change))
+    }
+
     /// Claims `key` right before its provider call (the last cancellation check before a side
     /// effect); see [`RunStore::claim_item`]. Publishes nothing: a claim moves no count.
     ///

@@ -26,6 +26,65 @@ pub fn chunk_size(items: usize, workers: usize) -> usize {
     items.div_ceil(chunks).clamp(1, MAX_CHUNK)
 }
 
+/// A fan-out's child jobs, apart from its item counts (a run document's `children`): how many
+/// were enqueued and how many have finished. `completed <= total` always.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ChildJobs {
+    /// Child jobs enqueued (each carries a chunk of the parent's items).
+    pub total: u64,
+    /// Child jobs that finished: every item they carried was tried and recorded, or the run
+    /// was cancelled or paused before the rest. A job that runs again after a crash is
+    /// finished once.
+    pub completed: u64,
+}
+
+/// The child jobs of one fan-out parent, each by its sequence number (a dispatch numbers its
+/// jobs from the parent's current total, so a resume's jobs follow the first ones): which were
+/// enqueued and which finished, each counted once however often it is announced.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ChildJobLedger {
+    // Sequence number → finished.
+    jobs: std::collections::BTreeMap<u64, bool>,
+}
+
+impl ChildJobLedger {
+    /// An empty ledger.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Jobs `first..first + count` were enqueued. A number already known (announced twice, or
+    /// finished before it was announced) is not counted again. Whether anything was new.
+    pub fn enqueued(&mut self, first: u64, count: u64) -> bool {
+        let mut new = false;
+        for job in first..first.saturating_add(count) {
+            if let std::collections::btree_map::Entry::Vacant(slot) = self.jobs.entry(job) {
+                slot.insert(false);
+                new = true;
+            }
+        }
+        new
+    }
+
+    /// Job `job` finished. A job not announced (its dispatcher died after storing it and
+    /// before announcing it) counts as enqueued too, so `completed` never passes `total`.
+    /// Whether this is the first time.
+    pub fn finished(&mut self, job: u64) -> bool {
+        let done = self.jobs.entry(job).or_insert(false);
+        !std::mem::replace(done, true)
+    }
+
+    /// The counts.
+    #[must_use]
+    pub fn counts(&self) -> ChildJobs {
+        ChildJobs {
+            total: self.jobs.len() as u64,
+            completed: self.jobs.values().filter(|done| **done).count() as u64,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +113,38 @@ mod tests {
         assert_eq!(10_000_usize.div_ceil(chunk_size(10_000, 8)), 100);
         assert_eq!(30_usize.div_ceil(chunk_size(30, 8)), 30);
         assert_eq!(1_000_usize.div_ceil(chunk_size(1_000, 64)), 250);
+    }
+
+    #[test]
+    fn child_jobs_count_each_job_once_and_never_finish_more_than_were_enqueued() {
+        let mut jobs = ChildJobLedger::new();
+        assert!(jobs.enqueued(0, 3));
+        assert!(!jobs.enqueued(0, 3), "announced twice");
+        assert!(jobs.finished(1));
+        assert!(!jobs.finished(1), "a job run again after a crash");
+        assert_eq!(
+            jobs.counts(),
+            ChildJobs {
+                total: 3,
+                completed: 1
+            }
+        );
+        // A job that finished before it was announced.
+        assert!(jobs.finished(7));
+        assert_eq!(
+            jobs.counts(),
+            ChildJobs {
+                total: 4,
+                completed: 2
+            }
+        );
+        assert!(jobs.enqueued(3, 5));
+        assert_eq!(
+            jobs.counts(),
+            ChildJobs {
+                total: 8,
+                completed: 2
+            }
+        );
     }
 }

@@ -21,7 +21,7 @@ mod webhook;
 
 pub use error::{InvalidValue, RunError};
 pub use fairness::{Admission, TenantLoad};
-pub use fanout::{MAX_CHUNK, MIN_CHUNKS, chunk_size};
+pub use fanout::{ChildJobLedger, ChildJobs, MAX_CHUNK, MIN_CHUNKS, chunk_size};
 pub use ids::{ItemKey, ReasonCode, RunId, Slug, TenantId, Timestamp, UserId, WorkspaceId};
 pub use ledger::{
     AuxDeltas, Claim, ItemLedger, ItemRecord, LedgerEntry, RecordOutcome, Recorded, WorkSet,

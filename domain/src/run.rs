@@ -53,6 +53,7 @@ impl OperationRun {
                 paused_at: None,
                 waiting: None,
                 anomalies: Vec::new(),
+                children: None,
             },
         }
     }
@@ -187,6 +188,17 @@ impl OperationRun {
     #[must_use]
     pub fn paused_at(&self) -> Option<Timestamp> {
         self.parts.paused_at
+    }
+
+    /// A fan-out parent's child jobs, apart from its item counts; `None` for other runs.
+    #[must_use]
+    pub fn children(&self) -> Option<crate::ChildJobs> {
+        self.parts.children
+    }
+
+    /// Shows `counts` as its child jobs (the store keeps them in a [`crate::ChildJobLedger`]).
+    pub fn show_children(&mut self, counts: crate::ChildJobs) {
+        self.parts.children = Some(counts);
     }
 
     /// Whether it is paused (and not completed: completion ends a pause).

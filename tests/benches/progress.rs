@@ -444,7 +444,9 @@ async fn fan_out(url: &str, dir: &std::path::Path) -> Result<FanOut, Error> {
         .map(|i| ItemKey::parse(&format!("q{i}")))
         .collect::<Result<_, _>>()?;
     let began = Instant::now();
-    opsrun_application::ports::JobQueue::enqueue_children(&backend.queue, restore, keys).await?;
+    let first = run.children().map_or(0, |c| c.total);
+    opsrun_application::ports::JobQueue::enqueue_children(&backend.queue, restore, first, keys)
+        .await?;
     let enqueued = children_jobs(&db, "").await? - jobs;
     while children_done(&db).await? < before + enqueued {
         if began.elapsed() > Duration::from_secs(600) {

@@ -331,3 +331,13 @@ impl TestStore {
         }
     }
 }
+
+/// `run` without its child-job counts, for comparing a completed run over time: everything
+/// else about a completed run is final, but its child jobs may still finish after it (the job
+/// that recorded the last item, or jobs a cancel stopped between items).
+#[must_use]
+pub fn without_child_jobs(run: &opsrun_domain::OperationRun) -> opsrun_domain::OperationRun {
+    let mut parts = run.parts().clone();
+    parts.children = None;
+    opsrun_domain::OperationRun::restore(parts)
+}

@@ -5,8 +5,8 @@
 use opsrun_application::families::ParamValue;
 use opsrun_application::{RunParams, StoreError};
 use opsrun_domain::{
-    Component, ComponentState, Components, Failure, OperationRun, OperationType, Phase, Phases,
-    RawCount, ReasonCode, RunId, RunOutcome, RunParts, RunStatus, SummaryCountsNormalizer,
+    ChildJobs, Component, ComponentState, Components, Failure, OperationRun, OperationType, Phase,
+    Phases, RawCount, ReasonCode, RunId, RunOutcome, RunParts, RunStatus, SummaryCountsNormalizer,
     TenantId, Timestamp, UserId, WorkspaceId,
 };
 use sea_orm::FromQueryResult;
@@ -16,7 +16,8 @@ use serde::{Deserialize, Serialize};
 pub(crate) const RUN_COLUMNS: &str = "id, workspace_id, tenant_id, operation_type, target, \
     initiator_id, parent_id, status, outcome, total, processed, succeeded, failed, skipped, \
     created, updated, deleted, items, tenants, basis, phases, components, failures, created_at, \
-    started_at, completed_at, heartbeat_at, retry_of, paused_at, waiting";
+    started_at, completed_at, heartbeat_at, retry_of, paused_at, waiting, children_total, \
+    children_completed";
 
 /// A row of `operation_runs`.
 #[derive(Debug, Clone, FromQueryResult)]
@@ -51,6 +52,8 @@ pub(crate) struct RunRow {
     pub retry_of: Option<i64>,
     pub paused_at: Option<i64>,
     pub waiting: Option<String>,
+    pub children_total: Option<i64>,
+    pub children_completed: Option<i64>,
 }
 
 fn corrupt(what: &str, error: impl std::fmt::Display) -> StoreError {
@@ -120,6 +123,13 @@ impl RunRow {
             retry_of: self.retry_of.map(RunId::new),
             paused_at: self.paused_at.map(Timestamp::from_millis),
             waiting: self.waiting,
+            children: self.children_total.map(|total| ChildJobs {
+                total: u64::try_from(total).unwrap_or(0),
+                completed: self
+                    .children_completed
+                    .and_then(|c| u64::try_from(c).ok())
+                    .unwrap_or(0),
+            }),
             anomalies,
         }))
     }

@@ -14,6 +14,7 @@ mod m20261202_000010_item_claims;
 mod m20261202_000011_token_lifecycle;
 mod m20261203_000012_run_control;
 mod m20261205_000013_webhooks;
+mod m20261205_000014_child_jobs;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_token_lifecycle::Migration),
             Box::new(m20261203_000012_run_control::Migration),
             Box::new(m20261205_000013_webhooks::Migration),
+            Box::new(m20261205_000014_child_jobs::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@
 //! - `statements`: every SQL rendering of a domain rule, next to the name of its twin;
 //! - `diagnostics`: whole-ledger reads and raw writes for the contract suite.
 
+mod children;
 mod claims;
 mod control;
 mod diagnostics;
@@ -267,6 +268,19 @@ impl RunStore for SqlRunStore {
         at: Timestamp,
     ) -> Result<Recorded, StoreError> {
         self.record(id, records, at).await
+    }
+
+    async fn child_jobs_enqueued(
+        &self,
+        id: RunId,
+        first: u64,
+        count: u64,
+    ) -> Result<Change, StoreError> {
+        self.enqueued_children(id, first, count).await
+    }
+
+    async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, StoreError> {
+        self.finished_child(id, job).await
     }
 
     async fn claim_item(

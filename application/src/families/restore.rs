@@ -83,7 +83,10 @@ impl BulkBackupSetRestore {
                 None => WriterOutcome::Stopped,
             });
         }
-        self.queue.enqueue_children(id, pending).await?;
+        // A resume's jobs are numbered after the ones already announced.
+        let first = run.children().map_or(0, |c| c.total);
+        let jobs = self.queue.enqueue_children(id, first, pending).await?;
+        self.service.child_jobs_enqueued(id, first, jobs).await?;
         Ok(WriterOutcome::Dispatched)
     }
 

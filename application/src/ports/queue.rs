@@ -51,12 +51,20 @@ pub trait JobQueue: Send + Sync {
     /// Enqueues the children of a fan-out in one call (not one round trip per child): one
     /// [`Job::RestoreChild`] per item, or a durable queue may carry several items per job
     /// (chunks of [`opsrun_domain::chunk_size`]) as long as each item is still executed, and
-    /// recorded, on its own. Either all jobs are stored or none.
+    /// recorded, on its own. Either all jobs are stored or none. The answer is how many jobs
+    /// were stored, numbered from `first_job`; when job `first_job + i` has finished, the queue
+    /// says so with [`crate::writers::Writers::child_job_finished`], so the parent shows its
+    /// child jobs ([`opsrun_domain::ChildJobs`]).
     ///
     /// # Errors
     ///
     /// [`QueueError::Unavailable`] when the jobs could not be stored; none was enqueued.
-    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError>;
+    async fn enqueue_children(
+        &self,
+        parent: RunId,
+        first_job: u64,
+        items: Vec<ItemKey>,
+    ) -> Result<u64, QueueError>;
 
     /// Which of `runs` have a [`Job::Run`] that still waits, runs or will be retried (not
     /// done, not dead-lettered, not lost), looked up in as few round trips as the queue can.

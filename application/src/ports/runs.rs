@@ -445,6 +445,29 @@ pub trait RunStore: RunQueries {
         at: Timestamp,
     ) -> Result<Recorded, StoreError>;
 
+    /// Child jobs `first..first + count` of fan-out `id` were enqueued
+    /// ([`opsrun_domain::ChildJobLedger::enqueued`]); the run shows the new counts. Allowed in
+    /// any status: it is job bookkeeping, not a count of the run's items.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`], [`StoreError::Unavailable`].
+    async fn child_jobs_enqueued(
+        &self,
+        id: RunId,
+        first: u64,
+        count: u64,
+    ) -> Result<Change, StoreError>;
+
+    /// Child job `job` of fan-out `id` finished, counted once however often it is said
+    /// ([`opsrun_domain::ChildJobLedger::finished`]). Allowed in any status: the job that
+    /// records the last item finishes after the run completed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`], [`StoreError::Unavailable`].
+    async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, StoreError>;
+
     /// As [`OperationRun::claim_item`]: the claim is stored so that a cancel which wins later
     /// counts the item as in flight ([`OperationRun::complete_settling`]). A claim and a
     /// completion are serialized on the run: a claim that returns `Claimed` is seen by every
@@ -579,6 +602,8 @@ mockall::mock! {
         async fn set_total(&self, id: RunId, work_set: WorkSet) -> Result<Change, StoreError>;
         async fn record_items( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<RecordOutcome, StoreError>;
         async fn record_items_keyed( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<Recorded, StoreError>;
+        async fn child_jobs_enqueued(&self, id: RunId, first: u64, count: u64) -> Result<Change, StoreError>;
+        async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, StoreError>;
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;
         async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
         async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;

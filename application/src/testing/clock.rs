@@ -92,14 +92,20 @@ impl JobQueue for MemoryQueue {
             .collect())
     }
 
-    async fn enqueue_children(&self, parent: RunId, items: Vec<ItemKey>) -> Result<(), QueueError> {
+    async fn enqueue_children(
+        &self,
+        parent: RunId,
+        _first_job: u64,
+        items: Vec<ItemKey>,
+    ) -> Result<u64, QueueError> {
         self.enqueue_calls.fetch_add(1, Ordering::SeqCst);
+        let count = items.len() as u64;
         let mut jobs = lock(&self.jobs);
         jobs.extend(
             items
                 .into_iter()
                 .map(|item| Job::RestoreChild { parent, item }),
         );
-        Ok(())
+        Ok(count)
     }
 }

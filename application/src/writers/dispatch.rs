@@ -99,6 +99,17 @@ impl Writers {
         Ok(self.family_of(run).await?.clone())
     }
 
+    /// Child job `job` of fan-out `parent` finished (the queue says so once it will not run
+    /// again); see [`crate::ports::JobQueue::enqueue_children`].
+    ///
+    /// # Errors
+    ///
+    /// [`WriterError`] when storage fails; say it again later.
+    pub async fn child_job_finished(&self, parent: RunId, job: u64) -> Result<(), WriterError> {
+        self.service.child_job_finished(parent, job).await?;
+        Ok(())
+    }
+
     /// Executes (or resumes) a job with the family of its run.
     ///
     /// # Errors

@@ -177,4 +177,6 @@ pub struct RunParts {
     /// Notes about values the storage could not represent truthfully (dropped counts, an
     /// unknown status); a run with notes never shows a bar.
     pub anomalies: Vec<String>,
+    /// A fan-out parent's child jobs (see [`crate::ChildJobLedger`]); `None` for other runs.
+    pub children: Option<crate::ChildJobs>,
 }

@@ -33,14 +33,20 @@ async fn a_fan_out_runs_in_chunks_counted_item_by_item(url: String) -> Result<()
             item_ids: None,
         })
         .await?;
-    // Watch the count as it moves.
+    // Watch the count as it moves, and the child jobs apart from it.
     let mut seen = vec![0_u64];
+    let mut jobs_seen: Vec<opsrun_domain::ChildJobs> = Vec::new();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
         let run = running.backend.store.run(id).await?;
         let processed = run.counts().get_or_zero(SummaryKey::Processed);
         if seen.last() != Some(&processed) {
             seen.push(processed);
+        }
+        if let Some(children) = run.children()
+            && jobs_seen.last() != Some(&children)
+        {
+            jobs_seen.push(children);
         }
         if run.is_completed() {
             break;
@@ -51,6 +57,18 @@ async fn a_fan_out_runs_in_chunks_counted_item_by_item(url: String) -> Result<()
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let run = running.completed(id).await?;
+    // The job that recorded the last item finishes after the parent completed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let children = loop {
+        let children = running.backend.store.run(id).await?.children();
+        if children.is_some_and(|c| c.completed == c.total) {
+            break children;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the child jobs did not all finish: {children:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     let db = opsrun_adapters::sql::connect(&url, 1).await?;
     let table = match db.get_database_backend() {
         sea_orm::DbBackend::Postgres => "apalis.jobs",
@@ -72,6 +90,26 @@ async fn a_fan_out_runs_in_chunks_counted_item_by_item(url: String) -> Result<()
     let size = opsrun_domain::chunk_size(ITEMS, 8);
     assert_eq!(size, 10);
     assert_eq!(jobs, 100, "one durable job per chunk of {size}");
+    assert_eq!(
+        children,
+        Some(opsrun_domain::ChildJobs {
+            total: 100,
+            completed: 100
+        }),
+        "the run shows its child jobs apart from its items"
+    );
+    assert!(
+        jobs_seen
+            .iter()
+            .all(|c| c.total == 100 && c.completed <= c.total),
+        "all 100 announced at once, never more finished than enqueued: {jobs_seen:?}"
+    );
+    assert!(
+        jobs_seen
+            .windows(2)
+            .all(|w| w[0].completed < w[1].completed),
+        "finished jobs never go backwards: {jobs_seen:?}"
+    );
     assert_eq!(run.outcome(), RunOutcome::Succeeded);
     for key in [
         SummaryKey::Total,
@@ -348,8 +386,9 @@ async fn a_fan_out_costs_its_measured_statements_per_item_on_sqlite() -> Result<
     let (_dir, url) = fresh_sqlite_file()?;
     // Per item: the restore worker's read of its parent (to stop after a cancel), its claim.
     // Per record call: BEGIN IMMEDIATE, ledger insert, guarded update, COMMIT (see
-    // `statements_per_operation`). The chunk reads the run once to pick the family.
-    statements_per_fan_out(url, 2, 4, 30).await
+    // `statements_per_operation`). The chunk reads the run once to pick the family; the
+    // dispatch announces its child jobs in one transaction (BEGIN, run, rows, counts, COMMIT).
+    statements_per_fan_out(url, 2, 4, 35).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -359,6 +398,7 @@ async fn a_fan_out_costs_its_measured_statements_per_item_on_postgres() -> Resul
         return Ok(());
     };
     // Per item: the restore worker's read of its parent, its claim. Per record call: one
-    // statement. The chunk reads the run once to pick the family.
-    statements_per_fan_out(url, 2, 1, 30).await
+    // statement. The chunk reads the run once to pick the family; the dispatch announces its
+    // child jobs in one transaction (BEGIN, run, rows, counts, COMMIT).
+    statements_per_fan_out(url, 2, 1, 35).await
 }

@@ -146,6 +146,36 @@ async fn every_family_through_the_api(url: String) -> Result<(), TestError> {
         restore_docs.last().map(|d| d["summary_counts"].clone()),
         Some(json!({"total": 24, "processed": 24, "succeeded": 24}))
     );
+    // Apart from its items, the restore shows its child jobs: 24 items are 24 jobs of one (a
+    // small fan-out spreads over every worker). The job of the last item finishes just after
+    // the run completed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let children = loop {
+        let doc: Value = client
+            .get(format!("{base}/api/operations/{restore}"))
+            .bearer_auth(&token)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let children = doc["children"].clone();
+        if children["completed"] == children["total"] || tokio::time::Instant::now() > deadline {
+            break children;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(children, json!({"total": 24, "completed": 24}));
+    assert!(
+        restore_docs
+            .iter()
+            .filter_map(|d| d["children"]["completed"].as_u64())
+            .all(|c| c <= 24),
+        "never more jobs finished than enqueued"
+    );
+    assert!(
+        finished[..5].iter().all(|(_, docs)| docs.iter().all(|d| d.get("children").is_none())),
+        "only a fan-out has child jobs"
+    );
     let notes: Value = client
         .get(format!("{base}/api/notifications"))
         .bearer_auth(&token)

@@ -1,4 +1,4 @@
-//! Coalesced records on every backend: many concurrent writers of one run, with duplicates,
+//! Coalesced records and child-job counts on every backend: many concurrent writers of one run, with duplicates,
 //! through one [`RecordCoalescer`], count each item exactly once and each caller gets its own
 //! answer; a combined record the store refuses refuses only the caller whose item caused it.
 
@@ -160,6 +160,58 @@ contract!(a_keyed_record_names_exactly_the_keys_it_entered, |store| {
         (0, 2)
     );
     assert_eq!(count(&runs, id, SummaryKey::Processed).await?, 6);
+    Ok(())
+});
+
+contract!(child_jobs_count_each_job_once_in_any_status, |store| {
+    use opsrun_domain::{Change, ChildJobs, Completion, RunOutcome};
+    let id = running_run(&store, 10).await?;
+    let runs = store.store();
+    assert_eq!(runs.run(id).await?.children(), None, "not a fan-out yet");
+    assert_eq!(runs.child_jobs_enqueued(id, 0, 3).await?, Change::Applied);
+    assert_eq!(
+        runs.child_jobs_enqueued(id, 0, 3).await?,
+        Change::Unchanged,
+        "announced twice"
+    );
+    assert_eq!(runs.child_job_finished(id, 1).await?, Change::Applied);
+    assert_eq!(
+        runs.child_job_finished(id, 1).await?,
+        Change::Unchanged,
+        "a job run again after a crash"
+    );
+    assert_eq!(
+        runs.run(id).await?.children(),
+        Some(ChildJobs {
+            total: 3,
+            completed: 1
+        })
+    );
+    // A job that finished before its dispatcher announced it counts as enqueued too.
+    assert_eq!(runs.child_job_finished(id, 7).await?, Change::Applied);
+    // The job that recorded the last item finishes after the run completed.
+    runs.complete(
+        id,
+        Completion::decided(RunOutcome::Cancelled, t(5_000)),
+        opsrun_application::TerminalEffects { actor: None },
+    )
+    .await?;
+    assert_eq!(runs.child_job_finished(id, 0).await?, Change::Applied);
+    assert_eq!(
+        runs.run(id).await?.children(),
+        Some(ChildJobs {
+            total: 4,
+            completed: 3
+        })
+    );
+    assert!(matches!(
+        runs.child_job_finished(RunId::new(999_999), 0).await,
+        Err(StoreError::RunNotFound(_))
+    ));
+    assert!(matches!(
+        runs.child_jobs_enqueued(RunId::new(999_999), 0, 2).await,
+        Err(StoreError::RunNotFound(_))
+    ));
     Ok(())
 });
 

@@ -157,6 +157,15 @@ pub struct FailureDoc {
     pub message: String,
 }
 
+/// A fan-out's child jobs, apart from its item counts.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ChildrenDoc {
+    /// Child jobs enqueued (each carries a chunk of the parent's items).
+    pub total: u64,
+    /// Child jobs finished; never more than `total`.
+    pub completed: u64,
+}
+
 /// The run document.
 #[derive(Debug, Serialize, ToSchema)]
 #[schema(example = json!({
@@ -172,6 +181,7 @@ pub struct FailureDoc {
     "completed_at": null,
     "failures": [{"code": "restore.item_failed", "message": "2 items failed to restore"}],
     "paused_at": null, "waiting_reason": null, "retry_of": null,
+    "children": {"total": 2, "completed": 0},
     "view_url": "/operations/42", "reused": false
 }))]
 pub struct RunDoc {
@@ -209,6 +219,10 @@ pub struct RunDoc {
     pub waiting_reason: Option<String>,
     /// The completed run whose failed items this run retries.
     pub retry_of: Option<i64>,
+    /// A fan-out's child jobs, apart from the item counts (present on fan-out parents once
+    /// their children are enqueued).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub children: Option<ChildrenDoc>,
     /// The runs started as retries of this run's failed items, oldest first (in the document
     /// of one run; absent from lists).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -252,6 +266,10 @@ impl RunDoc {
             paused_at: run.paused_at().filter(|_| run.is_paused()).map(rfc3339),
             waiting_reason: summary.progress.waiting.clone(),
             retry_of: run.retry_of().map(|r| r.value()),
+            children: run.children().map(|c| ChildrenDoc {
+                total: c.total,
+                completed: c.completed,
+            }),
             retried_by: summary
                 .retried_by
                 .as_ref()

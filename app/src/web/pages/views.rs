@@ -342,6 +342,8 @@ pub struct RunDetail {
     pub(crate) csrf: String,
     pub(crate) initiator: Option<String>,
     pub(crate) basis: Option<String>,
+    /// A fan-out's child jobs, apart from its items.
+    pub(crate) child_jobs: Option<opsrun_domain::ChildJobs>,
     pub(crate) counts: Vec<(String, u64)>,
     pub(crate) failures: Vec<(String, String, String)>,
     pub(crate) phases: Vec<PhaseRow>,
@@ -390,6 +392,7 @@ impl RunDetail {
             csrf: csrf.to_owned(),
             initiator: summary.initiator.clone(),
             basis: summary.progress.basis.clone(),
+            child_jobs: run.children(),
             counts: run
                 .counts()
                 .iter()
