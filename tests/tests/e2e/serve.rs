@@ -173,7 +173,9 @@ async fn every_family_through_the_api(url: String) -> Result<(), TestError> {
         "never more jobs finished than enqueued"
     );
     assert!(
-        finished[..5].iter().all(|(_, docs)| docs.iter().all(|d| d.get("children").is_none())),
+        finished[..5]
+            .iter()
+            .all(|(_, docs)| docs.iter().all(|d| d.get("children").is_none())),
         "only a fan-out has child jobs"
     );
     let notes: Value = client
