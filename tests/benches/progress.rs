@@ -726,7 +726,7 @@ async fn streams(url: &str, dir: &std::path::Path, backend_name: &str) -> Result
             first_seen.push((processed, Instant::now()));
         }
         polls += 1;
-        if polls % 10 == 0 {
+        if polls.is_multiple_of(10) {
             peak_kib = peak_kib.max(rss_kib(pid)?);
         }
         if run.is_completed() {
