@@ -8,6 +8,7 @@ pub mod live;
 pub mod metrics;
 pub mod pages;
 pub mod server;
+mod shared_reads;
 mod state;
 
 use std::time::Duration;

@@ -5,6 +5,7 @@ pub mod discovery;
 pub mod dto;
 pub(crate) mod handlers;
 pub(crate) mod inbox;
+pub(crate) mod run_events;
 pub mod schema;
 pub(crate) mod streams;
 pub mod webhooks;
@@ -27,7 +28,7 @@ use super::AppState;
         handlers::list_operations,
         handlers::get_operation,
         handlers::operation_items,
-        handlers::operation_events,
+        run_events::operation_events,
         streams::tenant_events,
         streams::events,
         control::cancel_operation,
@@ -118,7 +119,7 @@ pub(super) fn stream_routes() -> Router<AppState> {
     Router::new()
         .route(
             "/api/operations/{id}/events",
-            get(handlers::operation_events),
+            get(run_events::operation_events),
         )
         .route("/api/tenants/{tenant}/events", get(streams::tenant_events))
         .route("/api/events", get(streams::events))

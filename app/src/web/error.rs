@@ -12,7 +12,7 @@ use opsrun_application::{FamilyStoreError, ProviderError, StoreError};
 use super::api::dto::{ErrorBody, ErrorDetail};
 
 /// Everything a handler can answer instead of a result.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum ApiError {
     /// 400: malformed JSON.
     Malformed(String),

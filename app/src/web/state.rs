@@ -15,6 +15,8 @@ pub struct AppState {
     /// does not say `X-Forwarded-Proto: https`).
     pub(crate) secure_cookies: bool,
     shutdown: watch::Receiver<bool>,
+    /// Run documents shared by the event streams following the same run.
+    pub(crate) run_reads: Arc<super::shared_reads::SharedRunReads>,
     // Keeps the channel of a state without a server's signal open (it never fires).
     _own: Option<Arc<watch::Sender<bool>>>,
 }
@@ -29,6 +31,7 @@ impl AppState {
             stack,
             secure_cookies: false,
             shutdown,
+            run_reads: Arc::default(),
             _own: Some(Arc::new(sender)),
         }
     }
@@ -40,6 +43,7 @@ impl AppState {
             stack,
             secure_cookies: false,
             shutdown,
+            run_reads: Arc::default(),
             _own: None,
         }
     }

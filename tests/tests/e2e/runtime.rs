@@ -404,6 +404,15 @@ async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Res
     .run
     .id();
     let restored = wait(restore).await?;
+    // One in-process job per item; the last finishes just after the parent completed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let jobs = loop {
+        let jobs = stack.queries.run(restore).await?.children();
+        if jobs.is_some_and(|j| j.completed == j.total) || tokio::time::Instant::now() > deadline {
+            break jobs;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
     let _ = stop.send(());
     workers.await??;
 
@@ -425,5 +434,13 @@ async fn the_memory_backend_runs_a_fan_out_through_its_in_process_queue() -> Res
         .count() as u64;
     assert_eq!(counts(&restored), expected(items, failed_restores, &[]));
     assert_eq!(restored.outcome(), outcome(items, failed_restores));
+    assert_eq!(
+        jobs,
+        Some(opsrun_domain::ChildJobs {
+            total: items,
+            completed: items
+        }),
+        "the in-process queue counts its child jobs too"
+    );
     Ok(())
 }

@@ -1,16 +1,13 @@
 //! The API's handlers. Every input is parsed into domain types before a use case runs.
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Path, Query, Request, State};
 use axum::http::StatusCode;
-use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use futures::Stream;
 use opsrun_application::RunParams;
 use opsrun_application::access::{AccessPolicy, Caller};
 use opsrun_application::families::{Families, ParamMap, ParamValue};
@@ -24,7 +21,6 @@ use super::dto::{
     IssuedTokenDoc, ItemPage, NotificationDoc, NotificationList, PolicyDoc, PolicyList,
     ReadinessDoc, RunDoc, RunList, RunPage, StartBody, TokenBody, TokenDoc, TokenList, rfc3339,
 };
-use crate::web::auth::StreamCaller;
 use crate::web::{ApiError, AppState};
 
 /// JSON bodies with the API's error codes: 400 malformed, 413 too large, 415 not JSON, 422
@@ -319,104 +315,6 @@ pub async fn operation_items(
         .items(&caller, id, outcome, limit(&params)?, after)
         .await?;
     Ok(Json(ItemPage::of(&page)))
-}
-
-/// How often an open event stream re-checks the token or session behind it.
-pub const CREDENTIAL_RECHECK: Duration = Duration::from_secs(15);
-
-/// Live progress: a `progress` event with the run document on every change; the stream ends
-/// after the terminal event, with a `shutdown` event when the server stops, or with an
-/// `unauthorized` event within 15 s of its token's revocation or expiry (or its session's end).
-#[utoipa::path(get, path = "/api/operations/{id}/events", tag = "operations",
-    params(("id" = i64, Path, minimum = 1, description = "the run's id")),
-    responses((status = 200, content_type = "text/event-stream", body = String, description = "`progress` events, each with a run document; the stream ends after the terminal one"), (status = 400, body = ErrorBody, description = "malformed JSON, or a path or query that cannot be decoded"), (status = 401, body = ErrorBody, description = "no valid bearer token"), (status = 404, body = ErrorBody, description = "absent, or not visible to this token")))]
-pub async fn operation_events(
-    State(state): State<AppState>,
-    StreamCaller(caller): StreamCaller,
-    Path(id): Path<String>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let id = run_id(&id)?;
-    // Subscribe before the first read, so no change between the two is missed.
-    let receiver = state.stack.events.subscribe();
-    let first = state.stack.models.run(&caller, id).await?;
-    let checked = tokio::time::Instant::now();
-    let stream = futures::stream::unfold(
-        (
-            state,
-            caller,
-            receiver,
-            Some(first),
-            String::new(),
-            false,
-            checked,
-        ),
-        move |(state, caller, mut receiver, pending, mut last, ended, mut checked)| async move {
-            if ended {
-                return None;
-            }
-            let mut next = pending;
-            loop {
-                // A revoked or expired token, or an ended session, ends the stream within
-                // CREDENTIAL_RECHECK (a store failure is not a revocation: checked again later).
-                if checked.elapsed() >= CREDENTIAL_RECHECK {
-                    checked = tokio::time::Instant::now();
-                    if let Ok(false) = state.stack.authenticate.still_valid(&caller).await {
-                        let event = Event::default()
-                            .event("unauthorized")
-                            .data(r#"{"reason":"the token or session behind this stream is no longer valid"}"#);
-                        return Some((
-                            Ok(event),
-                            (state, caller, receiver, None, last, true, checked),
-                        ));
-                    }
-                }
-                if let Some(summary) = next.take() {
-                    let doc = RunDoc::new(&summary, false);
-                    let json = serde_json::to_string(&doc).unwrap_or_default();
-                    if json != last {
-                        last = json.clone();
-                        let done = summary.run.is_completed();
-                        let event = Event::default().event("progress").data(json);
-                        return Some((
-                            Ok(event),
-                            (state, caller, receiver, None, last, done, checked),
-                        ));
-                    }
-                }
-                // Wait for a change of this run. The 2 s re-read covers what no notification
-                // reaches (another process on SQLite, a lagging subscriber). A shutting-down
-                // server ends the stream with a last event, so it never waits for clients.
-                let changed = tokio::select! {
-                    () = state.shutting_down() => {
-                        let event = Event::default()
-                            .event("shutdown")
-                            .data(r#"{"reason":"the server is shutting down; reconnect to follow the run"}"#);
-                        return Some((
-                            Ok(event),
-                            (state, caller, receiver, None, last, true, checked),
-                        ));
-                    }
-                    changed = tokio::time::timeout(Duration::from_secs(2), receiver.recv()) => changed,
-                };
-                match changed {
-                    Ok(Ok(changed)) if changed != id => continue,
-                    Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return None,
-                    _ => {}
-                }
-                match state.stack.models.run(&caller, id).await {
-                    Ok(summary) => next = Some(summary),
-                    Err(_) => return None,
-                }
-            }
-        },
-    );
-    // Counted as an open stream until the client goes (the stream is dropped).
-    let client = crate::web::metrics::StreamClient::open();
-    let stream = futures::StreamExt::map(stream, move |event| {
-        let _ = &client;
-        event
-    });
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
 }
 
 /// The tenant's queued and running runs plus those completed in the last 60 s.
