@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use futures::channel::oneshot;
+use futures::future::Either;
 use opsrun_domain::{ItemKey, ItemRecord, RecordOutcome, RunId, Timestamp};
 
 use crate::StoreError;
@@ -113,22 +114,34 @@ impl RecordCoalescer {
         lock(&lane.pending).push(Submission { records, at, reply });
         // Counted once it waits in line, so a count seen elsewhere means it is queued.
         self.submissions.fetch_add(1, Ordering::Relaxed);
-        let result = {
-            let _turn = lane.turn.lock().await;
-            loop {
-                match answer.try_recv() {
-                    Ok(Some(result)) => break result,
-                    Err(oneshot::Canceled) => break Err(interrupted()),
-                    Ok(None) => {}
+        let result = loop {
+            // This caller's answer (another caller wrote it), or its turn to write. Waiting for
+            // the answer without the turn matters: a caller that had to take the turn only to
+            // learn it was answered would not send its next record meanwhile, and nothing
+            // would be there to combine.
+            let turn = {
+                let turn = lane.turn.lock();
+                futures::pin_mut!(turn);
+                match futures::future::select(&mut answer, turn).await {
+                    Either::Left((answered, _)) => {
+                        break answered.unwrap_or_else(|oneshot::Canceled| Err(interrupted()));
+                    }
+                    Either::Right((turn, _)) => turn,
                 }
-                // This caller's submission is still waiting: write the oldest waiting ones,
-                // which include it or come before it.
-                let batch = self.take(&lane);
-                if batch.is_empty() {
-                    break Err(interrupted());
-                }
-                self.write(id, batch).await;
+            };
+            match answer.try_recv() {
+                Ok(Some(result)) => break result,
+                Err(oneshot::Canceled) => break Err(interrupted()),
+                Ok(None) => {}
             }
+            // Still waiting: write the oldest waiting submissions, which include this one or
+            // come before it.
+            let batch = self.take(&lane);
+            if batch.is_empty() {
+                break Err(interrupted());
+            }
+            self.write(id, batch).await;
+            drop(turn);
         };
         self.release(id, lane);
         result

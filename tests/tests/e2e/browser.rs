@@ -586,6 +586,34 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         session.shots.join("detail-waiting.png"),
         browser.screenshot().await?,
     )?;
+    // While it runs, the page shows its child jobs apart from its items. Held (paused) as
+    // soon as its jobs are out, so the page is read while it runs however fast the machine.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while session
+        .api(&format!("/api/operations/{restore}"), None)
+        .await?
+        .get("children")
+        .is_none()
+    {
+        if tokio::time::Instant::now() > deadline {
+            return Err("the restore never dispatched its child jobs".into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    session
+        .api(&format!("/api/operations/{restore}/pause"), Some(json!({})))
+        .await?;
+    let child_jobs = until(
+        &browser,
+        "var c = document.querySelector('[data-live] .child-jobs'); return c ? c.textContent : null;",
+    )
+    .await?;
+    session
+        .api(
+            &format!("/api/operations/{restore}/resume"),
+            Some(json!({})),
+        )
+        .await?;
     let outcome = until(
         &browser,
         "var o = document.querySelector('[data-live] .progress .outcome'); return o ? o.textContent : null;",
@@ -593,6 +621,12 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     .await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let live = browser.execute(LIVE_TEXT, vec![]).await?;
+    let jobs_after = browser
+        .execute(
+            "return document.querySelectorAll('[data-live] .child-jobs').length;",
+            vec![],
+        )
+        .await?;
     browser.refresh().await?;
     let reloaded = browser.execute(LIVE_TEXT, vec![]).await?;
     let doc = session
@@ -888,6 +922,22 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     assert_eq!(doc["outcome"], "partially_succeeded", "{doc}");
     assert_eq!(outcome, "⚠ partially succeeded");
     assert_eq!(live, reloaded, "the live page ended apart from a reload");
+    // One job per item for a fan-out this small (every worker gets some); a completed run
+    // no longer shows them (its last job finishes just after it).
+    let child_jobs = child_jobs.as_str().unwrap_or_default().to_owned();
+    let expected_tail = format!(
+        " of {} finished · the bar counts items, not jobs",
+        doc["summary_counts"]["total"]
+    );
+    assert!(
+        child_jobs.starts_with("Child jobs: ") && child_jobs.ends_with(&expected_tail),
+        "{child_jobs}"
+    );
+    assert_eq!(
+        jobs_after,
+        json!(0),
+        "a completed run's page shows no child jobs"
+    );
     let text = live.as_str().unwrap_or_default();
     let failed = doc["summary_counts"]["failed"].as_u64().unwrap_or_default();
     assert!(failed > 0, "{doc}");

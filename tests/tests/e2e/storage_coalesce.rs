@@ -125,7 +125,15 @@ contract!(
         assert_eq!(count(&runs, id, SummaryKey::Skipped).await?, 160);
         assert_eq!(store.ledger(id).await?.entries().count(), UNITS);
         assert_eq!(coalescer.submissions(), 16 * 30);
-        assert!(coalescer.store_calls() <= coalescer.submissions());
+        let calls = coalescer.store_calls();
+        if store.backend == Backend::Memory {
+            // The memory store answers without waiting: little arrives while it writes.
+            assert!(calls <= 16 * 30, "{calls}");
+        } else {
+            // While one record of the run is written, the other writers' next records arrive
+            // and go together (measured: about 9 records per store call).
+            assert!(calls * 2 <= 16 * 30, "{calls} store calls for 480 records");
+        }
         Ok(())
     }
 );

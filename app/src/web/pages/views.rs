@@ -392,7 +392,9 @@ impl RunDetail {
             csrf: csrf.to_owned(),
             initiator: summary.initiator.clone(),
             basis: summary.progress.basis.clone(),
-            child_jobs: run.children(),
+            // While it runs: a completed run's last jobs finish a moment after it, and a page
+            // whose stream has ended must not keep a count a reload would show otherwise.
+            child_jobs: run.children().filter(|_| !run.is_completed()),
             counts: run
                 .counts()
                 .iter()
