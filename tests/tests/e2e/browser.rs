@@ -608,6 +608,10 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
         "var c = document.querySelector('[data-live] .child-jobs'); return c ? c.textContent : null;",
     )
     .await?;
+    std::fs::write(
+        session.shots.join("detail-child-jobs.png"),
+        browser.screenshot().await?,
+    )?;
     session
         .api(
             &format!("/api/operations/{restore}/resume"),
@@ -926,7 +930,7 @@ async fn a_live_page_ends_as_a_reload_shows_it() -> Result<(), TestError> {
     // no longer shows them (its last job finishes just after it).
     let child_jobs = child_jobs.as_str().unwrap_or_default().to_owned();
     let expected_tail = format!(
-        " of {} finished · the bar counts items, not jobs",
+        " of {} ended (the pause stops each before its next item; resuming hands out the rest as new jobs) · the bar counts items, not jobs",
         doc["summary_counts"]["total"]
     );
     assert!(

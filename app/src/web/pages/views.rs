@@ -342,8 +342,8 @@ pub struct RunDetail {
     pub(crate) csrf: String,
     pub(crate) initiator: Option<String>,
     pub(crate) basis: Option<String>,
-    /// A fan-out's child jobs, apart from its items.
-    pub(crate) child_jobs: Option<opsrun_domain::ChildJobs>,
+    /// A fan-out's child jobs, apart from its items, in words (while it runs).
+    pub(crate) child_jobs: Option<String>,
     pub(crate) counts: Vec<(String, u64)>,
     pub(crate) failures: Vec<(String, String, String)>,
     pub(crate) phases: Vec<PhaseRow>,
@@ -394,7 +394,10 @@ impl RunDetail {
             basis: summary.progress.basis.clone(),
             // While it runs: a completed run's last jobs finish a moment after it, and a page
             // whose stream has ended must not keep a count a reload would show otherwise.
-            child_jobs: run.children().filter(|_| !run.is_completed()),
+            child_jobs: run
+                .children()
+                .filter(|_| !run.is_completed())
+                .map(|jobs| child_jobs_words(jobs, run.is_paused())),
             counts: run
                 .counts()
                 .iter()
@@ -460,6 +463,20 @@ impl RunDetail {
             results: Vec::new(),
             r,
         }
+    }
+}
+
+/// A running fan-out's child jobs in words. A pause stops each job before its next item (the
+/// job ends; resuming hands the rest out as new jobs), so a paused run says "ended", not
+/// "finished".
+fn child_jobs_words(jobs: opsrun_domain::ChildJobs, paused: bool) -> String {
+    let (total, completed) = (jobs.total, jobs.completed);
+    if paused {
+        format!(
+            "Child jobs: {completed} of {total} ended (the pause stops each before its next item; resuming hands out the rest as new jobs) · the bar counts items, not jobs"
+        )
+    } else {
+        format!("Child jobs: {completed} of {total} finished · the bar counts items, not jobs")
     }
 }
 
