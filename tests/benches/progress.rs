@@ -40,8 +40,8 @@ type Error = Box<dyn std::error::Error + Send + Sync>;
 const ROUND: Duration = Duration::from_millis(1500);
 const ROUNDS: usize = 3;
 /// Units frozen into the benchmark run (PostgreSQL); SQLite needs fewer.
-const PG_UNITS: usize = 1_000_000;
-const SQLITE_UNITS: usize = 100_000;
+const PG_UNITS: usize = 2_000_000;
+const SQLITE_UNITS: usize = 1_000_000;
 
 struct Bench {
     db: DatabaseConnection,
