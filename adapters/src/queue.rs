@@ -339,7 +339,7 @@ async fn handle_run(
 
 async fn handle_child(
     job: ChildJob,
-    _current: ApalisAttempt,
+    current: ApalisAttempt,
     state: Data<WorkerState>,
 ) -> Result<(), BoxDynError> {
     // A malformed item can never succeed: it is skipped rather than retried forever.
@@ -355,9 +355,17 @@ async fn handle_child(
     };
     let parent = RunId::new(job.parent);
     let boxed = |error| Box::new(error) as BoxDynError;
-    crate::chunk::run_chunk(&state.writers, parent, items, retries, job.trace.as_deref())
-        .await
-        .map_err(boxed)?;
+    if let Err(error) =
+        crate::chunk::run_chunk(&state.writers, parent, items, retries, job.trace.as_deref()).await
+    {
+        // Out of attempts, the queue gives the job up: it ends here, and is counted so.
+        if let Some(number) = job.job
+            && current.current() >= state.max_attempts as usize
+        {
+            let _ = state.writers.child_job_finished(parent, number).await;
+        }
+        return Err(boxed(error));
+    }
     // Every item was tried and recorded (or the run stopped): this job will not run again.
     if let Some(number) = job.job {
         state

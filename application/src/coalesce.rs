@@ -25,6 +25,8 @@ use crate::ports::RunStore;
 pub const MAX_COALESCED: usize = 256;
 
 struct Submission {
+    // Which caller sent it (to take it back if that caller goes away).
+    seq: u64,
     records: Vec<ItemRecord>,
     at: Timestamp,
     reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
@@ -44,6 +46,36 @@ pub struct RecordCoalescer {
     lanes: Mutex<HashMap<RunId, Arc<Lane>>>,
     calls: AtomicU64,
     submissions: AtomicU64,
+    next_seq: AtomicU64,
+}
+
+/// A caller's place in its run's lane. Dropped however the caller ends (answered, or its
+/// future dropped): its submission leaves the line if nobody took it, and the lane is forgotten
+/// once nobody uses it.
+struct Place<'a> {
+    coalescer: &'a RecordCoalescer,
+    id: RunId,
+    lane: Option<Arc<Lane>>,
+    seq: u64,
+}
+
+impl Place<'_> {
+    fn lane(&self) -> &Lane {
+        // Set until drop.
+        self.lane
+            .as_deref()
+            .unwrap_or_else(|| unreachable!("a place keeps its lane until dropped"))
+    }
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        if let Some(lane) = self.lane.take() {
+            let seq = self.seq;
+            lock(&lane.pending).retain(|s| s.seq != seq);
+            self.coalescer.release(self.id, lane);
+        }
+    }
 }
 
 impl std::fmt::Debug for RecordCoalescer {
@@ -77,6 +109,7 @@ impl RecordCoalescer {
             lanes: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
+            next_seq: AtomicU64::new(0),
         }
     }
 
@@ -84,6 +117,12 @@ impl RecordCoalescer {
     #[must_use]
     pub fn store_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Runs with callers in line or writing now (none once every call has returned).
+    #[must_use]
+    pub fn runs_in_flight(&self) -> usize {
+        lock(&self.lanes).len()
     }
 
     /// Record calls received so far.
@@ -109,9 +148,21 @@ impl RecordCoalescer {
         records: Vec<ItemRecord>,
         at: Timestamp,
     ) -> Result<RecordOutcome, StoreError> {
-        let lane = self.lane(id);
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let place = Place {
+            coalescer: self,
+            id,
+            lane: Some(self.lane(id)),
+            seq,
+        };
+        let lane = place.lane();
         let (reply, mut answer) = oneshot::channel();
-        lock(&lane.pending).push(Submission { records, at, reply });
+        lock(&lane.pending).push(Submission {
+            seq,
+            records,
+            at,
+            reply,
+        });
         // Counted once it waits in line, so a count seen elsewhere means it is queued.
         self.submissions.fetch_add(1, Ordering::Relaxed);
         let result = loop {
@@ -136,14 +187,14 @@ impl RecordCoalescer {
             }
             // Still waiting: write the oldest waiting submissions, which include this one or
             // come before it.
-            let batch = self.take(&lane);
+            let batch = self.take(lane);
             if batch.is_empty() {
                 break Err(interrupted());
             }
             self.write(id, batch).await;
             drop(turn);
         };
-        self.release(id, lane);
+        drop(place);
         result
     }
 
@@ -154,8 +205,13 @@ impl RecordCoalescer {
     /// Forgets the run's lane once nobody uses it, so finished runs leave nothing behind.
     fn release(&self, id: RunId, lane: Arc<Lane>) {
         let mut lanes = lock(&self.lanes);
-        // Every user holds a clone taken under this lock: the map's and this one mean none.
-        if Arc::strong_count(&lane) == 2 && lock(&lane.pending).is_empty() {
+        // Every user holds a clone taken under this lock; with this one dropped under it too,
+        // the map's alone means nobody.
+        drop(lane);
+        if lanes
+            .get(&id)
+            .is_some_and(|lane| Arc::strong_count(lane) == 1 && lock(&lane.pending).is_empty())
+        {
             lanes.remove(&id);
         }
     }

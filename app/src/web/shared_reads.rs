@@ -56,10 +56,10 @@ impl SharedRunReads {
         id: RunId,
         since: Instant,
     ) -> Result<Arc<SharedDoc>, ApiError> {
-        let read = {
+        let (started, read) = {
             let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
             match reads.get(&id) {
-                Some((started, read)) if *started >= since => read.clone(),
+                Some((started, read)) if *started >= since => (*started, read.clone()),
                 _ => {
                     let now = Instant::now();
                     reads.retain(|_, (started, _)| now.duration_since(*started) < KEEP);
@@ -76,10 +76,18 @@ impl SharedRunReads {
                     .boxed()
                     .shared();
                     reads.insert(id, (now, read.clone()));
-                    read
+                    (now, read)
                 }
             }
         };
-        read.await
+        let answer = read.await;
+        if answer.is_err() {
+            // A failure is not shared with streams that ask later: they read again.
+            let mut reads = self.reads.lock().unwrap_or_else(PoisonError::into_inner);
+            if reads.get(&id).is_some_and(|(at, _)| *at == started) {
+                reads.remove(&id);
+            }
+        }
+        answer
     }
 }

@@ -125,6 +125,11 @@ contract!(
         assert_eq!(count(&runs, id, SummaryKey::Skipped).await?, 160);
         assert_eq!(store.ledger(id).await?.entries().count(), UNITS);
         assert_eq!(coalescer.submissions(), 16 * 30);
+        assert_eq!(
+            coalescer.runs_in_flight(),
+            0,
+            "a finished run's lane is forgotten"
+        );
         let calls = coalescer.store_calls();
         if store.backend == Backend::Memory {
             // The memory store answers without waiting: little arrives while it writes.

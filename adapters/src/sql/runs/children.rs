@@ -52,6 +52,12 @@ impl SqlRunStore {
     pub(super) async fn finished_child(&self, id: RunId, job: u64) -> Result<Change, StoreError> {
         let job = i64::try_from(job).unwrap_or(i64::MAX);
         let tx = self.write_tx().await?;
+        // The run row first, as the announcement takes it: an announcement under way is
+        // waited for (its rows are then seen), and the two never lock in opposite orders.
+        if let Err(error) = self.load_lock(&tx, id).await {
+            self.rollback(tx).await?;
+            return Err(error);
+        }
         let announced = self
             .exec(
                 &tx,
@@ -65,10 +71,6 @@ impl SqlRunStore {
             Change::Applied
         } else {
             // Finished before it was announced (its dispatcher died in between), or again.
-            if let Err(error) = self.load_lock(&tx, id).await {
-                self.rollback(tx).await?;
-                return Err(error);
-            }
             let unknown = self
                 .exec(
                     &tx,
