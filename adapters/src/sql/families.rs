@@ -512,6 +512,18 @@ impl BackupSetStore for SqlFamilies {
             .collect()
     }
 
+    async fn item_ids(&self, backup_set: i64) -> Result<Vec<i64>, FamilyStoreError> {
+        self.rows(
+            &self.db,
+            "SELECT id FROM backup_items WHERE backup_set_id = $1 ORDER BY id",
+            vec![backup_set.into()],
+        )
+        .await?
+        .iter()
+        .map(|row| Self::int(row, "id"))
+        .collect()
+    }
+
     async fn item(&self, id: i64) -> Result<Option<BackupItem>, FamilyStoreError> {
         let sql = format!("SELECT {BACKUP_ITEM_COLUMNS} FROM backup_items WHERE id = $1");
         self.rows(&self.db, &sql, vec![id.into()])

@@ -102,14 +102,17 @@ impl BulkBackupSetRestore {
                 format!("backup set {backup_set_id} no longer exists"),
             ));
         };
-        let items = self.backup_sets.items(set.id).await?;
+        // Ids only: the plan never needs an item's captured policy or payload.
+        let items = self.backup_sets.item_ids(set.id).await?;
         let selected: Vec<String> = match item_ids {
-            Some(ids) => ids
-                .iter()
-                .filter(|id| items.iter().any(|item| item.id == **id))
-                .map(i64::to_string)
-                .collect(),
-            None => items.iter().map(|item| item.id.to_string()).collect(),
+            Some(ids) => {
+                let known: BTreeSet<i64> = items.iter().copied().collect();
+                ids.iter()
+                    .filter(|id| known.contains(id))
+                    .map(i64::to_string)
+                    .collect()
+            }
+            None => items.iter().map(i64::to_string).collect(),
         };
         let name = set.name.clone();
         let all = item_ids.is_none();

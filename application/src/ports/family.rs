@@ -317,6 +317,22 @@ pub trait BackupSetStore: Send + Sync {
     /// [`FamilyStoreError::NotFound`], [`FamilyStoreError::Unavailable`].
     async fn items(&self, backup_set: i64) -> Result<Vec<BackupItem>, FamilyStoreError>;
 
+    /// The ids of the set's items, in order: what a restore's plan needs, without every item's
+    /// captured policy and payload (100,000 of them are hundreds of megabytes). A store that
+    /// can read ids alone should; this default reads the items.
+    ///
+    /// # Errors
+    ///
+    /// As [`Self::items`].
+    async fn item_ids(&self, backup_set: i64) -> Result<Vec<i64>, FamilyStoreError> {
+        Ok(self
+            .items(backup_set)
+            .await?
+            .into_iter()
+            .map(|item| item.id)
+            .collect())
+    }
+
     /// The backup item `id`, or `None`.
     ///
     /// # Errors
