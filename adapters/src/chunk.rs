@@ -17,7 +17,7 @@ use opsrun_domain::{ItemKey, RunId};
 use tracing::Instrument as _;
 
 /// Items of one chunk in flight at once.
-pub const CHUNK_CONCURRENCY: usize = 4;
+pub const CHUNK_CONCURRENCY: usize = 16;
 
 /// Longest wait before an item's next attempt.
 const MAX_ITEM_BACKOFF: Duration = Duration::from_secs(30);

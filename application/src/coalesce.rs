@@ -1,49 +1,108 @@
-//! Coalesced records: concurrent record calls for the same run in one process become one store
-//! call (one statement on PostgreSQL, one transaction on SQLite), as a database's group commit
-//! does. No timer: the first caller writes at once; callers that arrive while a write is under
-//! way wait for it and are written together by the next one. One writer alone therefore pays
-//! nothing, and many writers share each round trip.
+//! Coalesced records and claims: concurrent record (or claim) calls for the same run in one
+//! process become one store call (one statement on PostgreSQL, one transaction on SQLite), as
+//! a database's group commit does. No timer: the first caller writes at once; callers that
+//! arrive while a write is under way wait for it and are written together by the next one. One
+//! writer alone therefore pays nothing, and many writers share each round trip.
 //!
 //! Each caller gets exactly its own answer. The store names the keys a combined record entered,
 //! and each caller is told which of its items were among them (a key two callers sent is the
 //! first caller's). A combined record the store refuses is not a refusal of every item in it:
 //! each caller's records are then written on their own, in the order they came, so one item
-//! outside the work set or past the total refuses only its own caller.
+//! outside the work set or past the total refuses only its own caller. A combined claim answers
+//! each key on its own ([`RunStore::claim_items`]), so it needs no such second pass.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
+use async_trait::async_trait;
 use futures::channel::oneshot;
 use futures::future::Either;
-use opsrun_domain::{ItemKey, ItemRecord, RecordOutcome, RunId, Timestamp};
+use opsrun_domain::{Claim, ItemKey, ItemRecord, RecordOutcome, RunError, RunId, Timestamp};
 
 use crate::StoreError;
 use crate::ports::RunStore;
 
-/// The most records one combined call carries: one statement's worth on PostgreSQL.
+/// The most records (or keys) one combined call carries: one statement's worth on PostgreSQL.
 pub const MAX_COALESCED: usize = 256;
 
-struct Submission {
+/// One caller in line: what it sent and where its answer goes.
+pub struct Submission<C: Combine> {
     // Which caller sent it (to take it back if that caller goes away).
     seq: u64,
-    records: Vec<ItemRecord>,
+    input: Vec<C::Item>,
     at: Timestamp,
-    reply: oneshot::Sender<Result<RecordOutcome, StoreError>>,
+    reply: oneshot::Sender<Result<C::Answer, StoreError>>,
+}
+
+impl<C: Combine> Submission<C> {
+    /// What the caller sent.
+    #[must_use]
+    pub fn items(&self) -> &[C::Item] {
+        &self.input
+    }
+
+    /// When the caller sent it.
+    #[must_use]
+    pub fn at(&self) -> Timestamp {
+        self.at
+    }
+
+    /// Answers the caller (a caller that went away is not told).
+    pub fn answer(self, answer: Result<C::Answer, StoreError>) {
+        let _ = self.reply.send(answer);
+    }
+}
+
+/// What a combined call carries: the time of its latest caller and every caller's items, in the
+/// order the callers came (`None` for an empty batch).
+#[must_use]
+pub fn combined<C: Combine>(batch: &[Submission<C>]) -> Option<(Timestamp, Vec<C::Item>)> {
+    let at = batch.iter().map(|s| s.at).max()?;
+    Some((at, batch.iter().flat_map(|s| s.input.clone()).collect()))
+}
+
+/// What a [`Coalescer`] combines: the items one caller sends, the answer it gets back, and how
+/// the submissions of several callers are written in one call to the target (a store).
+#[async_trait]
+pub trait Combine: Send + Sync + 'static {
+    /// Where combined calls go.
+    type Target: ?Sized + Send + Sync + 'static;
+    /// What one caller sends (a record, a key).
+    type Item: Clone + Send + Sync + 'static;
+    /// What one caller is answered.
+    type Answer: Send + 'static;
+
+    /// Writes `batch` (the oldest callers in line, in the order they came, at most
+    /// [`MAX_COALESCED`] items unless one caller sent more) for run `id`, answers each caller,
+    /// and returns how many calls it made to the target.
+    async fn write(target: &Self::Target, id: RunId, batch: Vec<Submission<Self>>) -> u64
+    where
+        Self: Sized;
 }
 
 /// The callers of one run: who waits to be written, and whose turn it is to write.
-#[derive(Default)]
-struct Lane {
-    pending: Mutex<Vec<Submission>>,
+struct Lane<C: Combine> {
+    pending: Mutex<Vec<Submission<C>>>,
     turn: futures::lock::Mutex<()>,
 }
 
-/// Combines concurrent record calls for the same run into one store call (see the module
-/// documentation). Shared by every clone of [`crate::OperationRunService`].
-pub struct RecordCoalescer {
-    store: Arc<dyn RunStore>,
-    lanes: Mutex<HashMap<RunId, Arc<Lane>>>,
+impl<C: Combine> Default for Lane<C> {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::new(Vec::new()),
+            turn: futures::lock::Mutex::new(()),
+        }
+    }
+}
+
+/// A group commit per run: concurrent calls for the same run become one call to the target
+/// (see the module documentation). [`RecordCoalescer`] and [`ClaimCoalescer`] are the
+/// service's; a store of a host (or the simulated tenant) can coalesce its own writes with a
+/// [`Combine`] of its own.
+pub struct Coalescer<C: Combine> {
+    target: Arc<C::Target>,
+    lanes: Mutex<HashMap<RunId, Arc<Lane<C>>>>,
     calls: AtomicU64,
     submissions: AtomicU64,
     next_seq: AtomicU64,
@@ -52,15 +111,15 @@ pub struct RecordCoalescer {
 /// A caller's place in its run's lane. Dropped however the caller ends (answered, or its
 /// future dropped): its submission leaves the line if nobody took it, and the lane is forgotten
 /// once nobody uses it.
-struct Place<'a> {
-    coalescer: &'a RecordCoalescer,
+struct Place<'a, C: Combine> {
+    group: &'a Coalescer<C>,
     id: RunId,
-    lane: Option<Arc<Lane>>,
+    lane: Option<Arc<Lane<C>>>,
     seq: u64,
 }
 
-impl Place<'_> {
-    fn lane(&self) -> &Lane {
+impl<C: Combine> Place<'_, C> {
+    fn lane(&self) -> &Lane<C> {
         // Set until drop.
         self.lane
             .as_deref()
@@ -68,22 +127,13 @@ impl Place<'_> {
     }
 }
 
-impl Drop for Place<'_> {
+impl<C: Combine> Drop for Place<'_, C> {
     fn drop(&mut self) {
         if let Some(lane) = self.lane.take() {
             let seq = self.seq;
             lock(&lane.pending).retain(|s| s.seq != seq);
-            self.coalescer.release(self.id, lane);
+            self.group.release(self.id, lane);
         }
-    }
-}
-
-impl std::fmt::Debug for RecordCoalescer {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RecordCoalescer")
-            .field("store_calls", &self.store_calls())
-            .field("submissions", &self.submissions())
-            .finish_non_exhaustive()
     }
 }
 
@@ -95,17 +145,37 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn interrupted() -> StoreError {
     StoreError::Unavailable(
-        "the combined record carrying this one was interrupted; retry (a record is written at most once)"
+        "the combined call carrying this one was interrupted; retry (a record is written at most once)"
             .into(),
     )
 }
 
-impl RecordCoalescer {
-    /// A coalescer writing to `store`.
+/// The same failure for another caller of a combined call (a storage error is not `Clone`).
+fn shared(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::RunNotFound(id) => StoreError::RunNotFound(*id),
+        StoreError::NotFound(what) => StoreError::NotFound(what.clone()),
+        StoreError::Rule(rule) => StoreError::Rule(rule.clone()),
+        StoreError::Corrupt(what) => StoreError::Corrupt(what.clone()),
+        StoreError::Unavailable(error) => StoreError::Unavailable(error.to_string().into()),
+    }
+}
+
+impl<C: Combine> std::fmt::Debug for Coalescer<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Coalescer")
+            .field("store_calls", &self.store_calls())
+            .field("submissions", &self.submissions())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<C: Combine> Coalescer<C> {
+    /// A coalescer writing to `target`.
     #[must_use]
-    pub fn new(store: Arc<dyn RunStore>) -> Self {
+    pub fn new(target: Arc<C::Target>) -> Self {
         Self {
-            store,
+            target,
             lanes: Mutex::new(HashMap::new()),
             calls: AtomicU64::new(0),
             submissions: AtomicU64::new(0),
@@ -113,7 +183,7 @@ impl RecordCoalescer {
         }
     }
 
-    /// Store record calls made so far (combined or not).
+    /// Calls made to the target so far (combined or not).
     #[must_use]
     pub fn store_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
@@ -125,32 +195,30 @@ impl RecordCoalescer {
         lock(&self.lanes).len()
     }
 
-    /// Record calls received so far.
+    /// Calls received so far.
     #[must_use]
     pub fn submissions(&self) -> u64 {
         self.submissions.load(Ordering::Relaxed)
     }
 
-    /// Records `records` on run `id` as [`RunStore::record_items`] does, combined with the
-    /// records of concurrent callers for the same run. The answer is this caller's own: its
-    /// items entered, its duplicates, and whether every unit of the run is now recorded.
+    /// Sends `input` for run `id` and waits for this caller's answer, writing for the callers
+    /// in line when it is this caller's turn.
     ///
     /// A caller whose future is dropped while it writes for others leaves them an
-    /// [`StoreError::Unavailable`] to retry: the write may or may not have happened, and the
-    /// ledger makes the retry count nothing twice.
+    /// [`StoreError::Unavailable`] to retry.
     ///
     /// # Errors
     ///
-    /// As [`RunStore::record_items`], for this caller's records alone.
-    pub async fn record(
+    /// Whatever [`Combine::write`] answers this caller.
+    pub async fn submit(
         &self,
         id: RunId,
-        records: Vec<ItemRecord>,
+        input: Vec<C::Item>,
         at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
+    ) -> Result<C::Answer, StoreError> {
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
         let place = Place {
-            coalescer: self,
+            group: self,
             id,
             lane: Some(self.lane(id)),
             seq,
@@ -159,7 +227,7 @@ impl RecordCoalescer {
         let (reply, mut answer) = oneshot::channel();
         lock(&lane.pending).push(Submission {
             seq,
-            records,
+            input,
             at,
             reply,
         });
@@ -191,19 +259,20 @@ impl RecordCoalescer {
             if batch.is_empty() {
                 break Err(interrupted());
             }
-            self.write(id, batch).await;
+            let calls = C::write(self.target.as_ref(), id, batch).await;
+            self.calls.fetch_add(calls, Ordering::Relaxed);
             drop(turn);
         };
         drop(place);
         result
     }
 
-    fn lane(&self, id: RunId) -> Arc<Lane> {
+    fn lane(&self, id: RunId) -> Arc<Lane<C>> {
         lock(&self.lanes).entry(id).or_default().clone()
     }
 
     /// Forgets the run's lane once nobody uses it, so finished runs leave nothing behind.
-    fn release(&self, id: RunId, lane: Arc<Lane>) {
+    fn release(&self, id: RunId, lane: Arc<Lane<C>>) {
         let mut lanes = lock(&self.lanes);
         // Every user holds a clone taken under this lock; with this one dropped under it too,
         // the map's alone means nobody.
@@ -216,15 +285,15 @@ impl RecordCoalescer {
         }
     }
 
-    /// The oldest waiting submissions, up to [`MAX_COALESCED`] records (at least one).
-    fn take(&self, lane: &Lane) -> Vec<Submission> {
+    /// The oldest waiting submissions, up to [`MAX_COALESCED`] items (at least one).
+    fn take(&self, lane: &Lane<C>) -> Vec<Submission<C>> {
         let mut pending = lock(&lane.pending);
-        let mut records = 0;
+        let mut items = 0;
         let count = pending
             .iter()
             .take_while(|s| {
-                let fits = records == 0 || records + s.records.len() <= MAX_COALESCED;
-                records += s.records.len();
+                let fits = items == 0 || items + s.input.len() <= MAX_COALESCED;
+                items += s.input.len();
                 fits
             })
             .count()
@@ -232,23 +301,81 @@ impl RecordCoalescer {
             .min(pending.len());
         pending.drain(..count).collect()
     }
+}
 
-    async fn write(&self, id: RunId, mut batch: Vec<Submission>) {
+/// Combines concurrent record calls for the same run into one store call (see the module
+/// documentation). Shared by every clone of [`crate::OperationRunService`].
+pub type RecordCoalescer = Coalescer<Records>;
+
+/// Combines concurrent claims for the same run into one store call (see the module
+/// documentation). Shared by every clone of [`crate::OperationRunService`].
+pub type ClaimCoalescer = Coalescer<Claims>;
+
+impl Coalescer<Records> {
+    /// Records `records` on run `id` as [`RunStore::record_items`] does, combined with the
+    /// records of concurrent callers for the same run. The answer is this caller's own: its
+    /// items entered, its duplicates, and whether every unit of the run is now recorded.
+    ///
+    /// A caller whose future is dropped while it writes for others leaves them an
+    /// [`StoreError::Unavailable`] to retry: the write may or may not have happened, and the
+    /// ledger makes the retry count nothing twice.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunStore::record_items`], for this caller's records alone.
+    pub async fn record(
+        &self,
+        id: RunId,
+        records: Vec<ItemRecord>,
+        at: Timestamp,
+    ) -> Result<RecordOutcome, StoreError> {
+        self.submit(id, records, at).await
+    }
+}
+
+impl Coalescer<Claims> {
+    /// Claims `keys` of run `id` as [`RunStore::claim_items`] does, combined with the claims of
+    /// concurrent callers for the same run; the answers are this caller's own, one per key.
+    ///
+    /// # Errors
+    ///
+    /// As [`RunStore::claim_items`].
+    pub async fn claim(
+        &self,
+        id: RunId,
+        keys: Vec<ItemKey>,
+        at: Timestamp,
+    ) -> Result<Vec<Result<Claim, RunError>>, StoreError> {
+        self.submit(id, keys, at).await
+    }
+}
+
+/// Records: one `record_items_keyed` call, split among the callers by the keys it entered.
+#[derive(Debug)]
+pub struct Records;
+
+#[async_trait]
+impl Combine for Records {
+    type Target = dyn RunStore;
+    type Item = ItemRecord;
+    type Answer = RecordOutcome;
+
+    async fn write(store: &dyn RunStore, id: RunId, mut batch: Vec<Submission<Self>>) -> u64 {
         if batch.len() == 1 {
-            let Some(one) = batch.pop() else { return };
-            let result = self.alone(id, one.records, one.at).await;
-            let _ = one.reply.send(result);
-            return;
+            let Some(one) = batch.pop() else { return 0 };
+            let result = store.record_items(id, one.input.clone(), one.at).await;
+            one.answer(result);
+            return 1;
         }
-        let at = batch.iter().map(|s| s.at).max().unwrap_or(batch[0].at);
-        let all: Vec<ItemRecord> = batch.iter().flat_map(|s| s.records.clone()).collect();
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        match self.store.record_items_keyed(id, all, at).await {
+        let Some((at, all)) = combined(&batch) else {
+            return 0;
+        };
+        match store.record_items_keyed(id, all, at).await {
             Ok(recorded) => {
                 let mut fresh: HashSet<&ItemKey> = recorded.fresh.iter().collect();
                 let own: Vec<u64> = batch
                     .iter()
-                    .map(|s| s.records.iter().filter(|r| fresh.remove(r.key())).count() as u64)
+                    .map(|s| s.input.iter().filter(|r| fresh.remove(r.key())).count() as u64)
                     .collect();
                 // As if written one after another: the run became whole with the last caller
                 // that entered something (or before this call, if nobody did), so only that
@@ -260,40 +387,81 @@ impl RecordCoalescer {
                     batch.len()
                 };
                 for (index, (submission, own)) in batch.into_iter().zip(own).enumerate() {
-                    let _ = submission.reply.send(Ok(RecordOutcome {
+                    let duplicates = submission.input.len() as u64 - own;
+                    submission.answer(Ok(RecordOutcome {
                         recorded: own,
-                        duplicates: submission.records.len() as u64 - own,
+                        duplicates,
                         all_recorded: index >= whole_from,
                     }));
                 }
+                1
             }
             // The storage failed: every caller's write failed with it, and each may retry.
-            Err(StoreError::Unavailable(error)) => {
-                let message = error.to_string();
+            Err(error @ StoreError::Unavailable(_)) => {
                 for submission in batch {
-                    let _ = submission
-                        .reply
-                        .send(Err(StoreError::Unavailable(message.clone().into())));
+                    submission.answer(Err(shared(&error)));
                 }
+                1
             }
             // Refused as a whole: each caller's records on their own, in order, so a refusal
             // names only the caller whose item caused it.
             Err(_) => {
+                let calls = 1 + batch.len() as u64;
                 for submission in batch {
-                    let result = self.alone(id, submission.records, submission.at).await;
-                    let _ = submission.reply.send(result);
+                    let result = store
+                        .record_items(id, submission.input.clone(), submission.at)
+                        .await;
+                    submission.answer(result);
                 }
+                calls
             }
         }
     }
+}
 
-    async fn alone(
-        &self,
-        id: RunId,
-        records: Vec<ItemRecord>,
-        at: Timestamp,
-    ) -> Result<RecordOutcome, StoreError> {
-        self.calls.fetch_add(1, Ordering::Relaxed);
-        self.store.record_items(id, records, at).await
+/// Claims: one `claim_items` call over every caller's keys in the order they came, its answers
+/// split among the callers (two callers claiming one key are both told it is claimed, as two
+/// claims one after another would be).
+#[derive(Debug)]
+pub struct Claims;
+
+#[async_trait]
+impl Combine for Claims {
+    type Target = dyn RunStore;
+    type Item = ItemKey;
+    type Answer = Vec<Result<Claim, RunError>>;
+
+    async fn write(store: &dyn RunStore, id: RunId, batch: Vec<Submission<Self>>) -> u64 {
+        let Some((at, all)) = combined(&batch) else {
+            return 0;
+        };
+        let sent = all.len();
+        match store.claim_items(id, all, at).await {
+            Ok(answers) if answers.len() == sent => {
+                // In the order the keys were sent: each caller's answers follow the last
+                // caller's.
+                let mut answers = answers.into_iter();
+                for submission in batch {
+                    let own = answers.by_ref().take(submission.input.len()).collect();
+                    submission.answer(Ok(own));
+                }
+            }
+            Ok(answers) => {
+                let message = format!(
+                    "the store answered {} claims for {sent} keys",
+                    answers.len()
+                );
+                for submission in batch {
+                    submission.answer(Err(StoreError::Corrupt(message.clone())));
+                }
+            }
+            // No such run, or the storage failed: the same for every key of every caller.
+            Err(error) => {
+                for submission in batch {
+                    submission.answer(Err(shared(&error)));
+                }
+            }
+        }
+        1
     }
 }

@@ -30,7 +30,7 @@ pub mod webhooks;
 pub mod worker;
 pub mod writers;
 
-pub use coalesce::RecordCoalescer;
+pub use coalesce::{ClaimCoalescer, RecordCoalescer};
 pub use error::{BoxError, FamilyStoreError, ProviderError, QueueError, StoreError};
 pub use params::{MAX_POLICY_IDS, RunParams};
 pub use ports::{Role, TenantScope, TerminalEffects};

@@ -624,6 +624,12 @@ impl RunStore for MemoryRunStore {
         self.with_children(id, |jobs| jobs.finished(job))
     }
 
+    async fn reserve_child_jobs(&self, id: RunId, count: u64) -> Result<u64, StoreError> {
+        let mut state = self.lock();
+        let entry = state.runs.get_mut(&id).ok_or(StoreError::RunNotFound(id))?;
+        Ok(entry.children.reserve(count))
+    }
+
     async fn claim_item(
         &self,
         id: RunId,
@@ -631,6 +637,15 @@ impl RunStore for MemoryRunStore {
         _at: Timestamp,
     ) -> Result<Claim, StoreError> {
         self.with_entry(id, |run, ledger| run.claim_item(ledger, &key))
+    }
+
+    async fn claim_items(
+        &self,
+        id: RunId,
+        keys: Vec<ItemKey>,
+        _at: Timestamp,
+    ) -> Result<Vec<Result<Claim, RunError>>, StoreError> {
+        self.with_entry(id, |run, ledger| Ok(run.claim_items(ledger, &keys)))
     }
 
     async fn increment(

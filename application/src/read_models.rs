@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use opsrun_domain::{
     ItemKey, ItemOutcome, LedgerEntry, OperationRun, OperationRunProgressContract, OperationType,
-    ProgressMode, ProgressView, RunId, RunOutcome, RunStatus, Slug, Staleness, TenantId, Timestamp,
-    UserId,
+    ProgressMode, ProgressView, RecordWindow, RunId, RunOutcome, RunStatus, Slug, Staleness,
+    TenantId, Timestamp, UserId,
 };
 
 use crate::access::{AccessError, AccessPolicy, Caller};
@@ -205,6 +205,16 @@ fn has_count(view: &ProgressView) -> bool {
             .is_some_and(|c| c.iter().any(|c| c.progress.mode() == ProgressMode::Counted))
 }
 
+/// Whether a summary may carry a rate and ETA (running, neither paused nor stale, with a counted
+/// view or a counted component), so its run's record window is worth a read.
+fn paced(summary: &RunSummary) -> bool {
+    let progress = &summary.progress;
+    summary.run.status() == RunStatus::Running
+        && !progress.paused
+        && !progress.stale
+        && has_count(progress)
+}
+
 impl ReadModels {
     /// Read models over the ports; runs without a sign of life for `stale_after_ms` are shown
     /// as stale.
@@ -245,39 +255,71 @@ impl ReadModels {
         tenant: Slug,
         initiator: Option<String>,
     ) -> Result<RunSummary, AccessError> {
-        let mut staleness = Staleness {
-            now: self.clock.now(),
-            threshold_ms: self.stale_after_ms,
-            window: None,
-        };
-        let mut progress = OperationRunProgressContract::resolve_at(&run, staleness);
-        if run.status() == RunStatus::Running
-            && !progress.paused
-            && !progress.stale
-            && has_count(&progress)
-        {
-            staleness.window = self.store.record_window(run.id(), staleness.now).await?;
-            progress = OperationRunProgressContract::resolve_at(&run, staleness);
+        let now = self.clock.now();
+        let mut summary = self.summary_at(run, tenant, initiator, now);
+        if paced(&summary) {
+            let window = self.store.record_window(summary.run.id(), now).await?;
+            self.with_window(&mut summary, now, window);
         }
+        Ok(summary)
+    }
+
+    fn staleness(&self, now: Timestamp, window: Option<RecordWindow>) -> Staleness {
+        Staleness {
+            now,
+            threshold_ms: self.stale_after_ms,
+            window,
+        }
+    }
+
+    /// The summary of `run` as of `now`, without a rate.
+    fn summary_at(
+        &self,
+        run: OperationRun,
+        tenant: Slug,
+        initiator: Option<String>,
+        now: Timestamp,
+    ) -> RunSummary {
+        let progress = OperationRunProgressContract::resolve_at(&run, self.staleness(now, None));
         let view_url = format!("/operations/{}", run.id());
-        Ok(RunSummary {
+        RunSummary {
             run,
             progress,
             tenant,
             initiator,
             view_url,
             retried_by: None,
-        })
+        }
     }
 
-    /// Runs read with their names (one query) as summaries.
+    /// Resolves `summary`'s progress again with its record window, when one was read.
+    fn with_window(&self, summary: &mut RunSummary, now: Timestamp, window: Option<RecordWindow>) {
+        if window.is_some() {
+            summary.progress =
+                OperationRunProgressContract::resolve_at(&summary.run, self.staleness(now, window));
+        }
+    }
+
+    /// Runs read with their names (one query) as summaries; the record windows of those that
+    /// may carry a rate, in one more read.
     async fn summarize_named(&self, runs: Vec<NamedRun>) -> Result<Vec<RunSummary>, AccessError> {
-        let mut summaries = Vec::with_capacity(runs.len());
-        for named in runs {
-            summaries.push(
-                self.summary(named.run, named.tenant, named.initiator)
-                    .await?,
-            );
+        let now = self.clock.now();
+        let mut summaries: Vec<RunSummary> = runs
+            .into_iter()
+            .map(|named| self.summary_at(named.run, named.tenant, named.initiator, now))
+            .collect();
+        let wanted: Vec<RunId> = summaries
+            .iter()
+            .filter(|summary| paced(summary))
+            .map(|summary| summary.run.id())
+            .collect();
+        if wanted.is_empty() {
+            return Ok(summaries);
+        }
+        let windows = self.store.record_windows(&wanted, now).await?;
+        for summary in &mut summaries {
+            let window = windows.get(&summary.run.id()).copied();
+            self.with_window(summary, now, window);
         }
         Ok(summaries)
     }

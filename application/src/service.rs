@@ -12,7 +12,7 @@ use crate::ports::{
     Clock, Completed, CreateRun, Job, JobQueue, RunEvents, RunQueries, RunStore, Started,
 };
 use crate::reasons;
-use crate::{QueueError, RecordCoalescer, RunParams, StoreError, TerminalEffects};
+use crate::{ClaimCoalescer, QueueError, RecordCoalescer, RunParams, StoreError, TerminalEffects};
 
 /// What went wrong in a service call.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +77,8 @@ pub struct OperationRunService {
     // Shared by every clone (the writers hold clones), so concurrent records of one run in
     // this process are combined whichever clone makes them.
     records: Arc<RecordCoalescer>,
+    // Likewise for claims: the chunks of a fan-out claim their items through one statement.
+    claims: Arc<ClaimCoalescer>,
     // Shared by every clone (the writers hold clones), so the composition root can set it
     // once after wiring.
     tenant_limit: Arc<std::sync::atomic::AtomicU32>,
@@ -129,6 +131,7 @@ impl OperationRunService {
         Self {
             queries: store.clone(),
             records: Arc::new(RecordCoalescer::new(store.clone())),
+            claims: Arc::new(ClaimCoalescer::new(store.clone())),
             store,
             queue,
             clock,
@@ -182,6 +185,12 @@ impl OperationRunService {
     #[must_use]
     pub fn coalescer(&self) -> &RecordCoalescer {
         &self.records
+    }
+
+    /// The claim coalescer every clone of this service claims through.
+    #[must_use]
+    pub fn claim_coalescer(&self) -> &ClaimCoalescer {
+        &self.claims
     }
 
     /// The clock.
@@ -379,6 +388,16 @@ impl OperationRunService {
         Ok(self.published(id, outcome.recorded > 0, outcome))
     }
 
+    /// Reserves `count` child job numbers of fan-out `id` before its jobs are enqueued; the
+    /// first ([`RunStore::reserve_child_jobs`]). Publishes nothing: no count moves.
+    ///
+    /// # Errors
+    ///
+    /// [`ServiceError::Store`].
+    pub async fn reserve_child_jobs(&self, id: RunId, count: u64) -> Result<u64, ServiceError> {
+        Ok(self.store.reserve_child_jobs(id, count).await?)
+    }
+
     /// Fan-out child jobs `first..first + count` of `id` were enqueued
     /// ([`RunStore::child_jobs_enqueued`]).
     ///
@@ -407,15 +426,20 @@ impl OperationRunService {
 
     /// Claims `key` right before its provider call (the last cancellation check before a side
     /// effect); see [`RunStore::claim_item`]. Publishes nothing: a claim moves no count.
+    /// Concurrent claims of one run (from any clone of this service) are one store call; the
+    /// answer is still this key's own ([`ClaimCoalescer`]).
     ///
     /// # Errors
     ///
     /// [`ServiceError::Store`] (`RunAlreadyCompleted`, `ItemNotInWorkSet`, ...).
     pub async fn claim_item(&self, id: RunId, key: &ItemKey) -> Result<Claim, ServiceError> {
-        Ok(self
-            .store
-            .claim_item(id, key.clone(), self.clock.now())
-            .await?)
+        let answer = self
+            .claims
+            .claim(id, vec![key.clone()], self.clock.now())
+            .await?
+            .pop()
+            .ok_or_else(|| StoreError::Corrupt("a claim returned no answer".into()))?;
+        Ok(answer.map_err(StoreError::Rule)?)
     }
 
     /// Applies a run-level auxiliary increment once per `increment_key`. Only auxiliary keys

@@ -38,13 +38,15 @@ pub struct ChildJobs {
     pub completed: u64,
 }
 
-/// The child jobs of one fan-out parent, each by its sequence number (a dispatch numbers its
-/// jobs from the parent's current total, so a resume's jobs follow the first ones): which were
-/// enqueued and which finished, each counted once however often it is announced.
+/// The child jobs of one fan-out parent, each by its sequence number (a dispatch reserves its
+/// numbers before it enqueues the jobs, so no two jobs share one): which were enqueued and
+/// which finished, each counted once however often it is announced.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ChildJobLedger {
     // Sequence number → finished.
     jobs: std::collections::BTreeMap<u64, bool>,
+    // The first number no dispatch has reserved yet.
+    next: u64,
 }
 
 impl ChildJobLedger {
@@ -52,6 +54,21 @@ impl ChildJobLedger {
     #[must_use]
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Reserves `count` job numbers for a dispatch about to enqueue its jobs, and returns the
+    /// first: numbers no job of this parent has had, not even one a dispatch stored and then
+    /// died before announcing (its retry reserves new numbers, so the two sets of jobs never
+    /// share one). Numbers a dispatch reserved but did not use are never used.
+    pub fn reserve(&mut self, count: u64) -> u64 {
+        let known = self
+            .jobs
+            .keys()
+            .next_back()
+            .map_or(0, |last| last.saturating_add(1));
+        let first = self.next.max(known);
+        self.next = first.saturating_add(count);
+        first
     }
 
     /// Jobs `first..first + count` were enqueued. A number already known (announced twice, or
@@ -131,6 +148,9 @@ mod tests {
         );
         // A job that finished before it was announced.
         assert!(jobs.finished(7));
+        // A dispatch reserves numbers after every number known; the next after those.
+        assert_eq!(jobs.reserve(10), 8);
+        assert_eq!(jobs.reserve(2), 18);
         assert_eq!(
             jobs.counts(),
             ChildJobs {

@@ -690,6 +690,19 @@ impl OperationRun {
         Ok(Claim::Claimed)
     }
 
+    /// Claims each of `keys` as [`Self::claim_item`] would, one after another: the answers of
+    /// one store call that claims the items of several callers at once, each key answered on
+    /// its own (a refusal of one key is not a refusal of another).
+    pub fn claim_items(
+        &self,
+        ledger: &mut ItemLedger,
+        keys: &[ItemKey],
+    ) -> Vec<Result<Claim, RunError>> {
+        keys.iter()
+            .map(|key| self.claim_item(ledger, key))
+            .collect()
+    }
+
     /// Cancels the run: completes it with outcome `cancelled`.
     ///
     /// # Errors
@@ -819,6 +832,28 @@ mod tests {
 
     fn get(run: &OperationRun, k: SummaryKey) -> Option<u64> {
         run.counts().get(k)
+    }
+
+    #[test]
+    fn claiming_several_items_answers_each_key_on_its_own() {
+        let (mut run, mut ledger) = counted_run(&["a", "b", "c"]);
+        run.record_items(&mut ledger, vec![ItemRecord::succeeded(key("a"))], t(2))
+            .unwrap();
+
+        assert_eq!(
+            run.claim_items(&mut ledger, &[key("a"), key("z"), key("b"), key("b")]),
+            vec![
+                Ok(Claim::AlreadyRecorded),
+                Err(RunError::ItemNotInWorkSet { item_key: key("z") }),
+                Ok(Claim::Claimed),
+                Ok(Claim::Claimed),
+            ]
+        );
+        run.cancel(t(3)).unwrap();
+        assert_eq!(
+            run.claim_items(&mut ledger, &[key("c")]),
+            vec![Err(RunError::RunAlreadyCompleted)]
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use async_trait::async_trait;
 use opsrun_application::StoreError;
 use opsrun_application::ports::{SimulationSettings, TenantSetup, WorkKey};
-use opsrun_domain::TenantId;
+use opsrun_domain::{ItemKey, RunId, TenantId};
 
 use super::SimulationStore;
 
@@ -52,8 +52,19 @@ impl SimulationStore for MemorySimulatedTenants {
             .ok_or_else(|| StoreError::NotFound(format!("simulated tenant {tenant}")))
     }
 
-    async fn record_restore(&self, key: &WorkKey, _item: i64, _at: i64) -> Result<(), StoreError> {
-        self.state().restored.insert(key.clone());
+    async fn record_restores(
+        &self,
+        run: RunId,
+        restored: &[(ItemKey, i64)],
+        _at: i64,
+    ) -> Result<(), StoreError> {
+        let mut state = self.state();
+        for (item, _) in restored {
+            state.restored.insert(WorkKey {
+                run,
+                item: item.clone(),
+            });
+        }
         Ok(())
     }
 }

@@ -3,8 +3,8 @@
 
 use async_trait::async_trait;
 use opsrun_application::StoreError;
-use opsrun_application::ports::{SimulationSettings, TenantSetup, WorkKey};
-use opsrun_domain::TenantId;
+use opsrun_application::ports::{SimulationSettings, TenantSetup};
+use opsrun_domain::{ItemKey, RunId, TenantId};
 use sea_orm::{DatabaseConnection, Statement};
 
 use crate::sql::raw;
@@ -62,39 +62,50 @@ impl super::SimulationStore for SqlSimulatedTenants {
         Self::settings(self, tenant).await
     }
 
-    async fn record_restore(&self, key: &WorkKey, item: i64, at: i64) -> Result<(), StoreError> {
-        Self::record_restore(self, key, item, at).await
+    async fn record_restores(
+        &self,
+        run: RunId,
+        restored: &[(ItemKey, i64)],
+        at: i64,
+    ) -> Result<(), StoreError> {
+        Self::record_restores(self, run, restored, at).await
     }
 }
 
 impl SqlSimulatedTenants {
-    /// Records that the simulated tenant restored backup item `item` for `key`: one row per
-    /// work key, so a retried restore writes nothing twice.
+    /// Records that the simulated tenant restored each backup item for its item key of run
+    /// `run`, in one statement: one row per work key, so a retried restore writes nothing twice.
     ///
     /// # Errors
     ///
     /// [`StoreError::Unavailable`].
-    pub async fn record_restore(
+    pub async fn record_restores(
         &self,
-        key: &WorkKey,
-        item: i64,
+        run: RunId,
+        restored: &[(ItemKey, i64)],
         at: i64,
     ) -> Result<(), StoreError> {
-        raw::exec(
-            &self.db,
-            self.stmt(
+        // 256 rows of 4 values stay far below either database's limit of bound values.
+        for rows in restored.chunks(256) {
+            let mut values: Vec<sea_orm::Value> = Vec::with_capacity(rows.len() * 4);
+            let mut tuples = Vec::with_capacity(rows.len());
+            for (i, (item, backup_item)) in rows.iter().enumerate() {
+                let n = i * 4;
+                tuples.push(format!("(${}, ${}, ${}, ${})", n + 1, n + 2, n + 3, n + 4));
+                values.push(run.value().into());
+                values.push(item.as_str().into());
+                values.push((*backup_item).into());
+                values.push(at.into());
+            }
+            let sql = format!(
                 "INSERT INTO restore_results (run_id, item_key, backup_item_id, restored_at) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
-                vec![
-                    key.run.value().into(),
-                    key.item.as_str().into(),
-                    item.into(),
-                    at.into(),
-                ],
-            ),
-        )
-        .await
-        .map_err(raw::SqlError::from)?;
+                 VALUES {} ON CONFLICT DO NOTHING",
+                tuples.join(", ")
+            );
+            raw::exec(&self.db, self.stmt(&sql, values))
+                .await
+                .map_err(raw::SqlError::from)?;
+        }
         Ok(())
     }
 }

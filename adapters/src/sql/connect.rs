@@ -67,6 +67,9 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
     Database::connect(options).await
 }
 
+/// Prepared statements each SQLite connection keeps (see `connect_sqlite`).
+const SQLITE_STATEMENT_CACHE: usize = 24;
+
 /// How long opening a PostgreSQL connection may take before the command says why it failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -132,7 +135,13 @@ async fn connect_sqlite(url: &str, max_connections: u32) -> Result<DatabaseConne
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(Duration::from_secs(30))
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Combined statements have one text per batch size (claims, records, restore rows of 1
+        // to ~128 keys), and on SQLite each cached one is a compiled program in this process:
+        // with sqlx's default of 100 per connection, `serve` peaked at 148 MiB during a
+        // 100,000-item fan-out, with 24 at 114 MiB (10,000 items: 62 → 45 MiB), as fast.
+        // Re-preparing an evicted one costs microseconds beside its commit.
+        .statement_cache_capacity(SQLITE_STATEMENT_CACHE);
     let pool = SqlitePoolOptions::new()
         .max_connections(max_connections)
         .min_connections(1)

@@ -524,6 +524,23 @@ impl BackupSetStore for SqlFamilies {
         .collect()
     }
 
+    async fn items_by_id(&self, ids: &[i64]) -> Result<Vec<BackupItem>, FamilyStoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        // 256 ids a statement stay far below either database's limit of bound values.
+        for ids in ids.chunks(256) {
+            let list: Vec<String> = (1..=ids.len()).map(|i| format!("${i}")).collect();
+            let sql = format!(
+                "SELECT {BACKUP_ITEM_COLUMNS} FROM backup_items WHERE id IN ({})",
+                list.join(", ")
+            );
+            let values = ids.iter().map(|id| (*id).into()).collect();
+            for row in self.rows(&self.db, &sql, values).await? {
+                found.push(Self::backup_item(&row)?);
+            }
+        }
+        Ok(found)
+    }
+
     async fn item(&self, id: i64) -> Result<Option<BackupItem>, FamilyStoreError> {
         let sql = format!("SELECT {BACKUP_ITEM_COLUMNS} FROM backup_items WHERE id = $1");
         self.rows(&self.db, &sql, vec![id.into()])

@@ -15,6 +15,8 @@ mod m20261202_000011_token_lifecycle;
 mod m20261203_000012_run_control;
 mod m20261205_000013_webhooks;
 mod m20261205_000014_child_jobs;
+mod m20261205_000015_child_job_numbers;
+mod m20261205_000016_outcome_index;
 
 use sea_orm_migration::{MigrationTrait, MigratorTrait};
 
@@ -40,6 +42,8 @@ impl MigratorTrait for Migrator {
             Box::new(m20261203_000012_run_control::Migration),
             Box::new(m20261205_000013_webhooks::Migration),
             Box::new(m20261205_000014_child_jobs::Migration),
+            Box::new(m20261205_000015_child_job_numbers::Migration),
+            Box::new(m20261205_000016_outcome_index::Migration),
         ]
     }
 }

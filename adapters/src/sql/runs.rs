@@ -283,13 +283,29 @@ impl RunStore for SqlRunStore {
         self.finished_child(id, job).await
     }
 
+    async fn reserve_child_jobs(&self, id: RunId, count: u64) -> Result<u64, StoreError> {
+        self.reserve_children(id, count).await
+    }
+
     async fn claim_item(
         &self,
         id: RunId,
         key: ItemKey,
         at: Timestamp,
     ) -> Result<opsrun_domain::Claim, StoreError> {
-        self.claim(id, key, at).await
+        let answer = self.claim(id, vec![key], at).await?.pop();
+        answer
+            .ok_or_else(|| StoreError::Unavailable("a claim returned no answer".into()))?
+            .map_err(StoreError::Rule)
+    }
+
+    async fn claim_items(
+        &self,
+        id: RunId,
+        keys: Vec<ItemKey>,
+        at: Timestamp,
+    ) -> Result<Vec<Result<opsrun_domain::Claim, RunError>>, StoreError> {
+        self.claim(id, keys, at).await
     }
 
     async fn increment(

@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use opsrun_domain::{ItemKey, ItemRecord, RunId, WorkSet};
 
-use crate::ports::{BackupSetStore, JobQueue, RestoreTarget, WorkKey};
+use crate::StoreError;
+use crate::coalesce::{Coalescer, Combine, Submission, combined};
+use crate::ports::{BackupItem, BackupSetStore, JobQueue, RestoreTarget, WorkKey};
 use crate::reasons;
 use crate::writers::{
     Go, Plan, WriterError, WriterOutcome, begin, claim, finished, frozen_work_set, plan_units,
@@ -83,8 +85,13 @@ impl BulkBackupSetRestore {
                 None => WriterOutcome::Stopped,
             });
         }
-        // A resume's jobs are numbered after the ones already announced.
-        let first = run.children().map_or(0, |c| c.total);
+        // The jobs' numbers are reserved before the jobs exist (at most one job per item): a
+        // dispatch that dies after storing its jobs and before announcing them leaves numbers
+        // its retry never gives again.
+        let first = self
+            .service
+            .reserve_child_jobs(id, pending.len() as u64)
+            .await?;
         let jobs = self.queue.enqueue_children(id, first, pending).await?;
         self.service.child_jobs_enqueued(id, first, jobs).await?;
         Ok(WriterOutcome::Dispatched)
@@ -130,9 +137,53 @@ impl BulkBackupSetRestore {
 #[derive(Clone)]
 pub struct BackupSetRestoreWorker {
     service: OperationRunService,
-    backup_sets: Arc<dyn BackupSetStore>,
     target: Arc<dyn RestoreTarget>,
+    tenants: Arc<RecentTenants>,
+    // The backup items of the items restoring at once, read together.
+    items: Arc<Coalescer<BackupItems>>,
 }
+
+/// The backup items of concurrent restores of one parent, read in one statement
+/// ([`BackupSetStore::items_by_id`]).
+struct BackupItems;
+
+#[async_trait]
+impl Combine for BackupItems {
+    type Target = dyn BackupSetStore;
+    type Item = i64;
+    type Answer = Option<BackupItem>;
+
+    async fn write(store: &dyn BackupSetStore, _: RunId, batch: Vec<Submission<Self>>) -> u64 {
+        let Some((_, ids)) = combined(&batch) else {
+            return 0;
+        };
+        match store.items_by_id(&ids).await {
+            Ok(found) => {
+                let found: std::collections::HashMap<i64, BackupItem> =
+                    found.into_iter().map(|item| (item.id, item)).collect();
+                for submission in batch {
+                    // One id a caller; two callers may ask for the same (a chunk delivered
+                    // twice), and both get it.
+                    let item = submission.items().first().and_then(|id| found.get(id));
+                    submission.answer(Ok(item.cloned()));
+                }
+            }
+            Err(error) => {
+                let message = error.to_string();
+                for submission in batch {
+                    submission.answer(Err(StoreError::Unavailable(message.clone().into())));
+                }
+            }
+        }
+        1
+    }
+}
+
+/// The tenants of the last few parents a worker restored for: each item of a fan-out needs its
+/// parent's tenant, and one read per item was a round trip per item. The lock is held across
+/// a read, so the items that start together read once.
+#[derive(Default)]
+struct RecentTenants(futures::lock::Mutex<std::collections::VecDeque<(RunId, TenantId)>>);
 
 impl BackupSetRestoreWorker {
     /// A worker over the given ports.
@@ -144,8 +195,9 @@ impl BackupSetRestoreWorker {
     ) -> Self {
         Self {
             service,
-            backup_sets,
+            items: Arc::new(Coalescer::new(backup_sets)),
             target,
+            tenants: Arc::default(),
         }
     }
 
@@ -162,16 +214,13 @@ impl BackupSetRestoreWorker {
         parent: RunId,
         item: ItemKey,
     ) -> Result<WriterOutcome, WriterError> {
-        let run = self.service.queries().run(parent).await?;
-        if run.is_completed() {
-            return Ok(WriterOutcome::Stopped);
-        }
-        if run.is_paused() {
-            return Ok(WriterOutcome::Paused);
-        }
+        // No read of the parent per item: the claim is the check that the run is neither
+        // cancelled nor paused, and an item that cannot be restored is recorded (a record on
+        // a completed run is refused, which stops the job).
+        let now = self.service.clock().now();
         let record_ = match item.as_str().parse::<i64>() {
             Err(_) => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
-            Ok(item_id) => match self.backup_sets.item(item_id).await? {
+            Ok(item_id) => match self.items.submit(parent, vec![item_id], now).await? {
                 None => ItemRecord::failed(item.clone(), reasons::RESTORE_ITEM_MISSING),
                 Some(backup_item) => {
                     match claim(&self.service, parent, &item).await? {
@@ -187,7 +236,8 @@ impl BackupSetRestoreWorker {
                         run: parent,
                         item: item.clone(),
                     };
-                    match self.target.restore(&key, run.tenant(), &backup_item).await {
+                    let tenant = self.tenant_of(parent).await?;
+                    match self.target.restore(&key, tenant, &backup_item).await {
                         Ok(()) => ItemRecord::succeeded(item.clone()),
                         Err(e) => provider_failure(&item, e, &reasons::RESTORE_TARGET_MISSING)?,
                     }
@@ -195,6 +245,23 @@ impl BackupSetRestoreWorker {
             },
         };
         self.finish_item(parent, record_).await
+    }
+
+    /// The tenant of `parent`, read once per parent (a run's tenant never changes) while the
+    /// parent is among the last few this worker restored for.
+    async fn tenant_of(&self, parent: RunId) -> Result<TenantId, WriterError> {
+        // Parents remembered: a process works on a few fan-outs at once.
+        const KEPT: usize = 16;
+        let mut kept = self.tenants.0.lock().await;
+        if let Some((_, tenant)) = kept.iter().find(|(id, _)| *id == parent) {
+            return Ok(*tenant);
+        }
+        let tenant = self.service.queries().run(parent).await?.tenant();
+        if kept.len() == KEPT {
+            kept.pop_front();
+        }
+        kept.push_back((parent, tenant));
+        Ok(tenant)
     }
 
     /// Records `item` as `failed` with reason `restore.attempts_exhausted` (its job used up

@@ -340,6 +340,21 @@ pub trait BackupSetStore: Send + Sync {
     /// [`FamilyStoreError::Unavailable`].
     async fn item(&self, id: i64) -> Result<Option<BackupItem>, FamilyStoreError>;
 
+    /// The backup items of `ids` that exist, in any order: the items a fan-out's concurrent
+    /// restores need, in one read. A store that can read many in one statement should; this
+    /// default reads them one by one.
+    ///
+    /// # Errors
+    ///
+    /// [`FamilyStoreError::Unavailable`].
+    async fn items_by_id(&self, ids: &[i64]) -> Result<Vec<BackupItem>, FamilyStoreError> {
+        let mut found = Vec::with_capacity(ids.len());
+        for id in ids {
+            found.extend(self.item(*id).await?);
+        }
+        Ok(found)
+    }
+
     /// The set's item holding `policy_id`, if any.
     ///
     /// # Errors

@@ -52,7 +52,9 @@ pub trait JobQueue: Send + Sync {
     /// [`Job::RestoreChild`] per item, or a durable queue may carry several items per job
     /// (chunks of [`opsrun_domain::chunk_size`]) as long as each item is still executed, and
     /// recorded, on its own. Either all jobs are stored or none. The answer is how many jobs
-    /// were stored, numbered from `first_job`; when job `first_job + i` has finished, the queue
+    /// were stored (at most one per item), numbered from `first_job` (the caller reserved one
+    /// number per item, [`crate::ports::RunStore::reserve_child_jobs`]); when job
+    /// `first_job + i` has finished, the queue
     /// says so with [`crate::writers::Writers::child_job_finished`], so the parent shows its
     /// child jobs ([`opsrun_domain::ChildJobs`]).
     ///

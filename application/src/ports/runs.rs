@@ -6,8 +6,8 @@ use async_trait::async_trait;
 use opsrun_domain::{
     Admission, AuxDeltas, Change, Claim, Completion, ComponentState, Components, Drift, ItemKey,
     ItemOutcome, ItemRecord, LedgerEntry, OperationRun, OperationType, Phases, RecordOutcome,
-    RecordWindow, Recorded, RunId, RunOutcome, RunStatus, Slug, TenantId, Timestamp, UserId,
-    WorkSet, WorkspaceId,
+    RecordWindow, Recorded, RunError, RunId, RunOutcome, RunStatus, Slug, TenantId, Timestamp,
+    UserId, WorkSet, WorkspaceId,
 };
 
 use super::Tenant;
@@ -310,6 +310,27 @@ pub trait RunQueries: Send + Sync {
         now: Timestamp,
     ) -> Result<Option<RecordWindow>, StoreError>;
 
+    /// [`Self::record_window`] of each of `ids` (a list's running runs), those that have one:
+    /// a feed of many running runs costs one read, not one per run. The default reads them one
+    /// by one; a store that can aggregate them together should.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Unavailable`].
+    async fn record_windows(
+        &self,
+        ids: &[RunId],
+        now: Timestamp,
+    ) -> Result<std::collections::BTreeMap<RunId, RecordWindow>, StoreError> {
+        let mut windows = std::collections::BTreeMap::new();
+        for id in ids {
+            if let Some(window) = self.record_window(*id, now).await? {
+                windows.insert(*id, window);
+            }
+        }
+        Ok(windows)
+    }
+
     /// The runs started as retries of `id` (`retry_of = id`), oldest first.
     ///
     /// # Errors
@@ -459,6 +480,16 @@ pub trait RunStore: RunQueries {
         count: u64,
     ) -> Result<Change, StoreError>;
 
+    /// Reserves `count` child job numbers of fan-out `id` and returns the first
+    /// ([`opsrun_domain::ChildJobLedger::reserve`]): a dispatch takes its numbers before it
+    /// enqueues the jobs, so a retried dispatch never numbers its jobs like the lost ones of the
+    /// attempt before it.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::RunNotFound`], [`StoreError::Unavailable`].
+    async fn reserve_child_jobs(&self, id: RunId, count: u64) -> Result<u64, StoreError>;
+
     /// Child job `job` of fan-out `id` finished, counted once however often it is said
     /// ([`opsrun_domain::ChildJobLedger::finished`]). Allowed in any status: the job that
     /// records the last item finishes after the run completed.
@@ -478,6 +509,31 @@ pub trait RunStore: RunQueries {
     /// As the domain method, plus the common errors.
     async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp)
     -> Result<Claim, StoreError>;
+
+    /// As [`OperationRun::claim_items`]: [`Self::claim_item`] for each of `keys` in one store
+    /// call, each key answered on its own (a key outside the work set, or of a run completed
+    /// meanwhile, is refused alone). The default claims them one by one; a store that can
+    /// claim many in one statement says so here (see [`crate::ClaimCoalescer`]).
+    ///
+    /// # Errors
+    ///
+    /// The common errors (no such run, storage unavailable), for every key at once.
+    async fn claim_items(
+        &self,
+        id: RunId,
+        keys: Vec<ItemKey>,
+        at: Timestamp,
+    ) -> Result<Vec<Result<Claim, RunError>>, StoreError> {
+        let mut answers = Vec::with_capacity(keys.len());
+        for key in keys {
+            answers.push(match self.claim_item(id, key, at).await {
+                Ok(claim) => Ok(claim),
+                Err(StoreError::Rule(refused)) => Err(refused),
+                Err(other) => return Err(other),
+            });
+        }
+        Ok(answers)
+    }
 
     /// As [`OperationRun::increment`].
     ///
@@ -586,6 +642,7 @@ mockall::mock! {
         async fn audit_events(&self, run: RunId) -> Result<Vec<AuditEvent>, StoreError>;
         async fn notifications(&self, user: UserId) -> Result<Vec<Notification>, StoreError>;
         async fn record_window(&self, id: RunId, now: Timestamp) -> Result<Option<RecordWindow>, StoreError>;
+        async fn record_windows(&self, ids: &[RunId], now: Timestamp) -> Result<std::collections::BTreeMap<RunId, RecordWindow>, StoreError>;
         async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError>;
         async fn tenant_limit(&self, tenant: TenantId) -> Result<Option<u32>, StoreError>;
     }
@@ -604,7 +661,9 @@ mockall::mock! {
         async fn record_items_keyed( &self, id: RunId, records: Vec<ItemRecord>, at: Timestamp, ) -> Result<Recorded, StoreError>;
         async fn child_jobs_enqueued(&self, id: RunId, first: u64, count: u64) -> Result<Change, StoreError>;
         async fn child_job_finished(&self, id: RunId, job: u64) -> Result<Change, StoreError>;
+        async fn reserve_child_jobs(&self, id: RunId, count: u64) -> Result<u64, StoreError>;
         async fn claim_item(&self, id: RunId, key: ItemKey, at: Timestamp) -> Result<Claim, StoreError>;
+        async fn claim_items(&self, id: RunId, keys: Vec<ItemKey>, at: Timestamp) -> Result<Vec<Result<Claim, RunError>>, StoreError>;
         async fn increment( &self, id: RunId, increment_key: ItemKey, deltas: AuxDeltas, ) -> Result<Change, StoreError>;
         async fn declare_phases(&self, id: RunId, phases: Phases) -> Result<Change, StoreError>;
         async fn enter_phase(&self, id: RunId, key: String, at: Timestamp) -> Result<Change, StoreError>;

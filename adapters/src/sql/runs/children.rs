@@ -48,6 +48,28 @@ impl SqlRunStore {
         })
     }
 
+    /// As [`RunStore::reserve_child_jobs`]: one statement, twin of
+    /// `ChildJobLedger::reserve` (after every number reserved or known).
+    pub(super) async fn reserve_children(&self, id: RunId, count: u64) -> Result<u64, StoreError> {
+        let greatest = match self.backend {
+            DbBackend::Postgres => "GREATEST",
+            // SQLite's MAX of several arguments is the scalar one.
+            _ => "MAX",
+        };
+        let sql = format!(
+            "UPDATE operation_runs SET children_next = {greatest}(COALESCE(children_next, 0), \
+             (SELECT COALESCE(MAX(job) + 1, 0) FROM operation_run_children WHERE run_id = $1)) + $2 \
+             WHERE id = $1 RETURNING children_next - $2 AS first"
+        );
+        let count = i64::try_from(count).unwrap_or(i64::MAX);
+        let rows = self
+            .rows(&self.db, &sql, vec![id.value().into(), count.into()])
+            .await?;
+        let row = rows.first().ok_or(StoreError::RunNotFound(id))?;
+        u64::try_from(Self::int(row, "first")?)
+            .map_err(|_| StoreError::Corrupt(format!("run {id} has a negative child job number")))
+    }
+
     /// As [`RunStore::child_job_finished`].
     pub(super) async fn finished_child(&self, id: RunId, job: u64) -> Result<Change, StoreError> {
         let job = i64::try_from(job).unwrap_or(i64::MAX);

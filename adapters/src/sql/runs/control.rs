@@ -228,6 +228,49 @@ impl SqlRunStore {
         })
     }
 
+    /// As [`RunQueries::record_windows`]: the same aggregate per run, every run in one read.
+    pub(super) async fn windows(
+        &self,
+        ids: &[RunId],
+        now: Timestamp,
+    ) -> Result<BTreeMap<RunId, RecordWindow>, StoreError> {
+        let since = now.as_millis().saturating_sub(PACE_WINDOW_MS);
+        let mut windows = BTreeMap::new();
+        // 400 ids a statement stay far below either database's limit of bound values.
+        for ids in ids.chunks(400) {
+            let list: Vec<String> = (0..ids.len()).map(|i| format!("${}", i + 2)).collect();
+            // Each run's most recent records (a correlated subquery per aggregate: both
+            // databases resolve the outer run id inside the derived table).
+            let recent = format!(
+                "(SELECT recorded_at FROM operation_run_items WHERE run_id = r.id AND recorded_at >= $1 \
+                 ORDER BY recorded_at DESC LIMIT {PACE_MAX_RECORDS})"
+            );
+            let sql = format!(
+                "SELECT r.id, (SELECT count(*) FROM {recent} w) AS records, \
+                 (SELECT min(recorded_at) FROM {recent} w) AS first_at \
+                 FROM operation_runs r WHERE r.id IN ({})",
+                list.join(", ")
+            );
+            let mut values: Vec<Value> = vec![since.into()];
+            values.extend(ids.iter().map(|id| id.value().into()));
+            for row in self.rows(&self.db, &sql, values).await? {
+                let records = u64::try_from(Self::int(&row, "records")?).unwrap_or(0);
+                if let Some(first) = Self::opt_int(&row, "first_at")?
+                    && records > 0
+                {
+                    windows.insert(
+                        RunId::new(Self::int(&row, "id")?),
+                        RecordWindow {
+                            records,
+                            first_at: Timestamp::from_millis(first),
+                        },
+                    );
+                }
+            }
+        }
+        Ok(windows)
+    }
+
     /// As [`RunQueries::retries_of`].
     pub(super) async fn retries(&self, id: RunId) -> Result<Vec<RunId>, StoreError> {
         let rows = self

@@ -345,6 +345,14 @@ impl RunQueries for SqlRunStore {
         self.window(id, now).await
     }
 
+    async fn record_windows(
+        &self,
+        ids: &[RunId],
+        now: Timestamp,
+    ) -> Result<BTreeMap<RunId, opsrun_domain::RecordWindow>, StoreError> {
+        self.windows(ids, now).await
+    }
+
     async fn retries_of(&self, id: RunId) -> Result<Vec<RunId>, StoreError> {
         self.retries(id).await
     }

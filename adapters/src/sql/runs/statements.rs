@@ -138,11 +138,14 @@ pub(super) fn ledger_insert(
         }
         rows.push(format!("({})", cells.join(", ")));
     }
+    // Membership is a count per key, not NOT EXISTS: PostgreSQL plans NOT EXISTS as an anti
+    // join, which with statistics taken while the run was young scans every unit of the run
+    // per statement; a scalar subquery is one primary-key probe per key.
     let ctes = format!(
         "input (item_key, outcome, reason, {}) AS (VALUES {}), \
          run AS (SELECT status, basis, total, processed FROM operation_runs WHERE id = $1{lock}), \
-         outside AS (SELECT 1 AS one FROM input i, run r WHERE r.basis IS NOT NULL AND NOT EXISTS \
-           (SELECT 1 FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = i.item_key))",
+         outside AS (SELECT 1 AS one FROM input i, run r WHERE r.basis IS NOT NULL AND \
+           (SELECT count(*) FROM operation_run_units u WHERE u.run_id = $1 AND u.item_key = i.item_key) = 0)",
         aux_columns(""),
         rows.join(", ")
     );
