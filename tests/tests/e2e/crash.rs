@@ -508,22 +508,55 @@ async fn retention_prunes_only_what_no_run_needs(url: String) -> Result<(), Test
     let later =
         Timestamp::from_millis(opsrun_adapters::clock::SystemClock.now().as_millis() + 86_400_000);
 
+    let before = queue_rows(backend.queue.connection()).await?;
     let first = stack.retention.prune(later, 1_000).await?;
+    let between = queue_rows(backend.queue.connection()).await?;
     let second = stack.retention.prune(later, 1_000).await?;
     let kept = backend.queue.has_run_job(waiting).await?;
     let notes = backend.store.notifications(user.id).await?;
 
-    assert_eq!(first.jobs, 1, "{first:?}");
-    assert_eq!(first.workers, 2, "{first:?}");
-    assert_eq!(first.notifications, 1, "{first:?}");
-    assert_eq!(first.webhook_deliveries, 1, "{first:?}");
-    assert_eq!(second, Pruned::default());
+    // On a mismatch, the queue's rows before and between the passes say why.
+    let rows = format!("{first:?} {second:?}\nbefore: {before}\nbetween: {between}");
+    assert_eq!(first.jobs, 1, "{rows}");
+    assert_eq!(first.workers, 2, "{rows}");
+    assert_eq!(first.notifications, 1, "{rows}");
+    assert_eq!(first.webhook_deliveries, 1, "{rows}");
+    assert_eq!(second, Pruned::default(), "{rows}");
     let left = hooks.deliveries(endpoint.id, 10).await?;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].state, opsrun_domain::DeliveryState::Pending);
     assert!(kept);
     assert!(notes.is_empty());
     Ok(())
+}
+
+/// The queue's worker and job rows, one line each (for a failure message).
+async fn queue_rows(db: &sea_orm::DatabaseConnection) -> Result<String, TestError> {
+    use sea_orm::ConnectionTrait as _;
+    let backend = db.get_database_backend();
+    let (workers, jobs) = if backend == sea_orm::DbBackend::Postgres {
+        (
+            "SELECT id || ' ' || last_seen::text AS row FROM apalis.workers ORDER BY id",
+            "SELECT id || ' ' || status || ' ' || coalesce(lock_by, '-') || ' ' || job_type \
+             AS row FROM apalis.jobs ORDER BY id",
+        )
+    } else {
+        (
+            "SELECT id || ' ' || last_seen AS row FROM Workers ORDER BY id",
+            "SELECT id || ' ' || status || ' ' || coalesce(lock_by, '-') || ' ' || job_type \
+             AS row FROM Jobs ORDER BY id",
+        )
+    };
+    let mut out = Vec::new();
+    for sql in [workers, jobs] {
+        for row in db
+            .query_all_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?
+        {
+            out.push(row.try_get::<String>("", "row")?);
+        }
+    }
+    Ok(out.join("; "))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -547,31 +580,56 @@ async fn retention_prunes_only_what_no_run_needs_on_postgres() -> Result<(), Tes
 /// (`skipped`, `run.cancelled_in_flight`); every `succeeded` item was restored; no provider call
 /// starts after the cancel.
 async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<(), TestError> {
-    use opsrun_application::reasons::RUN_CANCELLED_IN_FLIGHT;
-    use opsrun_domain::ItemOutcome;
-    use sea_orm::ConnectionTrait;
-
     let running = Running::start(
         &url,
         SimulationSettings {
             policies: 0,
             // Workers spend nearly all their time inside the provider call, so the cancel
             // finds calls in flight; long calls, so a cancel that waits for SQLite's write
-            // lock behind the workers' records (a loaded machine) still lands inside them.
-            latency_ms: 400,
+            // lock behind the workers' records, or for a turn on a loaded machine, still
+            // lands inside them (a chunk's items start together and end together, so between
+            // two waves of calls nothing is in flight).
+            latency_ms: 1_000,
             failure_rate: 0.0,
             seed: 1,
         },
     )
     .await?;
-    let set = backup_set(&running, "slow", 400).await?;
+    // Every attempt checks every invariant; an attempt whose cancel found no call in flight
+    // tested the settling of nothing, so the scenario runs again on a new restore (at most
+    // three times). Under CI load on PostgreSQL a cancel has missed every call it was aimed at
+    // (seen twice in four runs). Likely, not proven: the in-flight count below is claims without
+    // records, and a chunk's items end together with their records combined, so it can count
+    // calls that already ended whose records are still on their way.
+    let mut exercised = false;
+    for attempt in 0..3 {
+        exercised = cancel_mid_fan_out(&running, &url, &format!("slow{attempt}")).await?;
+        if exercised {
+            break;
+        }
+    }
+    running.stop().await?;
+    assert!(
+        exercised,
+        "the cancel found no call in flight in 3 attempts: nothing was tested"
+    );
+    Ok(())
+}
+
+/// One restore cancelled while calls are in flight; whether the cancel found any.
+async fn cancel_mid_fan_out(running: &Running, url: &str, name: &str) -> Result<bool, TestError> {
+    use opsrun_application::reasons::RUN_CANCELLED_IN_FLIGHT;
+    use opsrun_domain::ItemOutcome;
+    use sea_orm::ConnectionTrait;
+
+    let set = backup_set(running, name, 400).await?;
     let id = running
         .start_run(RunParams::BackupSetRestore {
             backup_set_id: set.id,
             item_ids: None,
         })
         .await?;
-    let db = opsrun_adapters::sql::connect(&url, 1).await?;
+    let db = opsrun_adapters::sql::connect(url, 1).await?;
     // Claimed for a provider call and not recorded yet: what the cancel must count.
     let in_flight_sql = format!(
         "SELECT count(*) AS n FROM operation_run_claims c WHERE c.run_id = {0} AND NOT EXISTS \
@@ -592,7 +650,7 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
             .first()
             .and_then(|r| r.try_get::<i64>("", "n").ok())
             .unwrap_or(0);
-        if processed(&running, id).await? >= 10 && in_flight >= 2 {
+        if processed(running, id).await? >= 10 && in_flight >= 2 {
             break;
         }
         if tokio::time::Instant::now() > deadline {
@@ -601,8 +659,8 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let cancelled = running.stack.service.cancel_run(id, None).await?;
-    // Let every call that was in flight end at the provider (each takes 400 ms).
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // Let every call that was in flight end at the provider (each takes 1 s).
+    tokio::time::sleep(Duration::from_millis(3_000)).await;
     let restored_rows = db
         .query_all_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
@@ -618,7 +676,6 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
     }
     let run = running.backend.store.run(id).await?;
     let ledger = running.backend.store.ledger(id).await?;
-    running.stop().await?;
 
     assert!(cancelled.won);
     assert_eq!(run.outcome(), RunOutcome::Cancelled);
@@ -643,10 +700,6 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         .collect();
     assert_eq!(ledger.len(), succeeded.len() + in_flight.len());
     assert!(
-        !in_flight.is_empty(),
-        "the cancel found no call in flight: nothing was tested"
-    );
-    assert!(
         succeeded.is_subset(&restored),
         "a succeeded item the provider never restored"
     );
@@ -667,7 +720,7 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         run.counts().get(SummaryKey::Skipped),
         Some(in_flight.len() as u64)
     );
-    Ok(())
+    Ok(!in_flight.is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

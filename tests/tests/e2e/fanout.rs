@@ -310,10 +310,11 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
 }
 
 /// The statements a fan-out of n items costs the run store, as a function of n and of the
-/// record calls its items were coalesced into: the parent's part is constant, each item costs
-/// the same fixed number (its parent read, its claim), each record call the same (one
-/// statement on PostgreSQL, a transaction on SQLite), and the completion is paid once. A change
-/// that adds a round trip per item or per record call fails.
+/// record and claim calls its items were coalesced into: the parent's part is constant, each
+/// item costs the same fixed number (none of its own: its claim and its record go into
+/// combined calls), each record call the same (one statement on PostgreSQL, a transaction on
+/// SQLite), each claim call one statement, and the completion is paid once. A change that adds
+/// a round trip per item or per call fails.
 async fn statements_per_fan_out(
     url: String,
     per_item: u64,
@@ -333,6 +334,7 @@ async fn statements_per_fan_out(
             .await?;
         let before = sql.statements();
         let calls_before = running.stack.service.coalescer().store_calls();
+        let claims_before = running.stack.service.claim_coalescer().store_calls();
         running
             .stack
             .writers
@@ -362,13 +364,24 @@ async fn statements_per_fan_out(
         let run = running.backend.store.run(id).await?;
         assert_eq!(run.outcome(), RunOutcome::Succeeded);
         let calls = running.stack.service.coalescer().store_calls() - calls_before;
+        let claims = running.stack.service.claim_coalescer().store_calls() - claims_before;
+        assert!(
+            (n as u64).div_ceil(opsrun_adapters::chunk::CHUNK_CONCURRENCY as u64) <= claims
+                && claims <= n as u64,
+            "{claims} claim calls for {n} items, {} at once",
+            opsrun_adapters::chunk::CHUNK_CONCURRENCY
+        );
         assert!(
             (n as u64).div_ceil(opsrun_adapters::chunk::CHUNK_CONCURRENCY as u64) <= calls
                 && calls <= n as u64,
             "{calls} record calls for {n} items, {} at once",
             opsrun_adapters::chunk::CHUNK_CONCURRENCY
         );
-        cost.push((n as u64, calls, sql.statements() - before - read - 1));
+        cost.push((
+            n as u64,
+            calls,
+            sql.statements() - before - read - 1 - claims,
+        ));
     }
     running.stop().await?;
     for (n, calls, statements) in cost {
@@ -384,11 +397,12 @@ async fn statements_per_fan_out(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_fan_out_costs_its_measured_statements_per_item_on_sqlite() -> Result<(), TestError> {
     let (_dir, url) = fresh_sqlite_file()?;
-    // Per item: the restore worker's read of its parent (to stop after a cancel), its claim.
-    // Per record call: BEGIN IMMEDIATE, ledger insert, guarded update, COMMIT (see
-    // `statements_per_operation`). The chunk reads the run once to pick the family; the
-    // dispatch announces its child jobs in one transaction (BEGIN, run, rows, counts, COMMIT).
-    statements_per_fan_out(url, 2, 4, 35).await
+    // Per item: nothing of its own. Per record call: BEGIN IMMEDIATE, ledger insert, guarded
+    // update, COMMIT (see `statements_per_operation`); per claim call one statement. The chunk
+    // reads the run once to pick the family and the restore worker once for its tenant; the
+    // dispatch reserves its job numbers (one statement) and announces its child jobs in one
+    // transaction (BEGIN, run, rows, counts, COMMIT).
+    statements_per_fan_out(url, 0, 4, 37).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -397,8 +411,9 @@ async fn a_fan_out_costs_its_measured_statements_per_item_on_postgres() -> Resul
         crate::report_skip();
         return Ok(());
     };
-    // Per item: the restore worker's read of its parent, its claim. Per record call: one
-    // statement. The chunk reads the run once to pick the family; the dispatch announces its
-    // child jobs in one transaction (BEGIN, run, rows, counts, COMMIT).
-    statements_per_fan_out(url, 2, 1, 35).await
+    // Per item: nothing of its own. Per record call and per claim call: one statement. The
+    // chunk reads the run once to pick the family and the restore worker once for its tenant;
+    // the dispatch reserves its job numbers (one statement) and announces its child jobs in one
+    // transaction (BEGIN, run, rows, counts, COMMIT).
+    statements_per_fan_out(url, 0, 1, 37).await
 }

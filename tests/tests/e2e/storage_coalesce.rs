@@ -1,14 +1,17 @@
-//! Coalesced records and child-job counts on every backend: many concurrent writers of one run, with duplicates,
-//! through one [`RecordCoalescer`], count each item exactly once and each caller gets its own
-//! answer; a combined record the store refuses refuses only the caller whose item caused it.
+//! Coalesced records and claims, and child-job counts, on every backend: many concurrent
+//! writers of one run, with duplicates, through one [`RecordCoalescer`], count each item
+//! exactly once and each caller gets its own answer; a combined record the store refuses
+//! refuses only the caller whose item caused it; claims through one [`ClaimCoalescer`] are
+//! answered key by key.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use opsrun_application::ports::{CreateRun, RunStore};
-use opsrun_application::{RecordCoalescer, RunParams, StoreError};
+use opsrun_application::{ClaimCoalescer, RecordCoalescer, RunParams, StoreError};
 use opsrun_domain::{
-    ItemKey, ItemRecord, ReasonCode, RecordOutcome, RunError, RunId, SummaryKey, Timestamp, WorkSet,
+    Claim, ItemKey, ItemRecord, ReasonCode, RecordOutcome, RunError, RunId, SummaryKey, Timestamp,
+    WorkSet,
 };
 use opsrun_tests::{Backend, TestError, TestStore};
 
@@ -217,6 +220,22 @@ contract!(child_jobs_count_each_job_once_in_any_status, |store| {
             completed: 3
         })
     );
+    // A dispatch reserves its numbers after every number known (job 7 finished unannounced),
+    // and the next dispatch after those, used or not.
+    assert_eq!(runs.reserve_child_jobs(id, 10).await?, 8);
+    assert_eq!(runs.reserve_child_jobs(id, 2).await?, 18);
+    assert_eq!(
+        runs.run(id).await?.children(),
+        Some(ChildJobs {
+            total: 4,
+            completed: 3
+        }),
+        "a reservation is not a job"
+    );
+    assert!(matches!(
+        runs.reserve_child_jobs(RunId::new(999_999), 1).await,
+        Err(StoreError::RunNotFound(_))
+    ));
     assert!(matches!(
         runs.child_job_finished(RunId::new(999_999), 0).await,
         Err(StoreError::RunNotFound(_))
@@ -255,37 +274,34 @@ async fn hold(store: &TestStore, id: RunId) -> Result<HeldLock, TestError> {
     Ok(HeldLock(tx))
 }
 
-/// Waits until the coalescer has received `n` records (the callers are queued in that order).
-async fn until_submitted(coalescer: &RecordCoalescer, n: u64) -> Result<(), TestError> {
+/// Waits until a coalescer has received `n` calls (`submitted` counts them; the callers are
+/// queued in that order).
+async fn until_submitted(submitted: &dyn Fn() -> u64, n: u64) -> Result<(), TestError> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while coalescer.submissions() < n {
+    while submitted() < n {
         if tokio::time::Instant::now() > deadline {
-            return Err(format!("only {} of {n} records arrived", coalescer.submissions()).into());
+            return Err(format!("only {} of {n} calls arrived", submitted()).into());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     Ok(())
 }
 
-type Answer = tokio::task::JoinHandle<Result<RecordOutcome, StoreError>>;
-
-/// Starts one caller per batch, each after the previous one has arrived, while `lock` holds
-/// the first caller's write; then lets go. The answers, in the callers' order.
-async fn queued_behind(
+/// Starts `callers` one by one, each after the previous one has arrived at the coalescer
+/// (`submitted` counts arrivals), while a held lock keeps the first caller's write waiting;
+/// then lets go. The answers, in the callers' order.
+async fn queued_behind<T: Send + 'static>(
     store: &TestStore,
-    coalescer: &Arc<RecordCoalescer>,
     id: RunId,
-    batches: Vec<Vec<ItemRecord>>,
-) -> Result<Vec<Result<RecordOutcome, StoreError>>, TestError> {
+    submitted: &dyn Fn() -> u64,
+    callers: Vec<futures::future::BoxFuture<'static, T>>,
+) -> Result<Vec<T>, TestError> {
     let lock = hold(store, id).await?;
-    let before = coalescer.submissions();
-    let mut callers: Vec<Answer> = Vec::new();
-    for (n, records) in batches.into_iter().enumerate() {
-        let caller = coalescer.clone();
-        callers.push(tokio::spawn(async move {
-            caller.record(id, records, t(3_000)).await
-        }));
-        until_submitted(coalescer, before + n as u64 + 1).await?;
+    let before = submitted();
+    let mut started = Vec::new();
+    for (n, caller) in callers.into_iter().enumerate() {
+        started.push(tokio::spawn(caller));
+        until_submitted(submitted, before + n as u64 + 1).await?;
         if n == 0 {
             // The first caller is writing alone (and waits for the lock) before the others
             // come.
@@ -294,10 +310,27 @@ async fn queued_behind(
     }
     lock.0.rollback().await?;
     let mut answers = Vec::new();
-    for caller in callers {
+    for caller in started {
         answers.push(caller.await?);
     }
     Ok(answers)
+}
+
+/// [`queued_behind`] for records.
+async fn records_queued_behind(
+    store: &TestStore,
+    coalescer: &Arc<RecordCoalescer>,
+    id: RunId,
+    batches: Vec<Vec<ItemRecord>>,
+) -> Result<Vec<Result<RecordOutcome, StoreError>>, TestError> {
+    let callers = batches
+        .into_iter()
+        .map(|records| {
+            let caller = coalescer.clone();
+            Box::pin(async move { caller.record(id, records, t(3_000)).await }) as _
+        })
+        .collect();
+    queued_behind(store, id, &|| coalescer.submissions(), callers).await
 }
 
 fn recorded(recorded: u64, duplicates: u64, all_recorded: bool) -> String {
@@ -323,7 +356,7 @@ async fn callers_queued_behind_a_write_share_one_store_call(
 
     // Round one: the first caller alone, then four callers in one call; the fourth sends an
     // item the second already sent.
-    let answers = queued_behind(
+    let answers = records_queued_behind(
         &store,
         &coalescer,
         id,
@@ -356,7 +389,7 @@ async fn callers_queued_behind_a_write_share_one_store_call(
     // Round two: the combined call is refused for the third caller's item outside the work
     // set; each caller is then written on its own.
     let outside = ItemRecord::succeeded(ItemKey::parse("not-in-the-work-set")?);
-    let answers = queued_behind(
+    let answers = records_queued_behind(
         &store,
         &coalescer,
         id,
@@ -397,7 +430,7 @@ async fn callers_queued_behind_a_write_share_one_store_call(
     // Round three: the combined call makes the run whole. As if written one after another,
     // only the caller whose item made it whole, and the one after it, learn so: one caller,
     // not three, goes on to complete a fan-out's parent.
-    let answers = queued_behind(
+    let answers = records_queued_behind(
         &store,
         &coalescer,
         id,
@@ -435,6 +468,102 @@ async fn callers_queued_behind_a_write_share_one_store_call_on_postgres() -> Res
     crate::on_backend(
         Backend::Postgres,
         callers_queued_behind_a_write_share_one_store_call,
+    )
+    .await
+}
+
+type Claims = Result<Vec<Result<Claim, RunError>>, String>;
+
+/// Claims that arrive while a claim is under way are one store call; each caller gets the
+/// answers of its own keys (a key outside the work set is refused alone, a recorded one is
+/// already recorded), and a paused or cancelled run answers every key of every caller.
+async fn claims_queued_behind_a_claim_share_one_store_call(
+    store: TestStore,
+) -> Result<(), TestError> {
+    let id = running_run(&store, 6).await?;
+    let runs = store.store();
+    runs.record_items(id, vec![record(0)?], t(2_000)).await?;
+    let coalescer = Arc::new(ClaimCoalescer::new(runs.clone()));
+    let queued = |batches: Vec<Vec<ItemKey>>| {
+        let callers = batches
+            .into_iter()
+            .map(|keys| {
+                let caller = coalescer.clone();
+                Box::pin(async move {
+                    caller
+                        .claim(id, keys, t(3_000))
+                        .await
+                        .map_err(|e| e.to_string())
+                }) as _
+            })
+            .collect();
+        let store = &store;
+        let coalescer = &coalescer;
+        async move { queued_behind(store, id, &|| coalescer.submissions(), callers).await }
+    };
+    let outside = ItemKey::parse("not-in-the-work-set")?;
+    let answers: Vec<Claims> = queued(vec![
+        vec![key(1)?],
+        vec![key(2)?, key(0)?],
+        vec![outside.clone()],
+        vec![key(2)?, key(3)?],
+    ])
+    .await?;
+    assert_eq!(
+        answers,
+        vec![
+            Ok(vec![Ok(Claim::Claimed)]),
+            Ok(vec![Ok(Claim::Claimed), Ok(Claim::AlreadyRecorded)]),
+            Ok(vec![Err(RunError::ItemNotInWorkSet { item_key: outside })]),
+            Ok(vec![Ok(Claim::Claimed), Ok(Claim::Claimed)]),
+        ]
+    );
+    assert_eq!(
+        coalescer.store_calls(),
+        2,
+        "one call alone, one for the other three"
+    );
+
+    runs.pause(id, t(4_000)).await?;
+    let answers: Vec<Claims> = queued(vec![vec![key(4)?], vec![key(5)?, key(0)?]]).await?;
+    assert_eq!(
+        answers,
+        vec![
+            Ok(vec![Ok(Claim::Paused)]),
+            Ok(vec![Ok(Claim::Paused), Ok(Claim::Paused)]),
+        ]
+    );
+    runs.resume(id, t(5_000)).await?;
+    runs.complete(
+        id,
+        opsrun_domain::Completion::decided(opsrun_domain::RunOutcome::Cancelled, t(6_000)),
+        opsrun_application::TerminalEffects { actor: None },
+    )
+    .await?;
+    let answers: Vec<Claims> = queued(vec![vec![key(4)?], vec![key(5)?, key(1)?]]).await?;
+    let refused = || Err(RunError::RunAlreadyCompleted);
+    assert_eq!(
+        answers,
+        vec![Ok(vec![refused()]), Ok(vec![refused(), refused()])]
+    );
+    assert_eq!(coalescer.runs_in_flight(), 0, "every lane was forgotten");
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_queued_behind_a_claim_share_one_store_call_on_sqlite() -> Result<(), TestError> {
+    crate::on_backend(
+        Backend::Sqlite,
+        claims_queued_behind_a_claim_share_one_store_call,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_queued_behind_a_claim_share_one_store_call_on_postgres() -> Result<(), TestError> {
+    crate::on_backend(
+        Backend::Postgres,
+        claims_queued_behind_a_claim_share_one_store_call,
     )
     .await
 }

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use opsrun_application::ports::{CreateRun, RunStore};
-use opsrun_application::{RecordCoalescer, RunParams, StoreError, TerminalEffects};
+use opsrun_application::{ClaimCoalescer, RecordCoalescer, RunParams, StoreError, TerminalEffects};
 use opsrun_domain::{
     AuxDeltas, AuxiliaryKey, Completion, ItemKey, ItemLedger, ItemRecord, NewRun, OperationRun,
     Phase, Phases, ReasonCode, RunError, RunId, RunOutcome, RunStatus, TenantId, TenantLoad,
@@ -35,6 +35,8 @@ enum Op {
     Resume(u8),
     Admit(u8, u8),
     Claim(u8, u8),
+    /// Several callers' claims at once, through the claim coalescer.
+    Claims(u8, Vec<Vec<u8>>),
     Retry(u8, u8),
 }
 
@@ -58,6 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => run.clone().prop_map(Op::Resume),
         2 => (run.clone(), 1u8..3).prop_map(|(r, l)| Op::Admit(r, l)),
         2 => (run.clone(), 0u8..12).prop_map(|(r, k)| Op::Claim(r, k)),
+        2 => (run.clone(), proptest::collection::vec(proptest::collection::vec(0u8..12, 0..4), 2..6)).prop_map(|(r, s)| Op::Claims(r, s)),
         1 => (run, 0u8..3).prop_map(|(r, kind)| Op::Retry(r, kind)),
     ]
 }
@@ -153,6 +156,7 @@ struct Case<'a> {
     store: &'a TestStore,
     runs: Arc<dyn RunStore>,
     coalescer: &'a RecordCoalescer,
+    claims: &'a ClaimCoalescer,
     tenant: TenantId,
     model: Model,
     ids: Vec<RunId>,
@@ -382,6 +386,32 @@ impl Case<'_> {
                             store_answer(runs.claim_item(id, k, at).await)?,
                         )
                     }
+                    Op::Claims(_, callers) => {
+                        let callers = callers
+                            .iter()
+                            .map(|keys| {
+                                keys.iter()
+                                    .map(|k| key("item", *k))
+                                    .collect::<Result<Vec<_>, _>>()
+                            })
+                            .collect::<Result<Vec<_>, _>>()?;
+                        // The model takes the callers one after another, in the order they
+                        // came, as the coalescer's combined call does.
+                        let expected: Vec<String> = callers
+                            .iter()
+                            .map(|keys| answer(Ok(run.claim_items(ledger, keys))))
+                            .collect();
+                        let claims = self.claims;
+                        let answers = futures::future::join_all(
+                            callers.into_iter().map(|keys| claims.claim(id, keys, at)),
+                        )
+                        .await;
+                        let actual = answers
+                            .into_iter()
+                            .map(store_answer)
+                            .collect::<Result<Vec<_>, _>>()?;
+                        (format!("{expected:?}"), format!("{actual:?}"))
+                    }
                     Op::Start(_) | Op::Retry(_, _) => {
                         unreachable!("the outer match handles starts")
                     }
@@ -451,6 +481,7 @@ fn run_of(op: &Op) -> u8 {
         | Op::Resume(r)
         | Op::Admit(r, _)
         | Op::Claim(r, _)
+        | Op::Claims(r, _)
         | Op::Retry(r, _) => *r,
     }
 }
@@ -474,6 +505,7 @@ fn check(backend: Backend) -> Result<(), TestError> {
     };
     let counter = std::sync::atomic::AtomicUsize::new(0);
     let coalescer = RecordCoalescer::new(store.store());
+    let claims = ClaimCoalescer::new(store.store());
     let mut runner = TestRunner::new(Config {
         cases: cases(),
         failure_persistence: None,
@@ -489,6 +521,7 @@ fn check(backend: Backend) -> Result<(), TestError> {
                     store: &store,
                     runs: store.store(),
                     coalescer: &coalescer,
+                    claims: &claims,
                     tenant: tenant.id,
                     model: Model::default(),
                     ids: Vec::new(),
@@ -501,17 +534,21 @@ fn check(backend: Backend) -> Result<(), TestError> {
             })
         })
         .map_err(|e| -> TestError { e.to_string().into() })?;
-    // On the SQL stores the first caller of a `Concurrent` step is still writing when the
-    // others arrive, so they were combined: the property held with coalescing on. (The memory
+    // On the SQL stores the first caller of a `Concurrent` (or `Claims`) step is still writing
+    // when the others arrive, so they were combined: the property held with coalescing on. (The memory
     // store answers before the next caller arrives.)
-    let (calls, submissions) = (coalescer.store_calls(), coalescer.submissions());
-    if backend == Backend::Memory {
-        assert_eq!(calls, submissions);
-    } else {
-        assert!(
-            calls < submissions,
-            "{calls} store calls for {submissions} records: nothing was combined"
-        );
+    for (what, calls, submissions) in [
+        ("records", coalescer.store_calls(), coalescer.submissions()),
+        ("claims", claims.store_calls(), claims.submissions()),
+    ] {
+        if backend == Backend::Memory {
+            assert_eq!(calls, submissions, "{what}");
+        } else {
+            assert!(
+                calls < submissions,
+                "{calls} store calls for {submissions} {what}: nothing was combined"
+            );
+        }
     }
     Ok(())
 }
