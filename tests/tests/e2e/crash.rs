@@ -3,7 +3,7 @@
 //! job that always fails ends its run failed after its attempts; a stale run is failed.
 
 use std::process::Stdio;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use opsrun_application::RunParams;
 use opsrun_application::ports::Clock;
@@ -584,37 +584,29 @@ async fn a_cancel_mid_fan_out_agrees_with_the_provider(url: String) -> Result<()
         &url,
         SimulationSettings {
             policies: 0,
-            // Workers spend nearly all their time inside the provider call, so the cancel
-            // finds calls in flight; long calls, so a cancel that waits for SQLite's write
-            // lock behind the workers' records, or for a turn on a loaded machine, still
-            // lands inside them (a chunk's items start together and end together, so between
-            // two waves of calls nothing is in flight).
-            latency_ms: 1_000,
+            // Long calls: the cancel is made while at least two calls that started less than
+            // `FRESH` ago are in flight, so it lands inside them even if it waits for SQLite's
+            // write lock behind the workers' records or for a turn on a loaded machine.
+            latency_ms: LATENCY.as_millis() as i64,
             failure_rate: 0.0,
             seed: 1,
         },
     )
     .await?;
-    // Every attempt checks every invariant; an attempt whose cancel found no call in flight
-    // tested the settling of nothing, so the scenario runs again on a new restore (at most
-    // three times). Under CI load on PostgreSQL a cancel has missed every call it was aimed at
-    // (seen twice in four runs). Likely, not proven: the in-flight count below is claims without
-    // records, and a chunk's items end together with their records combined, so it can count
-    // calls that already ended whose records are still on their way.
-    let mut exercised = false;
-    for attempt in 0..3 {
-        exercised = cancel_mid_fan_out(&running, &url, &format!("slow{attempt}")).await?;
-        if exercised {
-            break;
-        }
-    }
+    let exercised = cancel_mid_fan_out(&running, &url, "slow").await?;
     running.stop().await?;
     assert!(
         exercised,
-        "the cancel found no call in flight in 3 attempts: nothing was tested"
+        "the cancel found no call in flight: nothing was tested"
     );
     Ok(())
 }
+
+/// How long each restore takes at the provider in the cancel test.
+const LATENCY: Duration = Duration::from_millis(2_000);
+/// How recently the calls the cancel is aimed at started: each has at least `LATENCY - FRESH`
+/// to go when the cancel is made.
+const FRESH: Duration = Duration::from_millis(500);
 
 /// One restore cancelled while calls are in flight; whether the cancel found any.
 async fn cancel_mid_fan_out(running: &Running, url: &str, name: &str) -> Result<bool, TestError> {
@@ -630,37 +622,25 @@ async fn cancel_mid_fan_out(running: &Running, url: &str, name: &str) -> Result<
         })
         .await?;
     let db = opsrun_adapters::sql::connect(url, 1).await?;
-    // Claimed for a provider call and not recorded yet: what the cancel must count.
-    let in_flight_sql = format!(
-        "SELECT count(*) AS n FROM operation_run_claims c WHERE c.run_id = {0} AND NOT EXISTS \
-         (SELECT 1 FROM operation_run_items i WHERE i.run_id = {0} AND i.item_key = c.item_key)",
-        id.value()
-    );
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        // Cancel while calls are under way (on a loaded machine the workers can sit between
-        // items at any given instant, and then the cancel would test nothing).
-        let rows = db
-            .query_all_raw(sea_orm::Statement::from_string(
-                db.get_database_backend(),
-                in_flight_sql.clone(),
-            ))
-            .await?;
-        let in_flight = rows
-            .first()
-            .and_then(|r| r.try_get::<i64>("", "n").ok())
-            .unwrap_or(0);
-        if processed(running, id).await? >= 10 && in_flight >= 2 {
-            break;
+    // Cancel while calls are under way, counted at the provider (on a loaded machine the
+    // workers can sit between items at any given instant, and then the cancel would test
+    // nothing).
+    let aimed_at = loop {
+        let fresh = running.restores.started_within(FRESH);
+        if fresh.len() >= 2 && processed(running, id).await? >= 10 {
+            break fresh;
         }
         if tokio::time::Instant::now() > deadline {
             return Err("the restore made no progress".into());
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    };
+    let asked = Instant::now();
     let cancelled = running.stack.service.cancel_run(id, None).await?;
-    // Let every call that was in flight end at the provider (each takes 1 s).
-    tokio::time::sleep(Duration::from_millis(3_000)).await;
+    let took = asked.elapsed();
+    // Let every call that was in flight end at the provider.
+    tokio::time::sleep(LATENCY + Duration::from_millis(1_000)).await;
     let restored_rows = db
         .query_all_raw(sea_orm::Statement::from_string(
             db.get_database_backend(),
@@ -719,6 +699,20 @@ async fn cancel_mid_fan_out(running: &Running, url: &str, name: &str) -> Result<
     assert_eq!(
         run.counts().get(SummaryKey::Skipped),
         Some(in_flight.len() as u64)
+    );
+    // The calls the cancel was aimed at had at least `LATENCY - FRESH` to go, so none had a
+    // record yet: the cancel counted each of them in flight.
+    assert!(
+        took < LATENCY - FRESH,
+        "the cancel took {took:?}: the calls it was aimed at could have ended first"
+    );
+    let missed: Vec<&ItemKey> = aimed_at
+        .iter()
+        .filter(|k| !in_flight.contains(*k))
+        .collect();
+    assert!(
+        missed.is_empty(),
+        "calls in flight at the provider when the cancel was made, not counted in flight: {missed:?} (counted: {in_flight:?})"
     );
     Ok(!in_flight.is_empty())
 }

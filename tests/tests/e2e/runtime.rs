@@ -1,17 +1,22 @@
 //! Every run family end to end through the real queue (apalis) and workers, against the
 //! simulated tenant provider, on SQLite and PostgreSQL, with exact expected counts.
 
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
 
 use opsrun_adapters::backend::{BackendOptions, SqlBackend};
 use opsrun_adapters::queue::QueueSettings;
 use opsrun_adapters::simulated::{DIMENSIONS, POLICY_TYPES, SECTIONS, fails, policy_id};
 use opsrun_app::wiring::Stack;
+use opsrun_application::ProviderError;
 use opsrun_application::ports::{
-    BackupSetStore, BaselineStore, DirectoryAdmin, RunQueries, SimulationSettings, Tenant, User,
+    BackupItem, BackupSetStore, BaselineStore, DirectoryAdmin, RestoreTarget, RunQueries,
+    SimulationSettings, Tenant, User, WorkKey,
 };
 use opsrun_application::{RunParams, StartRun};
-use opsrun_domain::{OperationRun, RunId, RunOutcome, Slug, Timestamp};
+use opsrun_domain::{OperationRun, RunId, RunOutcome, Slug, TenantId, Timestamp};
 use opsrun_tests::{TestError, add_simulated_tenant, fresh_postgres_database, fresh_sqlite_file};
 
 const SEED: i64 = 42;
@@ -24,9 +29,62 @@ pub(crate) struct Running {
     pub stack: Stack,
     pub tenant: Tenant,
     pub user: User,
+    /// The restores the provider is performing right now (the stack's restore target is
+    /// wrapped to count them).
+    pub restores: Arc<RestoresInFlight>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     workers: Option<tokio::task::JoinHandle<Result<(), opsrun_adapters::queue::QueueRunError>>>,
     _dir: tempfile::TempDir,
+}
+
+/// The provider's restores in flight: started and not yet returned, each with when it started.
+/// A test that must act while calls are under way reads it here, at the provider, not from the
+/// database (a claim without a record there can be a call that already ended, its record still
+/// on its way in a combined write).
+pub(crate) struct RestoresInFlight {
+    inner: Arc<dyn RestoreTarget>,
+    started: Mutex<Vec<(WorkKey, Instant)>>,
+}
+
+impl RestoresInFlight {
+    fn calls(&self) -> std::sync::MutexGuard<'_, Vec<(WorkKey, Instant)>> {
+        self.started
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The items of the restores in flight that started less than `within` ago.
+    pub(crate) fn started_within(&self, within: Duration) -> Vec<opsrun_domain::ItemKey> {
+        self.calls()
+            .iter()
+            .filter(|(_, at)| at.elapsed() < within)
+            .map(|(key, _)| key.item.clone())
+            .collect()
+    }
+}
+
+#[async_trait]
+impl RestoreTarget for RestoresInFlight {
+    async fn restore(
+        &self,
+        key: &WorkKey,
+        tenant: TenantId,
+        item: &BackupItem,
+    ) -> Result<(), ProviderError> {
+        // Taken out of the list however the call ends (a cancelled job drops it midway).
+        struct Ended<'a>(&'a RestoresInFlight, &'a WorkKey);
+        impl Drop for Ended<'_> {
+            fn drop(&mut self) {
+                let mut calls = self.0.calls();
+                if let Some(i) = calls.iter().position(|(k, _)| k == self.1) {
+                    calls.swap_remove(i);
+                }
+            }
+        }
+        self.calls().push((key.clone(), Instant::now()));
+        let _ended = Ended(self, key);
+        self.inner.restore(key, tenant, item).await
+    }
 }
 
 impl Running {
@@ -73,7 +131,13 @@ impl Running {
             max_connections: 16,
         })
         .await?;
-        let stack = Stack::wire(&backend.ports(), opsrun_app::config::STALE_AFTER_MS);
+        let mut ports = backend.ports();
+        let restores = Arc::new(RestoresInFlight {
+            inner: ports.restore_target.clone(),
+            started: Mutex::new(Vec::new()),
+        });
+        ports.restore_target = restores.clone();
+        let stack = Stack::wire(&ports, opsrun_app::config::STALE_AFTER_MS);
         let workspace = backend
             .store
             .workspace(&Slug::parse("demo")?, true, Timestamp::from_millis(0))
@@ -95,6 +159,7 @@ impl Running {
             stack,
             tenant,
             user,
+            restores,
             stop: None,
             workers: None,
             _dir: dir,
