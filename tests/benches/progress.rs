@@ -42,9 +42,13 @@ const ROUNDS: usize = 3;
 /// Units frozen into the benchmark run (PostgreSQL); SQLite needs fewer.
 const PG_UNITS: usize = 2_000_000;
 const SQLITE_UNITS: usize = 1_000_000;
+/// Items per transaction of P3c's storage baseline: about what the coalescer combines there.
+const P3C_BATCH: usize = 8;
 
 struct Bench {
     db: DatabaseConnection,
+    // The service's store, for opsrun's own record statement without the engine around it.
+    store: Arc<SqlRunStore>,
     service: OperationRunService,
     run: RunId,
     // The raw increments go to a run of their own, so they never eat the recorded run's total.
@@ -57,7 +61,7 @@ struct Bench {
 async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
     let db = connect(url, 20).await?;
     migrate(&db).await?;
-    let store = SqlRunStore::new(db.clone());
+    let store = Arc::new(SqlRunStore::new(db.clone()));
     let ws = store
         .workspace(&Slug::parse("bench")?, true, Timestamp::from_millis(0))
         .await?;
@@ -112,12 +116,13 @@ async fn setup(url: &str, units: usize) -> Result<Bench, Error> {
     ))
     .await?;
     let service = OperationRunService::new(
-        Arc::new(store),
+        store.clone(),
         Arc::new(MemoryQueue::new()),
         Arc::new(SystemClock),
     );
     Ok(Bench {
         db,
+        store,
         service,
         run,
         raw_run,
@@ -208,6 +213,76 @@ async fn record_batch(b: &Bench, writers: usize) -> Result<f64, Error> {
             }
             service.record_items(run, records).await?;
             Ok(100)
+        }
+    })
+    .await
+}
+
+/// opsrun's own record of one item as the store writes it (one statement on PostgreSQL, one
+/// transaction on SQLite), called directly: `record_item` without the engine around it (the
+/// service, the coalescer, events), so the two show what the engine adds and what the
+/// statement costs.
+async fn store_alone(b: &Bench, writers: usize) -> Result<f64, Error> {
+    use opsrun_application::ports::Clock as _;
+    let (store, run, next, units) = (b.store.clone(), b.run, b.next.clone(), b.units);
+    rate(writers, move || {
+        let (store, next) = (store.clone(), next.clone());
+        async move {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let Some(key) = key(i, units)? else {
+                return Err("the benchmark used up its units".into());
+            };
+            store
+                .record_items_keyed(run, vec![ItemRecord::succeeded(key)], SystemClock.now())
+                .await?;
+            Ok(1)
+        }
+    })
+    .await
+}
+
+/// SQLite's least for `n` items at once, counted exactly once: one `BEGIN IMMEDIATE`
+/// transaction entering `n` ledger keys in one insert and incrementing the counter by what it
+/// entered. What a coalesced record of `n` callers must do at least; one writer, SQLite's best.
+async fn raw_exactly_once_batch(b: &Bench, n: usize) -> Result<f64, Error> {
+    let (db, run, next) = (b.db.clone(), b.raw_run, b.raw_next.clone());
+    rate(1, move || {
+        let (db, next) = (db.clone(), next.clone());
+        async move {
+            let backend = db.get_database_backend();
+            let first = next.fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+            let mut values: Vec<sea_orm::Value> = vec![run.into()];
+            let mut rows = Vec::with_capacity(n);
+            for i in 0..n {
+                rows.push(format!("($1, ${}, 'succeeded', 0)", i + 2));
+                values.push(format!("raw{:09}", first + i).into());
+            }
+            let insert = format!(
+                "INSERT INTO operation_run_items (run_id, item_key, outcome, recorded_at) \
+                 VALUES {} ON CONFLICT (run_id, item_key) DO NOTHING",
+                rows.join(", ")
+            );
+            let tx = db
+                .begin_with_options(sea_orm::TransactionOptions {
+                    sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+                    ..sea_orm::TransactionOptions::default()
+                })
+                .await?;
+            let fresh = tx
+                .execute_raw(Statement::from_sql_and_values(backend, insert, values))
+                .await?
+                .rows_affected();
+            if fresh > 0 {
+                tx.execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    "UPDATE operation_runs SET processed = processed + $2, \
+                     succeeded = COALESCE(succeeded, 0) + $2 WHERE id = $1 AND processed + $2 <= total",
+                    vec![run.into(), (fresh as i64).into()],
+                ))
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(n as u64)
         }
     })
     .await
@@ -1049,10 +1124,19 @@ async fn main() -> Result<(), Error> {
                 b.service.coalescer().submissions(),
                 b.service.coalescer().store_calls(),
             );
-            let (mut ours, mut raw, mut laravel, mut batch, mut once) =
-                (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+            let (mut ours, mut raw, mut laravel, mut batch, mut once, mut alone) = (
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+            );
             for _ in 0..ROUNDS {
                 ours.push(record_one(&b, writers).await?);
+                if writers == 1 {
+                    alone.push(store_alone(&b, writers).await?);
+                }
                 raw.push(raw_increment(&b, writers).await?);
                 once.push(raw_exactly_once(&b, writers).await?);
                 laravel.push(laravel_sequence(&b, writers).await?);
@@ -1067,6 +1151,10 @@ async fn main() -> Result<(), Error> {
             let per_call = submitted as f64 / calls.max(1) as f64;
             rows.push(format!("| P1 PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s ({per_call:.1} records per store call) | {:.2}× | {} |", o / r, if writers == 16 { "≥ 3× (P1c: coalesced)" } else { "(context)" }));
             rows.push(format!("| P1x PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs raw exactly-once statement (ledger insert + guarded UPDATE) {e:>8.0}/s | {:.2}× | {} |", o / e, if writers == 1 { "≥ 0.9×" } else { "(the wall)" }));
+            if writers == 1 {
+                let a = median(alone);
+                rows.push(format!("| P1x' PostgreSQL, 1 writer | opsrun's record statement alone (the store, no engine) {a:>8.0}/s: record_item is {:.2}× of it; it is {:.2}× of the raw exactly-once statement | {:.2}× | (where P1x goes) |", o / a, a / e, a / e));
+            }
             rows.push(format!("| P1b PostgreSQL, {writers:>2} writer(s) | record_item {o:>8.0}/s vs Laravel FOR UPDATE sequence {l:>8.0}/s | {:.2}× | ≥ 3× |", o / l));
             rows.push(format!("| P2 PostgreSQL, {writers:>2} writer(s) | record_items(100) {bt:>8.0} items/s vs raw {r:>8.0}/s | {:.2}× | ≥ 10× |", bt / r));
             if writers == 16 {
@@ -1077,16 +1165,19 @@ async fn main() -> Result<(), Error> {
     }
     if wanted("P3") {
         let b = setup(&sqlite("bench.db"), SQLITE_UNITS).await?;
-        let (mut ours, mut raw, mut once) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut raw, mut once, mut alone) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..ROUNDS {
             ours.push(record_one(&b, 1).await?);
+            alone.push(store_alone(&b, 1).await?);
             raw.push(raw_increment(&b, 1).await?);
             once.push(raw_exactly_once(&b, 1).await?);
         }
-        let (o, r, e) = (median(ours), median(raw), median(once));
+        let (o, r, e, a) = (median(ours), median(raw), median(once), median(alone));
         rows.push(format!("| P3 SQLite, 1 writer | record_item {o:>8.0}/s vs raw guarded UPDATE {r:>8.0}/s | {:.2}× | (context) |", o / r));
         rows.push(format!("| P3x SQLite, 1 writer | record_item {o:>8.0}/s vs raw exactly-once transaction (ledger insert + guarded UPDATE) {e:>8.0}/s | {:.2}× | ≥ 0.9× |", o / e));
-        let (mut ours, mut raw) = (Vec::new(), Vec::new());
+        rows.push(format!("| P3x' SQLite, 1 writer | opsrun's record transaction alone (the store, no engine) {a:>8.0}/s: record_item is {:.2}× of it; it is {:.2}× of the raw exactly-once transaction | {:.2}× | (where P3x goes) |", o / a, a / e, a / e));
+        let (mut ours, mut raw, mut batched) = (Vec::new(), Vec::new(), Vec::new());
         let before = (
             b.service.coalescer().submissions(),
             b.service.coalescer().store_calls(),
@@ -1094,11 +1185,14 @@ async fn main() -> Result<(), Error> {
         for _ in 0..ROUNDS {
             ours.push(record_one(&b, 16).await?);
             raw.push(raw_increment(&b, 16).await?);
+            batched.push(raw_exactly_once_batch(&b, P3C_BATCH).await?);
         }
         let per_call = (b.service.coalescer().submissions() - before.0) as f64
             / (b.service.coalescer().store_calls() - before.1).max(1) as f64;
         let (o, r) = (median(ours), median(raw));
         rows.push(format!("| P3c SQLite, 16 writers, coalesced | record_item {o:>8.0}/s vs raw single-transaction increments {r:>8.0}/s, {per_call:.1} records per store call | {:.2}× | ≥ 3× |", o / r));
+        let x = median(batched);
+        rows.push(format!("| P3c' SQLite, the storage's least for the same work | raw exactly-once transactions of {P3C_BATCH} items (one ledger insert, one guarded UPDATE), 1 writer: {x:>8.0} items/s, {:.2}× the raw increments; coalesced record_item is {:.2}× of it | {:.2}× | (where P3c goes) |", x / r, o / x, o / x));
         b.close().await?;
     }
     let ten = FanOutCase {
