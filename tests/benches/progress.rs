@@ -543,7 +543,17 @@ async fn fan_out(url: &str, dir: &std::path::Path, case: FanOutCase) -> Result<F
                 .spawn()?,
         );
     }
-    let mut serve = tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test"))
+    // OPSRUN_BENCH_SERVE_WRAPPER runs P4's `serve` under a profiler (e.g. `heaptrack`); its
+    // RSS figures are then the wrapper's, not the server's.
+    let mut serve = match std::env::var("OPSRUN_BENCH_SERVE_WRAPPER") {
+        Ok(wrapper) => {
+            let mut command = tokio::process::Command::new(wrapper);
+            command.arg(env!("CARGO_BIN_EXE_opsrun-under-test"));
+            command
+        }
+        Err(_) => tokio::process::Command::new(env!("CARGO_BIN_EXE_opsrun-under-test")),
+    };
+    let mut serve = serve
         .args(["serve", "--bind", "127.0.0.1:0", "--workers", "8"])
         .env("DATABASE_URL", url)
         .env("OPSRUN_ARTIFACTS", dir.join("artifacts"))
@@ -553,7 +563,16 @@ async fn fan_out(url: &str, dir: &std::path::Path, case: FanOutCase) -> Result<F
     let pid = serve.id().ok_or("serve has no pid")?;
     let stdout = serve.stdout.take().ok_or("serve has no stdout")?;
     let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
-    let first = lines.next_line().await?.unwrap_or_default();
+    let mut first = lines.next_line().await?.unwrap_or_default();
+    // A wrapper says a few lines of its own first.
+    for _ in 0..10 {
+        if first.starts_with("listening on ")
+            || std::env::var("OPSRUN_BENCH_SERVE_WRAPPER").is_err()
+        {
+            break;
+        }
+        first = lines.next_line().await?.unwrap_or_default();
+    }
     if !first.starts_with("listening on ") {
         return Err(format!("serve said {first:?}").into());
     }
