@@ -27,7 +27,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use opsrun_application::ProviderError;
 use opsrun_application::StoreError;
-use opsrun_application::coalesce::{Coalescer, Combine, Submission, combined};
+use opsrun_application::coalesce::{Coalescer, Combine, Submission, combined, fail_all};
 use opsrun_application::ports::SimulationSettings;
 use opsrun_application::ports::{
     BackupItem, EvidenceSource, Policy, PolicyPayload, PolicyProvider, RestoreTarget,
@@ -85,12 +85,7 @@ impl Combine for Restores {
         };
         match store.record_restores(run, &all, at.as_millis()).await {
             Ok(()) => batch.into_iter().for_each(|s| s.answer(Ok(()))),
-            Err(error) => {
-                let message = error.to_string();
-                for submission in batch {
-                    submission.answer(Err(StoreError::Unavailable(message.clone().into())));
-                }
-            }
+            Err(error) => fail_all(batch, &StoreError::Unavailable(error.to_string().into())),
         }
         1
     }

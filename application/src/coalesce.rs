@@ -54,6 +54,14 @@ impl<C: Combine> Submission<C> {
     }
 }
 
+/// Answers every caller of `batch` with the same failure: a combined call that failed for all
+/// of them (each gets its own copy; a storage error is not `Clone`).
+pub fn fail_all<C: Combine>(batch: Vec<Submission<C>>, error: &StoreError) {
+    for submission in batch {
+        submission.answer(Err(shared(error)));
+    }
+}
+
 /// What a combined call carries: the time of its latest caller and every caller's items, in the
 /// order the callers came (`None` for an empty batch).
 #[must_use]
@@ -398,9 +406,7 @@ impl Combine for Records {
             }
             // The storage failed: every caller's write failed with it, and each may retry.
             Err(error @ StoreError::Unavailable(_)) => {
-                for submission in batch {
-                    submission.answer(Err(shared(&error)));
-                }
+                fail_all(batch, &error);
                 1
             }
             // Refused as a whole: each caller's records on their own, in order, so a refusal
@@ -451,16 +457,10 @@ impl Combine for Claims {
                     "the store answered {} claims for {sent} keys",
                     answers.len()
                 );
-                for submission in batch {
-                    submission.answer(Err(StoreError::Corrupt(message.clone())));
-                }
+                fail_all(batch, &StoreError::Corrupt(message));
             }
             // No such run, or the storage failed: the same for every key of every caller.
-            Err(error) => {
-                for submission in batch {
-                    submission.answer(Err(shared(&error)));
-                }
-            }
+            Err(error) => fail_all(batch, &error),
         }
         1
     }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use opsrun_domain::{ItemKey, ItemRecord, RunId, WorkSet};
 
 use crate::StoreError;
-use crate::coalesce::{Coalescer, Combine, Submission, combined};
+use crate::coalesce::{Coalescer, Combine, Submission, combined, fail_all};
 use crate::ports::{BackupItem, BackupSetStore, JobQueue, RestoreTarget, WorkKey};
 use crate::reasons;
 use crate::writers::{
@@ -168,12 +168,7 @@ impl Combine for BackupItems {
                     submission.answer(Ok(item.cloned()));
                 }
             }
-            Err(error) => {
-                let message = error.to_string();
-                for submission in batch {
-                    submission.answer(Err(StoreError::Unavailable(message.clone().into())));
-                }
-            }
+            Err(error) => fail_all(batch, &StoreError::Unavailable(error.to_string().into())),
         }
         1
     }

@@ -10,6 +10,8 @@
 
 use opsrun_domain::Claim;
 
+use super::*;
+
 /// `input (item_key) AS (VALUES ...)` over `keys`, numbered from `$first`, and its values.
 fn key_input(keys: &[&ItemKey], first: usize) -> (String, Vec<Value>) {
     let rows: Vec<String> = (0..keys.len())
@@ -21,8 +23,6 @@ fn key_input(keys: &[&ItemKey], first: usize) -> (String, Vec<Value>) {
         values,
     )
 }
-
-use super::*;
 
 impl SqlRunStore {
     /// As [`RunStore::claim_items`], twin of `OperationRun::claim_items`: one statement claims
