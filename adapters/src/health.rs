@@ -10,6 +10,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::in_process::InProcessQueue;
 use crate::queue::ApalisQueue;
+use crate::sql::raw;
 
 /// How long a check may take.
 pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
@@ -45,7 +46,7 @@ impl SqlHealth {
     async fn store(&self) -> HealthCheck {
         // A real write of one row of its own (a full disk or a held lock fails it), in the
         // statement's own transaction.
-        let stmt = Statement::from_sql_and_values(
+        let stmt = raw::statement(
             self.db.get_database_backend(),
             "INSERT INTO opsrun_readiness (id, checked_at) VALUES (1, $1) \
              ON CONFLICT (id) DO UPDATE SET checked_at = excluded.checked_at",
@@ -144,11 +145,7 @@ impl HealthProbe for SqlHealth {
             .collect();
         let alive = self
             .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                alive,
-                vec![window.into()],
-            ))
+            .query_all_raw(raw::statement(backend, alive, vec![window.into()]))
             .await
             .map_err(fail)?;
         let workers_alive = alive

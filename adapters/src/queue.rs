@@ -490,7 +490,7 @@ impl ApalisQueue {
         for name in names {
             let rows = self
                 .db
-                .query_all_raw(sea_orm::Statement::from_sql_and_values(
+                .query_all_raw(crate::sql::raw::statement(
                     self.db.get_database_backend(),
                     sql,
                     vec![name.clone().into()],
@@ -529,7 +529,7 @@ impl ApalisQueue {
         for name in names {
             released += self
                 .db
-                .execute_raw(sea_orm::Statement::from_sql_and_values(
+                .execute_raw(crate::sql::raw::statement(
                     self.db.get_database_backend(),
                     sql,
                     vec![name.into()],
@@ -885,9 +885,7 @@ impl JobQueue for ApalisQueue {
             values.extend(chunk.iter().map(|r| r.value().to_string().into()));
             let rows = self
                 .db
-                .query_all_raw(sea_orm::Statement::from_sql_and_values(
-                    backend, sql, values,
-                ))
+                .query_all_raw(crate::sql::raw::statement(backend, &sql, values))
                 .await
                 .map_err(unavailable)?;
             live.extend(

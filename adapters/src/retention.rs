@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use opsrun_application::StoreError;
 use opsrun_application::ports::{Pruned, Retention};
 use opsrun_domain::Timestamp;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend, Statement};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbBackend};
 
 use crate::sql::raw;
 
@@ -33,7 +33,7 @@ impl SqlRetention {
         ];
         Ok(self
             .db
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .execute_raw(raw::statement(backend, sql, values))
             .await
             .map_err(raw::sql::<StoreError>)?
             .rows_affected())

@@ -23,7 +23,7 @@ impl SqlSimulatedTenants {
     }
 
     fn stmt(&self, sql: &str, values: Vec<sea_orm::Value>) -> Statement {
-        Statement::from_sql_and_values(self.db.get_database_backend(), sql, values)
+        raw::statement(self.db.get_database_backend(), sql, values)
     }
 
     /// The settings of a simulated tenant.

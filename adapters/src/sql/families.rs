@@ -52,7 +52,7 @@ impl SqlFamilies {
     }
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
-        Statement::from_sql_and_values(self.backend, sql, values)
+        raw::statement(self.backend, sql, values)
     }
 
     async fn exec<C: ConnectionTrait>(
