@@ -109,7 +109,7 @@ impl SqlRunStore {
 
     fn stmt(&self, sql: &str, values: Vec<Value>) -> Statement {
         self.count();
-        Statement::from_sql_and_values(self.backend, sql, values)
+        raw::statement(self.backend, sql, values)
     }
 
     /// `COLLATE "C"` on PostgreSQL so item keys sort by bytes, as they do on SQLite and in
@@ -182,6 +182,19 @@ impl SqlRunStore {
         values: Vec<Value>,
     ) -> Result<Vec<QueryResult>, StoreError> {
         raw::rows(conn, self.stmt(sql, values))
+            .await
+            .map_err(raw::sql)
+    }
+
+    /// The first row `sql` answers on `conn`, if any. SQLite's driver stops at that row,
+    /// so a statement of one row costs one message from its thread, not two.
+    pub(super) async fn one<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        sql: &str,
+        values: Vec<Value>,
+    ) -> Result<Option<QueryResult>, StoreError> {
+        conn.query_one_raw(self.stmt(sql, values))
             .await
             .map_err(raw::sql)
     }

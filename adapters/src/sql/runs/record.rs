@@ -26,8 +26,71 @@ impl SqlRunStore {
         {
             return Ok(outcome);
         }
+        if self.backend == DbBackend::Sqlite
+            && let [only] = candidates.as_slice()
+            && let Some(outcome) = self.record_one_at_once(id, only, submitted, at).await?
+        {
+            return Ok(outcome);
+        }
         self.record_in_transaction(id, candidates, submitted, at)
             .await
+    }
+
+    /// SQLite, one key (every record of a lone writer): the ledger insert and the guarded
+    /// `UPDATE` as one script in one transaction, three calls to SQLite's thread (`BEGIN`,
+    /// the script, `COMMIT`) where the general path makes four; each call is a round trip
+    /// between threads, most of a small record's time. The `UPDATE` counts only when the
+    /// insert entered the key: `changes()` is the count of the most recently completed
+    /// statement, the insert. `None` when it did not count (a duplicate, a refusal, a guard):
+    /// the transaction is rolled back, and the general path decides and names why.
+    async fn record_one_at_once(
+        &self,
+        id: RunId,
+        record: &ItemRecord,
+        submitted: u64,
+        at: Timestamp,
+    ) -> Result<Option<Recorded>, StoreError> {
+        let (ctes, insert, mut item_values) =
+            ledger_insert(std::slice::from_ref(record), "", self.run_lock());
+        let mut deltas = Deltas::default();
+        deltas.add(SummaryKey::Processed, 1);
+        deltas.add(outcome_key(record.outcome()), 1);
+        for (key, delta) in record.deltas().iter() {
+            deltas.add(key.summary_key(), delta);
+        }
+        let (sets, guards, mut update_values) = deltas.clauses(3 + item_values.len());
+        let sql = format!(
+            "WITH {ctes} {insert}; \
+             UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $2 \
+             THEN $2 ELSE heartbeat_at END \
+             WHERE id = $1 AND changes() = 1 AND status <> 'completed' \
+             AND (total IS NULL OR COALESCE(processed, 0) + 1 <= total) AND {} RETURNING processed, total",
+            sets.join(", "),
+            guards.join(" AND ")
+        );
+        let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
+        values.append(&mut item_values);
+        values.append(&mut update_values);
+        let tx = self.write_tx().await?;
+        // Two statements in one call: counted as two.
+        self.count();
+        let Some(row) = self.one(&tx, &sql, values).await? else {
+            self.rollback(tx).await?;
+            return Ok(None);
+        };
+        let done = all_recorded(
+            Self::opt_int(&row, "processed")?,
+            Self::opt_int(&row, "total")?,
+        );
+        self.commit(tx).await?;
+        Ok(Some(Recorded {
+            outcome: RecordOutcome {
+                recorded: 1,
+                duplicates: submitted - 1,
+                all_recorded: done,
+            },
+            fresh: vec![record.key().clone()],
+        }))
     }
 
     /// As [`RunStore::increment`].
@@ -278,10 +341,11 @@ impl SqlRunStore {
             at.as_millis().into(),
         ];
         all.append(&mut values);
-        if let Some(row) = self.rows(&tx, &sql, all).await?.first() {
+        // One row at most: fetched as one (the driver's answer is the row alone).
+        if let Some(row) = self.one(&tx, &sql, all).await? {
             let done = all_recorded(
-                Self::opt_int(row, "processed")?,
-                Self::opt_int(row, "total")?,
+                Self::opt_int(&row, "processed")?,
+                Self::opt_int(&row, "total")?,
             );
             self.commit(tx).await?;
             return Ok(Recorded {

@@ -111,7 +111,8 @@ pub(super) fn aux_columns(prefix: &str) -> String {
 /// enters the batch only while the run is open and only when every item is in its frozen work
 /// set (else nothing, and the caller names the refusal). `$1` is the run, `$2` the time; the
 /// items' values follow from `$3`. Already recorded keys conflict and are skipped: `RETURNING`
-/// names what this call entered. `lock` (`FOR UPDATE` on PostgreSQL) takes the run row before
+/// (when `returning` names columns; empty, the statement returns nothing) names what this
+/// call entered. `lock` (`FOR UPDATE` on PostgreSQL) takes the run row before
 /// the first item is entered: every writer of a run locks the run first and its items after,
 /// so a record and a cancel settling the same item cannot deadlock.
 pub(super) fn ledger_insert(
@@ -154,9 +155,14 @@ pub(super) fn ledger_insert(
          SELECT $1, i.item_key, i.outcome, i.reason, $2, {} FROM input i \
          WHERE EXISTS (SELECT 1 FROM run WHERE status <> 'completed') \
          AND NOT EXISTS (SELECT 1 FROM outside) \
-         ON CONFLICT (run_id, item_key) DO NOTHING RETURNING {returning}",
+         ON CONFLICT (run_id, item_key) DO NOTHING{}",
         aux_columns(""),
-        aux_columns("i.")
+        aux_columns("i."),
+        if returning.is_empty() {
+            String::new()
+        } else {
+            format!(" RETURNING {returning}")
+        }
     );
     (ctes, insert, values)
 }
