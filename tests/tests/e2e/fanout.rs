@@ -398,7 +398,7 @@ async fn statements_per_fan_out(
 async fn a_fan_out_costs_its_measured_statements_per_item_on_sqlite() -> Result<(), TestError> {
     let (_dir, url) = fresh_sqlite_file()?;
     // Per item: nothing of its own. Per record call: BEGIN IMMEDIATE, ledger insert, guarded
-    // update, COMMIT (a call of one key sends the insert and the update together; see
+    // update, COMMIT (when every key is new the insert and the update go together; see
     // `statements_per_operation`); per claim call one statement. The chunk
     // reads the run once to pick the family and the restore worker once for its tenant; the
     // dispatch reserves its job numbers (one statement) and announces its child jobs in one

@@ -1235,10 +1235,10 @@ async fn statements_per_operation(store: TestStore) -> Result<(), TestError> {
             assert_eq!((one, duplicate, batch, child), (1, 1, 1, 1));
         }
         // BEGIN IMMEDIATE, the ledger insert (work set and status checked inside it), the
-        // guarded UPDATE, COMMIT; for one key the insert and the UPDATE go to SQLite in one
-        // call (three round trips). A duplicate of one key finds its UPDATE refused, rolls that
-        // back (4) and takes the general path, which reads the run and the work set to tell a
-        // duplicate from a refusal instead of updating (5).
+        // guarded UPDATE, COMMIT; when every key is new the insert and the UPDATE go to
+        // SQLite in one call (three round trips). A duplicate finds its UPDATE refused, rolls
+        // that back (4) and takes the general path, which reads the run and the work set to
+        // tell a duplicate from a refusal instead of updating (5).
         _ => assert_eq!((one, duplicate, batch, child), (4, 9, 4, 4)),
     }
     // The feed and a collection page are one query each: runs joined with the tenant slug

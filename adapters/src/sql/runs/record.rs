@@ -27,8 +27,11 @@ impl SqlRunStore {
             return Ok(outcome);
         }
         if self.backend == DbBackend::Sqlite
-            && let [only] = candidates.as_slice()
-            && let Some(outcome) = self.record_one_at_once(id, only, submitted, at).await?
+            && !candidates.is_empty()
+            && candidates.len() <= CHUNK
+            && let Some(outcome) = self
+                .record_new_at_once(id, &candidates, submitted, at)
+                .await?
         {
             return Ok(outcome);
         }
@@ -36,35 +39,39 @@ impl SqlRunStore {
             .await
     }
 
-    /// SQLite, one key (every record of a lone writer): the ledger insert and the guarded
-    /// `UPDATE` as one script in one transaction, three calls to SQLite's thread (`BEGIN`,
-    /// the script, `COMMIT`) where the general path makes four; each call is a round trip
-    /// between threads, most of a small record's time. The `UPDATE` counts only when the
-    /// insert entered the key: `changes()` is the count of the most recently completed
-    /// statement, the insert. `None` when it did not count (a duplicate, a refusal, a guard):
-    /// the transaction is rolled back, and the general path decides and names why.
-    async fn record_one_at_once(
+    /// SQLite, when every candidate is new to the ledger (the common case: a duplicate is a
+    /// redelivery): the ledger insert and the guarded `UPDATE` by all candidates' deltas as
+    /// one script in one transaction, three calls to SQLite's thread (`BEGIN`, the script,
+    /// `COMMIT`) where the general path makes four and carries every entered key back; each
+    /// call is a round trip between threads, most of a small record's time. The `UPDATE`
+    /// counts only when the insert entered every candidate: `changes()` is the count of the
+    /// most recently completed statement, the insert. `None` when it did not count (a
+    /// duplicate, a refusal, a guard): the transaction is rolled back, and the general path
+    /// decides and names why.
+    async fn record_new_at_once(
         &self,
         id: RunId,
-        record: &ItemRecord,
+        candidates: &[ItemRecord],
         submitted: u64,
         at: Timestamp,
     ) -> Result<Option<Recorded>, StoreError> {
-        let (ctes, insert, mut item_values) =
-            ledger_insert(std::slice::from_ref(record), "", self.run_lock());
+        let (ctes, insert, mut item_values) = ledger_insert(candidates, "", self.run_lock());
+        let adding = candidates.len() as u64;
         let mut deltas = Deltas::default();
-        deltas.add(SummaryKey::Processed, 1);
-        deltas.add(outcome_key(record.outcome()), 1);
-        for (key, delta) in record.deltas().iter() {
-            deltas.add(key.summary_key(), delta);
+        deltas.add(SummaryKey::Processed, adding);
+        for record in candidates {
+            deltas.add(outcome_key(record.outcome()), 1);
+            for (key, delta) in record.deltas().iter() {
+                deltas.add(key.summary_key(), delta);
+            }
         }
         let (sets, guards, mut update_values) = deltas.clauses(3 + item_values.len());
         let sql = format!(
             "WITH {ctes} {insert}; \
              UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $2 \
              THEN $2 ELSE heartbeat_at END \
-             WHERE id = $1 AND changes() = 1 AND status <> 'completed' \
-             AND (total IS NULL OR COALESCE(processed, 0) + 1 <= total) AND {} RETURNING processed, total",
+             WHERE id = $1 AND changes() = {adding} AND status <> 'completed' \
+             AND (total IS NULL OR COALESCE(processed, 0) + {adding} <= total) AND {} RETURNING processed, total",
             sets.join(", "),
             guards.join(" AND ")
         );
@@ -85,11 +92,11 @@ impl SqlRunStore {
         self.commit(tx).await?;
         Ok(Some(Recorded {
             outcome: RecordOutcome {
-                recorded: 1,
-                duplicates: submitted - 1,
+                recorded: adding,
+                duplicates: submitted - adding,
                 all_recorded: done,
             },
-            fresh: vec![record.key().clone()],
+            fresh: candidates.iter().map(|r| r.key().clone()).collect(),
         }))
     }
 
