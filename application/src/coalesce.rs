@@ -465,3 +465,113 @@ impl Combine for Claims {
         1
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A target whose first call waits for the test to let it go, and whose calls succeed or
+    /// fail as planned, one plan per call: what a combined call meets when the storage fails
+    /// under it (a full disk, a dropped connection).
+    #[derive(Default)]
+    struct Flaky {
+        calls: Mutex<Vec<Vec<u32>>>,
+        gate: Mutex<Option<oneshot::Receiver<()>>>,
+        fails: Mutex<VecDeque<bool>>,
+    }
+
+    struct Echo;
+
+    #[async_trait]
+    impl Combine for Echo {
+        type Target = Flaky;
+        type Item = u32;
+        type Answer = Vec<u32>;
+
+        async fn write(target: &Flaky, _id: RunId, batch: Vec<Submission<Self>>) -> u64 {
+            let Some((_, all)) = combined(&batch) else {
+                return 0;
+            };
+            lock(&target.calls).push(all);
+            let gate = lock(&target.gate).take();
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            if lock(&target.fails).pop_front().unwrap_or(false) {
+                fail_all(
+                    batch,
+                    &StoreError::Unavailable("database or disk is full".into()),
+                );
+            } else {
+                for submission in batch {
+                    let own = submission.items().to_vec();
+                    submission.answer(Ok(own));
+                }
+            }
+            1
+        }
+    }
+
+    async fn until(what: impl Fn() -> bool) {
+        for _ in 0..1_000 {
+            if what() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        panic!("the coalescer did not get there in 2 s");
+    }
+
+    /// A caller's answer, or a failed test when none comes within 5 s (a caller left waiting).
+    async fn answer(caller: tokio::task::JoinHandle<Result<Vec<u32>, StoreError>>) -> String {
+        match tokio::time::timeout(Duration::from_secs(5), caller).await {
+            Err(_) => "no answer in 5 s".to_owned(),
+            Ok(joined) => match joined.expect("a caller panicked") {
+                Ok(items) => format!("ok {items:?}"),
+                Err(StoreError::Unavailable(error)) => format!("unavailable: {error}"),
+                Err(other) => format!("other: {other}"),
+            },
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_combined_call_fails_each_of_its_callers_and_the_next_call_goes_through() {
+        let target = Arc::new(Flaky::default());
+        let (open, gate) = oneshot::channel();
+        *lock(&target.gate) = Some(gate);
+        // The first call succeeds, the combined one after it fails, the one after that succeeds.
+        *lock(&target.fails) = VecDeque::from([false, true, false]);
+        let group = Arc::new(Coalescer::<Echo>::new(target.clone()));
+        let id = RunId::new(1);
+        let call = |item: u32| {
+            let group = group.clone();
+            tokio::spawn(async move {
+                group
+                    .submit(id, vec![item], Timestamp::from_millis(0))
+                    .await
+            })
+        };
+        // The first caller writes at once and is held there; three more queue behind it.
+        let first = call(1);
+        until(|| lock(&target.calls).len() == 1).await;
+        let queued: Vec<_> = (2..=4).map(call).collect();
+        until(|| group.submissions() == 4).await;
+        let _ = open.send(());
+        assert_eq!(answer(first).await, "ok [1]");
+        // The three queued callers went in one call, and each got the failure as its own
+        // answer (none is left waiting, none is told it was written).
+        let mut answers = Vec::new();
+        for caller in queued {
+            answers.push(answer(caller).await);
+        }
+        assert_eq!(answers, vec!["unavailable: database or disk is full"; 3]);
+        assert_eq!(*lock(&target.calls), vec![vec![1], vec![2, 3, 4]]);
+        // The failure is not remembered: the next call is written.
+        assert_eq!(answer(call(5)).await, "ok [5]");
+        assert_eq!(group.store_calls(), 3);
+        assert_eq!(group.runs_in_flight(), 0, "the lane is forgotten");
+    }
+}
