@@ -309,6 +309,139 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
     Ok(())
 }
 
+/// The storage fails under the chunk's combined claims (the claims table is gone for 300 ms, a
+/// real failed statement on either database): every claim of that combined call fails, each
+/// item is tried again after the chunk's backoff, and once the table is back every item is
+/// restored and counted exactly once; none is given up or counted failed.
+async fn claims_failing_in_storage_are_retried_item_by_item(url: String) -> Result<(), TestError> {
+    use opsrun_application::writers::Writers;
+
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let set = crate::crash::backup_set(&running, "claims-down", 20).await?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let restore = running
+        .stack
+        .families
+        .get(&opsrun_domain::OperationType::BACKUP_SET_RESTORE)
+        .ok_or("no restore family")?
+        .clone();
+    restore.execute(id).await?;
+    let items: Vec<opsrun_domain::ItemKey> = running
+        .backend
+        .store
+        .work_set(id)
+        .await?
+        .ok_or("no work set")?
+        .units()
+        .to_vec();
+    assert_eq!(items.len(), 20);
+    // Counts each item's attempts; no item is made to fail by it.
+    let absent = opsrun_domain::ItemKey::from_static("not-in-this-run");
+    let counted = std::sync::Arc::new(Faulty {
+        inner: restore,
+        flaky: absent.clone(),
+        broken: absent,
+        calls: std::sync::Mutex::default(),
+    });
+    let mut families = opsrun_application::families::Families::new();
+    families.register(counted.clone())?;
+    let writers = Writers::with_families(running.stack.service.clone(), families);
+    let db = running.backend.store.connection().clone();
+    // From the moment the table goes: nothing can be claimed for 300 ms after this.
+    let started = tokio::time::Instant::now();
+    db.execute_unprepared("ALTER TABLE operation_run_claims RENAME TO operation_run_claims_away")
+        .await?;
+    let back = tokio::spawn({
+        let db = db.clone();
+        async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            db.execute_unprepared(
+                "ALTER TABLE operation_run_claims_away RENAME TO operation_run_claims",
+            )
+            .await
+        }
+    });
+    let claims_before = running.stack.service.claim_coalescer().store_calls();
+    opsrun_adapters::chunk::run_chunk(
+        &writers,
+        id,
+        items.clone(),
+        opsrun_adapters::chunk::ItemRetries {
+            max_attempts: 6,
+            first_delay: Duration::from_millis(100),
+        },
+        None,
+    )
+    .await?;
+    let took = started.elapsed();
+    back.await??;
+    let claims = running.stack.service.claim_coalescer().store_calls() - claims_before;
+    let run = running.backend.store.run(id).await?;
+    let ledger = running.backend.store.ledger(id).await?;
+    let restored = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            format!(
+                "SELECT count(*) AS n, count(DISTINCT item_key) AS items FROM restore_results WHERE run_id = {}",
+                id.value()
+            ),
+        ))
+        .await?
+        .ok_or("no count")?;
+    let attempts = counted
+        .calls
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
+    running.stop().await?;
+    // Nothing could be claimed before the table came back; every item waited for it.
+    assert!(took >= Duration::from_millis(300), "{took:?}");
+    assert_eq!(attempts.len(), 20, "every item was tried");
+    // The chunk runs CHUNK_CONCURRENCY items at once: those that started while the table was
+    // gone had their claim fail and were tried again (the rest started after it was back).
+    let retried = attempts.values().filter(|n| **n >= 2).count();
+    assert!(
+        retried >= opsrun_adapters::chunk::CHUNK_CONCURRENCY.min(20),
+        "{retried} items tried again after a failed claim: {attempts:?}"
+    );
+    assert!(claims >= 2, "{claims} claim calls");
+    assert!(run.is_completed());
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(20));
+    assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(20));
+    assert_eq!(run.counts().get(SummaryKey::Failed), None);
+    assert_eq!(ledger.len(), 20);
+    assert_eq!(
+        (
+            restored.try_get::<i64>("", "n")?,
+            restored.try_get::<i64>("", "items")?
+        ),
+        (20, 20),
+        "each item restored at the provider once"
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_failing_in_storage_are_retried_item_by_item_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    claims_failing_in_storage_are_retried_item_by_item(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn claims_failing_in_storage_are_retried_item_by_item_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    claims_failing_in_storage_are_retried_item_by_item(url).await
+}
+
 /// The statements a fan-out of n items costs the run store, as a function of n and of the
 /// record and claim calls its items were coalesced into: the parent's part is constant, each
 /// item costs the same fixed number (none of its own: its claim and its record go into
