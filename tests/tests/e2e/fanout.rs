@@ -309,11 +309,15 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
     Ok(())
 }
 
-/// The storage fails under the chunk's combined claims (the claims table is gone for 300 ms, a
-/// real failed statement on either database): every claim of that combined call fails, each
-/// item is tried again after the chunk's backoff, and once the table is back every item is
-/// restored and counted exactly once; none is given up or counted failed.
-async fn claims_failing_in_storage_are_retried_item_by_item(url: String) -> Result<(), TestError> {
+/// The storage fails under a chunk's combined writes (`table` is gone for 300 ms, a real failed
+/// statement on either database): the claims table fails every claim of a combined claim; the
+/// simulated tenant's restore table fails its combined restore rows, so the provider call
+/// answers unavailable. Each item is tried again after the chunk's backoff, and once the
+/// table is back every item is restored and counted exactly once; none is given up or failed.
+async fn storage_failing_under_a_chunk_is_retried_item_by_item(
+    url: String,
+    table: &str,
+) -> Result<(), TestError> {
     use opsrun_application::writers::Writers;
 
     let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
@@ -354,16 +358,16 @@ async fn claims_failing_in_storage_are_retried_item_by_item(url: String) -> Resu
     let db = running.backend.store.connection().clone();
     // From the moment the table goes: nothing can be claimed for 300 ms after this.
     let started = tokio::time::Instant::now();
-    db.execute_unprepared("ALTER TABLE operation_run_claims RENAME TO operation_run_claims_away")
+    db.execute_unprepared(&format!("ALTER TABLE {table} RENAME TO {table}_away"))
         .await?;
     let back = tokio::spawn({
-        let db = db.clone();
+        let (db, back) = (
+            db.clone(),
+            format!("ALTER TABLE {table}_away RENAME TO {table}"),
+        );
         async move {
             tokio::time::sleep(Duration::from_millis(300)).await;
-            db.execute_unprepared(
-                "ALTER TABLE operation_run_claims_away RENAME TO operation_run_claims",
-            )
-            .await
+            db.execute_unprepared(&back).await
         }
     });
     let claims_before = running.stack.service.claim_coalescer().store_calls();
@@ -403,11 +407,11 @@ async fn claims_failing_in_storage_are_retried_item_by_item(url: String) -> Resu
     assert!(took >= Duration::from_millis(300), "{took:?}");
     assert_eq!(attempts.len(), 20, "every item was tried");
     // The chunk runs CHUNK_CONCURRENCY items at once: those that started while the table was
-    // gone had their claim fail and were tried again (the rest started after it was back).
+    // gone failed and were tried again (the rest started after it was back).
     let retried = attempts.values().filter(|n| **n >= 2).count();
     assert!(
         retried >= opsrun_adapters::chunk::CHUNK_CONCURRENCY.min(20),
-        "{retried} items tried again after a failed claim: {attempts:?}"
+        "{retried} items tried again after a failed write to {table}: {attempts:?}"
     );
     assert!(claims >= 2, "{claims} claim calls");
     assert!(run.is_completed());
@@ -430,7 +434,7 @@ async fn claims_failing_in_storage_are_retried_item_by_item(url: String) -> Resu
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn claims_failing_in_storage_are_retried_item_by_item_on_sqlite() -> Result<(), TestError> {
     let (_dir, url) = fresh_sqlite_file()?;
-    claims_failing_in_storage_are_retried_item_by_item(url).await
+    storage_failing_under_a_chunk_is_retried_item_by_item(url, "operation_run_claims").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -439,7 +443,24 @@ async fn claims_failing_in_storage_are_retried_item_by_item_on_postgres() -> Res
         crate::report_skip();
         return Ok(());
     };
-    claims_failing_in_storage_are_retried_item_by_item(url).await
+    storage_failing_under_a_chunk_is_retried_item_by_item(url, "operation_run_claims").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_rows_failing_at_the_provider_are_retried_item_by_item_on_sqlite()
+-> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    storage_failing_under_a_chunk_is_retried_item_by_item(url, "restore_results").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn restore_rows_failing_at_the_provider_are_retried_item_by_item_on_postgres()
+-> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    storage_failing_under_a_chunk_is_retried_item_by_item(url, "restore_results").await
 }
 
 /// The statements a fan-out of n items costs the run store, as a function of n and of the
