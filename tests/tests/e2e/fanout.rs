@@ -463,6 +463,133 @@ async fn restore_rows_failing_at_the_provider_are_retried_item_by_item_on_postgr
     storage_failing_under_a_chunk_is_retried_item_by_item(url, "restore_results").await
 }
 
+/// A dispatch that dies after its child jobs are in the queue and before they are announced
+/// (the announcement's insert fails: a trigger refuses it, a real failed statement) leaves
+/// jobs whose numbers nobody announced. Its retry reserves numbers past them, so no announced
+/// job shares a number with an orphan: the orphans' completions count for nothing, the child
+/// jobs never show more finished than enqueued, and every item is still counted once.
+async fn a_dispatch_failing_after_its_jobs_are_queued(url: String) -> Result<(), TestError> {
+    const N: usize = 40;
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let set = crate::crash::backup_set(&running, "dispatch-dies", N).await?;
+    let db = running.backend.store.connection().clone();
+    let postgres = db.get_database_backend() == sea_orm::DbBackend::Postgres;
+    let (refuse, allow) = if postgres {
+        (
+            "CREATE FUNCTION opsrun_test_refuse() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'injected: announcement refused'; END $$; \
+             CREATE TRIGGER opsrun_test_refuse BEFORE INSERT ON operation_run_children \
+             FOR EACH ROW EXECUTE FUNCTION opsrun_test_refuse()",
+            "DROP TRIGGER opsrun_test_refuse ON operation_run_children",
+        )
+    } else {
+        (
+            "CREATE TRIGGER opsrun_test_refuse BEFORE INSERT ON operation_run_children \
+             BEGIN SELECT RAISE(ABORT, 'injected: announcement refused'); END",
+            "DROP TRIGGER opsrun_test_refuse",
+        )
+    };
+    db.execute_unprepared(refuse).await?;
+    let id = running
+        .start_run(RunParams::BackupSetRestore {
+            backup_set_id: set.id,
+            item_ids: None,
+        })
+        .await?;
+    let job = opsrun_application::ports::Job::Run { run: id };
+    let failed = running.stack.writers.execute(&job).await;
+    assert!(
+        failed
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains("announcement refused")),
+        "the dispatch failed at its announcement: {failed:?}"
+    );
+    let next = |db: sea_orm::DatabaseConnection| async move {
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT children_next AS next, (SELECT count(*) FROM operation_run_children \
+                     WHERE run_id = {0}) AS announced, (SELECT min(job) FROM operation_run_children \
+                     WHERE run_id = {0}) AS lowest FROM operation_runs WHERE id = {0}",
+                    id.value()
+                ),
+            ))
+            .await?
+            .ok_or("no run")?;
+        Ok::<_, TestError>((
+            row.try_get::<Option<i64>>("", "next")?,
+            row.try_get::<i64>("", "announced")?,
+            row.try_get::<Option<i64>>("", "lowest")?,
+        ))
+    };
+    // One number per item was reserved, jobs went to the queue, nothing was announced.
+    assert_eq!(next(db.clone()).await?, (Some(N as i64), 0, None));
+    assert_eq!(running.backend.store.run(id).await?.children(), None);
+
+    db.execute_unprepared(allow).await?;
+    running.stack.writers.execute(&job).await?;
+    let (reserved, announced, lowest) = next(db.clone()).await?;
+    assert_eq!(
+        reserved,
+        Some(2 * N as i64),
+        "the retry reserved numbers past the first"
+    );
+    assert!(announced > 0);
+    assert!(
+        lowest.is_some_and(|job| job >= N as i64),
+        "no announced job has an orphan's number: lowest {lowest:?}"
+    );
+    let children = running.backend.store.run(id).await?.children();
+    assert_eq!(
+        children,
+        Some(opsrun_domain::ChildJobs {
+            total: u64::try_from(announced)?,
+            completed: 0
+        })
+    );
+
+    // Every job in the queue runs now: the orphans, the announced ones, and the parent's own
+    // job (its dispatch finds the rest enqueued or recorded).
+    let running = running.with_workers();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+    let run = loop {
+        let run = running.backend.store.run(id).await?;
+        if let Some(jobs) = run.children() {
+            assert!(jobs.completed <= jobs.total, "{jobs:?}");
+        }
+        if run.is_completed() && run.children().is_some_and(|j| j.completed == j.total) {
+            break run;
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!("the fan-out did not finish: {run:?}").into());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let ledger = running.backend.store.ledger(id).await?;
+    running.stop().await?;
+    assert_eq!(run.outcome(), RunOutcome::Succeeded);
+    assert_eq!(run.counts().get(SummaryKey::Processed), Some(N as u64));
+    assert_eq!(run.counts().get(SummaryKey::Succeeded), Some(N as u64));
+    assert_eq!(ledger.len(), N);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dispatch_failing_after_its_jobs_are_queued_on_sqlite() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    a_dispatch_failing_after_its_jobs_are_queued(url).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_dispatch_failing_after_its_jobs_are_queued_on_postgres() -> Result<(), TestError> {
+    let Some(url) = fresh_postgres_database().await? else {
+        crate::report_skip();
+        return Ok(());
+    };
+    a_dispatch_failing_after_its_jobs_are_queued(url).await
+}
+
 /// The statements a fan-out of n items costs the run store, as a function of n and of the
 /// record and claim calls its items were coalesced into: the parent's part is constant, each
 /// item costs the same fixed number (none of its own: its claim and its record go into
