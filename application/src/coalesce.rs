@@ -557,8 +557,12 @@ mod tests {
         // The first caller writes at once and is held there; three more queue behind it.
         let first = call(1);
         until(|| lock(&target.calls).len() == 1).await;
-        let queued: Vec<_> = (2..=4).map(call).collect();
-        until(|| group.submissions() == 4).await;
+        // One by one, so the line's order is theirs.
+        let mut queued = Vec::new();
+        for item in 2..=4 {
+            queued.push(call(item));
+            until(|| group.submissions() == u64::from(item)).await;
+        }
         let _ = open.send(());
         assert_eq!(answer(first).await, "ok [1]");
         // The three queued callers went in one call, and each got the failure as its own

@@ -309,11 +309,12 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
     Ok(())
 }
 
-/// The storage fails under a chunk's combined writes (`table` is gone for 300 ms, a real failed
-/// statement on either database): the claims table fails every claim of a combined claim; the
-/// simulated tenant's restore table fails its combined restore rows, so the provider call
-/// answers unavailable. Each item is tried again after the chunk's backoff, and once the
-/// table is back every item is restored and counted exactly once; none is given up or failed.
+/// The storage fails under a chunk's combined writes (`table` is gone, a real failed statement
+/// on either database, until every item of the chunk's first wave has been tried again): the
+/// claims table fails every claim of a combined claim; the simulated tenant's restore table
+/// fails its combined restore rows, so the provider call answers unavailable. Each item is
+/// tried again after the chunk's backoff, and once the table is back every item is restored
+/// and counted exactly once; none is given up or failed.
 async fn storage_failing_under_a_chunk_is_retried_item_by_item(
     url: String,
     table: &str,
@@ -356,21 +357,36 @@ async fn storage_failing_under_a_chunk_is_retried_item_by_item(
     families.register(counted.clone())?;
     let writers = Writers::with_families(running.stack.service.clone(), families);
     let db = running.backend.store.connection().clone();
-    // From the moment the table goes: nothing can be claimed for 300 ms after this.
-    let started = tokio::time::Instant::now();
     db.execute_unprepared(&format!("ALTER TABLE {table} RENAME TO {table}_away"))
         .await?;
+    // The chunk runs CHUNK_CONCURRENCY items at once. The table comes back once that many
+    // have been tried a second time (each first attempt failed, and the chunk tried again),
+    // or after 20 s, which fails the test below.
+    let wave = opsrun_adapters::chunk::CHUNK_CONCURRENCY.min(20);
     let back = tokio::spawn({
         let (db, back) = (
             db.clone(),
             format!("ALTER TABLE {table}_away RENAME TO {table}"),
         );
+        let counted = counted.clone();
         async move {
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            db.execute_unprepared(&back).await
+            let retried = || {
+                counted
+                    .calls
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .values()
+                    .filter(|n| **n >= 2)
+                    .count()
+            };
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            while retried() < wave && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            let seen = retried();
+            db.execute_unprepared(&back).await.map(|_| seen)
         }
     });
-    let claims_before = running.stack.service.claim_coalescer().store_calls();
     opsrun_adapters::chunk::run_chunk(
         &writers,
         id,
@@ -382,9 +398,7 @@ async fn storage_failing_under_a_chunk_is_retried_item_by_item(
         None,
     )
     .await?;
-    let took = started.elapsed();
-    back.await??;
-    let claims = running.stack.service.claim_coalescer().store_calls() - claims_before;
+    let retried_while_gone = back.await??;
     let run = running.backend.store.run(id).await?;
     let ledger = running.backend.store.ledger(id).await?;
     let restored = db
@@ -403,17 +417,13 @@ async fn storage_failing_under_a_chunk_is_retried_item_by_item(
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .clone();
     running.stop().await?;
-    // Nothing could be claimed before the table came back; every item waited for it.
-    assert!(took >= Duration::from_millis(300), "{took:?}");
-    assert_eq!(attempts.len(), 20, "every item was tried");
-    // The chunk runs CHUNK_CONCURRENCY items at once: those that started while the table was
-    // gone failed and were tried again (the rest started after it was back).
-    let retried = attempts.values().filter(|n| **n >= 2).count();
     assert!(
-        retried >= opsrun_adapters::chunk::CHUNK_CONCURRENCY.min(20),
-        "{retried} items tried again after a failed write to {table}: {attempts:?}"
+        retried_while_gone >= wave,
+        "{retried_while_gone} items of the first wave tried again while {table} was gone: \
+         {attempts:?}"
     );
-    assert!(claims >= 2, "{claims} claim calls");
+    assert_eq!(attempts.len(), 20, "every item was tried");
+    assert!(attempts.values().all(|n| *n <= 6), "{attempts:?}");
     assert!(run.is_completed());
     assert_eq!(run.outcome(), RunOutcome::Succeeded);
     assert_eq!(run.counts().get(SummaryKey::Processed), Some(20));
@@ -523,8 +533,42 @@ async fn a_dispatch_failing_after_its_jobs_are_queued(url: String) -> Result<(),
             row.try_get::<Option<i64>>("", "lowest")?,
         ))
     };
-    // One number per item was reserved, jobs went to the queue, nothing was announced.
+    // The parent's child jobs in the queue: how many, and their greatest number.
+    let queued = |db: sea_orm::DatabaseConnection| async move {
+        let parent = if postgres {
+            "(convert_from(job, 'UTF8')::jsonb ->> 'parent')::bigint"
+        } else {
+            "json_extract(CAST(job AS TEXT), '$.parent')"
+        };
+        let number = if postgres {
+            "(convert_from(job, 'UTF8')::jsonb ->> 'job')::bigint"
+        } else {
+            "json_extract(CAST(job AS TEXT), '$.job')"
+        };
+        let table = if postgres { "apalis.jobs" } else { "Jobs" };
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_string(
+                db.get_database_backend(),
+                format!(
+                    "SELECT count(*) AS jobs, max({number}) AS highest FROM {table} \
+                     WHERE job_type = '{}' AND {parent} = {}",
+                    opsrun_adapters::queue::CHILDREN_QUEUE,
+                    id.value()
+                ),
+            ))
+            .await?
+            .ok_or("no count")?;
+        Ok::<_, TestError>((
+            row.try_get::<i64>("", "jobs")?,
+            row.try_get::<Option<i64>>("", "highest")?,
+        ))
+    };
+    // One number per item was reserved, the jobs went to the queue with numbers below N,
+    // nothing was announced.
     assert_eq!(next(db.clone()).await?, (Some(N as i64), 0, None));
+    let (orphans, highest) = queued(db.clone()).await?;
+    assert!(orphans > 0, "the failed dispatch queued its jobs");
+    assert!(highest.is_some_and(|job| job < N as i64), "{highest:?}");
     assert_eq!(running.backend.store.run(id).await?.children(), None);
 
     db.execute_unprepared(allow).await?;
@@ -539,6 +583,11 @@ async fn a_dispatch_failing_after_its_jobs_are_queued(url: String) -> Result<(),
     assert!(
         lowest.is_some_and(|job| job >= N as i64),
         "no announced job has an orphan's number: lowest {lowest:?}"
+    );
+    assert_eq!(
+        queued(db.clone()).await?.0,
+        orphans + announced,
+        "the orphans and the announced jobs are in the queue"
     );
     let children = running.backend.store.run(id).await?.children();
     assert_eq!(
