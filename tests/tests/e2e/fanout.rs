@@ -221,16 +221,21 @@ impl opsrun_application::families::Family for Faulty {
     }
 }
 
-/// A failing item never fails its chunk: a transient failure is tried again after a backoff
-/// (and then succeeds), one that keeps failing is recorded `failed` after its attempts, and
-/// every other item of the chunk is recorded.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
-    use opsrun_application::writers::Writers;
-
-    let (_dir, url) = fresh_sqlite_file()?;
-    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
-    let set = crate::crash::backup_set(&running, "faulty", 20).await?;
+/// A restore of `n` items whose parent has frozen its work set and handed it out (no worker
+/// runs its child jobs here): the run, the restore family, and the items.
+async fn dispatched_restore(
+    running: &Running,
+    name: &str,
+    n: usize,
+) -> Result<
+    (
+        opsrun_domain::RunId,
+        std::sync::Arc<dyn opsrun_application::families::Family>,
+        Vec<opsrun_domain::ItemKey>,
+    ),
+    TestError,
+> {
+    let set = crate::crash::backup_set(running, name, n).await?;
     let id = running
         .start_run(RunParams::BackupSetRestore {
             backup_set_id: set.id,
@@ -243,9 +248,8 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
         .get(&opsrun_domain::OperationType::BACKUP_SET_RESTORE)
         .ok_or("no restore family")?
         .clone();
-    // The parent freezes its items and hands them out (no worker runs them here).
     restore.execute(id).await?;
-    let items: Vec<opsrun_domain::ItemKey> = running
+    let items = running
         .backend
         .store
         .work_set(id)
@@ -253,16 +257,38 @@ async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
         .ok_or("no work set")?
         .units()
         .to_vec();
-    assert_eq!(items.len(), 20);
+    assert_eq!(items.len(), n);
+    Ok((id, restore, items))
+}
+
+/// The service's writers with `faulty` standing in for the restore family.
+fn writers_with(
+    running: &Running,
+    faulty: std::sync::Arc<Faulty>,
+) -> Result<opsrun_application::writers::Writers, TestError> {
+    let mut families = opsrun_application::families::Families::new();
+    families.register(faulty)?;
+    Ok(opsrun_application::writers::Writers::with_families(
+        running.stack.service.clone(),
+        families,
+    ))
+}
+
+/// A failing item never fails its chunk: a transient failure is tried again after a backoff
+/// (and then succeeds), one that keeps failing is recorded `failed` after its attempts, and
+/// every other item of the chunk is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_failing_item_never_fails_its_chunk() -> Result<(), TestError> {
+    let (_dir, url) = fresh_sqlite_file()?;
+    let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
+    let (id, restore, items) = dispatched_restore(&running, "faulty", 20).await?;
     let faulty = std::sync::Arc::new(Faulty {
         inner: restore,
         flaky: items[3].clone(),
         broken: items[7].clone(),
         calls: std::sync::Mutex::default(),
     });
-    let mut families = opsrun_application::families::Families::new();
-    families.register(faulty.clone())?;
-    let writers = Writers::with_families(running.stack.service.clone(), families);
+    let writers = writers_with(&running, faulty.clone())?;
     let started = tokio::time::Instant::now();
     opsrun_adapters::chunk::run_chunk(
         &writers,
@@ -319,32 +345,8 @@ async fn storage_failing_under_a_chunk_is_retried_item_by_item(
     url: String,
     table: &str,
 ) -> Result<(), TestError> {
-    use opsrun_application::writers::Writers;
-
     let running = Running::start_without_workers(&url, SimulationSettings::default()).await?;
-    let set = crate::crash::backup_set(&running, "claims-down", 20).await?;
-    let id = running
-        .start_run(RunParams::BackupSetRestore {
-            backup_set_id: set.id,
-            item_ids: None,
-        })
-        .await?;
-    let restore = running
-        .stack
-        .families
-        .get(&opsrun_domain::OperationType::BACKUP_SET_RESTORE)
-        .ok_or("no restore family")?
-        .clone();
-    restore.execute(id).await?;
-    let items: Vec<opsrun_domain::ItemKey> = running
-        .backend
-        .store
-        .work_set(id)
-        .await?
-        .ok_or("no work set")?
-        .units()
-        .to_vec();
-    assert_eq!(items.len(), 20);
+    let (id, restore, items) = dispatched_restore(&running, "storage-down", 20).await?;
     // Counts each item's attempts; no item is made to fail by it.
     let absent = opsrun_domain::ItemKey::from_static("not-in-this-run");
     let counted = std::sync::Arc::new(Faulty {
@@ -353,9 +355,7 @@ async fn storage_failing_under_a_chunk_is_retried_item_by_item(
         broken: absent,
         calls: std::sync::Mutex::default(),
     });
-    let mut families = opsrun_application::families::Families::new();
-    families.register(counted.clone())?;
-    let writers = Writers::with_families(running.stack.service.clone(), families);
+    let writers = writers_with(&running, counted.clone())?;
     let db = running.backend.store.connection().clone();
     db.execute_unprepared(&format!("ALTER TABLE {table} RENAME TO {table}_away"))
         .await?;

@@ -57,24 +57,13 @@ impl SqlRunStore {
     ) -> Result<Option<Recorded>, StoreError> {
         let (ctes, insert, mut item_values) = ledger_insert(candidates, "", self.run_lock());
         let adding = candidates.len() as u64;
-        let mut deltas = Deltas::default();
-        deltas.add(SummaryKey::Processed, adding);
-        for record in candidates {
-            deltas.add(outcome_key(record.outcome()), 1);
-            for (key, delta) in record.deltas().iter() {
-                deltas.add(key.summary_key(), delta);
-            }
-        }
-        let (sets, guards, mut update_values) = deltas.clauses(3 + item_values.len());
-        let sql = format!(
-            "WITH {ctes} {insert}; \
-             UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $2 \
-             THEN $2 ELSE heartbeat_at END \
-             WHERE id = $1 AND changes() = {adding} AND status <> 'completed' \
-             AND (total IS NULL OR COALESCE(processed, 0) + {adding} <= total) AND {} RETURNING processed, total",
-            sets.join(", "),
-            guards.join(" AND ")
+        let (update, mut update_values) = Deltas::of_records(candidates).record_update(
+            3 + item_values.len(),
+            &adding.to_string(),
+            "$2",
+            &format!("changes() = {adding}"),
         );
+        let sql = format!("WITH {ctes} {insert}; {update}");
         let mut values: Vec<Value> = vec![id.value().into(), at.as_millis().into()];
         values.append(&mut item_values);
         values.append(&mut update_values);
@@ -325,23 +314,8 @@ impl SqlRunStore {
             .filter(|r| fresh_keys.contains(r.key().as_str()))
             .collect();
         let adding = fresh.len() as u64;
-        let mut deltas = Deltas::default();
-        deltas.add(SummaryKey::Processed, adding);
-        for record in &fresh {
-            deltas.add(outcome_key(record.outcome()), 1);
-            for (key, delta) in record.deltas().iter() {
-                deltas.add(key.summary_key(), delta);
-            }
-        }
-        let (sets, guards, mut values) = deltas.clauses(4);
-        let sql = format!(
-            "UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < $3 \
-             THEN $3 ELSE heartbeat_at END \
-             WHERE id = $1 AND status <> 'completed' AND (total IS NULL OR COALESCE(processed, 0) + $2 <= total) \
-             AND {} RETURNING processed, total",
-            sets.join(", "),
-            guards.join(" AND ")
-        );
+        let (sql, mut values) =
+            Deltas::of_records(fresh.iter().copied()).record_update(4, "$2", "$3", "TRUE");
         let mut all: Vec<Value> = vec![
             id.value().into(),
             i64::try_from(adding).unwrap_or(i64::MAX).into(),

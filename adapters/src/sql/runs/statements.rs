@@ -28,6 +28,48 @@ impl Deltas {
         }
     }
 
+    /// What recording `records` (each new to the ledger) moves: `processed` by their number,
+    /// each one's outcome counter by one, and its auxiliary deltas. Domain twin: the additions
+    /// of `OperationRun::record_items`.
+    pub(super) fn of_records<'a>(records: impl IntoIterator<Item = &'a ItemRecord>) -> Self {
+        let mut deltas = Self::default();
+        let mut adding = 0;
+        for record in records {
+            adding += 1;
+            deltas.add(outcome_key(record.outcome()), 1);
+            for (key, delta) in record.deltas().iter() {
+                deltas.add(key.summary_key(), delta);
+            }
+        }
+        deltas.add(SummaryKey::Processed, adding);
+        deltas
+    }
+
+    /// The guarded `UPDATE` of run `$1` by these deltas for a record of `adding` items (SQL:
+    /// a parameter or a literal) at `at` (SQL): every counter moved, the heartbeat moved
+    /// forward, only while the run is open, within its total and below the largest count, and
+    /// when `also` holds. Its values start at `$first`; it answers `processed, total`. Domain
+    /// twin: `OperationRun::record_items`'s refusals (I2, I6, `CountOverflow`).
+    pub(super) fn record_update(
+        &self,
+        first: usize,
+        adding: &str,
+        at: &str,
+        also: &str,
+    ) -> (String, Vec<Value>) {
+        let (sets, guards, values) = self.clauses(first);
+        let sql = format!(
+            "UPDATE operation_runs SET {}, heartbeat_at = CASE WHEN heartbeat_at IS NULL OR heartbeat_at < {at} \
+             THEN {at} ELSE heartbeat_at END \
+             WHERE id = $1 AND {also} AND status <> 'completed' \
+             AND (total IS NULL OR COALESCE(processed, 0) + {adding} <= total) AND {} \
+             RETURNING processed, total",
+            sets.join(", "),
+            guards.join(" AND ")
+        );
+        (sql, values)
+    }
+
     /// `SET` clauses and `WHERE` overflow guards, with their values starting at `$first`.
     pub(super) fn clauses(&self, first: usize) -> (Vec<String>, Vec<String>, Vec<Value>) {
         let mut sets = Vec::new();
